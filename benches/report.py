@@ -1,0 +1,89 @@
+"""Turn benchmark samples into the results table, as plain text or markdown."""
+
+from __future__ import annotations
+
+import statistics
+import textwrap
+
+from scenarios import Bench
+
+COLUMNS = ("ferrovent", "gevent")
+HEADINGS = ("bench", "metric", *COLUMNS, "ratio [1]", "rounds")
+NOTES = (
+    "Medians over rounds; every measurement ran in a fresh process, the implementations interleaved.",
+    "[1] ratio > 1 means ferrovent is better: ferrovent/gevent for higher-is-better metrics, gevent/ferrovent for "
+    "lower-is-better ones.",
+)
+REFERENCE_NOTE = (
+    "{name} is plain greenlet with no library, the same figure for both: one sleep(0) is two switches (into the hub "
+    "and back), so the best possible sleep0 rate is half of it."
+)
+
+Samples = dict[tuple[str, str], list[float]]
+
+
+def _number(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _ratio(bench: Bench, ferrovent: float | None, gevent: float | None) -> str:
+    if ferrovent is None or gevent is None:
+        return "n/a"
+    better, worse = (ferrovent, gevent) if bench.higher_is_better else (gevent, ferrovent)
+    return f"{better / worse:.2f}x" if worse > 0 else "n/a"
+
+
+def _rounds(counts: dict[str, int]) -> str:
+    if len(set(counts.values())) == 1:
+        return str(next(iter(counts.values())))
+    return " / ".join(f"{impl} {count}" for impl, count in counts.items())
+
+
+def rows(benches: list[Bench], samples: Samples, impls: list[str], reference_impl: str) -> list[tuple[str, ...]]:
+    """One table row per bench, cells as strings in HEADINGS order; `impls` are the implementations that ran."""
+    table = []
+    for bench in benches:
+        metric = f"{bench.unit} ({'higher' if bench.higher_is_better else 'lower'} is better)"
+        if bench.reference:
+            runs = samples.get((bench.name, reference_impl), [])
+            cell = _number(statistics.median(runs)) if runs else "n/a"
+            table.append((bench.name, metric, cell, cell, "reference", str(len(runs))))
+            continue
+        runs = {impl: samples.get((bench.name, impl), []) for impl in COLUMNS}
+        ferrovent, gevent = (statistics.median(runs[impl]) if runs[impl] else None for impl in COLUMNS)
+        cells = [_number(median) if median is not None else "n/a" for median in (ferrovent, gevent)]
+        counts = {impl: len(runs[impl]) for impl in COLUMNS if impl in impls}
+        table.append((bench.name, metric, *cells, _ratio(bench, ferrovent, gevent), _rounds(counts)))
+    return table
+
+
+def notes(benches: list[Bench]) -> list[str]:
+    return [*NOTES, *(REFERENCE_NOTE.format(name=bench.name) for bench in benches if bench.reference)]
+
+
+def render_text(header: list[tuple[str, str]], table: list[tuple[str, ...]], footnotes: list[str]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(HEADINGS, *table)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        aligned = [
+            cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(cells, widths))
+        ]
+        return "  ".join(aligned).rstrip()
+
+    label_width = max(len(label) for label, _ in header)
+    out = [f"{label.ljust(label_width)}  {value}" for label, value in header]
+    out += ["", line(HEADINGS), line(tuple("-" * width for width in widths))]
+    out += [line(cells) for cells in table]
+    out += ["", *(textwrap.fill(note, width=100, subsequent_indent="    ") for note in footnotes)]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(header: list[tuple[str, str]], table: list[tuple[str, ...]], footnotes: list[str]) -> str:
+    header_lines = [f"- **{label}**: {value}" for label, value in header]
+    table_lines = ["| " + " | ".join(HEADINGS) + " |", "|" + "|".join([":---"] * 2 + ["---:"] * 4) + "|"]
+    table_lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    return "\n\n".join(["\n".join(header_lines), "\n".join(table_lines), *footnotes]) + "\n"

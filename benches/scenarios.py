@@ -1,0 +1,150 @@
+"""The benchmark scenarios, each written against gevent's public API only.
+
+Run one measurement in this (fresh) process and print it as one JSON line:
+
+    python benches/scenarios.py <impl> <bench> [--quick]
+
+`impl` is the module to import (`gevent` or `ferrovent`); reference benches measure plain `greenlet` and take
+`greenlet` as their impl. `benches/run.py` drives this script once per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+REFERENCE_IMPL = "greenlet"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    unit: str
+    higher_is_better: bool
+    measure: Callable[[ModuleType, bool], float]
+    reference: bool = False
+
+
+def _noop() -> None:
+    pass
+
+
+def spawn_join(lib: ModuleType, quick: bool) -> float:
+    count = 10_000 if quick else 100_000
+    start = time.perf_counter()
+    greenlets = [lib.spawn(_noop) for _ in range(count)]
+    lib.joinall(greenlets)
+    return count / (time.perf_counter() - start)
+
+
+def sleep0(lib: ModuleType, quick: bool) -> float:
+    workers = 10
+    yields_each = 10_000 if quick else 100_000
+    sleep = lib.sleep
+
+    def worker() -> None:
+        for _ in range(yields_each):
+            sleep(0)
+
+    start = time.perf_counter()
+    lib.joinall([lib.spawn(worker) for _ in range(workers)])
+    return workers * yields_each / (time.perf_counter() - start)
+
+
+def switch_floor(greenlet_module: ModuleType, quick: bool) -> float:
+    round_trips = 100_000 if quick else 1_000_000
+
+    def bounce() -> None:
+        back = greenlet_module.getcurrent().parent.switch
+        while True:
+            back()
+
+    there = greenlet_module.greenlet(bounce).switch
+    start = time.perf_counter()
+    for _ in range(round_trips):
+        there()
+    return 2 * round_trips / (time.perf_counter() - start)
+
+
+def timers(lib: ModuleType, quick: bool) -> float:
+    count = 10_000 if quick else 100_000
+    rng = random.Random(20240607)
+    delays = [rng.uniform(0, 0.010) for _ in range(count)]
+    start = time.perf_counter()
+    lib.joinall([lib.spawn(lib.sleep, delay) for delay in delays])
+    elapsed = time.perf_counter() - start
+    return (elapsed - max(delays)) * 1000
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE
+
+
+def _park(lib: ModuleType, count: int) -> list:
+    """Spawn `count` greenlets that each block in a long sleep; return them once all are parked."""
+    started = 0
+
+    def park() -> None:
+        nonlocal started
+        started += 1
+        lib.sleep(3600)
+
+    greenlets = [lib.spawn(park) for _ in range(count)]
+    lib.sleep(0)
+    lib.sleep(0)
+    if started != count:
+        raise RuntimeError(f"only {started} of {count} greenlets reached their sleep")
+    return greenlets
+
+
+def memory(lib: ModuleType, quick: bool) -> float:
+    count = 2_000 if quick else 10_000
+    # A first parked batch creates the hub, the loop and the allocator arenas, so the baseline excludes them. It
+    # stays parked: killed, its freed memory would be recycled by the measured batch and hide part of its cost.
+    warm_up = _park(lib, 1_000)
+    gc.collect()
+    before = _rss_bytes()
+    parked = _park(lib, count)
+    gc.collect()
+    after = _rss_bytes()
+    lib.killall(warm_up + parked)
+    return (after - before) / count / 1024
+
+
+BENCHES = {
+    bench.name: bench
+    for bench in (
+        Bench("spawn_join", "greenlets/s", True, spawn_join),
+        Bench("sleep0", "yields/s", True, sleep0),
+        Bench("switch_floor", "switches/s", True, switch_floor, reference=True),
+        Bench("timers", "ms over longest delay", False, timers),
+        Bench("memory", "KiB per parked greenlet", False, memory),
+    )
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run one benchmark measurement and print it as a JSON line.")
+    parser.add_argument("impl", help="module to benchmark: gevent or ferrovent (greenlet for reference benches)")
+    parser.add_argument("bench", choices=sorted(BENCHES))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    bench = BENCHES[args.bench]
+    if bench.reference != (args.impl == REFERENCE_IMPL):
+        parser.error(f"impl {REFERENCE_IMPL!r} goes with the reference benches, and only with them")
+    value = bench.measure(importlib.import_module(args.impl), args.quick)
+    print(json.dumps({"impl": args.impl, "bench": bench.name, "value": value, "unit": bench.unit}))
+
+
+if __name__ == "__main__":
+    main()

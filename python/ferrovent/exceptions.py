@@ -1,0 +1,45 @@
+"""The exceptions ferrovent raises, named and shaped as gevent's."""
+
+from greenlet import GreenletExit
+
+from ferrovent._core import BlockingSwitchOutError, InvalidSwitchError
+
+__all__ = [
+    "LoopExit",
+    "BlockingSwitchOutError",
+    "InvalidSwitchError",
+    "ConcurrentObjectUseError",
+    "InvalidThreadUseError",
+    "HubDestroyed",
+]
+
+
+class LoopExit(Exception):
+    """Raised in the waiting greenlet when the loop has nothing left that could ever wake it.
+
+    Typical causes: waiting on a greenlet or event that nothing will finish or set, or a deadlock.
+    """
+
+    @property
+    def hub(self):
+        """The hub whose loop ran out, when the hub raised this."""
+        return self.args[1] if len(self.args) >= 2 else None
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class ConcurrentObjectUseError(AssertionError):
+    """Two greenlets tried to wait on the same object in the same way at once (e.g. two readers of one socket)."""
+
+
+class InvalidThreadUseError(RuntimeError):
+    """An object bound to one OS thread's hub was used from another thread."""
+
+
+class HubDestroyed(GreenletExit):
+    """Raised in a hub's greenlet when the hub is destroyed."""
+
+    def __init__(self, destroy_loop):
+        super().__init__(destroy_loop)
+        self.destroy_loop = destroy_loop

@@ -1,0 +1,505 @@
+"""Greenlet: a greenlet that runs a function in the hub's loop and keeps its result, exception and links."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections import deque
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from ferrovent._core import TIMEOUT
+from ferrovent.hub import get_hub
+from ferrovent.timeout import Timeout
+
+__all__ = ["Greenlet", "joinall", "killall", "iwait", "wait", "spawn_raw"]
+
+# Where a Greenlet is in its start: never started, scheduled, running or finished, or killed before it ran.
+_SCHEDULED = "scheduled"
+_RAN = "ran"
+_CANCELLED = "cancelled"
+
+_idents = itertools.count(1)
+
+
+class _SpawnedLink:
+    """Runs a `link` callback in a fresh greenlet, so the callback may block."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        if not callable(callback):
+            raise TypeError(f"Expected callable: {callback!r}")
+        self.callback = callback
+
+    def wanted(self, source):
+        return True
+
+    def __call__(self, source):
+        if self.wanted(source):
+            greenlet(self.callback, get_hub()).switch(source)
+
+    def __eq__(self, other):
+        return self.callback == getattr(other, "callback", other)
+
+    def __hash__(self):
+        return hash(self.callback)
+
+    def __repr__(self):
+        return repr(self.callback)
+
+
+class _SuccessLink(_SpawnedLink):
+    __slots__ = ()
+
+    def wanted(self, source):
+        return source.successful()
+
+
+class _FailureLink(_SpawnedLink):
+    __slots__ = ()
+
+    def wanted(self, source):
+        return not source.successful()
+
+
+def _exception_args(exception):
+    """Normalises kill()'s ``exception`` (class, instance or exc_info triple) to an instance to raise."""
+    if isinstance(exception, tuple) and len(exception) == 3:
+        _, value, tb = exception
+        return value.with_traceback(tb) if tb is not None else value
+    if isinstance(exception, type):
+        return exception()
+    return exception
+
+
+class Greenlet(greenlet):
+    """A greenlet that runs ``run(*args, **kwargs)`` once the loop schedules it.
+
+    Its outcome is kept: `value` on success, `exception` on failure; `get()` returns or re-raises it, `join()`
+    waits for it, and links are called in the hub when it finishes.
+    """
+
+    value = None
+    _exc_info = None
+    _start_state = None
+    _start_timer = None
+    _formatted_info = None
+    _ident = None
+    _links_scheduled = False
+
+    def __init__(self, run=None, *args, **kwargs):
+        hub = get_hub()
+        greenlet.__init__(self, None, hub)
+        if run is not None:
+            self._run = run
+        if not callable(self._run):
+            raise TypeError("The run argument or self._run must be callable")
+        self._hub = hub
+        self.args = args
+        self.kwargs = kwargs
+        self._links = []
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def __bool__(self):
+        return self._start_state is not None and self._exc_info is None
+
+    @property
+    def started(self):
+        """True once scheduled to start and until it finishes."""
+        return bool(self)
+
+    @property
+    def dead(self):
+        """True once it finished, or was killed before it could start; it will not run again."""
+        if getcurrent() is self:
+            return False
+        return self._start_state is _CANCELLED or greenlet.dead.__get__(self)
+
+    def ready(self):
+        """True once it has finished (successfully or not)."""
+        return self._exc_info is not None or self.dead
+
+    def successful(self):
+        """True if it finished without an error (killing with GreenletExit counts as success)."""
+        return self._exc_info is not None and self._exc_info[1] is None
+
+    @property
+    def exception(self):
+        """The exception it died with, or None."""
+        return self._exc_info[1] if self._exc_info is not None else None
+
+    @property
+    def exc_info(self):
+        """The (type, value, traceback) it died with, or None."""
+        info = self._exc_info
+        if info is not None and info[0] is not None:
+            return info
+        return None
+
+    @property
+    def loop(self):
+        return self._hub.loop
+
+    @property
+    def minimal_ident(self):
+        """A small integer naming this greenlet."""
+        if self._ident is None:
+            self._ident = next(_idents)
+        return self._ident
+
+    @property
+    def name(self):
+        """The greenlet's name: ``Greenlet-N`` unless one was assigned."""
+        return self.__dict__.get("_name") or f"Greenlet-{self.minimal_ident}"
+
+    @name.setter
+    def name(self, value):
+        self._name = value
+
+    def __repr__(self):
+        named = "_name" in self.__dict__ or self._ident is not None
+        name = f' "{self.name}" ' if named else " "
+        info = self._formatinfo()
+        return f"<{type(self).__name__}{name}at {hex(id(self))}{': ' + info if info else ''}>"
+
+    def _formatinfo(self):
+        if self._formatted_info is not None:
+            return self._formatted_info
+        func = self.__dict__.get("_run", self._run)
+        bound_to = getattr(func, "__self__", None)
+        if bound_to is self:
+            result = "_run"
+        elif bound_to is not None:
+            result = repr(func)
+        else:
+            result = getattr(func, "__name__", "") or repr(func)
+        args = [repr(a)[:50] for a in self.args]
+        args.extend(f"{k}={repr(v)[:50]}" for k, v in (self.kwargs or {}).items())
+        if args:
+            result += "(" + ", ".join(args) + ")"
+        self._formatted_info = result
+        return result
+
+    # -- starting ---------------------------------------------------------------------------------------
+
+    def start(self):
+        """Schedules it to run in this loop iteration (after everything already ready)."""
+        if self._start_state is None:
+            self._formatinfo()
+            self._start_state = _SCHEDULED
+            self._hub.loop.start(self)
+
+    def start_later(self, seconds):
+        """Schedules it to run ``seconds`` from now."""
+        if self._start_state is None:
+            self._formatinfo()
+            self._start_state = _SCHEDULED
+            self._start_timer = self._hub.loop.call_later(seconds, self.switch)
+
+    @classmethod
+    def spawn(cls, *args, **kwargs):
+        """Creates a greenlet of this class and starts it."""
+        g = cls(*args, **kwargs)
+        g.start()
+        return g
+
+    @classmethod
+    def spawn_later(cls, seconds, *args, **kwargs):
+        """Creates a greenlet of this class and starts it ``seconds`` from now."""
+        if cls is Greenlet and not args and "run" not in kwargs:
+            raise TypeError("spawn_later needs a function to run")
+        g = cls(*args, **kwargs)
+        g.start_later(seconds)
+        return g
+
+    def _cancel_start(self):
+        """Makes sure a scheduled start never happens. True if it had not happened yet."""
+        if self._start_state is _RAN or self._start_state is _CANCELLED:
+            return False
+        if self._start_state is _SCHEDULED:
+            loop = self._hub.loop
+            if self._start_timer is not None:
+                loop.cancel_timer(self._start_timer)
+            else:
+                loop.unpark(self)
+        self._start_state = _CANCELLED
+        self._free()
+        return True
+
+    # -- running ----------------------------------------------------------------------------------------
+
+    def run(self):
+        self._start_state = _RAN
+        try:
+            result = self._run(*self.args, **self.kwargs)
+        except BaseException:
+            self._report_error(sys.exc_info())
+        else:
+            self._report_result(result)
+        finally:
+            self._free()
+
+    def _run(self):
+        """Subclasses may override this; by default the greenlet does nothing."""
+        return None
+
+    def _free(self):
+        self.__dict__.pop("_run", None)
+        self.args = ()
+        self.kwargs = {}
+
+    def _report_result(self, result):
+        self._exc_info = (None, None, None)
+        self.value = result
+        self._schedule_links()
+
+    def _report_error(self, exc_info):
+        if isinstance(exc_info[1], GreenletExit):
+            self._report_result(exc_info[1])
+            return
+        self._exc_info = exc_info
+        self._schedule_links()
+        self._hub.handle_error(self, *exc_info)
+
+    # -- killing ----------------------------------------------------------------------------------------
+
+    def throw(self, *args):
+        """Raises an exception in it right now; call from the hub. Use kill() from anywhere else."""
+        killed_early = self._cancel_start()
+        try:
+            if not killed_early and not self.dead:
+                greenlet.throw(self, *args)
+        finally:
+            if killed_early:
+                self._die_before_start(_exception_args(args[0] if len(args) == 1 else args or GreenletExit))
+
+    def _die_before_start(self, exception):
+        if self._exc_info is None:
+            self._report_error((type(exception), exception, None))
+
+    def kill(self, exception=GreenletExit, block=True, timeout=None):
+        """Raises ``exception`` in it and, if ``block``, waits (up to ``timeout``) until it is dead.
+
+        A greenlet killed before it started never runs; its links still fire.
+        """
+        exc = _exception_args(exception)
+        if self._cancel_start():
+            self._die_before_start(exc)
+            return
+        if self.ready():
+            return
+        self._hub.loop.throw(self, exc)
+        if block:
+            self.join(timeout)
+
+    # -- waiting ----------------------------------------------------------------------------------------
+
+    def join(self, timeout=None):
+        """Waits until it finishes or ``timeout`` passes. Returns None either way."""
+        if self.ready():
+            return
+        waiter = getcurrent()
+        self._links.append(waiter)
+        try:
+            self._hub.loop.park(timeout)
+        finally:
+            self._unlink_waiter(waiter)
+
+    def get(self, block=True, timeout=None):
+        """Returns its value, or re-raises its exception with the original traceback.
+
+        If it is not finished: with ``block`` false raises Timeout at once; else waits, raising Timeout after
+        ``timeout``.
+        """
+        if not self.ready():
+            if not block:
+                raise Timeout()
+            waiter = getcurrent()
+            self._links.append(waiter)
+            try:
+                if self._hub.loop.park(timeout) is TIMEOUT:
+                    raise Timeout(timeout)
+            finally:
+                self._unlink_waiter(waiter)
+        if self.successful():
+            return self.value
+        self._raise_exception()
+
+    def _raise_exception(self):
+        _, value, tb = self._exc_info
+        raise value.with_traceback(tb)
+
+    def _unlink_waiter(self, waiter):
+        try:
+            self._links.remove(waiter)
+        except ValueError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, t, v, tb):
+        if t is None:
+            try:
+                self.join()
+            finally:
+                self.kill()
+        else:
+            self.kill((t, v, tb))
+
+    # -- links ------------------------------------------------------------------------------------------
+
+    def has_links(self):
+        return len(self._links)
+
+    def rawlink(self, callback):
+        """Calls ``callback(self)`` in the hub when it finishes (at once if it already has). Must not block."""
+        if not callable(callback):
+            raise TypeError(f"Expected callable: {callback!r}")
+        self._links.append(callback)
+        if self.ready():
+            self._schedule_links()
+
+    def link(self, callback):
+        """Calls ``callback(self)`` in a new greenlet when it finishes."""
+        self.rawlink(_SpawnedLink(callback))
+
+    def link_value(self, callback):
+        """As link(), only if it finishes successfully."""
+        self.rawlink(_SuccessLink(callback))
+
+    def link_exception(self, callback):
+        """As link(), only if it dies with an exception."""
+        self.rawlink(_FailureLink(callback))
+
+    def unlink(self, callback):
+        """Removes a callback added by link() or rawlink()."""
+        try:
+            self._links.remove(callback)
+        except ValueError:
+            pass
+
+    def unlink_all(self):
+        self._links.clear()
+
+    def _schedule_links(self):
+        if self._links and not self._links_scheduled:
+            self._links_scheduled = True
+            self._hub.loop.run_callback(self._notify_links)
+
+    def _notify_links(self):
+        self._links_scheduled = False
+        links = self._links
+        loop = self._hub.loop
+        while links:
+            link = links.pop(0)
+            if isinstance(link, greenlet):  # a greenlet blocked in join()/get()
+                loop.wake(link, self)
+                continue
+            try:
+                link(self)
+            except BaseException:
+                self._hub.handle_error((link, self), *sys.exc_info())
+
+
+def spawn_raw(function, *args, **kwargs):
+    """Runs ``function(*args, **kwargs)`` in a plain greenlet (no result keeping, no links): the cheapest spawn."""
+    if not callable(function):
+        raise TypeError("function must be callable")
+    hub = get_hub()
+    if args or kwargs:
+        g = greenlet(lambda: function(*args, **kwargs), hub)
+    else:
+        g = greenlet(function, hub)
+    hub.loop.start(g)
+    return g
+
+
+def iwait(objects, timeout=None, count=None):
+    """Yields each of ``objects`` (greenlets, events, anything with rawlink/unlink) as it becomes ready.
+
+    Stops after ``count`` objects, or when ``timeout`` seconds have passed since the first call.
+    """
+    if objects is None:
+        yield get_hub().join(timeout=timeout)
+        return
+    objects = list(objects)
+    count = len(objects) if count is None else min(count, len(objects))
+    if count <= 0:
+        return
+    loop = get_hub().loop
+    waiter = getcurrent()
+    arrived = deque()
+
+    def on_ready(obj):
+        arrived.append(obj)
+        loop.wake(waiter)
+
+    for obj in objects:
+        obj.rawlink(on_ready)
+    deadline = None if timeout is None else loop.now() + timeout
+    try:
+        for _ in range(count):
+            while not arrived:
+                remaining = None
+                if deadline is not None:
+                    loop.update_now()
+                    remaining = max(0.0, deadline - loop.now())
+                if loop.park(remaining) is TIMEOUT:
+                    return
+            yield arrived.popleft()
+    finally:
+        for obj in objects:
+            obj.unlink(on_ready)
+
+
+def wait(objects=None, timeout=None, count=None):
+    """Waits for ``objects`` (or, with None, for the loop to run out of work); returns those that became ready."""
+    if objects is None:
+        return get_hub().join(timeout=timeout)
+    return list(iwait(objects, timeout, count))
+
+
+def joinall(greenlets, timeout=None, raise_error=False, count=None):
+    """Waits for the greenlets to finish; returns those that did, in the order they finished.
+
+    With ``raise_error``, re-raises the first failure as soon as it is seen.
+    """
+    if not raise_error:
+        return wait(greenlets, timeout=timeout, count=count)
+    done = []
+    for g in iwait(greenlets, timeout=timeout, count=count):
+        if getattr(g, "exception", None) is not None:
+            if hasattr(g, "_raise_exception"):
+                g._raise_exception()
+            raise g.exception
+        done.append(g)
+    return done
+
+
+def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
+    """Kills every greenlet in ``greenlets``; with ``block``, waits (up to ``timeout``) until all are dead.
+
+    Raises Timeout if ``timeout`` passes with some still alive.
+    """
+    greenlets = list(greenlets)
+    if not greenlets:
+        return
+    exc = _exception_args(exception)
+    loop = get_hub().loop
+    alive = []
+    for g in greenlets:
+        if isinstance(g, Greenlet) and g._cancel_start():
+            g._die_before_start(exc)
+        elif not g.dead:
+            loop.throw(g, exc)
+            if isinstance(g, Greenlet):
+                alive.append(g)
+    if block and alive:
+        t = Timeout._start_new_or_dummy(timeout)
+        try:
+            joinall(alive)
+        finally:
+            t.cancel()

@@ -1,0 +1,137 @@
+"""Timeout: an exception raised in a greenlet after a delay, usable as a context manager; and with_timeout."""
+
+from __future__ import annotations
+
+from greenlet import getcurrent
+
+from ferrovent.hub import get_hub
+
+__all__ = ["Timeout", "with_timeout"]
+
+_NONE = object()
+
+
+class _NoTimeout:
+    """Stands in for a Timeout of None seconds: nothing to start or cancel."""
+
+    __slots__ = ()
+    pending = False
+
+    def cancel(self):
+        pass
+
+    close = cancel
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, t, v, tb):
+        return None
+
+
+_NO_TIMEOUT = _NoTimeout()
+
+
+class Timeout(BaseException):
+    """Raises itself (or ``exception``) in the greenlet that started it once ``seconds`` have passed.
+
+    ``exception`` None raises this Timeout; False raises it too, but its own ``with`` block swallows it; a
+    class or instance raises that instead. ``seconds`` None never fires. A cancelled Timeout never fires.
+    """
+
+    def __init__(self, seconds=None, exception=None, ref=True, priority=-1):
+        BaseException.__init__(self)
+        self.seconds = seconds
+        self.exception = exception
+        self._ref = ref
+        self._timer = None
+        self._loop = None
+
+    def start(self):
+        """Starts counting in the current greenlet. Raises AssertionError if already pending."""
+        if self.pending:
+            raise AssertionError(f"{self!r} is already started; to restart it, cancel it first")
+        if self.seconds is None:
+            return
+        exception = self.exception
+        throws = self if exception is None or exception is False or isinstance(exception, str) else exception
+        if isinstance(throws, type):
+            throws = throws()
+        self._loop = get_hub().loop
+        self._timer = self._loop.throw_later(self.seconds, getcurrent(), throws, ref=self._ref)
+
+    @classmethod
+    def start_new(cls, timeout=None, exception=None, ref=True):
+        """Creates and starts a Timeout; a Timeout instance passed in is started (if needed) and returned."""
+        if isinstance(timeout, Timeout):
+            if not timeout.pending:
+                timeout.start()
+            return timeout
+        started = cls(timeout, exception, ref=ref)
+        started.start()
+        return started
+
+    @staticmethod
+    def _start_new_or_dummy(timeout, exception=None, ref=True):
+        if timeout is None:
+            return _NO_TIMEOUT
+        return Timeout.start_new(timeout, exception, ref)
+
+    @property
+    def pending(self):
+        """True while started and neither fired nor cancelled."""
+        return self._timer is not None and self._loop.timer_pending(self._timer)
+
+    def cancel(self):
+        """Stops it; it will not fire after this returns."""
+        if self._timer is not None:
+            self._loop.cancel_timer(self._timer)
+            self._timer = None
+
+    def close(self):
+        """Cancels it and releases what it holds."""
+        self.cancel()
+        self._loop = None
+
+    def __repr__(self):
+        pending = " pending" if self.pending else ""
+        return f"<{type(self).__name__} at {hex(id(self))} seconds={self.seconds} exception={self.exception}{pending}>"
+
+    def __str__(self):
+        if self.seconds is None:
+            return ""
+        suffix = "" if self.seconds == 1 else "s"
+        if self.exception is None:
+            return f"{self.seconds} second{suffix}"
+        if self.exception is False:
+            return f"{self.seconds} second{suffix} (silent)"
+        return f"{self.seconds} second{suffix}: {self.exception}"
+
+    def __enter__(self):
+        if not self.pending:
+            self.start()
+        return self
+
+    def __exit__(self, typ, value, tb):
+        self.close()
+        if value is self and self.exception is False:
+            return True
+        return None
+
+
+def with_timeout(seconds, function, *args, **kwds):
+    """Calls ``function(*args, **kwds)``, cancelling it with Timeout after ``seconds``.
+
+    With the keyword ``timeout_value``, returns that instead of raising when the time runs out.
+    """
+    timeout_value = kwds.pop("timeout_value", _NONE)
+    timeout = Timeout.start_new(seconds)
+    try:
+        try:
+            return function(*args, **kwds)
+        except Timeout as ex:
+            if ex is timeout and timeout_value is not _NONE:
+                return timeout_value
+            raise
+    finally:
+        timeout.cancel()

@@ -1,0 +1,680 @@
+//! `ferrovent._core.Loop`: the reactor one hub greenlet runs.
+//!
+//! The hub's `run()` alternates between draining the ready queue (FIFO, for at most the switch interval) and
+//! polling I/O with the GIL released. Fd events, fired timers and callbacks from other threads all become ready
+//! entries. Loop state sits in `Cell`/`RefCell`s confined to the loop's thread; no borrow is ever held across a
+//! greenlet switch or a call into Python (another greenlet may re-enter the loop meanwhile).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+use crate::fdtable::{Direction, FdTable};
+use crate::greenlet_api;
+use crate::parking::{Parked, ParkingLot};
+use crate::poller::{Poller, Readiness};
+use crate::ready::{Inbox, Ready, TimerAction, Wake};
+use crate::timers::{Nanos, TimerHeap, TimerId};
+
+pyo3::create_exception!(
+    ferrovent._core,
+    BlockingSwitchOutError,
+    pyo3::exceptions::PyAssertionError,
+    "A blocking call was made from the hub (an event loop callback), which would block forever."
+);
+pyo3::create_exception!(
+    ferrovent._core,
+    InvalidSwitchError,
+    pyo3::exceptions::PyAssertionError,
+    "A greenlet parked in the loop was switched into by something other than the loop."
+);
+
+/// How many ready entries run between two looks at the clock.
+const CLOCK_CHECK_EVERY: u32 = 50;
+
+/// A greenlet parked on an fd.
+pub struct FdWaiter {
+    pub greenlet: Py<PyAny>,
+    pub token: u64,
+}
+
+/// The sentinel `park()` returns when its timeout expires.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct TimedOutType;
+
+#[pymethods]
+impl TimedOutType {
+    fn __repr__(&self) -> &'static str {
+        "ferrovent._core.TIMEOUT"
+    }
+}
+
+static TIMEOUT: PyOnceLock<Py<TimedOutType>> = PyOnceLock::new();
+
+pub fn timeout_sentinel(py: Python<'_>) -> PyResult<&Py<TimedOutType>> {
+    TIMEOUT.get_or_try_init(py, || Py::new(py, TimedOutType))
+}
+
+/// The address of a Python object: the key greenlets are parked under.
+pub fn address(obj: &Bound<'_, PyAny>) -> usize {
+    obj.as_ptr() as usize
+}
+
+/// The event loop. One per hub, used only from the thread that made it.
+#[pyclass(unsendable, frozen, subclass, module = "ferrovent._core")]
+pub struct Loop {
+    pub(crate) hub: Py<PyAny>,
+    poller: RefCell<Option<Poller>>,
+    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) ready: RefCell<VecDeque<Ready>>,
+    pub(crate) timers: RefCell<TimerHeap<TimerAction>>,
+    pub(crate) fds: RefCell<FdTable<FdWaiter>>,
+    pub(crate) lot: RefCell<ParkingLot>,
+    pub(crate) idle_waiters: RefCell<Vec<(Py<PyAny>, u64)>>,
+    /// The wake handed to the greenlet being resumed; it takes it as soon as it runs.
+    pub(crate) wake_slot: RefCell<Option<Wake>>,
+    origin: Instant,
+    now: Cell<Nanos>,
+    /// True while the hub drains the ready queue: only then may a parking greenlet hand off directly.
+    pub(crate) draining: Cell<bool>,
+    drain_deadline: Cell<Nanos>,
+    since_clock_check: Cell<u32>,
+    keepalive: Cell<usize>,
+    stopping: Cell<bool>,
+    get_switch_interval: Py<PyAny>,
+    readiness: RefCell<Vec<Readiness>>,
+}
+
+impl Loop {
+    /// Nanoseconds since the loop was made, read fresh from the monotonic clock.
+    pub(crate) fn clock(&self) -> Nanos {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The deadline `seconds` from now. Computed from a fresh clock reading, so a timer never fires early.
+    pub(crate) fn deadline_after(&self, seconds: f64) -> Nanos {
+        let delay = if seconds.is_finite() && seconds > 0.0 { (seconds * 1e9) as u64 } else { 0 };
+        self.clock().saturating_add(delay)
+    }
+
+    /// Counts one delivered entry; false once the drain has used up its switch interval.
+    pub(crate) fn within_budget(&self) -> bool {
+        let n = self.since_clock_check.get() + 1;
+        if n < CLOCK_CHECK_EVERY {
+            self.since_clock_check.set(n);
+            return true;
+        }
+        // Once spent, stay spent (the counter stays at the check mark) until the next drain resets it.
+        let within = self.clock() < self.drain_deadline.get();
+        self.since_clock_check.set(if within { 0 } else { CLOCK_CHECK_EVERY });
+        within
+    }
+
+    pub(crate) fn push_ready(&self, entry: Ready) {
+        self.ready.borrow_mut().push_back(entry);
+    }
+
+    /// Undoes what a parked wait registered: its timer and its place in an fd's queue.
+    pub(crate) fn release_parked(&self, parked: Parked) {
+        if let Some(timer) = parked.timer {
+            // Dropping the action may drop the last reference to Python objects: take it out first.
+            let action = self.timers.borrow_mut().cancel(timer);
+            drop(action);
+        }
+        if let Some((fd, direction)) = parked.fd {
+            let waiter = self.fds.borrow_mut().remove_waiter(fd, direction, |w| w.token == parked.token);
+            drop(waiter);
+        }
+    }
+
+    /// Unparks `greenlet` if it is still parked under `token`. False for a stale wake.
+    pub(crate) fn claim(&self, greenlet: &Bound<'_, PyAny>, token: u64) -> bool {
+        let parked = self.lot.borrow_mut().claim(address(greenlet), token);
+        match parked {
+            Some(parked) => {
+                self.release_parked(parked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the current greenlet's wait after it was resumed by an exception or an invalid switch.
+    pub(crate) fn abandon_wait(&self, greenlet: &Bound<'_, PyAny>, token: u64) {
+        let parked = self.lot.borrow_mut().claim(address(greenlet), token);
+        if let Some(parked) = parked {
+            self.release_parked(parked);
+        }
+    }
+
+    /// Runs one ready entry in the hub. An error means an exception was thrown into the hub itself.
+    fn deliver(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        match entry {
+            Ready::Resume { greenlet, token, wake } => {
+                let greenlet = greenlet.into_bound(py);
+                if self.claim(&greenlet, token) {
+                    self.resume_from_hub(py, &greenlet, wake)?;
+                }
+                Ok(())
+            }
+            Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
+            Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Timer(id) => {
+                let action = self.timers.borrow_mut().take(id);
+                match action {
+                    None => Ok(()),
+                    Some(TimerAction::Resume { greenlet, token, wake }) => {
+                        self.deliver(py, Ready::Resume { greenlet, token, wake: Some(wake) })
+                    }
+                    Some(TimerAction::Throw { greenlet, exc }) => self.deliver(py, Ready::Throw { greenlet, exc }),
+                    Some(TimerAction::Call { func, args }) => self.deliver(py, Ready::Call { func, args }),
+                }
+            }
+        }
+    }
+
+    fn resume_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, wake: Option<Wake>) -> PyResult<()> {
+        if let Some(wake) = wake {
+            self.wake_slot.replace(Some(wake));
+        }
+        let result = greenlet_api::switch(greenlet).map(drop);
+        self.after_hub_switch(py, greenlet, result)
+    }
+
+    fn throw_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        if greenlet_api::started(greenlet) && !greenlet_api::active(greenlet) {
+            return Ok(()); // dead: nothing to kill
+        }
+        let result = greenlet_api::throw(greenlet, exc).map(drop);
+        self.after_hub_switch(py, greenlet, result)
+    }
+
+    fn call_from_hub(&self, py: Python<'_>, func: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<()> {
+        let result = func.call1(args).map(drop);
+        self.after_hub_switch(py, &func, result)
+    }
+
+    /// The hub's view of a switch or callback that came back with an error. An error raised by a greenlet or
+    /// a callback is reported and the loop goes on; GreenletExit can only have been thrown into the hub itself
+    /// (greenlets that end with it return normally), so it stops the loop.
+    fn after_hub_switch(&self, py: Python<'_>, context: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<()> {
+        let Err(err) = result else { return Ok(()) };
+        if err.is_instance(py, greenlet_api::greenlet_exit(py)?.as_any()) {
+            return Err(err);
+        }
+        self.report_error(py, Some(context), err);
+        Ok(())
+    }
+
+    /// Hands an error to the hub's `handle_error(context, type, value, tb)`, as gevent's loop does.
+    pub(crate) fn report_error(&self, py: Python<'_>, context: Option<&Bound<'_, PyAny>>, err: PyErr) {
+        let context = context.map_or_else(|| py.None().into_bound(py), Clone::clone);
+        let (typ, value, tb) = (err.get_type(py), err.value(py).clone(), err.traceback(py));
+        let tb = tb.map_or_else(|| py.None().into_bound(py), Bound::into_any);
+        if let Err(secondary) = self.hub.bind(py).call_method1("handle_error", (context, typ, value, tb)) {
+            secondary.write_unraisable(py, None);
+        }
+    }
+
+    fn drain_ready(&self, py: Python<'_>) -> PyResult<()> {
+        let interval: f64 = self.get_switch_interval.bind(py).call0()?.extract()?;
+        self.drain_deadline.set(self.deadline_after(interval));
+        self.since_clock_check.set(0);
+        self.draining.set(true);
+        let result = loop {
+            if !self.within_budget() {
+                break Ok(());
+            }
+            let entry = self.ready.borrow_mut().pop_front();
+            let Some(entry) = entry else { break Ok(()) };
+            if let Err(err) = self.deliver(py, entry) {
+                break Err(err);
+            }
+        };
+        self.draining.set(false);
+        result
+    }
+
+    /// Whether anything referenced could still wake a greenlet.
+    fn alive(&self) -> bool {
+        !self.ready.borrow().is_empty()
+            || self.timers.borrow().referenced() > 0
+            || self.fds.borrow().referenced() > 0
+            || self.keepalive.get() > 0
+    }
+
+    /// How long the next poll may block: not at all while work is ready.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = self.timers.borrow_mut().next_deadline();
+        next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.clock())))
+    }
+
+    /// Polls I/O and turns fd events and inbox callbacks into ready entries.
+    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        let mut poller = self.poller.borrow_mut().take().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
+        let mut readiness = std::mem::take(&mut *self.readiness.borrow_mut());
+        let outcome = if timeout == Some(Duration::ZERO) {
+            poller.poll(timeout, &mut readiness)
+        } else {
+            let (p, r, outcome) = py.detach(move || {
+                let outcome = poller.poll(timeout, &mut readiness);
+                (poller, readiness, outcome)
+            });
+            poller = p;
+            readiness = r;
+            outcome
+        };
+        *self.poller.borrow_mut() = Some(poller);
+        outcome.map_err(PyErr::from)?;
+        self.now.set(self.clock());
+
+        let mut woken = Vec::new();
+        {
+            let mut fds = self.fds.borrow_mut();
+            for r in readiness.drain(..) {
+                fds.on_event(r.fd, r.readable, r.writable, &mut woken);
+            }
+        }
+        *self.readiness.borrow_mut() = readiness;
+        let ready_value = pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind();
+        for FdWaiter { greenlet, token } in woken {
+            let wake = Some(Wake::Value(ready_value.clone_ref(py)));
+            self.push_ready(Ready::Resume { greenlet, token, wake });
+        }
+        for (func, args) in self.inbox.take() {
+            self.push_ready(Ready::Call { func, args });
+        }
+        Ok(())
+    }
+
+    /// Moves fired timers into the ready queue, after everything already there.
+    fn expire_timers(&self) {
+        let mut fired = Vec::new();
+        self.timers.borrow_mut().expire(self.now.get(), &mut fired);
+        let mut ready = self.ready.borrow_mut();
+        ready.extend(fired.into_iter().map(Ready::Timer));
+    }
+
+    /// Wakes idle waiters once nothing else is ready.
+    fn run_idle(&self) {
+        if !self.ready.borrow().is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut *self.idle_waiters.borrow_mut());
+        for (greenlet, token) in waiters {
+            self.push_ready(Ready::Resume { greenlet, token, wake: None });
+        }
+    }
+
+    /// Runs pending signal handlers; an exception they raise (KeyboardInterrupt) goes to the hub's error handler,
+    /// which raises it in the main greenlet.
+    fn check_signals(&self, py: Python<'_>) {
+        if let Err(err) = py.check_signals() {
+            self.report_error(py, None, err);
+        }
+    }
+
+    fn run_until_idle(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            if self.stopping.replace(false) {
+                return Ok(());
+            }
+            self.drain_ready(py)?;
+            if !self.alive() && self.idle_waiters.borrow().is_empty() {
+                return Ok(());
+            }
+            self.poll_io(py, self.poll_timeout())?;
+            self.expire_timers();
+            self.run_idle();
+            self.check_signals(py);
+        }
+    }
+
+    fn fd_of(fd: i64) -> PyResult<usize> {
+        usize::try_from(fd).map_err(|_| PyValueError::new_err(format!("invalid file descriptor: {fd}")))
+    }
+
+    /// Registers the fd with the poller on its first wait. False if the poller refuses it (a regular file):
+    /// such an fd is always ready, as with poll(2).
+    pub(crate) fn ensure_registered(&self, fd: usize) -> PyResult<bool> {
+        if self.fds.borrow().is_registered(fd) {
+            return Ok(true);
+        }
+        let raw = RawFd::try_from(fd).map_err(|_| PyValueError::new_err("file descriptor out of range"))?;
+        let registered = {
+            let poller = self.poller.borrow();
+            let poller = poller.as_ref().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
+            poller.register(raw)
+        };
+        match registered {
+            Ok(()) => {
+                self.fds.borrow_mut().mark_registered(fd);
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Wakes every greenlet in `waiters` by raising `exc` in it.
+    fn raise_in_waiters(&self, waiters: Vec<FdWaiter>, exc: &Bound<'_, PyAny>) {
+        for FdWaiter { greenlet, token } in waiters {
+            let wake = Some(Wake::Raise(exc.clone().unbind()));
+            self.push_ready(Ready::Resume { greenlet, token, wake });
+        }
+    }
+
+    fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
+        let deadline = self.deadline_after(seconds);
+        self.timers.borrow_mut().insert(deadline, action, referenced)
+    }
+}
+
+#[pymethods]
+impl Loop {
+    #[new]
+    fn new(py: Python<'_>, hub: Py<PyAny>) -> PyResult<Self> {
+        greenlet_api::init(py)?;
+        let poller = Poller::new()?;
+        let inbox = Arc::new(Inbox::new(poller.waker()));
+        let get_switch_interval = py.import("sys")?.getattr("getswitchinterval")?.unbind();
+        Ok(Self {
+            hub,
+            poller: RefCell::new(Some(poller)),
+            inbox,
+            ready: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(TimerHeap::default()),
+            fds: RefCell::new(FdTable::default()),
+            lot: RefCell::new(ParkingLot::default()),
+            idle_waiters: RefCell::new(Vec::new()),
+            wake_slot: RefCell::new(None),
+            origin: Instant::now(),
+            now: Cell::new(0),
+            draining: Cell::new(false),
+            drain_deadline: Cell::new(0),
+            since_clock_check: Cell::new(0),
+            keepalive: Cell::new(0),
+            stopping: Cell::new(false),
+            get_switch_interval,
+            readiness: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The hub greenlet this loop switches to.
+    #[getter]
+    fn hub(&self, py: Python<'_>) -> Py<PyAny> {
+        self.hub.clone_ref(py)
+    }
+
+    /// Runs until nothing referenced is left (or `stop()`); called by the hub greenlet.
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let current = greenlet_api::current(py)?;
+        if !current.is(self.hub.bind(py)) {
+            return Err(PyRuntimeError::new_err("Loop.run() must be called from the hub greenlet"));
+        }
+        self.run_until_idle(py)
+    }
+
+    /// Makes `run()` return after the current iteration.
+    fn stop(&self) {
+        self.stopping.set(true);
+    }
+
+    /// The loop's cached monotonic time, in seconds.
+    fn now(&self) -> f64 {
+        self.now.get() as f64 / 1e9
+    }
+
+    /// Refreshes the cached time.
+    fn update_now(&self) {
+        self.now.set(self.clock());
+    }
+
+    /// Schedules the first switch into a greenlet that has not started (spawn).
+    fn start(&self, greenlet: Bound<'_, PyAny>) {
+        let token = {
+            let mut lot = self.lot.borrow_mut();
+            let token = lot.new_token();
+            lot.park(address(&greenlet), Parked { token, timer: None, fd: None });
+            token
+        };
+        self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake: None });
+    }
+
+    /// Forgets whatever `greenlet` is parked on, so no pending wake reaches it (cancels a `start`).
+    fn unpark(&self, greenlet: &Bound<'_, PyAny>) -> bool {
+        let parked = self.lot.borrow_mut().unpark(address(greenlet));
+        parked.map(|p| self.release_parked(p)).is_some()
+    }
+
+    /// Whether `greenlet` is parked in the loop (waiting, or started but not yet run).
+    fn is_parked(&self, greenlet: &Bound<'_, PyAny>) -> bool {
+        self.lot.borrow().token_of(address(greenlet)).is_some()
+    }
+
+    /// Wakes a greenlet parked in `park()` (or any wait), which returns `value`. False if it is not parked.
+    #[pyo3(signature = (greenlet, value=None))]
+    fn wake(&self, py: Python<'_>, greenlet: Bound<'_, PyAny>, value: Option<Py<PyAny>>) -> bool {
+        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return false };
+        let wake = Some(Wake::Value(value.unwrap_or_else(|| py.None())));
+        self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake });
+        true
+    }
+
+    /// Wakes a parked greenlet by raising `exc` in its wait. False if it is not parked.
+    fn wake_raise(&self, greenlet: Bound<'_, PyAny>, exc: Py<PyAny>) -> bool {
+        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return false };
+        self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake: Some(Wake::Raise(exc)) });
+        true
+    }
+
+    /// Schedules `exc` to be raised in `greenlet` wherever it is (gevent's kill).
+    fn throw(&self, greenlet: Py<PyAny>, exc: Py<PyAny>) {
+        self.push_ready(Ready::Throw { greenlet, exc });
+    }
+
+    /// Schedules `func(*args)` to run in the hub, after everything already ready.
+    #[pyo3(signature = (func, *args))]
+    fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) {
+        self.push_ready(Ready::Call { func, args });
+    }
+
+    /// Runs `func(*args)` in the hub after `seconds`; returns a timer id for `cancel_timer`.
+    #[pyo3(signature = (seconds, func, *args, r#ref=true))]
+    fn call_later(&self, seconds: f64, func: Py<PyAny>, args: Py<PyTuple>, r#ref: bool) -> TimerId {
+        self.schedule_timer(seconds, TimerAction::Call { func, args }, r#ref)
+    }
+
+    /// Raises `exc` in `greenlet` after `seconds` (a Timeout); returns a timer id for `cancel_timer`.
+    #[pyo3(signature = (seconds, greenlet, exc, r#ref=true))]
+    fn throw_later(&self, seconds: f64, greenlet: Py<PyAny>, exc: Py<PyAny>, r#ref: bool) -> TimerId {
+        self.schedule_timer(seconds, TimerAction::Throw { greenlet, exc }, r#ref)
+    }
+
+    /// Cancels a timer; its action never runs after this. False if it already ran or was cancelled.
+    fn cancel_timer(&self, id: TimerId) -> bool {
+        let action = self.timers.borrow_mut().cancel(id);
+        action.is_some()
+    }
+
+    /// Whether a timer is still to run.
+    fn timer_pending(&self, id: TimerId) -> bool {
+        self.timers.borrow().is_pending(id)
+    }
+
+    /// Parks the current greenlet for `seconds` (0: yield to everything already ready).
+    #[pyo3(signature = (seconds=0.0, r#ref=true))]
+    fn sleep(&self, py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
+        self.sleep_current(py, seconds, r#ref)
+    }
+
+    /// Parks the current greenlet until `wake()` (returning its value) or the timeout (returning TIMEOUT).
+    #[pyo3(signature = (timeout=None, r#ref=true))]
+    fn park(&self, py: Python<'_>, timeout: Option<f64>, r#ref: bool) -> PyResult<Py<PyAny>> {
+        self.park_current(py, timeout, r#ref)
+    }
+
+    /// Parks the current greenlet until the loop has nothing else to run.
+    fn idle(&self, py: Python<'_>) -> PyResult<()> {
+        self.idle_current(py)
+    }
+
+    /// Waits until `fd` is readable: returns True at once if it already is (level truth), else parks.
+    /// On timeout raises `timeout_exc` if given, else returns False.
+    #[pyo3(signature = (fd, timeout=None, timeout_exc=None, r#ref=true))]
+    fn wait_read(
+        &self,
+        py: Python<'_>,
+        fd: i64,
+        timeout: Option<f64>,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+        r#ref: bool,
+    ) -> PyResult<bool> {
+        let fd = Self::fd_of(fd)?;
+        if crate::wait::level_ready(fd, Direction::Read)? {
+            return Ok(true);
+        }
+        self.wait_fd_current(py, fd, Direction::Read, timeout, timeout_exc, r#ref)
+    }
+
+    /// Waits until `fd` is writable; as `wait_read`.
+    #[pyo3(signature = (fd, timeout=None, timeout_exc=None, r#ref=true))]
+    fn wait_write(
+        &self,
+        py: Python<'_>,
+        fd: i64,
+        timeout: Option<f64>,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+        r#ref: bool,
+    ) -> PyResult<bool> {
+        let fd = Self::fd_of(fd)?;
+        if crate::wait::level_ready(fd, Direction::Write)? {
+            return Ok(true);
+        }
+        self.wait_fd_current(py, fd, Direction::Write, timeout, timeout_exc, r#ref)
+    }
+
+    /// The socket layer's wait after EAGAIN: parks for the next readiness edge with no level check.
+    #[pyo3(signature = (fd, writable, timeout=None, timeout_exc=None, r#ref=true))]
+    fn wait_fd(
+        &self,
+        py: Python<'_>,
+        fd: i64,
+        writable: bool,
+        timeout: Option<f64>,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+        r#ref: bool,
+    ) -> PyResult<bool> {
+        let direction = if writable { Direction::Write } else { Direction::Read };
+        self.wait_fd_current(py, Self::fd_of(fd)?, direction, timeout, timeout_exc, r#ref)
+    }
+
+    /// Call before closing `fd`: forgets its registration and wakes its waiters with OSError(EBADF).
+    fn closing_fd(&self, py: Python<'_>, fd: i64) -> PyResult<()> {
+        let fd = Self::fd_of(fd)?;
+        let mut waiters = Vec::new();
+        let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
+        if was_registered {
+            if let Some(poller) = self.poller.borrow().as_ref() {
+                poller.deregister(RawFd::try_from(fd).unwrap_or(-1));
+            }
+        }
+        if !waiters.is_empty() {
+            let exc = PyOSError::new_err((libc::EBADF, "File descriptor was closed in another greenlet"));
+            self.raise_in_waiters(waiters, exc.value(py).as_any());
+        }
+        Ok(())
+    }
+
+    /// Wakes every greenlet waiting on `fd` by raising `exc` in it; the fd stays registered.
+    fn cancel_wait(&self, fd: i64, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let fd = Self::fd_of(fd)?;
+        let mut waiters = Vec::new();
+        self.fds.borrow_mut().take_waiters(fd, &mut waiters);
+        self.raise_in_waiters(waiters, &exc);
+        Ok(())
+    }
+
+    /// Keeps the loop alive while work it will be told about is outstanding elsewhere (a thread pool job).
+    fn add_ref(&self) {
+        self.keepalive.set(self.keepalive.get() + 1);
+    }
+
+    /// Undoes one `add_ref`.
+    fn remove_ref(&self) {
+        self.keepalive.set(self.keepalive.get().saturating_sub(1));
+    }
+
+    /// A handle other OS threads use to run callbacks in this loop.
+    fn threadsafe(&self) -> ThreadsafeHandle {
+        ThreadsafeHandle { inbox: Arc::clone(&self.inbox) }
+    }
+
+    /// Rebuilds the poller and waker in a forked child (kqueue is not inherited; epoll is shared with the parent).
+    fn reinit(&self) -> PyResult<()> {
+        let poller = Poller::new()?;
+        self.inbox.set_waker(poller.waker());
+        *self.poller.borrow_mut() = Some(poller);
+        self.fds.borrow_mut().forget_registrations();
+        let busy = self.fds.borrow().fds_with_waiters();
+        for fd in busy {
+            self.ensure_registered(fd)?;
+        }
+        Ok(())
+    }
+
+    /// Entries waiting in the ready queue.
+    #[getter]
+    fn ready_count(&self) -> usize {
+        self.ready.borrow().len()
+    }
+
+    /// Pending timers.
+    #[getter]
+    fn timer_count(&self) -> usize {
+        self.timers.borrow().len()
+    }
+
+    /// Greenlets parked in the loop (any wait, or spawned and not yet run).
+    #[getter]
+    fn parked_count(&self) -> usize {
+        self.lot.borrow().len()
+    }
+
+    /// Greenlets parked on fds.
+    #[getter]
+    fn fd_waiter_count(&self) -> usize {
+        self.fds.borrow().waiting()
+    }
+
+    /// Whether `run()` would keep going: anything ready or referenced remains.
+    #[getter]
+    fn alive_now(&self) -> bool {
+        self.alive()
+    }
+}
+
+/// The thread-safe face of a loop: other OS threads queue callbacks through it and wake the poll.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct ThreadsafeHandle {
+    inbox: Arc<Inbox>,
+}
+
+#[pymethods]
+impl ThreadsafeHandle {
+    /// Runs `func(*args)` in the loop's thread, from any thread.
+    #[pyo3(signature = (func, *args))]
+    fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
+        self.inbox.push(func, args).map_err(PyErr::from)
+    }
+}

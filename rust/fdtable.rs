@@ -1,0 +1,231 @@
+//! The per-fd table: registration state and the greenlets waiting on each direction.
+//!
+//! The poller is edge-triggered and a waiter has just seen EAGAIN, so no readiness is cached: a wait always
+//! waits for the next edge, and an edge wakes every waiter of its direction to retry. `close` forgets
+//! everything about the fd, so a reused fd number starts clean.
+
+/// Which way a waiter waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+struct Waiting<W> {
+    waiter: W,
+    referenced: bool,
+}
+
+struct FdSlot<W> {
+    registered: bool,
+    readers: Vec<Waiting<W>>,
+    writers: Vec<Waiting<W>>,
+}
+
+impl<W> Default for FdSlot<W> {
+    fn default() -> Self {
+        Self { registered: false, readers: Vec::new(), writers: Vec::new() }
+    }
+}
+
+impl<W> FdSlot<W> {
+    fn queue(&mut self, direction: Direction) -> &mut Vec<Waiting<W>> {
+        match direction {
+            Direction::Read => &mut self.readers,
+            Direction::Write => &mut self.writers,
+        }
+    }
+}
+
+pub struct FdTable<W> {
+    slots: Vec<FdSlot<W>>,
+    referenced: usize,
+    waiting: usize,
+}
+
+impl<W> Default for FdTable<W> {
+    fn default() -> Self {
+        Self { slots: Vec::new(), referenced: 0, waiting: 0 }
+    }
+}
+
+impl<W> FdTable<W> {
+    fn slot_mut(&mut self, fd: usize) -> &mut FdSlot<W> {
+        if fd >= self.slots.len() {
+            self.slots.resize_with(fd + 1, FdSlot::default);
+        }
+        &mut self.slots[fd]
+    }
+
+    /// Whether the fd has a poller registration.
+    pub fn is_registered(&self, fd: usize) -> bool {
+        self.slots.get(fd).is_some_and(|s| s.registered)
+    }
+
+    /// Records that the fd is now registered with the poller.
+    pub fn mark_registered(&mut self, fd: usize) {
+        self.slot_mut(fd).registered = true;
+    }
+
+    /// Parks a waiter on the fd until the next edge in `direction`.
+    pub fn add_waiter(&mut self, fd: usize, direction: Direction, waiter: W, referenced: bool) {
+        self.slot_mut(fd).queue(direction).push(Waiting { waiter, referenced });
+        self.waiting += 1;
+        if referenced {
+            self.referenced += 1;
+        }
+    }
+
+    /// Removes the first waiter matching `is_it`; returns it if it was still there.
+    pub fn remove_waiter(&mut self, fd: usize, direction: Direction, is_it: impl Fn(&W) -> bool) -> Option<W> {
+        let queue = self.slots.get_mut(fd)?.queue(direction);
+        let index = queue.iter().position(|w| is_it(&w.waiter))?;
+        let removed = queue.remove(index);
+        self.forget(&removed);
+        Some(removed.waiter)
+    }
+
+    /// Applies a poller event: takes every waiter of each ready direction.
+    pub fn on_event(&mut self, fd: usize, readable: bool, writable: bool, woken: &mut Vec<W>) {
+        let Some(slot) = self.slots.get_mut(fd) else { return };
+        let mut taken = Vec::new();
+        if readable {
+            taken.append(&mut slot.readers);
+        }
+        if writable {
+            taken.append(&mut slot.writers);
+        }
+        for waiting in taken {
+            self.forget(&waiting);
+            woken.push(waiting.waiter);
+        }
+    }
+
+    /// Takes every waiter of the fd, both directions, leaving its registration as it is.
+    pub fn take_waiters(&mut self, fd: usize, woken: &mut Vec<W>) {
+        let Some(slot) = self.slots.get_mut(fd) else { return };
+        let mut taken = std::mem::take(&mut slot.readers);
+        taken.append(&mut slot.writers);
+        for waiting in taken {
+            self.forget(&waiting);
+            woken.push(waiting.waiter);
+        }
+    }
+
+    /// Forgets the fd: takes all its waiters and drops its registration. Returns whether it was registered.
+    pub fn close(&mut self, fd: usize, woken: &mut Vec<W>) -> bool {
+        let Some(slot) = self.slots.get_mut(fd) else { return false };
+        let was_registered = std::mem::replace(&mut slot.registered, false);
+        self.take_waiters(fd, woken);
+        was_registered
+    }
+
+    /// Marks every fd unregistered, keeping its waiters (the poller was rebuilt after fork).
+    pub fn forget_registrations(&mut self) {
+        for slot in &mut self.slots {
+            slot.registered = false;
+        }
+    }
+
+    /// Fds that have waiters, for re-registration after the poller is rebuilt.
+    pub fn fds_with_waiters(&self) -> Vec<usize> {
+        let busy = |s: &FdSlot<W>| !s.readers.is_empty() || !s.writers.is_empty();
+        self.slots.iter().enumerate().filter(|(_, s)| busy(s)).map(|(fd, _)| fd).collect()
+    }
+
+    /// Waiters that keep the loop alive.
+    pub fn referenced(&self) -> usize {
+        self.referenced
+    }
+
+    /// All parked waiters.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    fn forget(&mut self, waiting: &Waiting<W>) {
+        self.waiting -= 1;
+        if waiting.referenced {
+            self.referenced -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_wakes_only_the_ready_direction() {
+        let mut table = FdTable::default();
+        table.add_waiter(5, Direction::Read, 1, true);
+        table.add_waiter(5, Direction::Write, 2, true);
+        table.add_waiter(5, Direction::Read, 3, false);
+        assert_eq!((table.waiting(), table.referenced()), (3, 2));
+        let mut woken = Vec::new();
+        table.on_event(5, true, false, &mut woken);
+        assert_eq!(woken, vec![1, 3]);
+        assert_eq!((table.waiting(), table.referenced()), (1, 1));
+    }
+
+    #[test]
+    fn a_wait_after_an_edge_waits_for_the_next_one() {
+        let mut table = FdTable::default();
+        let mut woken = Vec::new();
+        table.add_waiter(3, Direction::Read, 1, true);
+        table.on_event(3, true, true, &mut woken);
+        assert_eq!(woken, vec![1]);
+        table.add_waiter(3, Direction::Read, 2, true);
+        assert_eq!(table.waiting(), 1, "the edge already seen does not wake a later waiter");
+        woken.clear();
+        table.on_event(3, true, false, &mut woken);
+        assert_eq!(woken, vec![2]);
+    }
+
+    #[test]
+    fn close_wakes_everyone_and_reused_fd_starts_clean() {
+        let mut table = FdTable::default();
+        table.mark_registered(7);
+        table.add_waiter(7, Direction::Read, 10, true);
+        table.add_waiter(7, Direction::Write, 11, true);
+        let mut woken = Vec::new();
+        assert!(table.close(7, &mut woken));
+        assert_eq!(woken, vec![10, 11]);
+        assert!(!table.is_registered(7));
+        assert_eq!((table.waiting(), table.referenced()), (0, 0));
+        // The reused number has no waiters: an event on it wakes nobody from before.
+        woken.clear();
+        table.on_event(7, true, true, &mut woken);
+        assert!(woken.is_empty());
+    }
+
+    #[test]
+    fn remove_waiter_is_idempotent() {
+        let mut table = FdTable::default();
+        table.add_waiter(2, Direction::Read, 1, true);
+        table.add_waiter(2, Direction::Read, 2, true);
+        assert_eq!(table.remove_waiter(2, Direction::Read, |w| *w == 1), Some(1));
+        assert_eq!(table.remove_waiter(2, Direction::Read, |w| *w == 1), None);
+        assert_eq!(table.remove_waiter(99, Direction::Read, |w| *w == 1), None);
+        assert_eq!((table.waiting(), table.referenced()), (1, 1));
+    }
+
+    #[test]
+    fn events_for_unknown_fds_are_ignored() {
+        let mut table: FdTable<u32> = FdTable::default();
+        let mut woken = Vec::new();
+        table.on_event(1000, true, true, &mut woken);
+        assert!(woken.is_empty());
+        assert!(!table.close(1000, &mut woken));
+    }
+
+    #[test]
+    fn registrations_are_forgotten_but_waiters_kept() {
+        let mut table = FdTable::default();
+        table.mark_registered(4);
+        table.add_waiter(4, Direction::Read, 1, true);
+        table.forget_registrations();
+        assert!(!table.is_registered(4));
+        assert_eq!(table.fds_with_waiters(), vec![4]);
+    }
+}

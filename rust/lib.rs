@@ -1,0 +1,31 @@
+//! ferrovent's reactor: the Rust half of a gevent-compatible library. See DESIGN.md, section 3.
+
+use pyo3::prelude::*;
+
+mod event_loop;
+mod fdtable;
+mod greenlet_api;
+mod parking;
+mod poller;
+mod ready;
+mod timers;
+mod wait;
+
+/// Cargo's semver as a PEP 440 version ("0.1.0-alpha.1" becomes "0.1.0a1").
+fn pep440_version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    version.replace("-alpha.", "a").replace("-beta.", "b").replace("-rc.", "rc")
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    greenlet_api::init(py)?;
+    m.add("__version__", pep440_version())?;
+    m.add_class::<event_loop::Loop>()?;
+    m.add_class::<event_loop::ThreadsafeHandle>()?;
+    m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
+    m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
+    m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;
+    Ok(())
+}

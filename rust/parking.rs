@@ -1,0 +1,104 @@
+//! The parking lot: which greenlets are parked in the loop, under which token, and what they wait on.
+//!
+//! Every wait gets a fresh token. A wake carries the token it was made for, and is delivered only while the
+//! greenlet is still parked under that token; so a wake that arrives after the greenlet was resumed another way
+//! (a timeout, a kill, an earlier wake) is a harmless no-op.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::fdtable::Direction;
+use crate::timers::TimerId;
+
+/// Hashes a greenlet's address: already unique, so only spread the bits.
+#[derive(Default)]
+pub struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// What one parked greenlet waits for, beyond a plain wake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parked {
+    pub token: u64,
+    pub timer: Option<TimerId>,
+    pub fd: Option<(usize, Direction)>,
+}
+
+#[derive(Default)]
+pub struct ParkingLot {
+    parked: HashMap<usize, Parked, BuildHasherDefault<AddressHasher>>,
+    last_token: u64,
+}
+
+impl ParkingLot {
+    /// A token no earlier wait has used.
+    pub fn new_token(&mut self) -> u64 {
+        self.last_token += 1;
+        self.last_token
+    }
+
+    /// Records that the greenlet at `address` is parked.
+    pub fn park(&mut self, address: usize, parked: Parked) {
+        self.parked.insert(address, parked);
+    }
+
+    /// The token the greenlet is parked under, if it is parked.
+    pub fn token_of(&self, address: usize) -> Option<u64> {
+        self.parked.get(&address).map(|p| p.token)
+    }
+
+    /// Unparks the greenlet if it is parked under `token`; returns what it waited on, for cleanup.
+    pub fn claim(&mut self, address: usize, token: u64) -> Option<Parked> {
+        match self.parked.get(&address) {
+            Some(p) if p.token == token => self.parked.remove(&address),
+            _ => None,
+        }
+    }
+
+    /// Unparks the greenlet whatever its token.
+    pub fn unpark(&mut self, address: usize) -> Option<Parked> {
+        self.parked.remove(&address)
+    }
+
+    /// Attaches a timer to a parked greenlet's wait.
+    pub fn set_timer(&mut self, address: usize, timer: TimerId) {
+        if let Some(p) = self.parked.get_mut(&address) {
+            p.timer = Some(timer);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_tokens_do_not_claim() {
+        let mut lot = ParkingLot::default();
+        let first = lot.new_token();
+        lot.park(0x1000, Parked { token: first, timer: None, fd: None });
+        assert!(lot.claim(0x1000, first).is_some());
+        let second = lot.new_token();
+        lot.park(0x1000, Parked { token: second, timer: Some(3), fd: None });
+        assert!(lot.claim(0x1000, first).is_none(), "a wake for an earlier wait is dropped");
+        assert_eq!(lot.claim(0x1000, second).and_then(|p| p.timer), Some(3));
+        assert!(lot.claim(0x1000, second).is_none(), "a second wake for the same wait is dropped");
+        assert_eq!(lot.len(), 0);
+    }
+}

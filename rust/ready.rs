@@ -1,0 +1,73 @@
+//! The ready queue's entries, how a parked greenlet is woken, and the thread-safe inbox.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::timers::TimerId;
+
+/// What a parked greenlet finds when it resumes.
+pub enum Wake {
+    /// Woken normally, with a value for the waiter.
+    Value(Py<PyAny>),
+    /// Its timeout expired first.
+    TimedOut,
+    /// The wait failed: raise this exception instance in the waiter (a closed fd, a cancelled wait).
+    Raise(Py<PyAny>),
+}
+
+/// One unit of work for the hub, run in FIFO order.
+pub enum Ready {
+    /// Switch into `greenlet` if it is still parked under `token`; a stale entry is dropped. `wake` is None
+    /// for the first switch into a greenlet that has not started.
+    Resume { greenlet: Py<PyAny>, token: u64, wake: Option<Wake> },
+    /// Raise `exc` in `greenlet` wherever it is (kill).
+    Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
+    /// Call `func(*args)` in the hub.
+    Call { func: Py<PyAny>, args: Py<PyTuple> },
+    /// Run a fired timer's action, unless the timer was cancelled after it fired.
+    Timer(TimerId),
+}
+
+/// What a timer does when it fires: the same shapes as the ready entries it turns into.
+pub enum TimerAction {
+    Resume { greenlet: Py<PyAny>, token: u64, wake: Wake },
+    Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
+    Call { func: Py<PyAny>, args: Py<PyTuple> },
+}
+
+/// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll.
+pub struct Inbox {
+    items: Mutex<Vec<(Py<PyAny>, Py<PyTuple>)>>,
+    pending: AtomicBool,
+    waker: Mutex<Arc<Waker>>,
+}
+
+impl Inbox {
+    pub fn new(waker: Arc<Waker>) -> Self {
+        Self { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker: Mutex::new(waker) }
+    }
+
+    /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread.
+    pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<()> {
+        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((func, args));
+        self.pending.store(true, Ordering::Release);
+        self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wake()
+    }
+
+    /// Takes everything queued so far (cheap when nothing is).
+    pub fn take(&self) -> Vec<(Py<PyAny>, Py<PyTuple>)> {
+        if !self.pending.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Points the inbox at a rebuilt poller's waker (after fork).
+    pub fn set_waker(&self, waker: Arc<Waker>) {
+        *self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = waker;
+    }
+}

@@ -1,0 +1,187 @@
+//! The wait fast paths: a greenlet parks in the loop and switches away, with no Python objects built for it.
+//!
+//! Parking records a token (and a timer or fd slot); whoever resumes the greenlet puts a `Wake` in the loop's
+//! wake slot first. While the hub drains the ready queue, a parking greenlet hands off straight to the next
+//! ready greenlet instead of going through the hub (one switch instead of two); past the switch interval, or
+//! when the next entry is not a plain resume, it switches to the hub.
+
+use pyo3::prelude::*;
+
+use crate::event_loop::{address, timeout_sentinel, BlockingSwitchOutError, FdWaiter, InvalidSwitchError, Loop};
+use crate::fdtable::Direction;
+use crate::greenlet_api;
+use crate::parking::Parked;
+use crate::ready::{Ready, TimerAction, Wake};
+
+/// Level truth for one direction of an fd, from a zero-timeout poll(2).
+pub fn level_ready(fd: usize, direction: Direction) -> PyResult<bool> {
+    let events = match direction {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
+    let mut pollfd = libc::pollfd { fd: i32::try_from(fd).unwrap_or(-1), events, revents: 0 };
+    // SAFETY: one valid pollfd, count 1, zero timeout: poll(2) only writes `revents`.
+    let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    if n < 0 {
+        return Err(PyErr::from(std::io::Error::last_os_error()));
+    }
+    Ok(n > 0 && pollfd.revents != 0)
+}
+
+impl Loop {
+    /// The current greenlet, refusing the hub: a blocking call there could never be woken.
+    fn current_waiter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let current = greenlet_api::current(py)?;
+        if current.is(self.hub.bind(py)) {
+            return Err(BlockingSwitchOutError::new_err(
+                "Impossible to call blocking function in the event loop callback",
+            ));
+        }
+        Ok(current)
+    }
+
+    fn park_token(&self, current: &Bound<'_, PyAny>, fd: Option<(usize, Direction)>) -> u64 {
+        let mut lot = self.lot.borrow_mut();
+        let token = lot.new_token();
+        lot.park(address(current), Parked { token, timer: None, fd });
+        token
+    }
+
+    fn arm_timeout(&self, current: &Bound<'_, PyAny>, token: u64, seconds: f64, wake: Wake, referenced: bool) {
+        let action = TimerAction::Resume { greenlet: current.clone().unbind(), token, wake };
+        let deadline = self.deadline_after(seconds);
+        let id = self.timers.borrow_mut().insert(deadline, action, referenced);
+        self.lot.borrow_mut().set_timer(address(current), id);
+    }
+
+    /// Switches away from the parked `current` and returns the wake it was resumed with.
+    fn switch_away(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64) -> PyResult<Wake> {
+        let switched = self.hand_off(py, current);
+        let outcome = match switched {
+            Ok(true) => Ok(()), // resumed itself: the next ready entry was its own
+            Ok(false) => greenlet_api::switch(self.hub.bind(py)).map(drop),
+            Err(e) => Err(e),
+        };
+        let taken = self.wake_slot.borrow_mut().take();
+        match (outcome, taken) {
+            (Ok(()), Some(wake)) => Ok(wake),
+            (Ok(()), None) => {
+                self.abandon_wait(current, token);
+                Err(InvalidSwitchError::new_err(format!(
+                    "Invalid switch into {}: resumed by something other than the loop",
+                    current.repr().map_or_else(|_| "<greenlet>".to_owned(), |r| r.to_string())
+                )))
+            }
+            (Err(err), wake) => {
+                drop(wake);
+                self.abandon_wait(current, token);
+                Err(err)
+            }
+        }
+    }
+
+    /// While the hub is draining and within its budget, switches straight to the next ready greenlet.
+    /// Ok(true): the next entry resumed `current` itself (its wake is in the slot). Ok(false): go to the hub.
+    /// On return from a real switch the outcome is Ok(true) too, with the wake placed by whoever resumed us.
+    fn hand_off(&self, py: Python<'_>, current: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if !self.draining.get() {
+            return Ok(false);
+        }
+        loop {
+            if !self.within_budget() {
+                return Ok(false);
+            }
+            let entry = {
+                let mut ready = self.ready.borrow_mut();
+                match ready.front() {
+                    Some(Ready::Resume { .. }) => ready.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(Ready::Resume { greenlet, token, wake }) = entry else { return Ok(false) };
+            let greenlet = greenlet.into_bound(py);
+            if !self.claim(&greenlet, token) {
+                continue; // stale
+            }
+            if let Some(wake) = wake {
+                self.wake_slot.replace(Some(wake));
+            }
+            if greenlet.is(current) {
+                return Ok(true);
+            }
+            return greenlet_api::switch(&greenlet).map(|_| true);
+        }
+    }
+
+    /// `sleep(seconds)`: 0 or less yields to everything already ready.
+    pub(crate) fn sleep_current(&self, py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
+        let current = self.current_waiter(py)?;
+        let token = self.park_token(&current, None);
+        let wake = Wake::Value(py.None());
+        if seconds > 0.0 {
+            self.arm_timeout(&current, token, seconds, wake, referenced);
+        } else {
+            let greenlet = current.clone().unbind();
+            self.push_ready(Ready::Resume { greenlet, token, wake: Some(wake) });
+        }
+        match self.switch_away(py, &current, token)? {
+            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
+            Wake::Value(_) | Wake::TimedOut => Ok(()),
+        }
+    }
+
+    /// `park(timeout)`: returns the value given to `wake()`, or TIMEOUT.
+    pub(crate) fn park_current(&self, py: Python<'_>, timeout: Option<f64>, referenced: bool) -> PyResult<Py<PyAny>> {
+        let current = self.current_waiter(py)?;
+        let token = self.park_token(&current, None);
+        if let Some(seconds) = timeout {
+            self.arm_timeout(&current, token, seconds, Wake::TimedOut, referenced);
+        }
+        match self.switch_away(py, &current, token)? {
+            Wake::Value(value) => Ok(value),
+            Wake::TimedOut => Ok(timeout_sentinel(py)?.clone_ref(py).into_any()),
+            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
+        }
+    }
+
+    /// `idle()`: parks until the loop has run everything that was ready.
+    pub(crate) fn idle_current(&self, py: Python<'_>) -> PyResult<()> {
+        let current = self.current_waiter(py)?;
+        let token = self.park_token(&current, None);
+        self.idle_waiters.borrow_mut().push((current.clone().unbind(), token));
+        match self.switch_away(py, &current, token)? {
+            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
+            Wake::Value(_) | Wake::TimedOut => Ok(()),
+        }
+    }
+
+    /// Parks until the next readiness edge of `fd` in `direction`, the timeout, or the fd's closing.
+    pub(crate) fn wait_fd_current(
+        &self,
+        py: Python<'_>,
+        fd: usize,
+        direction: Direction,
+        timeout: Option<f64>,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+        referenced: bool,
+    ) -> PyResult<bool> {
+        let current = self.current_waiter(py)?;
+        if !self.ensure_registered(fd)? {
+            return Ok(true);
+        }
+        let token = self.park_token(&current, Some((fd, direction)));
+        let waiter = FdWaiter { greenlet: current.clone().unbind(), token };
+        self.fds.borrow_mut().add_waiter(fd, direction, waiter, referenced);
+        if let Some(seconds) = timeout {
+            self.arm_timeout(&current, token, seconds, Wake::TimedOut, referenced);
+        }
+        match self.switch_away(py, &current, token)? {
+            Wake::Value(_) => Ok(true),
+            Wake::TimedOut => match timeout_exc {
+                Some(exc) => Err(PyErr::from_value(exc)),
+                None => Ok(false),
+            },
+            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
+        }
+    }
+}

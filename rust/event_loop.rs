@@ -410,6 +410,17 @@ impl Loop {
         })
     }
 
+    /// Makes this the calling thread's loop, used by the module-level waits.
+    fn make_current(slf: &Bound<'_, Self>) {
+        crate::current::set(Some(slf.clone().unbind()));
+    }
+
+    /// Stops this being the calling thread's loop (the hub was destroyed).
+    #[staticmethod]
+    fn forget_current() {
+        crate::current::set(None);
+    }
+
     /// The hub greenlet this loop switches to.
     #[getter]
     fn hub(&self, py: Python<'_>) -> Py<PyAny> {

@@ -2,6 +2,8 @@
 
 use pyo3::prelude::*;
 
+mod arena;
+mod current;
 mod event_loop;
 mod fdtable;
 mod greenlet_api;
@@ -21,8 +23,10 @@ fn pep440_version() -> String {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     greenlet_api::init(py)?;
+    arena::install();
     m.add("__version__", pep440_version())?;
     m.add_class::<event_loop::Loop>()?;
+    m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;

@@ -91,10 +91,14 @@ impl Loop {
             if !self.within_budget() {
                 return Ok(false);
             }
+            // Only greenlets already running are handed off to: one started here would inherit this greenlet's
+            // C stack depth and Python recursion depth, and a chain of such starts would overflow both.
             let entry = {
                 let mut ready = self.ready.borrow_mut();
                 match ready.front() {
-                    Some(Ready::Resume { .. }) => ready.pop_front(),
+                    Some(Ready::Resume { greenlet, .. }) if greenlet_api::started(greenlet.bind(py)) => {
+                        ready.pop_front()
+                    }
                     _ => None,
                 }
             };

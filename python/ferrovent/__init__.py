@@ -8,7 +8,7 @@ from sys import getswitchinterval, setswitchinterval
 
 from greenlet import GreenletExit, getcurrent
 
-from ferrovent._core import __version__
+from ferrovent._core import __version__, sleep
 from ferrovent.exceptions import (
     BlockingSwitchOutError,
     ConcurrentObjectUseError,
@@ -51,14 +51,6 @@ __all__ = [
 
 spawn = Greenlet.spawn
 spawn_later = Greenlet.spawn_later
-
-
-def sleep(seconds=0, ref=True):
-    """Parks the current greenlet for ``seconds``; 0 yields to every greenlet already ready to run.
-
-    With ``ref=False`` the sleep does not keep the loop alive on its own.
-    """
-    get_hub().loop.sleep(seconds, ref)
 
 
 def idle(priority=0):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
+import time
 from collections import deque
 
 from greenlet import GreenletExit, getcurrent, greenlet
@@ -20,6 +22,9 @@ _RAN = "ran"
 _CANCELLED = "cancelled"
 
 _idents = itertools.count(1)
+_finish_counter = itertools.count(1)
+_finish_order = operator.attrgetter("_finish_order")
+_SUCCESS = (None, None, None)
 
 
 class _SpawnedLink:
@@ -87,6 +92,8 @@ class Greenlet(greenlet):
     _formatted_info = None
     _ident = None
     _links_scheduled = False
+    _links = ()  # replaced by a list on the first link
+    _finish_order = 0  # when it became ready, among all Greenlets: joinall reports in this order
 
     def __init__(self, run=None, *args, **kwargs):
         hub = get_hub()
@@ -98,7 +105,6 @@ class Greenlet(greenlet):
         self._hub = hub
         self.args = args
         self.kwargs = kwargs
-        self._links = []
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -187,14 +193,12 @@ class Greenlet(greenlet):
     def start(self):
         """Schedules it to run in this loop iteration (after everything already ready)."""
         if self._start_state is None:
-            self._formatinfo()
             self._start_state = _SCHEDULED
             self._hub.loop.start(self)
 
     def start_later(self, seconds):
         """Schedules it to run ``seconds`` from now."""
         if self._start_state is None:
-            self._formatinfo()
             self._start_state = _SCHEDULED
             self._start_timer = self._hub.loop.call_later(seconds, self.switch)
 
@@ -251,15 +255,18 @@ class Greenlet(greenlet):
         self.kwargs = {}
 
     def _report_result(self, result):
-        self._exc_info = (None, None, None)
+        self._exc_info = _SUCCESS
         self.value = result
-        self._schedule_links()
+        self._finish_order = next(_finish_counter)
+        if self._links:
+            self._schedule_links()
 
     def _report_error(self, exc_info):
         if isinstance(exc_info[1], GreenletExit):
             self._report_result(exc_info[1])
             return
         self._exc_info = exc_info
+        self._finish_order = next(_finish_counter)
         self._schedule_links()
         self._hub.handle_error(self, *exc_info)
 
@@ -301,7 +308,7 @@ class Greenlet(greenlet):
         if self.ready():
             return
         waiter = getcurrent()
-        self._links.append(waiter)
+        self._add_link(waiter)
         try:
             self._hub.loop.park(timeout)
         finally:
@@ -317,7 +324,7 @@ class Greenlet(greenlet):
             if not block:
                 raise Timeout()
             waiter = getcurrent()
-            self._links.append(waiter)
+            self._add_link(waiter)
             try:
                 if self._hub.loop.park(timeout) is TIMEOUT:
                     raise Timeout(timeout)
@@ -330,6 +337,12 @@ class Greenlet(greenlet):
     def _raise_exception(self):
         _, value, tb = self._exc_info
         raise value.with_traceback(tb)
+
+    def _add_link(self, link):
+        if self._links:
+            self._links.append(link)
+        else:
+            self._links = [link]
 
     def _unlink_waiter(self, waiter):
         try:
@@ -358,7 +371,7 @@ class Greenlet(greenlet):
         """Calls ``callback(self)`` in the hub when it finishes (at once if it already has). Must not block."""
         if not callable(callback):
             raise TypeError(f"Expected callable: {callback!r}")
-        self._links.append(callback)
+        self._add_link(callback)
         if self.ready():
             self._schedule_links()
 
@@ -376,13 +389,10 @@ class Greenlet(greenlet):
 
     def unlink(self, callback):
         """Removes a callback added by link() or rawlink()."""
-        try:
-            self._links.remove(callback)
-        except ValueError:
-            pass
+        self._unlink_waiter(callback)
 
     def unlink_all(self):
-        self._links.clear()
+        self._links = ()
 
     def _schedule_links(self):
         if self._links and not self._links_scheduled:
@@ -417,6 +427,10 @@ def spawn_raw(function, *args, **kwargs):
     return g
 
 
+def _never_ready():
+    return False
+
+
 def iwait(objects, timeout=None, count=None):
     """Yields each of ``objects`` (greenlets, events, anything with rawlink/unlink) as it becomes ready.
 
@@ -437,21 +451,23 @@ def iwait(objects, timeout=None, count=None):
         arrived.append(obj)
         loop.wake(waiter)
 
+    linked = []
     for obj in objects:
-        obj.rawlink(on_ready)
-    deadline = None if timeout is None else loop.now() + timeout
+        if getattr(obj, "ready", _never_ready)():
+            arrived.append(obj)
+        else:
+            obj.rawlink(on_ready)
+            linked.append(obj)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         for _ in range(count):
             while not arrived:
-                remaining = None
-                if deadline is not None:
-                    loop.update_now()
-                    remaining = max(0.0, deadline - loop.now())
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if loop.park(remaining) is TIMEOUT:
                     return
             yield arrived.popleft()
     finally:
-        for obj in objects:
+        for obj in linked:
             obj.unlink(on_ready)
 
 
@@ -467,6 +483,28 @@ def joinall(greenlets, timeout=None, raise_error=False, count=None):
 
     With ``raise_error``, re-raises the first failure as soon as it is seen.
     """
+    greenlets = list(greenlets)
+    if raise_error or count is not None or not all(isinstance(g, Greenlet) for g in greenlets):
+        return _join_as_they_finish(greenlets, timeout, raise_error, count)
+    # Joining each in turn parks at most once per greenlet still running, with no link per greenlet. The result
+    # is put in iwait's order: those finished before the call first, as given, then the rest by finish time.
+    finished_before = [g for g in greenlets if g.ready()]
+    running = [g for g in greenlets if not g.ready()]
+    if timeout is None:
+        for g in running:
+            g.join()
+    else:
+        deadline = time.monotonic() + timeout
+        for g in running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            g.join(remaining)
+    finished_since = sorted((g for g in running if g.ready()), key=_finish_order)
+    return finished_before + finished_since
+
+
+def _join_as_they_finish(greenlets, timeout, raise_error, count):
     if not raise_error:
         return wait(greenlets, timeout=timeout, count=count)
     done = []

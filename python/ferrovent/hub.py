@@ -45,6 +45,7 @@ class Hub(greenlet):
     def __init__(self):
         greenlet.__init__(self)
         self.loop = Loop(self)
+        self.loop.make_current()
         self.exception_stream = sys.stderr
 
     def run(self):
@@ -109,6 +110,7 @@ class Hub(greenlet):
         """Stops this hub and forgets it as its thread's hub; its loop stops running."""
         if _hubs.__dict__.get("hub") is self:
             del _hubs.hub
+            self.loop.forget_current()
         self.loop.stop()
         if not self.dead and getcurrent() is not self:
             self.throw(HubDestroyed(destroy_loop))

@@ -62,7 +62,8 @@ pub fn install() {
     if PREVIOUS.set(Previous { ctx: current.ctx as usize, alloc, free }).is_err() {
         return;
     }
-    let mut ours = PyObjectArenaAllocator { ctx: std::ptr::null_mut(), alloc: Some(cached_alloc), free: Some(cached_free) };
+    let mut ours =
+        PyObjectArenaAllocator { ctx: std::ptr::null_mut(), alloc: Some(cached_alloc), free: Some(cached_free) };
     // SAFETY: `ours` points to functions valid for the life of the process; CPython copies the struct. Memory
     // handed out before this call is still freed correctly: sizes we do not cache go back to the previous allocator,
     // and cached chunks are only ever reused for requests of their exact size.

@@ -36,6 +36,13 @@ pyo3::create_exception!(
     "A greenlet parked in the loop was switched into by something other than the loop."
 );
 
+pyo3::create_exception!(
+    ferrovent._core,
+    ConcurrentObjectUseError,
+    pyo3::exceptions::PyAssertionError,
+    "Two greenlets tried to wait on the same object in the same way at once (e.g. two readers of one socket)."
+);
+
 /// How many ready entries run between two looks at the clock.
 const CLOCK_CHECK_EVERY: u32 = 50;
 
@@ -306,13 +313,14 @@ impl Loop {
     }
 
     /// Wakes idle waiters once nothing else is ready.
-    fn run_idle(&self) {
+    fn run_idle(&self, py: Python<'_>) {
         if !self.ready.borrow().is_empty() {
             return;
         }
         let waiters = std::mem::take(&mut *self.idle_waiters.borrow_mut());
         for (greenlet, token) in waiters {
-            self.push_ready(Ready::Resume { greenlet, token, wake: None });
+            let wake = Some(Wake::Value(py.None()));
+            self.push_ready(Ready::Resume { greenlet, token, wake });
         }
     }
 
@@ -335,7 +343,7 @@ impl Loop {
             }
             self.poll_io(py, self.poll_timeout())?;
             self.expire_timers();
-            self.run_idle();
+            self.run_idle(py);
             self.check_signals(py);
         }
     }
@@ -576,7 +584,9 @@ impl Loop {
     }
 
     /// The socket layer's wait after EAGAIN: parks for the next readiness edge with no level check.
-    #[pyo3(signature = (fd, writable, timeout=None, timeout_exc=None, r#ref=true))]
+    /// With `exclusive`, a second greenlet waiting the same way on the same fd gets ConcurrentObjectUseError.
+    #[pyo3(signature = (fd, writable, timeout=None, timeout_exc=None, r#ref=true, exclusive=false))]
+    #[allow(clippy::too_many_arguments)]
     fn wait_fd(
         &self,
         py: Python<'_>,
@@ -585,9 +595,17 @@ impl Loop {
         timeout: Option<f64>,
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
+        exclusive: bool,
     ) -> PyResult<bool> {
+        let fd = Self::fd_of(fd)?;
         let direction = if writable { Direction::Write } else { Direction::Read };
-        self.wait_fd_current(py, Self::fd_of(fd)?, direction, timeout, timeout_exc, r#ref)
+        if exclusive && self.fds.borrow().has_waiters(fd, direction) {
+            let way = if writable { "writing to" } else { "reading from" };
+            return Err(ConcurrentObjectUseError::new_err(format!(
+                "This socket is already used by another greenlet: another greenlet is {way} fd {fd}"
+            )));
+        }
+        self.wait_fd_current(py, fd, direction, timeout, timeout_exc, r#ref)
     }
 
     /// Call before closing `fd`: forgets its registration and wakes its waiters with OSError(EBADF).

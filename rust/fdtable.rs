@@ -67,6 +67,14 @@ impl<W> FdTable<W> {
         self.slot_mut(fd).registered = true;
     }
 
+    /// Whether anyone waits on the fd in `direction`.
+    pub fn has_waiters(&self, fd: usize, direction: Direction) -> bool {
+        self.slots.get(fd).is_some_and(|s| match direction {
+            Direction::Read => !s.readers.is_empty(),
+            Direction::Write => !s.writers.is_empty(),
+        })
+    }
+
     /// Parks a waiter on the fd until the next edge in `direction`.
     pub fn add_waiter(&mut self, fd: usize, direction: Direction, waiter: W, referenced: bool) {
         self.slot_mut(fd).queue(direction).push(Waiting { waiter, referenced });
@@ -165,6 +173,8 @@ mod tests {
         let mut woken = Vec::new();
         table.on_event(5, true, false, &mut woken);
         assert_eq!(woken, vec![1, 3]);
+        assert!(!table.has_waiters(5, Direction::Read));
+        assert!(table.has_waiters(5, Direction::Write));
         assert_eq!((table.waiting(), table.referenced()), (1, 1));
     }
 

@@ -31,5 +31,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;
+    m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     Ok(())
 }

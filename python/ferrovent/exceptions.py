@@ -2,7 +2,7 @@
 
 from greenlet import GreenletExit
 
-from ferrovent._core import BlockingSwitchOutError, InvalidSwitchError
+from ferrovent._core import BlockingSwitchOutError, ConcurrentObjectUseError, InvalidSwitchError
 
 __all__ = [
     "LoopExit",
@@ -27,10 +27,6 @@ class LoopExit(Exception):
 
     def __str__(self):
         return str(self.args[0]) if self.args else ""
-
-
-class ConcurrentObjectUseError(AssertionError):
-    """Two greenlets tried to wait on the same object in the same way at once (e.g. two readers of one socket)."""
 
 
 class InvalidThreadUseError(RuntimeError):

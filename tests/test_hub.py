@@ -1,0 +1,107 @@
+"""The hub: getcurrent, get_hub (one per thread), the gevent exception classes, __version__, and Ctrl-C."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import ferrovent
+import greenlet
+import pytest
+from packaging.version import Version
+
+
+def test_getcurrent():
+    assert ferrovent.getcurrent() is greenlet.getcurrent()
+    g = ferrovent.spawn(ferrovent.getcurrent)
+    assert g.get() is g
+
+
+def test_get_hub_is_the_parent_of_every_greenlet():
+    hub = ferrovent.get_hub()
+    assert ferrovent.get_hub() is hub
+    assert isinstance(hub, greenlet.greenlet)
+    assert hub.parent is greenlet.getcurrent()  # LoopExit and Ctrl-C are raised in the parent
+    assert hub.loop is not None
+    g = ferrovent.spawn(lambda: ferrovent.getcurrent().parent)
+    assert g.parent is hub
+    assert g.get() is hub
+
+
+@pytest.mark.timeout(20)
+def test_each_thread_has_its_own_hub():
+    seen = {}
+
+    def in_thread():
+        seen["hub"] = ferrovent.get_hub()
+        seen["value"] = ferrovent.spawn(lambda x: x * 2, 21).get()
+        ferrovent.sleep(0.01)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert seen["hub"] is not ferrovent.get_hub()
+    assert seen["value"] == 42
+
+
+@pytest.mark.parametrize(
+    "name", ["LoopExit", "BlockingSwitchOutError", "ConcurrentObjectUseError", "InvalidSwitchError"]
+)
+def test_exceptions_are_exported(name):
+    # gevent only has these in gevent.exceptions; ferrovent also exports them at the top level.
+    assert getattr(ferrovent, name) is getattr(ferrovent.exceptions, name)
+
+
+def test_version_is_pep440():
+    version = ferrovent.__version__
+    assert isinstance(version, str)
+    assert str(Version(version)) == version  # valid and in canonical form
+
+
+def test_version_matches_installed_metadata():
+    assert importlib.metadata.version("ferrovent") == ferrovent.__version__
+
+
+SIGINT_CHILD = """
+import importlib, sys, time
+lib = importlib.import_module(sys.argv[1])
+main = lib.getcurrent()
+lib.spawn(print, "ready", flush=True)  # runs only once main is parked in sleep(10)
+started = time.monotonic()
+try:
+    lib.sleep(10)
+    print("sleep returned", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", time.monotonic(), lib.getcurrent() is main, time.monotonic() - started, flush=True)
+lib.sleep(0.01)
+print("still running", flush=True)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_sigint_during_sleep_raises_keyboard_interrupt_in_main(impl_name):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_CHILD, impl_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        sent = time.monotonic()  # CLOCK_MONOTONIC is shared by every process on the machine
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    caught, still_running = out.splitlines()
+    kind, caught_at, in_main, slept = caught.split()
+    assert kind == "KeyboardInterrupt"
+    assert in_main == "True"
+    assert float(slept) < 10
+    assert float(caught_at) - sent < 0.5
+    assert still_running == "still running"

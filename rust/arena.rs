@@ -1,9 +1,11 @@
 //! A cache for the 16 KiB chunks CPython allocates for each greenlet's frame stack.
 //!
 //! Every greenlet that runs Python code gets a fresh frame-stack chunk from CPython's arena allocator, which maps
-//! and unmaps it with a syscall each: that pair costs more than the rest of a greenlet's life. This wraps the arena
-//! allocator so chunks of exactly that size are kept in a small free list and reused; every other size goes to
-//! the allocator that was installed before.
+//! and unmaps it with a syscall each: that pair costs more than the rest of a short greenlet's life. This wraps the
+//! arena allocator: chunks of exactly that size are carved from larger slabs and recycled through a free list, and
+//! every other size goes to the allocator that was installed before. A burst of greenlets can leave many idle
+//! chunks behind; the loop calls `trim` before it blocks, which unmaps idle chunks beyond a small reserve, so the
+//! syscalls happen while the loop has nothing better to do.
 
 use std::ffi::c_void;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -12,10 +14,14 @@ use pyo3::ffi::{PyObjectArenaAllocator, PyObject_GetArenaAllocator, PyObject_Set
 
 /// CPython's frame-stack chunk size (`DATA_STACK_CHUNK_SIZE`).
 const FRAME_CHUNK: usize = 16 * 1024;
-/// At most this many idle chunks are kept (a few MiB at worst); the rest are returned.
-const CACHE_LIMIT: usize = 256;
+/// Chunks mapped together when the free list runs dry; untouched pages cost no memory.
+const CHUNKS_PER_SLAB: usize = 64;
+/// Idle chunks kept by `trim` for the next burst.
+const RESERVE: usize = 256;
+/// Idle chunks `trim` unmaps per call, so one trim never holds up the loop for long.
+const TRIM_BATCH: usize = 4096;
 
-/// The allocator that was installed before ours, as addresses so it can live in a static.
+/// The allocator that was installed before ours, as plain values so it can live in a static.
 struct Previous {
     ctx: usize,
     alloc: extern "C" fn(*mut c_void, usize) -> *mut c_void,
@@ -25,11 +31,43 @@ struct Previous {
 static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 static IDLE_CHUNKS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
+/// Maps a slab of chunks; returns the first and puts the rest on the free list.
+fn map_slab(idle: &mut Vec<usize>) -> *mut c_void {
+    let size = FRAME_CHUNK * CHUNKS_PER_SLAB;
+    // SAFETY: an anonymous private mapping with no address hint; the result is checked for MAP_FAILED.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    let base = base as usize;
+    idle.extend((1..CHUNKS_PER_SLAB).rev().map(|i| base + i * FRAME_CHUNK));
+    base as *mut c_void
+}
+
+/// Returns an idle chunk to the system. On POSIX, CPython's own arena allocator maps each chunk with mmap and frees it
+/// with munmap, so this is also right for chunks it made before this allocator was installed.
+fn unmap_chunk(chunk: usize) {
+    // SAFETY: `chunk` is a page-aligned FRAME_CHUNK-sized mapped range (part of one of our slabs, or mapped by
+    // CPython's allocator) that nobody uses any more; unmapping part of a mapping is allowed.
+    unsafe { libc::munmap(chunk as *mut c_void, FRAME_CHUNK) };
+}
+
 extern "C" fn cached_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
     if size == FRAME_CHUNK {
-        if let Some(chunk) = IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner).pop() {
-            return chunk as *mut c_void;
-        }
+        let mut idle = IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner);
+        return match idle.pop() {
+            Some(chunk) => chunk as *mut c_void,
+            None => map_slab(&mut idle),
+        };
     }
     match PREVIOUS.get() {
         Some(prev) => (prev.alloc)(prev.ctx as *mut c_void, size),
@@ -39,15 +77,25 @@ extern "C" fn cached_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
 
 extern "C" fn cached_free(_ctx: *mut c_void, ptr: *mut c_void, size: usize) {
     if size == FRAME_CHUNK && !ptr.is_null() {
-        let mut idle = IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < CACHE_LIMIT {
-            idle.push(ptr as usize);
-            return;
-        }
+        IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner).push(ptr as usize);
+        return;
     }
     if let Some(prev) = PREVIOUS.get() {
         (prev.free)(prev.ctx as *mut c_void, ptr, size);
     }
+}
+
+/// Unmaps idle chunks beyond the reserve (at most a batch per call). Cheap when there is nothing to trim.
+pub fn trim() {
+    let excess: Vec<usize> = {
+        let mut idle = IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() <= RESERVE {
+            return;
+        }
+        let keep = RESERVE.max(idle.len().saturating_sub(TRIM_BATCH));
+        idle.split_off(keep)
+    };
+    excess.into_iter().for_each(unmap_chunk);
 }
 
 /// Installs the caching allocator once per process.
@@ -66,6 +114,6 @@ pub fn install() {
         PyObjectArenaAllocator { ctx: std::ptr::null_mut(), alloc: Some(cached_alloc), free: Some(cached_free) };
     // SAFETY: `ours` points to functions valid for the life of the process; CPython copies the struct. Memory
     // handed out before this call is still freed correctly: sizes we do not cache go back to the previous allocator,
-    // and cached chunks are only ever reused for requests of their exact size.
+    // and cached chunks (ours or CPython's) are only ever reused for requests of their exact size, or unmapped.
     unsafe { PyObject_SetArenaAllocator(&mut ours) };
 }

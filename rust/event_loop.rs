@@ -273,6 +273,7 @@ impl Loop {
         let outcome = if timeout == Some(Duration::ZERO) {
             poller.poll(timeout, &mut readiness)
         } else {
+            crate::arena::trim(); // about to block anyway: give back what a burst of greenlets left behind
             let (p, r, outcome) = py.detach(move || {
                 let outcome = poller.poll(timeout, &mut readiness);
                 (poller, readiness, outcome)

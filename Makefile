@@ -1,0 +1,23 @@
+# ferrovent's everyday commands; CI runs the same steps (.ci/run).
+.DEFAULT_GOAL := help
+
+.PHONY: help build-dev lint test bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build-dev:  ## build the Rust extension and install ferrovent editable
+	pip install -e ".[test,bench]"
+
+lint:  ## rustfmt, clippy and ruff
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	ruff check python tests benches examples
+	ruff format --check python tests benches examples
+
+test:  ## Rust unit tests, then the Python suite
+	cargo test --quiet
+	python -m pytest tests
+
+bench:  ## side-by-side benchmarks against stock gevent
+	python benches/run.py

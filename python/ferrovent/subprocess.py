@@ -1,0 +1,176 @@
+"""Cooperative subprocess: the stdlib's module, with a Popen whose waits and pipes park the greenlet.
+
+``wait()`` waits for the child's exit on a pidfd (Linux) through the loop, or polls ``waitpid`` with a growing
+back-off elsewhere; the pipes to the child are `ferrovent.fileobject` files; ``communicate()`` moves the data with one
+greenlet per pipe. ``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and ``getstatusoutput`` are the
+stdlib's own functions, bound to this module's Popen.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess as _subprocess
+import time
+import types
+from subprocess import *  # noqa: F403  (every public name of the stdlib module)
+from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
+
+from ferrovent.fileobject import FileObject
+from ferrovent.greenlet import Greenlet, joinall
+from ferrovent.hub import get_hub
+
+__implements__ = ["Popen", "call", "check_call", "check_output", "run", "getoutput", "getstatusoutput"]
+__all__ = list(_subprocess.__all__)
+
+_READ_SIZE = 32768
+_WRITE_SIZE = 65536
+_MAX_POLL_DELAY = 0.05
+
+
+def _green_pipe(fileobj, writing):
+    """Replaces one of Popen's pipe file objects with a cooperative one of the same kind."""
+    if fileobj is None:
+        return None
+    fd = os.dup(fileobj.fileno())
+    if isinstance(fileobj, io.TextIOWrapper):
+        replacement = FileObject(
+            fd,
+            "w" if writing else "r",
+            encoding=fileobj.encoding,
+            errors=fileobj.errors,
+            line_buffering=fileobj.line_buffering,
+            write_through=fileobj.write_through,
+        )
+    elif isinstance(fileobj, io.RawIOBase):
+        replacement = FileObject(fd, "wb" if writing else "rb", bufsize=0)
+    else:
+        replacement = FileObject(fd, "wb" if writing else "rb")
+    fileobj.close()
+    return replacement
+
+
+class Popen(_subprocess.Popen):
+    """subprocess.Popen whose wait(), communicate() and pipes cooperate with other greenlets."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stdin = _green_pipe(self.stdin, writing=True)
+        self.stdout = _green_pipe(self.stdout, writing=False)
+        self.stderr = _green_pipe(self.stderr, writing=False)
+        self._pidfd = None
+
+    def _exit_fd(self):
+        """A pidfd that becomes readable when the child exits, or None where the OS has none."""
+        if self._pidfd is None and hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError:
+                self._pidfd = -1
+        return self._pidfd if self._pidfd is not None and self._pidfd >= 0 else None
+
+    def _close_exit_fd(self):
+        if self._pidfd is not None and self._pidfd >= 0:
+            get_hub().loop.closing_fd(self._pidfd)
+            os.close(self._pidfd)
+        self._pidfd = -1
+
+    def _wait(self, timeout):
+        if self.returncode is not None:
+            return self.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        loop = get_hub().loop
+        try:
+            while True:
+                pid, status = self._try_wait(os.WNOHANG)
+                if pid == self.pid:
+                    self._handle_exitstatus(status)
+                    return self.returncode
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutExpired(self.args, timeout)
+                exit_fd = self._exit_fd()
+                if exit_fd is not None:
+                    loop.wait_read(exit_fd, remaining)
+                else:
+                    delay = min(delay * 2, _MAX_POLL_DELAY)
+                    loop.sleep(delay if remaining is None else min(delay, remaining))
+        finally:
+            if self.returncode is not None:
+                self._close_exit_fd()
+
+    def _communicate(self, input, endtime, orig_timeout):
+        if not self._communication_started:
+            self._fileobj2output = {pipe: [] for pipe in (self.stdout, self.stderr) if pipe}
+            self._save_input(input)
+            if self.stdin:
+                self._feeder = Greenlet.spawn(self._feed_stdin)
+            self._drainers = [Greenlet.spawn(self._drain, pipe) for pipe in self._fileobj2output]
+        workers = [w for w in [getattr(self, "_feeder", None), *self._drainers] if w is not None]
+        remaining = self._remaining_time(endtime)
+        done = joinall(workers, timeout=remaining)
+        if len(done) < len(workers):
+            stdout, stderr = (self._collected(pipe) for pipe in (self.stdout, self.stderr))
+            raise TimeoutExpired(self.args, orig_timeout, output=stdout, stderr=stderr)
+        for worker in workers:
+            worker.get()  # re-raise a pipe error, as the stdlib would
+        self.wait(timeout=self._remaining_time(endtime))
+        # In text mode the pipes' text layer has already decoded and translated newlines.
+        return self._collected(self.stdout), self._collected(self.stderr)
+
+    def _collected(self, pipe):
+        if pipe is None:
+            return None
+        chunks = self._fileobj2output[pipe]
+        return ("" if self.text_mode else b"").join(chunks)
+
+    def _feed_stdin(self):
+        data = self._input
+        try:
+            if data:  # already bytes: _save_input encodes text
+                self.stdin.flush()
+                binary = self.stdin.buffer if isinstance(self.stdin, io.TextIOWrapper) else self.stdin
+                view = memoryview(data)
+                while self._input_offset < len(view):
+                    chunk = view[self._input_offset : self._input_offset + _WRITE_SIZE]
+                    self._input_offset += binary.write(chunk) or 0
+                binary.flush()
+            self.stdin.close()
+        except BrokenPipeError:
+            pass  # the child stopped reading: communicate() ignores that, as the stdlib does
+
+    def _drain(self, pipe):
+        chunks = self._fileobj2output[pipe]
+        read = pipe.read1 if hasattr(pipe, "read1") else pipe.read
+        while True:
+            chunk = read(_READ_SIZE)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        pipe.close()
+
+    def __del__(self, *args, **kwargs):
+        self._close_exit_fd()
+        super().__del__(*args, **kwargs)
+
+
+def _with_this_popen(function):
+    """The stdlib function's own code, looking names up in this module, so it creates this module's Popen."""
+    for name in function.__code__.co_names:  # the stdlib's private helpers it refers to
+        if name not in globals() and hasattr(_subprocess, name):
+            globals()[name] = getattr(_subprocess, name)
+    bound = types.FunctionType(
+        function.__code__, globals(), function.__name__, function.__defaults__, function.__closure__
+    )
+    bound.__kwdefaults__ = function.__kwdefaults__
+    bound.__doc__ = function.__doc__
+    return bound
+
+
+run = _with_this_popen(_subprocess.run)
+call = _with_this_popen(_subprocess.call)
+check_call = _with_this_popen(_subprocess.check_call)
+check_output = _with_this_popen(_subprocess.check_output)
+getstatusoutput = _with_this_popen(_subprocess.getstatusoutput)
+getoutput = _with_this_popen(_subprocess.getoutput)

@@ -18,7 +18,8 @@ from ferrovent.exceptions import (
     LoopExit,
 )
 from ferrovent.greenlet import Greenlet, iwait, joinall, killall, spawn_raw, wait
-from ferrovent.hub import get_hub
+from ferrovent.hub import fork, get_hub, reinit
+from ferrovent.signal import signal_handler
 from ferrovent.timeout import Timeout, with_timeout
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidThreadUseError",
     "LoopExit",
     "Timeout",
+    "fork",
     "get_hub",
     "getcurrent",
     "getswitchinterval",
@@ -40,7 +42,9 @@ __all__ = [
     "joinall",
     "kill",
     "killall",
+    "reinit",
     "setswitchinterval",
+    "signal_handler",
     "sleep",
     "spawn",
     "spawn_later",

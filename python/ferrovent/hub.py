@@ -6,6 +6,7 @@ and switches away; the hub's loop switches back to it when its fd, timer or wake
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -16,7 +17,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 from ferrovent._core import Loop as _CoreLoop
 from ferrovent.exceptions import HubDestroyed, LoopExit
 
-__all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub"]
+__all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub", "reinit", "fork"]
 
 
 class Loop(_CoreLoop):
@@ -140,3 +141,24 @@ def get_hub_if_exists():
 def set_hub(hub):
     """Makes ``hub`` the calling thread's hub."""
     _hubs.hub = hub
+
+
+def reinit(hub=None):
+    """Prepares the hub for a forked child: a fresh poller and waker, the fds still waited on registered again.
+
+    Runs by itself in every child forked with ``os.fork`` (or ``multiprocessing``'s fork start method), through
+    ``os.register_at_fork``; calling it again is harmless.
+    """
+    hub = hub if hub is not None else get_hub_if_exists()
+    if hub is not None and not hub.dead:
+        hub.loop.reinit()
+
+
+def fork():
+    """``os.fork()``; the child's hub is ready to use (see `reinit`)."""
+    return _original_fork()
+
+
+_original_fork = os.fork
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reinit)

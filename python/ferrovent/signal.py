@@ -1,0 +1,95 @@
+"""Signals and the loop: the stdlib's signal module, with handlers that may block.
+
+The hub runs Python-level signal handlers when its poll is interrupted, so they run in the hub, where a blocking
+call is impossible. `signal_handler` runs its handler in a new greenlet instead (gevent's API), and the
+``signal.signal`` installed by ``monkey.patch_signal`` does the same for handlers that arrive while the hub runs; a
+handler that arrives while another greenlet runs is called right there, as the stdlib would.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from signal import *  # noqa: F403  (every public name of the stdlib module)
+
+from greenlet import getcurrent
+
+from ferrovent.hub import get_hub
+
+__implements__ = ["signal", "getsignal"]
+__all__ = [name for name in dir(_signal) if not name.startswith("_")] + ["signal_handler"]
+
+_std_signal = _signal.signal
+_std_getsignal = _signal.getsignal
+_PLAIN = (_signal.SIG_DFL, _signal.SIG_IGN, _signal.default_int_handler, None)
+
+
+def _spawn(function, *args, **kwargs):
+    from ferrovent.greenlet import Greenlet  # imported late: greenlet imports the hub, which the hub's users import
+
+    return Greenlet.spawn(function, *args, **kwargs)
+
+
+class _GreenHandler:
+    """Wraps a handler given to ``signal.signal``: run it in a new greenlet when it would otherwise run in the hub."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __call__(self, signalnum, frame):
+        if getcurrent() is get_hub():
+            _spawn(self.handler, signalnum, frame)
+        else:
+            self.handler(signalnum, frame)
+
+
+def signal(signalnum, handler):
+    """As ``signal.signal``, but a Python handler that fires while the hub runs gets a greenlet of its own."""
+    wrapped = handler if handler in _PLAIN or not callable(handler) else _GreenHandler(handler)
+    previous = _std_signal(signalnum, wrapped)
+    return previous.handler if isinstance(previous, _GreenHandler) else previous
+
+
+def getsignal(signalnum):
+    """As ``signal.getsignal``: the handler as it was given."""
+    current = _std_getsignal(signalnum)
+    return current.handler if isinstance(current, _GreenHandler) else current
+
+
+# signal number -> the signal_handler objects registered for it, and the handler that was there before them
+_registered: dict[int, list] = {}
+_replaced: dict[int, object] = {}
+
+
+def _dispatch(signalnum, frame):
+    for registration in list(_registered.get(signalnum, ())):
+        _spawn(registration.handler, *registration.args, **registration.kwargs)
+
+
+class signal_handler:
+    """Calls ``handler(*args, **kwargs)`` in a new greenlet each time the process gets ``signalnum``.
+
+    It does not keep the loop alive. `cancel()` stops it; once every handler of a signal is cancelled, the signal's
+    previous handler is restored.
+    """
+
+    def __init__(self, signalnum, handler, *args, **kwargs):
+        if not callable(handler):
+            raise TypeError("signal handler must be callable.")
+        self.signalnum = signalnum
+        self.handler = handler
+        self.args = args
+        self.kwargs = kwargs
+        registrations = _registered.setdefault(signalnum, [])
+        if not registrations:
+            _replaced[signalnum] = _std_signal(signalnum, _dispatch)
+        registrations.append(self)
+
+    def cancel(self):
+        registrations = _registered.get(self.signalnum, [])
+        if self in registrations:
+            registrations.remove(self)
+            if not registrations:
+                _std_signal(self.signalnum, _replaced.pop(self.signalnum))
+        self.handler = self.args = self.kwargs = None

@@ -1,25 +1,47 @@
 //! The calling thread's loop, so module-level waits (`sleep`) skip the Python-level hub lookup.
+//!
+//! The thread-local holds a weak reference: a strong one would keep a finished thread's hub and loop alive (its
+//! destructor runs without the GIL, so the release would only be queued).
 
 use std::cell::RefCell;
 
 use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
 
 use crate::event_loop::Loop;
 
-thread_local! {
-    static CURRENT: RefCell<Option<Py<Loop>>> = const { RefCell::new(None) };
+/// A thread's weak reference to its loop. The hub clears it while the thread's Python state still exists (see
+/// `ferrovent.hub`); thread-local destructors run after that state is gone, when no Python object may be touched,
+/// so a reference still held then is abandoned rather than released.
+struct ThreadLoop(Option<Py<PyWeakrefReference>>);
+
+impl Drop for ThreadLoop {
+    fn drop(&mut self) {
+        if let Some(weak) = self.0.take() {
+            std::mem::forget(weak);
+        }
+    }
 }
 
-/// Records `loop_` as this thread's loop (the hub calls this when it is made).
-pub fn set(loop_: Option<Py<Loop>>) {
-    CURRENT.with(|current| *current.borrow_mut() = loop_);
+thread_local! {
+    static CURRENT: RefCell<ThreadLoop> = const { RefCell::new(ThreadLoop(None)) };
+}
+
+/// Records `loop_` as this thread's loop (the hub calls this when it is made), or forgets it.
+pub fn set(loop_: Option<&Bound<'_, Loop>>) -> PyResult<()> {
+    let weak = loop_.map(|l| PyWeakrefReference::new(l.as_any())).transpose()?.map(Bound::unbind);
+    let previous = CURRENT.with(|current| std::mem::replace(&mut current.borrow_mut().0, weak));
+    drop(previous); // outside the borrow: releasing it may run Python code
+    Ok(())
 }
 
 /// This thread's loop, creating the hub (through `ferrovent.hub.get_hub`) if the thread has none yet.
 pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
-    let found = CURRENT.with(|current| current.borrow().as_ref().map(|l| l.clone_ref(py)));
+    let found = CURRENT.with(|current| current.borrow().0.as_ref().and_then(|weak| weak.bind(py).upgrade()));
     if let Some(loop_) = found {
-        return Ok(loop_.into_bound(py));
+        if let Ok(loop_) = loop_.cast_into::<Loop>() {
+            return Ok(loop_);
+        }
     }
     let hub = py.import("ferrovent.hub")?.call_method0("get_hub")?;
     Ok(hub.getattr("loop")?.cast_into::<Loop>()?)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
@@ -419,15 +420,49 @@ impl Loop {
         })
     }
 
+    /// Shows the garbage collector every object the loop holds, so a hub and loop no longer used (a finished
+    /// thread's) are collected despite referring to each other. A borrow in progress means the loop is running on
+    /// this thread right now: nothing it holds can be garbage then, so it is skipped.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.hub)?;
+        visit.call(&self.get_switch_interval)?;
+        if let Ok(ready) = self.ready.try_borrow() {
+            for obj in ready.iter().flat_map(Ready::objects) {
+                visit.call(obj)?;
+            }
+        }
+        if let Ok(timers) = self.timers.try_borrow() {
+            for obj in timers.actions().flat_map(TimerAction::objects) {
+                visit.call(obj)?;
+            }
+        }
+        if let Ok(fds) = self.fds.try_borrow() {
+            for waiter in fds.waiters() {
+                visit.call(&waiter.greenlet)?;
+            }
+        }
+        if let Ok(idle) = self.idle_waiters.try_borrow() {
+            for (greenlet, _) in idle.iter() {
+                visit.call(greenlet)?;
+            }
+        }
+        if let Ok(slot) = self.wake_slot.try_borrow() {
+            if let Some(obj) = slot.as_ref().and_then(Wake::object) {
+                visit.call(obj)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes this the calling thread's loop, used by the module-level waits.
-    fn make_current(slf: &Bound<'_, Self>) {
-        crate::current::set(Some(slf.clone().unbind()));
+    fn make_current(slf: &Bound<'_, Self>) -> PyResult<()> {
+        crate::current::set(Some(slf))
     }
 
     /// Stops this being the calling thread's loop (the hub was destroyed).
     #[staticmethod]
-    fn forget_current() {
-        crate::current::set(None);
+    fn forget_current() -> PyResult<()> {
+        crate::current::set(None)
     }
 
     /// The hub greenlet this loop switches to.

@@ -141,6 +141,11 @@ impl<W> FdTable<W> {
         self.slots.iter().enumerate().filter(|(_, s)| busy(s)).map(|(fd, _)| fd).collect()
     }
 
+    /// Every parked waiter, in no particular order.
+    pub fn waiters(&self) -> impl Iterator<Item = &W> {
+        self.slots.iter().flat_map(|s| s.readers.iter().chain(&s.writers)).map(|w| &w.waiter)
+    }
+
     /// Waiters that keep the loop alive.
     pub fn referenced(&self) -> usize {
         self.referenced

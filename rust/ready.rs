@@ -19,6 +19,16 @@ pub enum Wake {
     Raise(Py<PyAny>),
 }
 
+impl Wake {
+    /// The Python object it carries, if any (for the garbage collector).
+    pub fn object(&self) -> Option<&Py<PyAny>> {
+        match self {
+            Wake::Value(obj) | Wake::Raise(obj) => Some(obj),
+            Wake::TimedOut => None,
+        }
+    }
+}
+
 /// One unit of work for the hub, run in FIFO order.
 pub enum Ready {
     /// Switch into `greenlet` if it is still parked under `token`; a stale entry is dropped. `wake` is None
@@ -32,11 +42,38 @@ pub enum Ready {
     Timer(TimerId),
 }
 
+impl Ready {
+    /// The Python objects it holds (for the garbage collector).
+    pub fn objects(&self) -> Vec<&Py<PyAny>> {
+        match self {
+            Ready::Resume { greenlet, wake, .. } => {
+                [Some(greenlet), wake.as_ref().and_then(Wake::object)].into_iter().flatten().collect()
+            }
+            Ready::Throw { greenlet, exc } => vec![greenlet, exc],
+            Ready::Call { func, args } => vec![func, args.as_any()],
+            Ready::Timer(_) => Vec::new(),
+        }
+    }
+}
+
 /// What a timer does when it fires: the same shapes as the ready entries it turns into.
 pub enum TimerAction {
     Resume { greenlet: Py<PyAny>, token: u64, wake: Wake },
     Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
     Call { func: Py<PyAny>, args: Py<PyTuple> },
+}
+
+impl TimerAction {
+    /// The Python objects it holds (for the garbage collector).
+    pub fn objects(&self) -> Vec<&Py<PyAny>> {
+        match self {
+            TimerAction::Resume { greenlet, wake, .. } => {
+                [Some(greenlet), wake.object()].into_iter().flatten().collect()
+            }
+            TimerAction::Throw { greenlet, exc } => vec![greenlet, exc],
+            TimerAction::Call { func, args } => vec![func, args.as_any()],
+        }
+    }
 }
 
 /// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll.

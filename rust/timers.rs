@@ -88,6 +88,11 @@ impl<A> TimerHeap<A> {
         None
     }
 
+    /// The actions of all pending timers, in no particular order.
+    pub fn actions(&self) -> impl Iterator<Item = &A> {
+        self.live.values().map(|t| &t.action)
+    }
+
     /// Number of pending timers that keep the loop alive.
     pub fn referenced(&self) -> usize {
         self.referenced

@@ -105,3 +105,34 @@ def test_sigint_during_sleep_raises_keyboard_interrupt_in_main(impl_name):
     assert float(slept) < 10
     assert float(caught_at) - sent < 0.5
     assert still_running == "still running"
+
+
+@pytest.mark.timeout(30)
+def test_destroying_a_threads_hub_releases_its_poller():
+    import gc
+    import os
+
+    def use_then_destroy_a_hub():
+        ferrovent.joinall([ferrovent.spawn(ferrovent.sleep, 0.001) for _ in range(3)])
+        ferrovent.get_hub().destroy()
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    gc.collect()
+    before = open_fds()
+    for _ in range(40):
+        thread = threading.Thread(target=use_then_destroy_a_hub)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert open_fds() - before < 10, "each destroyed hub's poller and waker must be closed"
+
+
+def test_a_new_hub_after_destroy_works():
+    old = ferrovent.get_hub()
+    old.destroy()
+    assert old.dead
+    assert ferrovent.get_hub() is not old
+    assert ferrovent.spawn(lambda: 7).get() == 7
+    ferrovent.sleep(0.001)

@@ -108,17 +108,35 @@ class Hub(greenlet):
         return False
 
     def destroy(self, destroy_loop=None):
-        """Stops this hub and forgets it as its thread's hub; its loop stops running."""
+        """Stops this hub for good and forgets it as its thread's hub; a later get_hub() makes a new one.
+
+        As with gevent, a thread that used ferrovent should destroy its hub before it ends: the hub greenlet would
+        otherwise stay suspended in its loop, and the loop's poller and waker stay open.
+        """
         if _hubs.__dict__.get("hub") is self:
             del _hubs.hub
-            self.loop.forget_current()
-        self.loop.stop()
+            Loop.forget_current()
+        loop = self.loop
+        if loop is None:
+            return
+        loop.stop()
         if not self.dead and getcurrent() is not self:
             self.throw(HubDestroyed(destroy_loop))
+        self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
     @property
     def main_greenlet(self):
         return self.parent
+
+
+class _ThreadExitCleanup:
+    """Kept in the thread's locals beside its hub: when the thread ends (its Python state still alive, the GIL held),
+    it drops the loop's thread-local registration in Rust, which could not be released later."""
+
+    __slots__ = ()
+
+    def __del__(self):
+        Loop.forget_current()
 
 
 _hubs = _thread_local()
@@ -130,6 +148,7 @@ def get_hub() -> Hub:
         return _hubs.hub
     except AttributeError:
         hub = _hubs.hub = Hub()
+        _hubs.cleanup = _ThreadExitCleanup()
         return hub
 
 

@@ -39,6 +39,12 @@ pyo3::create_exception!(
 
 pyo3::create_exception!(
     ferrovent._core,
+    InvalidThreadUseError,
+    pyo3::exceptions::PyRuntimeError,
+    "An object bound to one OS thread's hub was used from another thread."
+);
+pyo3::create_exception!(
+    ferrovent._core,
     ConcurrentObjectUseError,
     pyo3::exceptions::PyAssertionError,
     "Two greenlets tried to wait on the same object in the same way at once (e.g. two readers of one socket)."
@@ -75,9 +81,12 @@ pub fn address(obj: &Bound<'_, PyAny>) -> usize {
     obj.as_ptr() as usize
 }
 
-/// The event loop. One per hub, used only from the thread that made it.
-#[pyclass(unsendable, frozen, subclass, module = "ferrovent._core")]
+/// The event loop. One per hub, used only from the thread that made it (other threads go through
+/// `ThreadsafeHandle`).
+#[pyclass(frozen, subclass, module = "ferrovent._core")]
 pub struct Loop {
+    /// The thread whose hub runs this loop: the only one allowed to wait in it or schedule on it.
+    owner: std::thread::ThreadId,
     pub(crate) hub: Py<PyAny>,
     poller: RefCell<Option<Poller>>,
     pub(crate) inbox: Arc<Inbox>,
@@ -100,7 +109,23 @@ pub struct Loop {
     readiness: RefCell<Vec<Readiness>>,
 }
 
+// SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
+// `poll_io` moves the poller out before releasing the GIL), and no borrow is ever held across a GIL release; so the
+// GIL serializes every access, even from another thread (the garbage collector's traversal, or a misuse that
+// `check_thread` then refuses). ferrovent does not support free-threaded builds.
+unsafe impl Sync for Loop {}
+
 impl Loop {
+    /// Refuses calls from a thread other than the loop's: they would wait in, or schedule on, the wrong loop.
+    pub(crate) fn check_thread(&self) -> PyResult<()> {
+        if std::thread::current().id() == self.owner {
+            return Ok(());
+        }
+        Err(InvalidThreadUseError::new_err(
+            "this loop belongs to another thread: use its run_callback_threadsafe() from other threads",
+        ))
+    }
+
     /// Nanoseconds since the loop was made, read fresh from the monotonic clock.
     pub(crate) fn clock(&self) -> Nanos {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -399,6 +424,7 @@ impl Loop {
         let inbox = Arc::new(Inbox::new(poller.waker()));
         let get_switch_interval = py.import("sys")?.getattr("getswitchinterval")?.unbind();
         Ok(Self {
+            owner: std::thread::current().id(),
             hub,
             poller: RefCell::new(Some(poller)),
             inbox,
@@ -473,6 +499,7 @@ impl Loop {
 
     /// Runs until nothing referenced is left (or `stop()`); called by the hub greenlet.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_thread()?;
         let current = greenlet_api::current(py)?;
         if !current.is(self.hub.bind(py)) {
             return Err(PyRuntimeError::new_err("Loop.run() must be called from the hub greenlet"));
@@ -496,7 +523,8 @@ impl Loop {
     }
 
     /// Schedules the first switch into a greenlet that has not started (spawn).
-    fn start(&self, greenlet: Bound<'_, PyAny>) {
+    fn start(&self, greenlet: Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_thread()?;
         let token = {
             let mut lot = self.lot.borrow_mut();
             let token = lot.new_token();
@@ -504,12 +532,14 @@ impl Loop {
             token
         };
         self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake: None });
+        Ok(())
     }
 
     /// Forgets whatever `greenlet` is parked on, so no pending wake reaches it (cancels a `start`).
-    fn unpark(&self, greenlet: &Bound<'_, PyAny>) -> bool {
+    fn unpark(&self, greenlet: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.check_thread()?;
         let parked = self.lot.borrow_mut().unpark(address(greenlet));
-        parked.map(|p| self.release_parked(p)).is_some()
+        Ok(parked.map(|p| self.release_parked(p)).is_some())
     }
 
     /// Whether `greenlet` is parked in the loop (waiting, or started but not yet run).
@@ -519,47 +549,56 @@ impl Loop {
 
     /// Wakes a greenlet parked in `park()` (or any wait), which returns `value`. False if it is not parked.
     #[pyo3(signature = (greenlet, value=None))]
-    fn wake(&self, py: Python<'_>, greenlet: Bound<'_, PyAny>, value: Option<Py<PyAny>>) -> bool {
-        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return false };
+    fn wake(&self, py: Python<'_>, greenlet: Bound<'_, PyAny>, value: Option<Py<PyAny>>) -> PyResult<bool> {
+        self.check_thread()?;
+        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return Ok(false) };
         let wake = Some(Wake::Value(value.unwrap_or_else(|| py.None())));
         self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake });
-        true
+        Ok(true)
     }
 
     /// Wakes a parked greenlet by raising `exc` in its wait. False if it is not parked.
-    fn wake_raise(&self, greenlet: Bound<'_, PyAny>, exc: Py<PyAny>) -> bool {
-        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return false };
+    fn wake_raise(&self, greenlet: Bound<'_, PyAny>, exc: Py<PyAny>) -> PyResult<bool> {
+        self.check_thread()?;
+        let Some(token) = self.lot.borrow().token_of(address(&greenlet)) else { return Ok(false) };
         self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake: Some(Wake::Raise(exc)) });
-        true
+        Ok(true)
     }
 
     /// Schedules `exc` to be raised in `greenlet` wherever it is (gevent's kill).
-    fn throw(&self, greenlet: Py<PyAny>, exc: Py<PyAny>) {
+    fn throw(&self, greenlet: Py<PyAny>, exc: Py<PyAny>) -> PyResult<()> {
+        self.check_thread()?;
         self.push_ready(Ready::Throw { greenlet, exc });
+        Ok(())
     }
 
     /// Schedules `func(*args)` to run in the hub, after everything already ready.
     #[pyo3(signature = (func, *args))]
-    fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) {
+    fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
+        self.check_thread()?;
         self.push_ready(Ready::Call { func, args });
+        Ok(())
     }
 
     /// Runs `func(*args)` in the hub after `seconds`; returns a timer id for `cancel_timer`.
     #[pyo3(signature = (seconds, func, *args, r#ref=true))]
-    fn call_later(&self, seconds: f64, func: Py<PyAny>, args: Py<PyTuple>, r#ref: bool) -> TimerId {
-        self.schedule_timer(seconds, TimerAction::Call { func, args }, r#ref)
+    fn call_later(&self, seconds: f64, func: Py<PyAny>, args: Py<PyTuple>, r#ref: bool) -> PyResult<TimerId> {
+        self.check_thread()?;
+        Ok(self.schedule_timer(seconds, TimerAction::Call { func, args }, r#ref))
     }
 
     /// Raises `exc` in `greenlet` after `seconds` (a Timeout); returns a timer id for `cancel_timer`.
     #[pyo3(signature = (seconds, greenlet, exc, r#ref=true))]
-    fn throw_later(&self, seconds: f64, greenlet: Py<PyAny>, exc: Py<PyAny>, r#ref: bool) -> TimerId {
-        self.schedule_timer(seconds, TimerAction::Throw { greenlet, exc }, r#ref)
+    fn throw_later(&self, seconds: f64, greenlet: Py<PyAny>, exc: Py<PyAny>, r#ref: bool) -> PyResult<TimerId> {
+        self.check_thread()?;
+        Ok(self.schedule_timer(seconds, TimerAction::Throw { greenlet, exc }, r#ref))
     }
 
     /// Cancels a timer; its action never runs after this. False if it already ran or was cancelled.
-    fn cancel_timer(&self, id: TimerId) -> bool {
+    fn cancel_timer(&self, id: TimerId) -> PyResult<bool> {
+        self.check_thread()?;
         let action = self.timers.borrow_mut().cancel(id);
-        action.is_some()
+        Ok(action.is_some())
     }
 
     /// Whether a timer is still to run.
@@ -570,17 +609,20 @@ impl Loop {
     /// Parks the current greenlet for `seconds` (0: yield to everything already ready).
     #[pyo3(signature = (seconds=0.0, r#ref=true))]
     fn sleep(&self, py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
+        self.check_thread()?;
         self.sleep_current(py, seconds, r#ref)
     }
 
     /// Parks the current greenlet until `wake()` (returning its value) or the timeout (returning TIMEOUT).
     #[pyo3(signature = (timeout=None, r#ref=true))]
     fn park(&self, py: Python<'_>, timeout: Option<f64>, r#ref: bool) -> PyResult<Py<PyAny>> {
+        self.check_thread()?;
         self.park_current(py, timeout, r#ref)
     }
 
     /// Parks the current greenlet until the loop has nothing else to run.
     fn idle(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_thread()?;
         self.idle_current(py)
     }
 
@@ -595,6 +637,7 @@ impl Loop {
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
     ) -> PyResult<bool> {
+        self.check_thread()?;
         let fd = Self::fd_of(fd)?;
         if crate::wait::level_ready(fd, Direction::Read)? {
             return Ok(true);
@@ -612,6 +655,7 @@ impl Loop {
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
     ) -> PyResult<bool> {
+        self.check_thread()?;
         let fd = Self::fd_of(fd)?;
         if crate::wait::level_ready(fd, Direction::Write)? {
             return Ok(true);
@@ -633,6 +677,7 @@ impl Loop {
         r#ref: bool,
         exclusive: bool,
     ) -> PyResult<bool> {
+        self.check_thread()?;
         let fd = Self::fd_of(fd)?;
         let direction = if writable { Direction::Write } else { Direction::Read };
         if exclusive && self.fds.borrow().has_waiters(fd, direction) {
@@ -646,6 +691,7 @@ impl Loop {
 
     /// Call before closing `fd`: forgets its registration and wakes its waiters with OSError(EBADF).
     fn closing_fd(&self, py: Python<'_>, fd: i64) -> PyResult<()> {
+        self.check_thread()?;
         let fd = Self::fd_of(fd)?;
         let mut waiters = Vec::new();
         let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
@@ -663,6 +709,7 @@ impl Loop {
 
     /// Wakes every greenlet waiting on `fd` by raising `exc` in it; the fd stays registered.
     fn cancel_wait(&self, fd: i64, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_thread()?;
         let fd = Self::fd_of(fd)?;
         let mut waiters = Vec::new();
         self.fds.borrow_mut().take_waiters(fd, &mut waiters);
@@ -687,6 +734,7 @@ impl Loop {
 
     /// Rebuilds the poller and waker in a forked child (kqueue is not inherited; epoll is shared with the parent).
     fn reinit(&self) -> PyResult<()> {
+        self.check_thread()?;
         let poller = Poller::new()?;
         self.inbox.set_waker(poller.waker());
         *self.poller.borrow_mut() = Some(poller);

@@ -7,6 +7,7 @@ mod current;
 mod event_loop;
 mod fdtable;
 mod greenlet_api;
+mod http;
 mod parking;
 mod poller;
 mod ready;
@@ -31,6 +32,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;
+    m.add("InvalidThreadUseError", py.get_type::<event_loop::InvalidThreadUseError>())?;
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
+    http::register(m)?;
     Ok(())
 }

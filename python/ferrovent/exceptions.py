@@ -2,7 +2,12 @@
 
 from greenlet import GreenletExit
 
-from ferrovent._core import BlockingSwitchOutError, ConcurrentObjectUseError, InvalidSwitchError
+from ferrovent._core import (
+    BlockingSwitchOutError,
+    ConcurrentObjectUseError,
+    InvalidSwitchError,
+    InvalidThreadUseError,
+)
 
 __all__ = [
     "LoopExit",
@@ -27,10 +32,6 @@ class LoopExit(Exception):
 
     def __str__(self):
         return str(self.args[0]) if self.args else ""
-
-
-class InvalidThreadUseError(RuntimeError):
-    """An object bound to one OS thread's hub was used from another thread."""
 
 
 class HubDestroyed(GreenletExit):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
 
 import ferrovent
@@ -208,3 +209,24 @@ def test_reused_fd_number_has_no_stale_waiter(loop, channel):
         assert os.read(fd, 1) == b"z"
     finally:
         fresh.close_all(loop)
+
+
+def test_another_thread_is_refused_but_may_use_run_callback_threadsafe():
+    loop = ferrovent.get_hub().loop
+    outcome = {}
+
+    def from_other_thread():
+        try:
+            loop.run_callback(outcome.setdefault, "scheduled", True)
+        except ferrovent.InvalidThreadUseError:
+            outcome["refused"] = True
+        loop.run_callback_threadsafe(outcome.setdefault, "threadsafe", True)
+
+    thread = threading.Thread(target=from_other_thread)
+    thread.start()
+    thread.join(10)
+    deadline = ferrovent.Timeout(5)
+    with deadline:
+        while "threadsafe" not in outcome:
+            ferrovent.sleep(0.001)
+    assert outcome == {"refused": True, "threadsafe": True}

@@ -121,6 +121,83 @@ def memory(lib: ModuleType, quick: bool) -> float:
     return (after - before) / count / 1024
 
 
+def _submodule(lib: ModuleType, name: str) -> ModuleType:
+    """``lib.<name>`` (event, queue, pool): the same public module on both implementations."""
+    return importlib.import_module(f"{lib.__name__}.{name}")
+
+
+def event_fanout(lib: ModuleType, quick: bool) -> float:
+    waiters = 2_000 if quick else 10_000
+    rounds = 3 if quick else 10
+    event = _submodule(lib, "event")
+    released = [event.Event() for _ in range(rounds)]
+    all_woke = [event.Event() for _ in range(rounds)]
+    woke = [0] * rounds
+
+    def waiter() -> None:
+        for i in range(rounds):
+            released[i].wait()
+            woke[i] += 1
+            if woke[i] == waiters:
+                all_woke[i].set()
+
+    greenlets = [lib.spawn(waiter) for _ in range(waiters)]
+    lib.sleep(0)  # every waiter is now parked on the first event
+    start = time.perf_counter()
+    for i in range(rounds):
+        released[i].set()
+        all_woke[i].wait()
+    elapsed = time.perf_counter() - start
+    lib.joinall(greenlets)
+    return waiters * rounds / elapsed
+
+
+def _pass_items(lib: ModuleType, channel, count: int, batch: int) -> float:
+    """A producer greenlet puts `count` items into `channel`, yielding after every `batch`; a consumer greenlet
+    gets them. Returns items/s."""
+
+    def produce() -> None:
+        put = channel.put
+        for start in range(0, count, batch):
+            for i in range(start, start + batch):
+                put(i)
+            lib.sleep(0)
+
+    def consume() -> None:
+        get = channel.get
+        for _ in range(count):
+            get()
+
+    start = time.perf_counter()
+    lib.joinall([lib.spawn(produce), lib.spawn(consume)])
+    return count / (time.perf_counter() - start)
+
+
+def queue_pingpong(lib: ModuleType, quick: bool) -> float:
+    count = 20_000 if quick else 200_000
+    return _pass_items(lib, _submodule(lib, "queue").Queue(1), count, batch=count)  # every put after the first waits
+
+
+def queue_unbounded(lib: ModuleType, quick: bool) -> float:
+    count = 100_000 if quick else 1_000_000
+    return _pass_items(lib, _submodule(lib, "queue").Queue(), count, batch=1_000)
+
+
+def _identity(x: int) -> int:
+    return x
+
+
+def pool_imap_unordered(lib: ModuleType, quick: bool) -> float:
+    count = 10_000 if quick else 100_000
+    pool = _submodule(lib, "pool").Pool(100)
+    start = time.perf_counter()
+    received = sum(1 for _ in pool.imap_unordered(_identity, range(count)))
+    elapsed = time.perf_counter() - start
+    if received != count:
+        raise RuntimeError(f"imap_unordered gave {received} results for {count} items")
+    return count / elapsed
+
+
 BENCHES = {
     bench.name: bench
     for bench in (
@@ -129,6 +206,10 @@ BENCHES = {
         Bench("switch_floor", "switches/s", True, switch_floor, reference=True),
         Bench("timers", "ms over longest delay", False, timers),
         Bench("memory", "KiB per parked greenlet", False, memory),
+        Bench("event_fanout", "wakeups/s", True, event_fanout),
+        Bench("queue_pingpong", "items/s", True, queue_pingpong),
+        Bench("queue_unbounded", "items/s", True, queue_unbounded),
+        Bench("pool_imap_unordered", "items/s", True, pool_imap_unordered),
     )
 }
 

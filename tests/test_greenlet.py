@@ -101,3 +101,14 @@ def test_ten_thousand_greenlets():
     done = ferrovent.joinall(greenlets, timeout=20)
     assert len(done) == 10_000
     assert [g.value for g in greenlets] == list(range(10_000))
+
+
+def test_a_finishing_iwait_object_does_not_end_an_unrelated_wait():
+    first = ferrovent.spawn(ferrovent.sleep, 0.01)
+    second = ferrovent.spawn(ferrovent.sleep, 0.05)
+    other = ferrovent.spawn(ferrovent.sleep, 0.2)
+    for finished in ferrovent.iwait([first, second]):
+        assert finished is first
+        other.join()  # `second` finishes meanwhile: its notification must not end this join early
+        assert other.dead
+        break

@@ -323,14 +323,7 @@ class Greenlet(greenlet):
 
     def join(self, timeout=None):
         """Waits until it finishes or ``timeout`` passes. Returns None either way."""
-        if self.ready():
-            return
-        waiter = getcurrent()
-        self._add_link(waiter)
-        try:
-            self._hub.loop.park(timeout)
-        finally:
-            self._unlink_waiter(waiter)
+        self._wait_finished(timeout)
 
     def get(self, block=True, timeout=None):
         """Returns its value, or re-raises its exception with the original traceback.
@@ -341,16 +334,33 @@ class Greenlet(greenlet):
         if not self.ready():
             if not block:
                 raise Timeout()
-            waiter = getcurrent()
-            self._add_link(waiter)
-            try:
-                if self._hub.loop.park(timeout) is TIMEOUT:
-                    raise Timeout(timeout)
-            finally:
-                self._unlink_waiter(waiter)
+            if not self._wait_finished(timeout):
+                raise Timeout(timeout)
         if self.successful():
             return self.value
         self._raise_exception()
+
+    def _wait_finished(self, timeout):
+        """Parks until it has finished (True) or ``timeout`` passes (False). A wake meant for something else
+        does not end the wait."""
+        if self.ready():
+            return True
+        waiter = getcurrent()
+        self._add_link(waiter)
+        park = self._hub.loop.park
+        try:
+            if timeout is None:
+                while not self.ready():
+                    park()
+                return True
+            deadline = time.monotonic() + timeout
+            while not self.ready():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or park(remaining) is TIMEOUT:
+                    return self.ready()
+            return True
+        finally:
+            self._unlink_waiter(waiter)
 
     def _raise_exception(self):
         _, value, tb = self._exc_info
@@ -464,10 +474,12 @@ def iwait(objects, timeout=None, count=None):
     loop = get_hub().loop
     waiter = getcurrent()
     arrived = deque()
+    parked_here = []  # non-empty only while the waiter is parked in this iwait, not in its caller's code
 
     def on_ready(obj):
         arrived.append(obj)
-        loop.wake(waiter)
+        if parked_here:
+            loop.wake(waiter)
 
     linked = []
     for obj in objects:
@@ -481,7 +493,12 @@ def iwait(objects, timeout=None, count=None):
         for _ in range(count):
             while not arrived:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if loop.park(remaining) is TIMEOUT:
+                parked_here.append(True)
+                try:
+                    timed_out = loop.park(remaining) is TIMEOUT
+                finally:
+                    parked_here.clear()
+                if timed_out:
                     return
             yield arrived.popleft()
     finally:

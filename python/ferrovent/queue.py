@@ -1,0 +1,613 @@
+"""Queues for greenlets: Queue (joinable), SimpleQueue, LifoQueue, PriorityQueue, UnboundQueue and Channel.
+
+The interface is the standard library's ``queue`` module (``Empty`` and ``Full`` are its very classes), plus
+gevent's extensions: ``items=`` in the constructor, ``peek``, iteration until ``StopIteration`` is read, and the
+3.13 ``shutdown``. Subclasses may override the stdlib's ``_init``/``_qsize``/``_put``/``_get`` hooks.
+
+Blocked greenlets are served in the order they blocked. A put that finds getters waiting adds the item and wakes
+the first getter, which takes an item when it runs (a greenlet that gets before then, without waiting, may take it
+first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot moves the
+first waiting putter's item into the queue at once and wakes that putter, so blocked putters keep their order.
+Waking is one ``loop.wake`` per greenlet; no callback runs in the hub.
+"""
+
+from __future__ import annotations
+
+import queue as _stdlib_queue
+import types
+import warnings
+from collections import deque
+from heapq import heapify, heappop, heappush
+from time import monotonic
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+from ferrovent._core import TIMEOUT
+from ferrovent.event import Event
+from ferrovent.hub import get_hub
+
+__all__ = [
+    "Queue",
+    "SimpleQueue",
+    "JoinableQueue",
+    "UnboundQueue",
+    "PriorityQueue",
+    "LifoQueue",
+    "Channel",
+    "Empty",
+    "Full",
+    "ShutDown",
+]
+
+Empty = _stdlib_queue.Empty
+Full = _stdlib_queue.Full
+
+if hasattr(_stdlib_queue, "ShutDown"):
+    ShutDown = _stdlib_queue.ShutDown
+else:
+
+    class ShutDown(Exception):
+        """Raised by put and get on a queue that was shut down (the stdlib has it from Python 3.13)."""
+
+
+_TAKEN = object()  # a _Putter's item once a getter has taken it
+
+
+class _Putter:
+    """A greenlet blocked in put, with the item it waits to add (``_TAKEN`` once a getter has it)."""
+
+    __slots__ = ("greenlet", "item")
+
+    def __init__(self, greenlet, item) -> None:
+        self.greenlet = greenlet
+        self.item = item
+
+
+def _check_timeout(block: bool, timeout: Optional[float]) -> None:
+    if block and timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - monotonic())
+
+
+def _wait_as_putter(owner: Any, putter: _Putter, deadline: Optional[float]) -> None:
+    """Parks ``putter`` in ``owner.putters`` until a getter takes its item (and wakes it with ``owner``).
+
+    Raises Full if ``deadline`` passes first. A getter that took the item before the timeout or an exception
+    reached the putter wins: the item is delivered, and only an exception still propagates.
+    """
+    putters = owner.putters
+    loop = owner._loop
+    putters.append(putter)
+    try:
+        result = loop.park(_remaining(deadline))
+        # Anything but our own wake: a timeout, or a stray wake. If a getter already took our item, done.
+        while result is not owner and putter in putters:
+            if result is TIMEOUT:
+                putters.remove(putter)
+                break
+            result = loop.park(_remaining(deadline))
+    except BaseException:
+        try:
+            putters.remove(putter)
+        except ValueError:
+            pass  # the item was taken already
+        raise
+    if result is TIMEOUT and putter.item is not _TAKEN:
+        raise Full
+
+
+class _ReadUntilStop:
+    """Iterating gets items until the ``StopIteration`` class itself is read."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Any:
+        item = self.get()
+        if item is StopIteration:
+            raise item
+        return item
+
+
+_STORAGE_HOOKS = ("_init", "_create_queue", "_qsize", "_put", "_get")
+
+
+class SimpleQueue(_ReadUntilStop):
+    """A FIFO queue of at most ``maxsize`` items (None or <= 0: unbounded), without task tracking.
+
+    ``len(queue)`` is its size, but a queue is always true in a boolean context.
+    """
+
+    __slots__ = (
+        "_maxsize",
+        "_plain",
+        "_unbounded_open",
+        "getters",
+        "putters",
+        "hub",
+        "_loop",
+        "queue",
+        "is_shutdown",
+        "unfinished_tasks",
+        "_all_done",
+        "__weakref__",
+    )
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    #: True for a subclass that overrides a storage hook: its items are then only ever touched through the hooks.
+    _hooked = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hooked = any(getattr(cls, hook) is not getattr(SimpleQueue, hook) for hook in _STORAGE_HOOKS)
+
+    def __init__(self, maxsize: Optional[int] = None, items=(), _warn_depth: int = 2) -> None:
+        if maxsize is not None and maxsize <= 0:
+            if maxsize == 0:
+                warnings.warn(
+                    "Queue(0) now equivalent to Queue(None); if you want a channel, use Channel",
+                    DeprecationWarning,
+                    stacklevel=_warn_depth,
+                )
+            maxsize = None
+        self._maxsize = -1 if maxsize is None else maxsize
+        # Items in a deque of our own: put and get use it directly, saving a Python call per item.
+        self._plain = not type(self)._hooked
+        self._unbounded_open = self._plain and maxsize is None  # not shut down either: put has nothing to check
+        self.getters = deque()
+        self.putters = deque()
+        self.hub = get_hub()
+        self._loop = self.hub.loop
+        self.is_shutdown = False
+        self._all_done = None
+        self.queue = None
+        # A stdlib subclass may define ``_init(self, maxsize)`` without the items argument.
+        if items:
+            self._init(maxsize, items)
+        else:
+            self._init(maxsize)
+        self.unfinished_tasks = self._qsize()
+
+    # -- the stdlib's hooks ----------------------------------------------------------------------------------
+
+    def _init(self, maxsize: Optional[int], items=()) -> None:
+        self.queue = self._create_queue(items)
+
+    def _create_queue(self, items=()):
+        return deque(items)
+
+    def _qsize(self) -> int:
+        return len(self.queue)
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.popleft()
+
+    def _peek(self) -> Any:
+        return self.queue[0]
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    @property
+    def maxsize(self) -> Optional[int]:
+        return self._maxsize if self._maxsize > 0 else None
+
+    @maxsize.setter
+    def maxsize(self, value: Optional[int]) -> None:
+        self._maxsize = -1 if value is None or value <= 0 else value
+        self._unbounded_open = self._plain and self._maxsize < 0 and not self.is_shutdown
+        if self.putters:
+            self._admit_putters()
+
+    def copy(self) -> SimpleQueue:
+        return type(self)(self.maxsize, self.queue)
+
+    def _format(self) -> str:
+        parts = []
+        if self.maxsize is not None:
+            parts.append(f"maxsize={self.maxsize!r}")
+        if self.queue:
+            parts.append(f"queue={self.queue!r}")
+        if self.getters:
+            parts.append(f"getters[{len(self.getters)}]")
+        if self.putters:
+            parts.append(f"putters[{len(self.putters)}]")
+        return "".join(" " + part for part in parts)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {hex(id(self))}{self._format()}>"
+
+    def __str__(self) -> str:
+        return f"<{type(self).__name__}{self._format()}>"
+
+    def qsize(self) -> int:
+        """The number of items in the queue."""
+        return len(self.queue) if self._plain else self._qsize()
+
+    __len__ = qsize
+
+    def __bool__(self) -> bool:
+        return True
+
+    def empty(self) -> bool:
+        """True if the queue holds no item."""
+        return not self.qsize()
+
+    def full(self) -> bool:
+        """True if a put would block (never for an unbounded queue)."""
+        return 0 < self._maxsize <= self.qsize()
+
+    # -- putting --------------------------------------------------------------------------------------------
+
+    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Adds ``item``, waiting for a free slot if the queue is full.
+
+        With ``block`` false, or once ``timeout`` seconds have passed, raises Full instead of waiting.
+        """
+        if self._unbounded_open and timeout is None:  # the usual call: nothing to check
+            self.queue.append(item)
+            self.unfinished_tasks += 1
+            getters = self.getters
+            if getters:
+                self._loop.wake(getters.popleft(), self)
+            return
+        if self.is_shutdown:
+            raise ShutDown
+        _check_timeout(block, timeout)
+        if 0 < self._maxsize <= self.qsize():
+            self._put_waiting(item, block, timeout)
+        else:
+            self._add(item)
+
+    def put_nowait(self, item: Any) -> None:
+        """Adds ``item`` if there is a free slot, else raises Full."""
+        self.put(item, False)
+
+    def _add(self, item: Any) -> None:
+        """Stores an item that has a slot, and wakes the first waiting getter."""
+        if self._plain:
+            self.queue.append(item)
+        else:
+            self._put(item)
+        self.unfinished_tasks += 1
+        getters = self.getters
+        if getters:
+            self._loop.wake(getters.popleft(), self)
+
+    def _put_waiting(self, item: Any, block: bool, timeout: Optional[float]) -> None:
+        current = getcurrent()
+        if not block or current is self.hub:  # the hub cannot wait
+            raise Full
+        _wait_as_putter(self, _Putter(current, item), None if timeout is None else monotonic() + timeout)
+
+    def _admit_putters(self) -> None:
+        """Moves waiting putters' items into the free slots, in order, and wakes those putters."""
+        putters = self.putters
+        maxsize = self._maxsize
+        while putters and (maxsize < 0 or self.qsize() < maxsize):
+            putter = putters.popleft()
+            self._add(putter.item)
+            putter.item = _TAKEN
+            self._loop.wake(putter.greenlet, self)
+
+    # -- getting --------------------------------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Removes and returns the next item, waiting for one if the queue is empty.
+
+        With ``block`` false, or once ``timeout`` seconds have passed, raises Empty instead of waiting.
+        """
+        queue = self.queue
+        if queue and self._plain:  # the usual call
+            item = queue.popleft()
+            if self.putters:
+                self._admit_putters()
+            return item
+        if self.qsize():
+            return self._take(False)
+        return self._get_waiting(block, timeout, False)
+
+    def get_nowait(self) -> Any:
+        """Removes and returns the next item if there is one, else raises Empty."""
+        return self.get(False)
+
+    def peek(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Returns the next item without removing it, waiting for one like ``get``."""
+        if self.qsize():
+            return self._peek()
+        return self._get_waiting(block, timeout, True)
+
+    def peek_nowait(self) -> Any:
+        """Returns the next item without removing it, or raises Empty."""
+        return self.peek(False)
+
+    def _take(self, peek: bool) -> Any:
+        """Takes (or peeks at) the first item for a getter that waited."""
+        if peek:
+            item = self._peek()
+            getters = self.getters
+            if getters:  # we used a wake without using an item: the next getter may have it
+                self._loop.wake(getters.popleft(), self)
+            return item
+        item = self._get()
+        if self.putters:
+            self._admit_putters()
+        return item
+
+    def _get_waiting(self, block: bool, timeout: Optional[float], peek: bool) -> Any:
+        if self.is_shutdown:
+            raise ShutDown
+        _check_timeout(block, timeout)
+        current = getcurrent()
+        if current is self.hub:  # the hub cannot wait; a blocked putter's item can still be had
+            if self.putters:
+                self._admit_putters()
+                if self.qsize():
+                    return self._take(peek)
+            raise Empty
+        if not block:
+            raise Empty
+        getters = self.getters
+        loop = self._loop
+        getters.append(current)
+        deadline = None if timeout is None else monotonic() + timeout
+        try:
+            while True:
+                result = loop.park(timeout)
+                if result is self:  # woken by a put, and taken off the line
+                    if self.qsize():
+                        return self._take(peek)
+                    getters.appendleft(current)  # taken by someone who never waited: back to the front
+                elif current in getters:  # a timeout or a stray wake while still in line
+                    if result is TIMEOUT:
+                        getters.remove(current)
+                        break
+                elif self.qsize():  # taken off the line by a put whose wake arrived after this one
+                    return self._take(peek)
+                elif result is TIMEOUT:
+                    break
+                else:
+                    getters.appendleft(current)
+                timeout = _remaining(deadline)
+        except BaseException:
+            try:
+                getters.remove(current)
+            except ValueError:  # a put woke us: pass its wake on
+                if getters and self.qsize():
+                    loop.wake(getters.popleft(), self)
+            raise
+        raise Empty
+
+
+class Queue(SimpleQueue):
+    """A SimpleQueue that also tracks unfinished tasks (``task_done``/``join``) and can be shut down."""
+
+    __slots__ = ()
+
+    def __init__(self, maxsize: Optional[int] = None, items=(), unfinished_tasks: Optional[int] = None) -> None:
+        SimpleQueue.__init__(self, maxsize, items, _warn_depth=3)
+        if unfinished_tasks:
+            self.unfinished_tasks = unfinished_tasks
+
+    def copy(self) -> Queue:
+        return type(self)(self.maxsize, self.queue, self.unfinished_tasks)
+
+    def _format(self) -> str:
+        result = SimpleQueue._format(self)
+        if self.unfinished_tasks:
+            result += f" tasks={self.unfinished_tasks}"
+        return result
+
+    def task_done(self) -> None:
+        """Marks one item taken by get as processed; ``join`` returns once every put item is.
+
+        Raises ValueError if called more times than items were put.
+        """
+        if self.unfinished_tasks <= 0:
+            raise ValueError("task_done() called too many times")
+        self.unfinished_tasks -= 1
+        if not self.unfinished_tasks:
+            self._tasks_finished()
+
+    def _tasks_finished(self) -> None:
+        done = self._all_done
+        if done is not None:
+            self._all_done = None
+            done.set()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits until every item put has been marked done; False if ``timeout`` passed first."""
+        if not self.unfinished_tasks:
+            return True
+        done = self._all_done
+        if done is None:
+            done = self._all_done = Event()
+        return done.wait(timeout)
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shuts the queue down: puts raise ShutDown, and gets do too once the queue is empty.
+
+        With ``immediate``, the queue is emptied first (each item counts as done). Every greenlet blocked in put
+        or get is woken with ShutDown.
+        """
+        self.is_shutdown = True
+        self._unbounded_open = False
+        if immediate:
+            while self.qsize():
+                self._get()
+                if self.unfinished_tasks > 0:
+                    self.unfinished_tasks -= 1
+            if not self.unfinished_tasks:
+                self._tasks_finished()
+        waiting = [putter.greenlet for putter in self.putters]
+        waiting.extend(self.getters)
+        self.getters.clear()
+        self.putters.clear()
+        for greenlet in waiting:
+            self._loop.wake_raise(greenlet, ShutDown())
+
+
+JoinableQueue = Queue
+
+
+class UnboundQueue(Queue):
+    """A Queue that can never be bounded: put never blocks."""
+
+    __slots__ = ()
+
+    def __init__(self, maxsize: None = None, items=()) -> None:
+        if maxsize is not None:
+            raise ValueError("UnboundQueue has no maxsize")
+        Queue.__init__(self, None, items)
+
+
+class PriorityQueue(Queue):
+    """A Queue that returns the lowest item first (typically ``(priority, data)`` tuples)."""
+
+    __slots__ = ()
+
+    def _create_queue(self, items=()) -> list:
+        heap = list(items)
+        heapify(heap)
+        return heap
+
+    def _put(self, item: Any) -> None:
+        heappush(self.queue, item)
+
+    def _get(self) -> Any:
+        return heappop(self.queue)
+
+
+class LifoQueue(Queue):
+    """A Queue that returns the most recently added item first."""
+
+    __slots__ = ()
+
+    def _create_queue(self, items=()) -> list:
+        return list(items)
+
+    def _get(self) -> Any:
+        return self.queue.pop()
+
+    def _peek(self) -> Any:
+        return self.queue[-1]
+
+
+class _Taker:
+    """A greenlet blocked in Channel.get, and the item a putter hands it."""
+
+    __slots__ = ("greenlet", "item", "given")
+
+    def __init__(self, greenlet) -> None:
+        self.greenlet = greenlet
+        self.item = None
+        self.given = False
+
+
+class Channel(_ReadUntilStop):
+    """A queue of size zero: ``put`` waits until a greenlet takes the item with ``get``.
+
+    An item handed to a waiting getter is that getter's, even if its timeout expires before it runs.
+    """
+
+    __slots__ = ("getters", "putters", "hub", "_loop", "__weakref__")
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __init__(self, maxsize: int = 1) -> None:
+        if maxsize != 1:
+            raise ValueError("Channels have a maxsize of 1")
+        self.getters = deque()
+        self.putters = deque()
+        self.hub = get_hub()
+        self._loop = self.hub.loop
+
+    def _format(self) -> str:
+        result = ""
+        if self.getters:
+            result += f" getters[{len(self.getters)}]"
+        if self.putters:
+            result += f" putters[{len(self.putters)}]"
+        return result
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} at {hex(id(self))}{self._format()}>"
+
+    def __str__(self) -> str:
+        return f"<{type(self).__name__}{self._format()}>"
+
+    @property
+    def balance(self) -> int:
+        """Waiting putters minus waiting getters."""
+        return len(self.putters) - len(self.getters)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def full(self) -> bool:
+        return True
+
+    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Hands ``item`` to a getter, waiting for one; Full if none came (``block`` false waits one loop turn)."""
+        current = getcurrent()
+        loop = self._loop
+        if self.getters:
+            taker = self.getters.popleft()
+            taker.item = item
+            taker.given = True
+            loop.wake(taker.greenlet, self)
+            if current is not self.hub:
+                loop.sleep(0)  # the getter runs before the putter goes on
+            return
+        if current is self.hub:
+            raise Full
+        _wait_as_putter(
+            self, _Putter(current, item), None if block and timeout is None else monotonic() + (timeout if block else 0)
+        )
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Takes an item from a putter, waiting for one; Empty if none came (``block`` false waits one loop turn)."""
+        putters = self.putters
+        loop = self._loop
+        if putters:
+            putter = putters.popleft()
+            item, putter.item = putter.item, _TAKEN
+            loop.wake(putter.greenlet, self)
+            return item
+        current = getcurrent()
+        if current is self.hub:
+            raise Empty
+        taker = _Taker(current)
+        getters = self.getters
+        getters.append(taker)
+        deadline = None if block and timeout is None else monotonic() + (timeout if block else 0)
+        try:
+            result = loop.park(_remaining(deadline))
+            while not taker.given and result is not TIMEOUT:
+                result = loop.park(_remaining(deadline))  # a stray wake
+        except BaseException:
+            if not taker.given:
+                getters.remove(taker)
+            raise
+        if not taker.given:
+            getters.remove(taker)
+            raise Empty
+        return taker.item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)

@@ -380,9 +380,10 @@ impl Loop {
     }
 
     /// Registers the fd with the poller on its first wait. False if the poller refuses it (a regular file):
-    /// such an fd is always ready, as with poll(2).
-    pub(crate) fn ensure_registered(&self, fd: usize) -> PyResult<bool> {
+    /// such an fd is always ready, as with poll(2). `persistent`: the caller will call `closing_fd` before closing.
+    pub(crate) fn ensure_registered(&self, fd: usize, persistent: bool) -> PyResult<bool> {
         if self.fds.borrow().is_registered(fd) {
+            self.fds.borrow_mut().mark_registered(fd, persistent);
             return Ok(true);
         }
         let raw = RawFd::try_from(fd).map_err(|_| PyValueError::new_err("file descriptor out of range"))?;
@@ -393,11 +394,20 @@ impl Loop {
         };
         match registered {
             Ok(()) => {
-                self.fds.borrow_mut().mark_registered(fd);
+                self.fds.borrow_mut().mark_registered(fd, persistent);
                 Ok(true)
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops a registration that nobody promised to close once its last waiter has gone.
+    pub(crate) fn release_if_transient(&self, fd: usize) {
+        if self.fds.borrow_mut().release_if_transient(fd) {
+            if let Some(poller) = self.poller.borrow().as_ref() {
+                poller.deregister(RawFd::try_from(fd).unwrap_or(-1));
+            }
         }
     }
 
@@ -642,7 +652,7 @@ impl Loop {
         if crate::wait::level_ready(fd, Direction::Read)? {
             return Ok(true);
         }
-        self.wait_fd_current(py, fd, Direction::Read, timeout, timeout_exc, r#ref)
+        self.wait_fd_current(py, fd, Direction::Read, timeout, timeout_exc, r#ref, false)
     }
 
     /// Waits until `fd` is writable; as `wait_read`.
@@ -660,12 +670,14 @@ impl Loop {
         if crate::wait::level_ready(fd, Direction::Write)? {
             return Ok(true);
         }
-        self.wait_fd_current(py, fd, Direction::Write, timeout, timeout_exc, r#ref)
+        self.wait_fd_current(py, fd, Direction::Write, timeout, timeout_exc, r#ref, false)
     }
 
     /// The socket layer's wait after EAGAIN: parks for the next readiness edge with no level check.
     /// With `exclusive`, a second greenlet waiting the same way on the same fd gets ConcurrentObjectUseError.
-    #[pyo3(signature = (fd, writable, timeout=None, timeout_exc=None, r#ref=true, exclusive=false))]
+    /// `persistent`: the caller calls `closing_fd` before it closes the fd, so the registration may outlive the wait
+    /// (the socket layer); otherwise it ends with the last waiter, as with `wait_read`.
+    #[pyo3(signature = (fd, writable, timeout=None, timeout_exc=None, r#ref=true, exclusive=false, persistent=true))]
     #[allow(clippy::too_many_arguments)]
     fn wait_fd(
         &self,
@@ -676,6 +688,7 @@ impl Loop {
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
         exclusive: bool,
+        persistent: bool,
     ) -> PyResult<bool> {
         self.check_thread()?;
         let fd = Self::fd_of(fd)?;
@@ -686,7 +699,7 @@ impl Loop {
                 "This socket is already used by another greenlet: another greenlet is {way} fd {fd}"
             )));
         }
-        self.wait_fd_current(py, fd, direction, timeout, timeout_exc, r#ref)
+        self.wait_fd_current(py, fd, direction, timeout, timeout_exc, r#ref, persistent)
     }
 
     /// Call before closing `fd`: forgets its registration and wakes its waiters with OSError(EBADF).
@@ -741,7 +754,7 @@ impl Loop {
         self.fds.borrow_mut().forget_registrations();
         let busy = self.fds.borrow().fds_with_waiters();
         for fd in busy {
-            self.ensure_registered(fd)?;
+            self.ensure_registered(fd, false)?;
         }
         Ok(())
     }

@@ -18,13 +18,16 @@ struct Waiting<W> {
 
 struct FdSlot<W> {
     registered: bool,
+    /// Registered by an owner that promises to call `close` before closing the fd (the socket layer). Other
+    /// registrations end with their last wait, so an fd closed behind the loop's back leaves nothing stale.
+    persistent: bool,
     readers: Vec<Waiting<W>>,
     writers: Vec<Waiting<W>>,
 }
 
 impl<W> Default for FdSlot<W> {
     fn default() -> Self {
-        Self { registered: false, readers: Vec::new(), writers: Vec::new() }
+        Self { registered: false, persistent: false, readers: Vec::new(), writers: Vec::new() }
     }
 }
 
@@ -62,9 +65,22 @@ impl<W> FdTable<W> {
         self.slots.get(fd).is_some_and(|s| s.registered)
     }
 
-    /// Records that the fd is now registered with the poller.
-    pub fn mark_registered(&mut self, fd: usize) {
-        self.slot_mut(fd).registered = true;
+    /// Records that the fd is now registered with the poller; once persistent, it stays so until `close`.
+    pub fn mark_registered(&mut self, fd: usize, persistent: bool) {
+        let slot = self.slot_mut(fd);
+        slot.registered = true;
+        slot.persistent |= persistent;
+    }
+
+    /// Ends a registration nobody promised to close, once its last waiter is gone. True if the caller must now
+    /// deregister the fd from the poller.
+    pub fn release_if_transient(&mut self, fd: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(fd) else { return false };
+        if slot.registered && !slot.persistent && slot.readers.is_empty() && slot.writers.is_empty() {
+            slot.registered = false;
+            return true;
+        }
+        false
     }
 
     /// Whether anyone waits on the fd in `direction`.
@@ -124,6 +140,7 @@ impl<W> FdTable<W> {
     pub fn close(&mut self, fd: usize, woken: &mut Vec<W>) -> bool {
         let Some(slot) = self.slots.get_mut(fd) else { return false };
         let was_registered = std::mem::replace(&mut slot.registered, false);
+        slot.persistent = false;
         self.take_waiters(fd, woken);
         was_registered
     }
@@ -200,7 +217,7 @@ mod tests {
     #[test]
     fn close_wakes_everyone_and_reused_fd_starts_clean() {
         let mut table = FdTable::default();
-        table.mark_registered(7);
+        table.mark_registered(7, true);
         table.add_waiter(7, Direction::Read, 10, true);
         table.add_waiter(7, Direction::Write, 11, true);
         let mut woken = Vec::new();
@@ -212,6 +229,24 @@ mod tests {
         woken.clear();
         table.on_event(7, true, true, &mut woken);
         assert!(woken.is_empty());
+    }
+
+    #[test]
+    fn transient_registrations_end_with_their_last_waiter() {
+        let mut table = FdTable::default();
+        table.mark_registered(9, false);
+        table.add_waiter(9, Direction::Read, 1, true);
+        assert!(!table.release_if_transient(9), "still waited on");
+        table.remove_waiter(9, Direction::Read, |w| *w == 1);
+        assert!(table.release_if_transient(9));
+        assert!(!table.is_registered(9));
+        table.mark_registered(9, true);
+        table.mark_registered(9, false);
+        assert!(!table.release_if_transient(9), "persistent stays until close");
+        let mut woken = Vec::new();
+        table.close(9, &mut woken);
+        table.mark_registered(9, false);
+        assert!(table.release_if_transient(9), "close forgets persistence");
     }
 
     #[test]
@@ -237,7 +272,7 @@ mod tests {
     #[test]
     fn registrations_are_forgotten_but_waiters_kept() {
         let mut table = FdTable::default();
-        table.mark_registered(4);
+        table.mark_registered(4, true);
         table.add_waiter(4, Direction::Read, 1, true);
         table.forget_registrations();
         assert!(!table.is_registered(4));

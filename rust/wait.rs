@@ -160,6 +160,7 @@ impl Loop {
     }
 
     /// Parks until the next readiness edge of `fd` in `direction`, the timeout, or the fd's closing.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn wait_fd_current(
         &self,
         py: Python<'_>,
@@ -168,9 +169,10 @@ impl Loop {
         timeout: Option<f64>,
         timeout_exc: Option<Bound<'_, PyAny>>,
         referenced: bool,
+        persistent: bool,
     ) -> PyResult<bool> {
         let current = self.current_waiter(py)?;
-        if !self.ensure_registered(fd)? {
+        if !self.ensure_registered(fd, persistent)? {
             return Ok(true);
         }
         let token = self.park_token(&current, Some((fd, direction)));
@@ -179,7 +181,11 @@ impl Loop {
         if let Some(seconds) = timeout {
             self.arm_timeout(&current, token, seconds, Wake::TimedOut, referenced);
         }
-        match self.switch_away(py, &current, token)? {
+        let woke = self.switch_away(py, &current, token);
+        if !persistent {
+            self.release_if_transient(fd);
+        }
+        match woke? {
             Wake::Value(_) => Ok(true),
             Wake::TimedOut => match timeout_exc {
                 Some(exc) => Err(PyErr::from_value(exc)),

@@ -230,3 +230,22 @@ def test_another_thread_is_refused_but_may_use_run_callback_threadsafe():
         while "threadsafe" not in outcome:
             ferrovent.sleep(0.001)
     assert outcome == {"refused": True, "threadsafe": True}
+
+
+def test_an_fd_closed_behind_the_loops_back_leaves_no_stale_registration():
+    loop = ferrovent.get_hub().loop
+    read_end, write_end = os.pipe()
+    ferrovent.spawn_later(0.01, os.write, write_end, b"x")
+    assert loop.wait_read(read_end, timeout=5)
+    os.close(read_end)  # plain os.close: the loop is not told
+    os.close(write_end)
+    left, right = socket.socketpair()
+    try:
+        reused = left if left.fileno() == read_end else right
+        peer = right if reused is left else left
+        assert reused.fileno() == read_end, "the test needs the fd number to be reused"
+        ferrovent.spawn_later(0.02, peer.send, b"y")
+        assert loop.wait_read(reused.fileno(), timeout=2), "a reused fd number must be registered afresh"
+    finally:
+        left.close()
+        right.close()

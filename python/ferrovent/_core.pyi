@@ -64,6 +64,7 @@ class Loop:
         timeout_exc: Optional[BaseException] = None,
         ref: bool = True,
         exclusive: bool = False,
+        persistent: bool = True,
     ) -> bool: ...
     def closing_fd(self, fd: int) -> None: ...
     def cancel_wait(self, fd: int, exc: BaseException) -> None: ...
@@ -82,3 +83,66 @@ class Loop:
     def fd_waiter_count(self) -> int: ...
     @property
     def alive_now(self) -> bool: ...
+
+# --- HTTP/1.x request parsing for the WSGI server (rust/http.rs) ---
+
+#: ``body`` value of :func:`parse_request` for a ``Transfer-Encoding: chunked`` request body.
+CHUNKED: Final[int]
+
+class HttpParseError(ValueError):
+    """A request the server must refuse: answer ``status`` (400, 414, 431, 501 or 505) and close the connection.
+
+    ``reason`` says what was wrong, for the error log. ``str(exc)`` is ``"<status> <reason>"``."""
+
+    status: int
+    reason: str
+    def __init__(self, status: int, reason: str) -> None: ...
+
+def parse_request(
+    buf: bytes | bytearray | memoryview, base_environ: dict[str, Any]
+) -> tuple[dict[str, Any], int, bool, int] | None:
+    """Parse the request head at the start of ``buf`` and build its WSGI environ, in one call.
+
+    ``buf`` may hold part of a head, a whole head, or a head followed by body bytes or further pipelined requests.
+    Returns ``None`` while the head is incomplete (call again once more bytes have arrived; each call reads the
+    buffer from its start, in time linear in its length). Otherwise returns ``(environ, consumed, keep_alive, body)``:
+
+    - ``environ``: a copy of ``base_environ`` (put SERVER_NAME/PORT, REMOTE_ADDR/PORT, ``wsgi.*`` there) plus
+      REQUEST_METHOD, SCRIPT_NAME (``''``), PATH_INFO (percent-decoded, Latin-1; from an absolute-form target only
+      its path), QUERY_STRING, SERVER_PROTOCOL, REQUEST_URI and RAW_URI (the target as sent), CONTENT_TYPE and
+      CONTENT_LENGTH when sent, and ``HTTP_<NAME>`` for every other field (names with ``_`` are dropped; a repeated
+      field is joined to the value already there with ``","``, Cookie with ``"; "``). Values are ``str`` decoded as
+      Latin-1, stripped of surrounding whitespace.
+    - ``consumed``: bytes of ``buf`` the head took (leading empty lines included); the body starts there.
+    - ``keep_alive``: whether the connection may carry another request (HTTP/1.1 unless ``Connection: close``;
+      HTTP/1.0 only with ``Connection: keep-alive``).
+    - ``body``: the Content-Length, 0 when the request has no body, or :data:`CHUNKED`.
+
+    Raises :class:`HttpParseError`: 400 for malformed syntax (bad method, target or version, bare CR, obs-fold,
+    invalid field names, control characters in values, several Host fields) and for unsafe framing (invalid or
+    conflicting Content-Length, Content-Length with Transfer-Encoding, chunked not the final coding, any
+    Transfer-Encoding in HTTP/1.0); 414 for a request line over 8 KiB; 431 for more than 100 fields or a head over
+    64 KiB (raised as soon as the limit is passed, even before the head ends); 501 for a transfer coding other than
+    chunked; 505 for a version other than HTTP/1.0 and HTTP/1.1.
+
+    ``bytes`` and read-only buffers are read in place; a bytearray has at most its first 64 KiB copied first.
+    """
+
+class ChunkedDecoder:
+    """Incremental decoder of one ``Transfer-Encoding: chunked`` request body.
+
+    Feed it the bytes after the head, in pieces of any size. Chunk extensions are ignored; trailer fields are read
+    and dropped (16 KiB at most). Framing is strict (CR LF line ends, hex sizes below 2**63, size lines of at most
+    4 KiB): anything else raises :class:`HttpParseError` (400), and so does every later call.
+    """
+
+    def __init__(self) -> None: ...
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[bytes, int]:
+        """Return ``(payload, used)``: the chunk data found in ``data`` and how many bytes of ``data`` were read.
+
+        ``used`` is ``len(data)`` unless the body ended inside ``data``; the bytes from ``used`` on belong to the
+        next request. Once :attr:`done`, it returns ``(b"", 0)``."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the last chunk and the trailer section have been read."""

@@ -1,0 +1,177 @@
+"""Cooperative ``select()`` and ``poll()``: the stdlib's answers, waited for in the loop instead of the kernel.
+
+Every public name of :mod:`select` is here; ``select`` and ``poll`` are replaced (``epoll``, ``kqueue`` and
+``devpoll`` are the stdlib's and would block: monkey-patching with ``aggressive`` removes them).
+
+Both report level truth, exactly what the stdlib would: each call first asks the kernel with a zero timeout (an fd
+that is already ready is reported at once, and the call yields once to the other greenlets, as gevent's does);
+if nothing is ready it parks the greenlet until one of the fds becomes ready in the loop (or the timeout passes),
+then asks the kernel again with a zero timeout and returns that answer. A wake-up that the kernel does not confirm
+(another greenlet consumed the data) just waits again, for what is left of the timeout. Timeouts are in seconds
+for ``select`` and in milliseconds for ``poll``, None (or, for poll, a negative value) meaning forever.
+
+Exceptional conditions (``xlist``, ``POLLPRI``) are reported when the kernel reports them at one of those checks;
+waiting is done for readability and writability, which is what the loop watches.
+"""
+
+from __future__ import annotations
+
+import select as __select__
+from collections.abc import Iterable, Sequence
+from functools import partial
+from time import monotonic as _monotonic
+from typing import Any, Callable, Optional
+
+from greenlet import getcurrent, greenlet
+
+from ferrovent._core import sleep as _sleep
+from ferrovent._stdlib import copy_public_names
+from ferrovent.hub import get_hub
+
+copy_public_names(__select__, globals())
+
+_original_select = __select__.select
+_original_poll = getattr(__select__, "poll", None)
+# What the loop can wait for as a level: data to read, room to write ("normal" data, as POLLIN/POLLOUT mean).
+_READ_MASK = __select__.POLLIN | __select__.POLLRDNORM
+_WRITE_MASK = __select__.POLLOUT | __select__.POLLWRNORM
+
+
+def _wait_any(waits: Sequence[tuple[int, bool, bool]], timeout: Optional[float]) -> bool:
+    """Parks until one of ``waits`` is ready; False if ``timeout`` passed first.
+
+    Each wait is ``(fd, writable, level)``. A level wait returns at once if the fd is ready now; the others wait
+    for the fd's next readiness edge (for conditions the loop cannot name, such as POLLPRI or a hang-up alone,
+    where waiting for a level the caller does not report would spin). The current greenlet waits on the first
+    fd itself; each other fd gets a small helper greenlet that waits on it and wakes the caller. Whatever ends
+    the wait (an fd, the timeout, an exception thrown in), the helpers still waiting are woken and exit.
+    """
+    hub = get_hub()
+    loop = hub.loop
+    if len(waits) == 1:
+        return _wait_one(loop, *waits[0], timeout)
+    waiting = [True]
+    caller = getcurrent()
+
+    def watch(fd: int, writable: bool, level: bool) -> None:
+        if not waiting[0]:
+            return
+        try:
+            _wait_one(loop, fd, writable, level, None)
+        except OSError:  # closed under us: the caller's re-check reports it
+            pass
+        if waiting[0]:
+            waiting[0] = False
+            loop.wake(caller)
+
+    helpers = [greenlet(partial(watch, *wait), hub) for wait in waits[1:]]
+    for helper in helpers:
+        loop.start(helper)
+    try:
+        return _wait_one(loop, *waits[0], timeout)
+    finally:
+        waiting[0] = False
+        for helper in helpers:
+            if helper:  # started and not finished: parked on its fd
+                loop.wake(helper)
+
+
+def _wait_one(loop: Any, fd: int, writable: bool, level: bool, timeout: Optional[float]) -> bool:
+    if not level:
+        return loop.wait_fd(fd, writable, timeout, persistent=False)  # a caller's fd: it may close it behind our back
+    return (loop.wait_write if writable else loop.wait_read)(fd, timeout)
+
+
+def _level_wait(check: Callable[[], Any], wait: Callable[[Optional[float]], bool], timeout: Optional[float]) -> Any:
+    """Returns ``check()``'s first non-empty answer, waiting with ``wait(seconds)`` in between; after ``timeout``
+    returns its last (empty) answer. ``timeout`` None waits forever."""
+    ready = check()
+    if ready or (timeout is not None and timeout <= 0):
+        _sleep(0)
+        return ready
+    deadline = None if timeout is None else _monotonic() + timeout
+    while True:
+        try:
+            woke = wait(timeout)
+        except OSError:  # an fd was closed while we waited: the check reports what the stdlib would
+            woke = True
+        ready = check()
+        if ready or not woke:
+            return ready
+        if deadline is not None:
+            timeout = deadline - _monotonic()
+            if timeout <= 0:
+                return ready
+
+
+def _park(timeout: Optional[float]) -> bool:
+    """A wait on nothing: sleeps ``timeout`` (None: until the loop has nothing else to do, LoopExit)."""
+    get_hub().loop.park(timeout)
+    return False
+
+
+def _fileno(obj: Any) -> int:
+    return obj if isinstance(obj, int) else obj.fileno()
+
+
+def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], timeout: Optional[float] = None) -> tuple:
+    """``select.select``, blocking only the current greenlet; returns what the stdlib would."""
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be non-negative")
+    rlist = rlist if isinstance(rlist, (list, tuple)) else list(rlist)
+    wlist = wlist if isinstance(wlist, (list, tuple)) else list(wlist)
+    xlist = xlist if isinstance(xlist, (list, tuple)) else list(xlist)
+
+    def check() -> Optional[tuple]:
+        ready = _original_select(rlist, wlist, xlist, 0)
+        return ready if ready[0] or ready[1] or ready[2] else None
+
+    waits = [(_fileno(obj), False, True) for obj in rlist] + [(_fileno(obj), True, True) for obj in wlist]
+    waits += [(_fileno(obj), False, False) for obj in xlist]  # out-of-band data or errors: the next edge
+    wait = partial(_wait_any, waits) if waits else _park
+    return _level_wait(check, wait, timeout) or ([], [], [])
+
+
+class poll:
+    """``select.poll``, whose ``poll()`` blocks only the current greenlet and returns what the stdlib's would."""
+
+    def __init__(self) -> None:
+        self._poll = _original_poll()
+        self._masks: dict[int, int] = {}
+
+    def register(self, fd: Any, eventmask: int = __select__.POLLIN | __select__.POLLPRI | __select__.POLLOUT) -> None:
+        """Watches ``fd`` (an int or an object with ``fileno()``) for ``eventmask``."""
+        self._poll.register(fd, eventmask)
+        self._masks[_fileno(fd)] = eventmask
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        """Changes the events watched on a registered ``fd``."""
+        self._poll.modify(fd, eventmask)
+        self._masks[_fileno(fd)] = eventmask
+
+    def unregister(self, fd: Any) -> None:
+        """Stops watching ``fd``; KeyError if it was not registered."""
+        self._poll.unregister(fd)
+        del self._masks[_fileno(fd)]
+
+    def poll(self, timeout: Optional[float] = None) -> list[tuple[int, int]]:
+        """The ready ``(fd, events)`` pairs; waits up to ``timeout`` milliseconds (None or negative: forever)."""
+        if timeout is not None:
+            timeout = None if timeout < 0 else timeout / 1000.0
+        waits = []
+        for fd, mask in self._masks.items():
+            if mask & _READ_MASK:
+                waits.append((fd, False, True))
+            if mask & _WRITE_MASK:
+                waits.append((fd, True, True))
+            if not mask & (_READ_MASK | _WRITE_MASK):  # only POLLPRI, errors or hang-ups: the next edge
+                waits.append((fd, False, False))
+        real_poll = self._poll.poll
+        wait = partial(_wait_any, waits) if waits else _park
+        return _level_wait(partial(real_poll, 0), wait, timeout)
+
+
+__implements__ = ["select"] + (["poll"] if _original_poll is not None else [])
+if _original_poll is None:
+    del poll
+__all__ = sorted({*getattr(__select__, "__all__", ()), "error", *__implements__})

@@ -1,0 +1,78 @@
+"""ferrovent.os: reading and writing non-blocking fds cooperatively, and closing fds the loop waits on."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import ferrovent
+import pytest
+from ferrovent import os as fos
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+def pipe():
+    read_end, write_end = os.pipe()
+    yield read_end, write_end
+    for fd in (read_end, write_end):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_names():
+    assert fos.__implements__ == ["close"]
+    for name in fos.__all__:
+        assert callable(getattr(fos, name))
+
+
+def test_make_nonblocking_says_whether_it_changed_anything(pipe):
+    read_end, _ = pipe
+    assert fos.make_nonblocking(read_end) is True
+    assert not os.get_blocking(read_end)
+    assert fos.make_nonblocking(read_end) is False
+
+
+def test_nb_read_parks_only_this_greenlet(pipe):
+    read_end, write_end = pipe
+    fos.make_nonblocking(read_end)
+    reader = ferrovent.spawn(fos.nb_read, read_end, 100)
+    ferrovent.sleep(0.01)
+    assert not reader.dead
+    assert fos.nb_write(write_end, b"through the pipe") == 16
+    assert reader.get(timeout=5) == b"through the pipe"
+    os.close(write_end)
+    assert fos.nb_read(read_end, 100) == b""  # end of file
+
+
+def test_nb_write_waits_for_room(pipe):
+    read_end, write_end = pipe
+    fos.make_nonblocking(write_end)
+    written = 0
+    try:
+        while True:
+            written += os.write(write_end, b"\0" * 65536)
+    except BlockingIOError:
+        pass
+    writer = ferrovent.spawn(fos.nb_write, write_end, b"more")
+    ferrovent.sleep(0.01)
+    assert not writer.dead
+    drained = 0
+    while drained < written:
+        drained += len(os.read(read_end, 1 << 20))
+    assert writer.get(timeout=5) == 4
+    assert os.read(read_end, 10) == b"more"
+
+
+def test_close_wakes_the_waiter_with_ebadf(pipe):
+    read_end, _ = pipe
+    fos.make_nonblocking(read_end)
+    reader = ferrovent.spawn(fos.nb_read, read_end, 1)
+    ferrovent.sleep(0.01)
+    fos.close(read_end)
+    with pytest.raises(OSError) as info:
+        reader.get(timeout=5)
+    assert info.value.errno == errno.EBADF

@@ -1,0 +1,514 @@
+"""ferrovent.socket: cooperative sockets with the stdlib's semantics, on real fds over 127.0.0.1 and AF_UNIX."""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import os
+import socket as stdlib_socket
+import time
+import warnings
+
+import ferrovent
+import pytest
+from ferrovent import socket
+from ferrovent.exceptions import ConcurrentObjectUseError
+
+from tests.io_helpers import fd_waits
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+def listener():
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        yield srv
+
+
+def tcp_pair(listener):
+    """A connected (client, server-side) pair of cooperative TCP sockets."""
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    server, _ = listener.accept()
+    return client, server
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start
+
+
+def fill(sock) -> int:
+    """Writes into ``sock`` until its buffers are full; returns how much went in."""
+    sock.setblocking(False)
+    total = 0
+    try:
+        while True:
+            total += sock.send(b"\0" * 65536)
+    except BlockingIOError:
+        pass
+    sock.setblocking(True)
+    return total
+
+
+# -- the module ----------------------------------------------------------------------------------------------
+
+
+def test_every_public_stdlib_name_is_there():
+    missing = [
+        name
+        for name in dir(stdlib_socket)
+        if not name.startswith("_") and not isinstance(getattr(stdlib_socket, name), type(os))
+    ]
+    missing = [name for name in missing if not hasattr(socket, name)]
+    assert missing == []
+    assert socket._GLOBAL_DEFAULT_TIMEOUT is stdlib_socket._GLOBAL_DEFAULT_TIMEOUT
+    for name in socket.__implements__ + socket.__extensions__:
+        assert callable(getattr(socket, name)), name
+    assert {"socket", "create_connection", "socketpair", "fromfd", "getaddrinfo"} <= set(socket.__implements__)
+    assert set(socket.__all__) >= set(stdlib_socket.__all__)
+
+
+def test_the_socket_class_is_a_stdlib_socket():
+    assert issubclass(socket.socket, stdlib_socket.socket)
+    assert socket.SocketType is socket.socket
+    assert socket.timeout is stdlib_socket.timeout is TimeoutError
+
+
+def test_factories_return_cooperative_sockets(listener, tmp_path):
+    a, b = socket.socketpair()
+    client, server = tcp_pair(listener)
+    copy = socket.fromfd(a.fileno(), a.family, a.type)
+    dup = client.dup()
+    srv = socket.create_server(("127.0.0.1", 0))
+    for sock in (a, b, client, server, copy, dup, srv):
+        assert type(sock) is socket.socket
+        sock.close()
+    assert a.family == stdlib_socket.AF_UNIX
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+
+def test_tcp_round_trip_with_every_receive_form(listener):
+    client, server = tcp_pair(listener)
+    with client, server:
+        client.sendall(b"hello")
+        assert server.recv(5) == b"hello"
+        client.send(b"into")
+        buffer = bytearray(10)
+        assert server.recv_into(buffer, 4) == 4
+        assert buffer[:4] == b"into"
+        client.sendall(b"from")
+        data, address = server.recvfrom(4)
+        assert data == b"from"
+        client.sendall(b"frin")
+        assert server.recvfrom_into(buffer)[0] == 4
+        client.sendmsg([b"m", b"sg"])
+        assert server.recvmsg(3)[0] == b"msg"
+        client.sendall(b"last")
+        assert server.recvmsg_into([buffer])[0] == 4
+        client.shutdown(stdlib_socket.SHUT_WR)
+        assert server.recv(1) == b""
+
+
+def test_ipv6_round_trip():
+    if not stdlib_socket.has_ipv6:
+        pytest.skip("no IPv6 in this build")
+    try:
+        srv = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with srv:
+        client = socket.create_connection(srv.getsockname()[:2], timeout=5)
+        server, _ = srv.accept()
+        with client, server:
+            client.sendall(b"six")
+            assert server.recv(3) == b"six"
+
+
+def test_udp_round_trip():
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.bind(("127.0.0.1", 0))
+        reader = ferrovent.spawn(receiver.recvfrom, 100)
+        ferrovent.sleep(0.01)
+        assert not reader.dead  # parked, not blocking the thread
+        sender.sendto(b"datagram", receiver.getsockname())
+        data, address = reader.get(timeout=5)
+        assert data == b"datagram"
+        assert address[1] == sender.getsockname()[1]
+        sender.sendto(b"flags", 0, receiver.getsockname())
+        assert receiver.recv(100) == b"flags"
+
+
+def test_unix_socket_by_path(tmp_path):
+    path = str(tmp_path / "sock")
+    srv = socket.socket(socket.AF_UNIX)
+    with srv:
+        srv.bind(path)
+        srv.listen()
+        acceptor = ferrovent.spawn(srv.accept)
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(5)
+        client.connect(path)
+        server, _ = acceptor.get(timeout=5)
+        with client, server:
+            server.sendall(b"unix")
+            assert client.recv(4) == b"unix"
+
+
+def test_big_sendall_is_received_intact_while_both_sides_take_turns():
+    a, b = socket.socketpair()
+    payload = os.urandom(3 * 1024 * 1024)
+    with a, b:
+        writer = ferrovent.spawn(a.sendall, memoryview(payload))
+        received = bytearray()
+        while len(received) < len(payload):
+            received += b.recv(1 << 20)
+        writer.get(timeout=5)
+        assert received == payload
+
+
+def test_sendall_of_a_non_byte_buffer_sends_every_byte():
+    import array
+
+    a, b = socket.socketpair()
+    with a, b:
+        numbers = array.array("i", range(100_000))
+        writer = ferrovent.spawn(a.sendall, numbers)
+        received = bytearray()
+        while len(received) < len(numbers) * numbers.itemsize:
+            received += b.recv(1 << 20)
+        writer.get(timeout=5)
+        assert bytes(received) == numbers.tobytes()
+
+
+def test_sendfile_sends_the_file(tmp_path):
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(500_000))
+    a, b = socket.socketpair()
+    with a, b, open(path, "rb") as file:
+        sender = ferrovent.spawn(a.sendfile, file, 1000)
+        received = bytearray()
+        while len(received) < 499_000:
+            received += b.recv(1 << 20)
+        assert sender.get(timeout=5) == 499_000
+        assert bytes(received) == path.read_bytes()[1000:]
+        assert file.tell() == 500_000
+
+
+def test_makefile_text_and_binary(listener):
+    client, server = tcp_pair(listener)
+    with client, server:
+        writer = server.makefile("w", encoding="utf-8", newline="\n")
+        reader = client.makefile("rb")
+        writer.write("first line\nsecond\n")
+        writer.flush()
+        assert reader.readline() == b"first line\n"
+        assert reader.readline() == b"second\n"
+        writer.close()
+        reader.close()
+
+
+def test_http_client_over_a_cooperative_connection(listener):
+    """http.client, unpatched, speaks through a cooperative socket handed to it."""
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as request:
+            while request.readline() not in (b"\r\n", b""):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+
+    server = ferrovent.spawn(serve)
+    connection = http.client.HTTPConnection(*listener.getsockname(), timeout=5)
+    connection.sock = socket.create_connection(listener.getsockname(), timeout=5)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (200, b"hello")
+    connection.close()
+    server.get(timeout=5)
+
+
+# -- timeouts --------------------------------------------------------------------------------------------------
+
+
+def test_timeout_settings_read_back_as_the_stdlib_ones():
+    ours, theirs = socket.socket(), stdlib_socket.socket()
+    with ours, theirs:
+        for operation, argument in [
+            ("settimeout", 2),
+            ("settimeout", 0),
+            ("settimeout", None),
+            ("setblocking", False),
+            ("setblocking", True),
+            ("settimeout", 0.25),
+        ]:
+            getattr(ours, operation)(argument)
+            getattr(theirs, operation)(argument)
+            assert (ours.gettimeout(), ours.getblocking(), ours.timeout) == (
+                theirs.gettimeout(),
+                theirs.getblocking(),
+                theirs.timeout,
+            )
+        for bad in (-1, "1", float("nan")):
+            with pytest.raises((ValueError, TypeError)) as ours_error:
+                ours.settimeout(bad)
+            with pytest.raises((ValueError, TypeError)) as theirs_error:
+                theirs.settimeout(bad)
+            assert (type(ours_error.value), str(ours_error.value)) == (
+                type(theirs_error.value),
+                str(theirs_error.value),
+            )
+        assert ours.gettimeout() == 0.25
+        assert not os.get_blocking(ours.fileno()), "the fd itself always stays non-blocking"
+
+
+def test_default_timeout_applies_to_new_and_accepted_sockets(listener):
+    assert socket.getdefaulttimeout() is None
+    socket.setdefaulttimeout(3.5)
+    try:
+        fresh = socket.socket()
+        client, server = tcp_pair(listener)
+        assert (fresh.gettimeout(), server.gettimeout()) == (3.5, 3.5)
+        for sock in (fresh, client, server):
+            sock.close()
+    finally:
+        socket.setdefaulttimeout(None)
+    listener.settimeout(5)
+    client, server = tcp_pair(listener)
+    with client, server:
+        # The stdlib's rule: no default timeout, and a listener with one: the accepted socket blocks.
+        assert server.gettimeout() is None
+
+
+def test_settimeout_raises_socket_timeout_on_time():
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(0.1)
+        start = time.monotonic()
+        with pytest.raises(socket.timeout, match="timed out"):
+            b.recv(1)
+        assert 0.09 <= elapsed_since(start) < 2
+        a.sendall(b"x")
+        assert b.recv(1) == b"x"
+
+
+def test_non_blocking_socket_raises_blocking_io_error():
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+        with pytest.raises(BlockingIOError):
+            b.recv_into(bytearray(1))
+
+
+def test_sendall_timeout_bounds_the_whole_call():
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(0.2)
+        start = time.monotonic()
+        with pytest.raises(socket.timeout):
+            a.sendall(b"\0" * (64 * 1024 * 1024))  # nobody reads
+        assert 0.19 <= elapsed_since(start) < 2
+
+
+def test_connect_refused_and_connect_ex(listener):
+    port = listener.getsockname()[1]
+    listener.close()
+    refused = socket.socket()
+    refused.settimeout(5)
+    with refused, pytest.raises(ConnectionRefusedError):
+        refused.connect(("127.0.0.1", port))
+    other = socket.socket()
+    with other:
+        assert other.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+def test_connect_times_out_when_the_backlog_is_full():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    queued = []
+    try:
+        # Fill the accept queue; the kernel then drops SYNs, so the next connect hangs.
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.3)
+            queued.append(probe)
+            try:
+                probe.connect(srv.getsockname())
+            except socket.timeout:
+                break
+        else:
+            pytest.skip("the kernel kept accepting connections into a full backlog")
+        late = socket.socket()
+        queued.append(late)
+        late.settimeout(0.2)
+        start = time.monotonic()
+        with pytest.raises(socket.timeout, match="timed out"):
+            late.connect(srv.getsockname())
+        assert 0.19 <= elapsed_since(start) < 2
+        fresh = socket.socket()
+        queued.append(fresh)
+        fresh.settimeout(0.2)
+        assert fresh.connect_ex(srv.getsockname()) == errno.EAGAIN
+    finally:
+        for sock in queued:
+            sock.close()
+        srv.close()
+
+
+def test_connect_resolves_localhost_cooperatively(listener):
+    port = listener.getsockname()[1]
+    client = socket.socket()
+    client.settimeout(5)
+    with client:
+        client.connect(("localhost", port))
+        assert client.getpeername() == ("127.0.0.1", port)
+
+
+# -- cancellation ----------------------------------------------------------------------------------------------
+
+
+def test_timeout_around_recv_raises_that_timeout_and_the_socket_still_works():
+    waits = fd_waits()
+    a, b = socket.socketpair()
+    with a, b:
+        timeout = ferrovent.Timeout(0.1)
+        start = time.monotonic()
+        with pytest.raises(ferrovent.Timeout) as info:
+            with timeout:
+                b.recv(1)
+        assert info.value is timeout
+        assert 0.09 <= elapsed_since(start) < 2
+        assert fd_waits() == waits
+        a.sendall(b"still works")
+        assert b.recv(100) == b"still works"
+
+
+def test_killing_a_greenlet_blocked_in_recv_or_accept(listener):
+    a, b = socket.socketpair()
+    with a, b:
+        readers = [ferrovent.spawn(b.recv, 1), ferrovent.spawn(listener.accept)]
+        ferrovent.sleep(0.01)
+        assert not any(g.dead for g in readers)
+        ferrovent.killall(readers, timeout=5)
+        assert all(g.dead and isinstance(g.value, ferrovent.GreenletExit) for g in readers)
+        a.sendall(b"y")
+        assert b.recv(1) == b"y"
+        client, server = tcp_pair(listener)
+        client.close()
+        server.close()
+
+
+def test_closing_a_socket_wakes_its_waiter_with_ebadf():
+    a, b = socket.socketpair()
+    with a:
+        reader = ferrovent.spawn(b.recv, 1)
+        ferrovent.sleep(0.01)
+        b.close()
+        with pytest.raises(OSError) as info:
+            reader.get(timeout=5)
+        assert info.value.errno == errno.EBADF
+
+
+def test_shutdown_wakes_a_blocked_reader_with_end_of_stream():
+    a, b = socket.socketpair()
+    with a, b:
+        reader = ferrovent.spawn(b.recv, 1)
+        ferrovent.sleep(0.01)
+        b.shutdown(socket.SHUT_RDWR)
+        assert reader.get(timeout=5) == b""
+
+
+def test_two_readers_or_two_writers_get_concurrent_object_use_error():
+    a, b = socket.socketpair()
+    with a, b:
+        first = ferrovent.spawn(b.recv, 1)
+        ferrovent.sleep(0.01)
+        with pytest.raises(ConcurrentObjectUseError):
+            b.recv(1)
+        a.sendall(b"z")
+        assert first.get(timeout=5) == b"z"
+
+        fill(a)
+        writer = ferrovent.spawn(a.sendall, b"\0" * 1_000_000)
+        ferrovent.sleep(0.01)
+        with pytest.raises(ConcurrentObjectUseError):
+            a.send(b"\0" * 100_000)
+        writer.kill()
+
+
+def test_a_reused_fd_number_starts_clean():
+    """A socket that waited, then was dropped (closed by GC) or detached: its fd number's next owner works."""
+    for finish in ("gc", "detach", "close"):
+        a, b = socket.socketpair()
+        reader = ferrovent.spawn(b.recv, 1)
+        ferrovent.sleep(0.01)
+        a.sendall(b"x")
+        assert reader.get(timeout=5) == b"x"
+        number = b.fileno()
+        if finish == "gc":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                del reader, b
+        elif finish == "detach":
+            os.close(b.detach())
+        else:
+            b.close()
+        c, d = socket.socketpair()
+        assert number in (c.fileno(), d.fileno()), "the test needs the fd number to be reused"
+        reused = c if c.fileno() == number else d
+        peer = d if reused is c else c
+        waiter = ferrovent.spawn(reused.recv, 1)
+        ferrovent.sleep(0.01)
+        peer.sendall(b"y")
+        assert waiter.get(timeout=2) == b"y", finish
+        for sock in (a, c, d):
+            sock.close()
+
+
+# -- gevent's extensions ---------------------------------------------------------------------------------------
+
+
+def test_wait_read_and_wait_write():
+    a, b = socket.socketpair()
+    with a, b:
+        socket.wait_write(a.fileno(), timeout=1)  # writable now: returns at once
+        start = time.monotonic()
+        with pytest.raises(socket.timeout, match="timed out"):
+            socket.wait_read(b.fileno(), timeout=0.05)
+        assert elapsed_since(start) >= 0.049
+        with pytest.raises(KeyError):
+            socket.wait_read(b.fileno(), timeout=0.01, timeout_exc=KeyError("mine"))
+        ferrovent.spawn_later(0.01, a.sendall, b"r")
+        socket.wait_read(b.fileno(), timeout=5)
+        assert b.recv(1) == b"r"
+
+
+def test_wait_readwrite_returns_on_either_direction():
+    waits = fd_waits()
+    a, b = socket.socketpair()
+    with a, b:
+        socket.wait_readwrite(a.fileno(), timeout=1)  # writable
+        fill(a)
+        with pytest.raises(socket.timeout):
+            socket.wait_readwrite(a.fileno(), timeout=0.05)
+        ferrovent.spawn_later(0.01, b.sendall, b"r")
+        socket.wait_readwrite(a.fileno(), timeout=5)  # readable now, still not writable
+        assert a.recv(1) == b"r"
+        assert fd_waits() == waits
+
+
+def test_cancel_wait_raises_in_the_waiter():
+    a, b = socket.socketpair()
+    with a, b:
+        waiter = ferrovent.spawn(socket.wait_read, b.fileno())
+        ferrovent.sleep(0.01)
+        socket.cancel_wait(b)
+        with pytest.raises(OSError) as info:
+            waiter.get(timeout=5)
+        assert isinstance(info.value, socket.cancel_wait_ex)
+        assert info.value.errno == errno.EBADF

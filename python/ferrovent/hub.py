@@ -116,6 +116,9 @@ class Hub(greenlet):
         if _hubs.__dict__.get("hub") is self:
             del _hubs.hub
             Loop.forget_current()
+        pool = self.__dict__.pop("_threadpool", None)
+        if pool is not None:
+            pool.kill()
         loop = self.loop
         if loop is None:
             return
@@ -123,6 +126,13 @@ class Hub(greenlet):
         if not self.dead and getcurrent() is not self:
             self.throw(HubDestroyed(destroy_loop))
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
+
+    @property
+    def threadpool(self):
+        """This hub's pool of real OS threads (gevent's ``Hub.threadpool``), made on first use; DNS runs there."""
+        from ferrovent.threadpool import hub_threadpool  # imported late: threadpool imports this module
+
+        return hub_threadpool(self)
 
     @property
     def main_greenlet(self):

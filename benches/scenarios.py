@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
+import wsgi_wrk
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REFERENCE_IMPL = "greenlet"
 
@@ -198,6 +200,21 @@ def pool_imap_unordered(lib: ModuleType, quick: bool) -> float:
     return count / elapsed
 
 
+def wsgi_hello(lib: ModuleType, quick: bool) -> float:
+    """Requests/s of pywsgi serving hello world to wrk (server and wrk in processes of their own: wsgi_wrk.py)."""
+    return wsgi_wrk.wsgi_hello(lib.__name__, seconds=2 if quick else 5).requests_per_second
+
+
+def wsgi_p99(lib: ModuleType, quick: bool) -> float:
+    """The p99 latency (ms) of the same wrk run as ``wsgi_hello``."""
+    return wsgi_wrk.wsgi_hello(lib.__name__, seconds=2 if quick else 5).p99_ms
+
+
+def tcp_echo(lib: ModuleType, quick: bool) -> float:
+    """Echo round trips/s on StreamServer, the client in another process (wsgi_wrk.py)."""
+    return wsgi_wrk.tcp_echo(lib.__name__, seconds=2 if quick else 5)
+
+
 BENCHES = {
     bench.name: bench
     for bench in (
@@ -210,6 +227,9 @@ BENCHES = {
         Bench("queue_pingpong", "items/s", True, queue_pingpong),
         Bench("queue_unbounded", "items/s", True, queue_unbounded),
         Bench("pool_imap_unordered", "items/s", True, pool_imap_unordered),
+        Bench("wsgi_hello", "requests/s", True, wsgi_hello),
+        Bench("wsgi_p99", "ms p99 latency", False, wsgi_p99),
+        Bench("tcp_echo", "round trips/s", True, tcp_echo),
     )
 }
 

@@ -1,0 +1,265 @@
+"""Servers under load from another process: a hello-world WSGI app under wrk, and TCP echo round trips.
+
+The server runs in its own process pinned to CPU 0, the load generator in another pinned to CPU 1 (with `taskset`,
+when the machine has two CPUs or more), so neither steals the other's core.
+
+    python benches/wsgi_wrk.py [--rounds 3] [--seconds 5] [--impls ferrovent,gevent,meinheld]
+
+prints the table (medians over rounds, implementations interleaved): requests/s and p99 latency of the WSGI app
+for ferrovent's and gevent's pywsgi and for meinheld, then echo round trips/s on each StreamServer. wrk comes from
+Debian's `wrk` package; meinheld from `pip install --no-deps meinheld` (skipped if it does not import).
+`benches/run.py --only wsgi_hello,wsgi_p99,tcp_echo` runs the same measurements inside the main table (ferrovent
+and gevent only). Internal entry points, used by the above:
+
+    python benches/wsgi_wrk.py serve-wsgi IMPL PORT        # the hello-world server; prints READY when listening
+    python benches/wsgi_wrk.py serve-echo IMPL PORT        # an echo StreamServer; prints READY when listening
+    python benches/wsgi_wrk.py echo-client PORT SECONDS N  # N connections ping-ponging 64 bytes; prints trips/s
+
+Every server is configured alike: no access log, TCP_NODELAY on the listener (gevent's pywsgi does not set it by
+itself), keep-alive on (meinheld's is off unless asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+SERVER_CPU, LOAD_CPU = 0, 1
+READY = "READY"
+WSGI_IMPLS = ("ferrovent", "gevent", "meinheld")
+ECHO_IMPLS = ("ferrovent", "gevent")
+ECHO_MESSAGE = b"x" * 64
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p99_ms: float
+
+
+# -- the server processes -------------------------------------------------------------------------------------
+
+
+def _hello(environ: dict, start_response) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, World!"]
+
+
+def serve_wsgi(impl: str, port: int) -> None:
+    """Serves `_hello` on 127.0.0.1:port with `impl`'s server until killed."""
+    if impl == "meinheld":
+        from meinheld import server
+
+        server.listen(("127.0.0.1", port))
+        server.set_keepalive(10)
+        server.set_access_logger(None)
+        print(READY, flush=True)
+        server.run(_hello)
+        return
+    pywsgi = importlib.import_module(f"{impl}.pywsgi")
+    server = pywsgi.WSGIServer(("127.0.0.1", port), _hello, log=None)
+    server.init_socket()
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print(READY, flush=True)
+    server.serve_forever()
+
+
+def _echo(sock, address) -> None:
+    recv, sendall = sock.recv, sock.sendall
+    while True:
+        data = recv(65536)
+        if not data:
+            return
+        sendall(data)
+
+
+def serve_echo(impl: str, port: int) -> None:
+    """An echo StreamServer of `impl` on 127.0.0.1:port until killed."""
+    server = importlib.import_module(f"{impl}.server").StreamServer(("127.0.0.1", port), _echo)
+    server.init_socket()
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print(READY, flush=True)
+    server.serve_forever()
+
+
+def echo_client(port: int, seconds: float, connections: int) -> float:
+    """Round trips per second of `connections` sockets each sending 64 bytes and waiting for them back."""
+    selector = selectors.EpollSelector()
+    pending = {}
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        pending[sock] = len(ECHO_MESSAGE)
+        sock.send(ECHO_MESSAGE)
+    trips = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for key, _ in selector.select(0.5):
+            sock = key.fileobj
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the echo server closed a connection")
+            pending[sock] -= len(data)
+            if pending[sock] == 0:
+                trips += 1
+                pending[sock] = len(ECHO_MESSAGE)
+                sock.send(ECHO_MESSAGE)
+    for sock in pending:
+        sock.close()
+    return trips / seconds
+
+
+# -- driving them ---------------------------------------------------------------------------------------------
+
+
+def _pinned(cpu: int, argv: list[str]) -> list[str]:
+    """`argv` run on `cpu` alone, when taskset exists and there is more than one CPU to keep apart."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu), *argv]
+    return argv
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Server:
+    """A server process of ours, started pinned, ready once it printed READY; stopped on exit."""
+
+    def __init__(self, mode: str, impl: str) -> None:
+        self.port = _free_port()
+        argv = [sys.executable, str(HERE), mode, impl, str(self.port)]
+        self.errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server must never block on it
+        self.process = subprocess.Popen(
+            _pinned(SERVER_CPU, argv), stdout=subprocess.PIPE, stderr=self.errors, text=True
+        )
+
+    def __enter__(self) -> _Server:
+        line = self.process.stdout.readline().strip()
+        if line != READY:
+            self.process.kill()
+            self.errors.seek(0)
+            raise RuntimeError(f"the server did not start: {line!r}\n{self.errors.read()}")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.errors.close()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _parse_wrk(output: str) -> WrkResult:
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    if rate is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    if errors is not None:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    return WrkResult(float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)])
+
+
+def wsgi_hello(impl: str, seconds: float = 5.0, connections: int = 50) -> WrkResult:
+    """`wrk -t1 -c<connections> -d<seconds>s --latency` against `impl` serving the hello-world app."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    with _Server("serve-wsgi", impl) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+        subprocess.run(_pinned(LOAD_CPU, [wrk, "-t1", "-c10", "-d1s", url]), capture_output=True, check=True)
+        done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True, check=True)
+    return _parse_wrk(done.stdout)
+
+
+def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
+    """Echo round trips/s on `impl`'s StreamServer, the client in another process."""
+    with _Server("serve-echo", impl) as server:
+        argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections)]
+        done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+# -- the standalone table -------------------------------------------------------------------------------------
+
+
+def _importable(impl: str) -> bool:
+    probe = subprocess.run([sys.executable, "-c", f"import {impl}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def _table(rounds: int, seconds: float, impls: list[str]) -> str:
+    rates: dict[str, list[float]] = {impl: [] for impl in impls}
+    p99s: dict[str, list[float]] = {impl: [] for impl in impls}
+    echoes: dict[str, list[float]] = {impl: [] for impl in impls if impl in ECHO_IMPLS}
+    for round_index in range(rounds):
+        order = impls if round_index % 2 == 0 else impls[::-1]
+        for impl in order:
+            result = wsgi_hello(impl, seconds)
+            rates[impl].append(result.requests_per_second)
+            p99s[impl].append(result.p99_ms)
+            print(f"round {round_index + 1} {impl}: {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms} ms")
+            if impl in echoes:
+                echoes[impl].append(tcp_echo(impl, seconds))
+                print(f"round {round_index + 1} {impl}: {echoes[impl][-1]:,.0f} echo round trips/s")
+    median = {impl: statistics.median(values) for impl, values in rates.items()}
+    lines = [
+        f"WSGI hello world, wrk -t1 -c50 -d{seconds:g}s, server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}; "
+        f"medians of {rounds} rounds",
+        "",
+        f"{'server':<12}{'requests/s':>14}{'p99 ms':>10}{'ferrovent is':>16}",
+    ]
+    for impl in impls:
+        ratio = f"{median['ferrovent'] / median[impl]:.2f}x" if "ferrovent" in median and impl != "ferrovent" else ""
+        lines.append(f"{impl:<12}{median[impl]:>14,.0f}{statistics.median(p99s[impl]):>10.2f}{ratio:>16}")
+    if echoes:
+        lines += ["", f"TCP echo, 50 connections x 64 B, StreamServer; medians of {rounds} rounds", ""]
+        lines.append(f"{'server':<12}{'round trips/s':>14}")
+        for impl, values in echoes.items():
+            lines.append(f"{impl:<12}{statistics.median(values):>14,.0f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("serve-wsgi", "serve-echo"):
+        (serve_wsgi if sys.argv[1] == "serve-wsgi" else serve_echo)(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "echo-client":
+        print(echo_client(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
+        return
+    parser = argparse.ArgumentParser(description="WSGI and echo servers under load, side by side.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--impls", default=",".join(WSGI_IMPLS))
+    args = parser.parse_args()
+    impls = []
+    for impl in args.impls.split(","):
+        if _importable(impl):
+            impls.append(impl)
+        else:
+            print(f"skipping {impl}: it does not import", file=sys.stderr)
+    print(_table(args.rounds, args.seconds, impls))
+
+
+if __name__ == "__main__":
+    main()

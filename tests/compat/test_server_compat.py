@@ -1,0 +1,226 @@
+"""Server scenarios (StreamServer, WSGIServer) run on stock gevent and on ferrovent, each in a fresh process.
+
+As in test_io_compat.py, this file is also the script the runner executes (``import ferrovent`` there gives the
+implementation under test). Server and clients run in the same process, the clients on the implementation's
+cooperative sockets. Both implementations must produce the expected trace, and ferrovent's must equal gevent's.
+Only well-formed HTTP is compared here: what each server answers to malformed input differs by design (see
+test_pywsgi_bad_input.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+if __name__ == "__main__":  # run as a script: make the ``tests`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pytest
+
+from tests.compat.runner import TRACE_MARKER, Result, run_script
+from tests.compat.scenarios import Scenario
+from tests.serving import read_response
+
+SERVER_SCENARIOS: dict[str, Scenario] = {}
+
+
+def server_scenario(expected: list, reports: tuple[str, ...] = ()) -> Callable:
+    def register(func: Callable[[Any, list], None]) -> Callable[[Any, list], None]:
+        SERVER_SCENARIOS[func.__name__] = Scenario(func, json.loads(json.dumps(expected)), tuple(reports))
+        return func
+
+    return register
+
+
+def module(lib, name: str):
+    return importlib.import_module(f"{lib.__name__}.{name}")
+
+
+# --- StreamServer ---------------------------------------------------------------------------------------------
+
+
+def _echo(sock, address) -> None:
+    while True:
+        data = sock.recv(1024)
+        if not data:
+            return
+        if data == b"raise":
+            raise ValueError("handler failed")
+        sock.sendall(data)
+
+
+@server_scenario(
+    expected=[["echo", "one"], ["closed after raise", ""], ["echo", "two"], ["started", True], ["closed", True]],
+    reports=("ValueError",),
+)
+def stream_server_echo_and_failing_handler(lib, trace):
+    socket = module(lib, "socket")
+    server = module(lib, "server").StreamServer(("127.0.0.1", 0), _echo)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+
+    def exchange(message: bytes) -> str:
+        with socket.create_connection(address) as sock:
+            sock.sendall(message)
+            return sock.recv(1024).decode()
+
+    trace.append(["echo", exchange(b"one")])
+    trace.append(["closed after raise", exchange(b"raise")])
+    trace.append(["echo", exchange(b"two")])
+    trace.append(["started", server.started])
+    server.stop()
+    trace.append(["closed", server.closed])
+
+
+# --- WSGIServer -----------------------------------------------------------------------------------------------
+
+ENVIRON_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "HTTP_X_A",
+    "HTTP_COOKIE",
+    "wsgi.url_scheme",
+    "wsgi.multithread",
+    "wsgi.multiprocess",
+    "wsgi.run_once",
+)
+
+
+def _wsgi_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/raise":
+        raise ValueError("app failed")
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        return (piece for piece in (b"yielded;", b"", b"last"))
+    body = environ["wsgi.input"].read()
+    seen = {key: environ.get(key) for key in ENVIRON_KEYS}
+    seen["body"] = body.decode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(seen, sort_keys=True).encode()]
+
+
+def _read_response(stream) -> list:
+    """[status, body] of the next response, the body decoded from JSON when it is JSON."""
+    status, body = read_response(stream)
+    try:
+        return [status, json.loads(body)]
+    except ValueError:
+        return [status, body.decode()]
+
+
+def _environ(**overrides) -> dict:
+    base = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": None,
+        "CONTENT_LENGTH": None,
+        "HTTP_X_A": None,
+        "HTTP_COOKIE": None,
+        "wsgi.url_scheme": "http",
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "body": "",
+    }
+    base.update(overrides)
+    return base
+
+
+@server_scenario(
+    expected=[
+        [
+            200,
+            _environ(PATH_INFO="/a b", QUERY_STRING="q=1&r=%202", HTTP_X_A="1,2", HTTP_COOKIE="c=1; d=2"),
+        ],
+        [
+            200,
+            _environ(REQUEST_METHOD="POST", PATH_INFO="/post", CONTENT_TYPE="text/x", CONTENT_LENGTH="5", body="hello"),
+        ],
+        [200, _environ(REQUEST_METHOD="POST", PATH_INFO="/chunked", body="hello world")],
+        [200, _environ(PATH_INFO="/first")],
+        [200, _environ(PATH_INFO="/second")],
+        [200, "written;yielded;last"],
+        [500, "Internal Server Error"],
+        [200, _environ(PATH_INFO="/old", SERVER_PROTOCOL="HTTP/1.0")],
+    ],
+    reports=("ValueError",),
+)
+def wsgi_well_formed_requests(lib, trace):
+    socket = module(lib, "socket")
+    server = module(lib, "pywsgi").WSGIServer(("127.0.0.1", 0), _wsgi_app, log=None)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+    keep_alive = socket.create_connection(address)
+    stream = keep_alive.makefile("rb")
+
+    def ask(data: bytes, count: int = 1) -> None:
+        keep_alive.sendall(data)
+        for _ in range(count):
+            trace.append(_read_response(stream))
+
+    ask(b"GET /a%20b?q=1&r=%202 HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nX-A: 2\r\nCookie: c=1\r\nCookie: d=2\r\n\r\n")
+    ask(b"POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello")
+    ask(
+        b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    ask(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n", count=2)
+    ask(b"GET /write HTTP/1.1\r\nHost: t\r\n\r\n")
+    ask(b"GET /raise HTTP/1.1\r\nHost: t\r\n\r\n")
+    keep_alive.close()
+    with socket.create_connection(address) as old:
+        old.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+        trace.append(_read_response(old.makefile("rb")))
+    server.stop()
+
+
+# --- running --------------------------------------------------------------------------------------------------
+
+
+def run_server_scenario(impl: str, name: str) -> Result:
+    proc = run_script(impl, Path(__file__), name, timeout=60)
+    assert proc.returncode == 0, f"{impl} {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    last = proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith(TRACE_MARKER), f"{impl} {name}: no trace printed\n{proc.stdout}\n{proc.stderr}"
+    return Result(json.loads(last[len(TRACE_MARKER) :]), proc.stderr)
+
+
+@functools.cache
+def gevent_server_result(name: str) -> Result:
+    return run_server_scenario("gevent", name)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", list(SERVER_SCENARIOS))
+def test_server_scenario(name, impl_name):
+    expected = SERVER_SCENARIOS[name]
+    result = run_server_scenario(impl_name, name)
+    assert result.trace == expected.expected, result.stderr
+    assert result.reports == list(expected.reports), result.stderr
+    if impl_name != "gevent":
+        assert result.trace == gevent_server_result(name).trace
+
+
+def main(name: str) -> None:
+    import ferrovent as lib  # the implementation under test: the runner aliases gevent under this name
+
+    trace: list = []
+    SERVER_SCENARIOS[name].func(lib, trace)
+    print(TRACE_MARKER + json.dumps(trace), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -39,6 +39,13 @@ class Result:
         return _REPORT_LINE.findall(self.stderr)
 
 
+def _result(proc: subprocess.CompletedProcess, impl: str, name: str) -> Result:
+    assert proc.returncode == 0, f"{impl} {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    last = proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith(TRACE_MARKER), f"{impl} {name}: no trace printed\n{proc.stdout}\n{proc.stderr}"
+    return Result(json.loads(last[len(TRACE_MARKER) :]), proc.stderr)
+
+
 def run_scenario(impl: str, name: str, timeout: float = 30) -> Result:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.compat.runner", impl, name],
@@ -47,16 +54,35 @@ def run_scenario(impl: str, name: str, timeout: float = 30) -> Result:
         text=True,
         timeout=timeout,
     )
-    assert proc.returncode == 0, f"{impl} {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    last = proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
-    assert last.startswith(TRACE_MARKER), f"{impl} {name}: no trace printed\n{proc.stdout}\n{proc.stderr}"
-    return Result(json.loads(last[len(TRACE_MARKER) :]), proc.stderr)
+    return _result(proc, impl, name)
 
 
 @functools.cache
 def gevent_result(name: str) -> Result:
     """The oracle: stock gevent's result for a scenario, computed once per test session."""
     return run_scenario("gevent", name)
+
+
+def run_script_scenario(impl: str, path: Path, name: str, timeout: float = 60) -> Result:
+    """Runs scenario ``name`` of a scenario script (a test module that runs one scenario and prints its trace with
+    `print_trace` when run as a script) on ``impl`` in a fresh process."""
+    return _result(run_script(impl, path, name, timeout=timeout), impl, name)
+
+
+def print_trace(trace: list) -> None:
+    """The child's side: the trace on the last line of stdout, where `run_script_scenario` looks for it."""
+    print(TRACE_MARKER + json.dumps(trace), flush=True)
+
+
+def check_agreement(result: Result, expected: list, reports, impl: str, oracle, quiet: bool = True) -> None:
+    """Both halves must match the expected trace and reports (so a test cannot pass when both are broken alike);
+    ferrovent must also match gevent's actual trace (``oracle()``). ``quiet``: nothing else on stderr."""
+    assert result.trace == expected, result.stderr
+    assert result.reports == list(reports), result.stderr
+    if quiet and not reports:
+        assert result.stderr == ""
+    if impl != "gevent":
+        assert result.trace == oracle().trace
 
 
 def script_command(impl: str, path: Path, *args: str) -> list[str]:
@@ -90,7 +116,7 @@ def main(argv: list[str]) -> None:
 
     trace: list = []
     SCENARIOS[what].func(importlib.import_module(impl), trace)
-    print(TRACE_MARKER + json.dumps(trace), flush=True)
+    print_trace(trace)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ if __name__ == "__main__":  # run as a script: make the ``tests`` package import
 
 import pytest
 
-from tests.compat.runner import TRACE_MARKER, Result, run_script
+from tests.compat.runner import Result, check_agreement, print_trace, run_script_scenario
 from tests.compat.scenarios import Scenario
 
 IO_SCENARIOS: dict[str, Scenario] = {}
@@ -366,30 +366,17 @@ def tls_both_ends(lib, trace):
 # --- running --------------------------------------------------------------------------------------------------------
 
 
-def run_io_scenario(impl: str, name: str) -> Result:
-    proc = run_script(impl, Path(__file__), name, timeout=60)
-    assert proc.returncode == 0, f"{impl} {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    last = proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
-    assert last.startswith(TRACE_MARKER), f"{impl} {name}: no trace printed\n{proc.stdout}\n{proc.stderr}"
-    return Result(json.loads(last[len(TRACE_MARKER) :]), proc.stderr)
-
-
 @functools.cache
 def gevent_io_result(name: str) -> Result:
-    return run_io_scenario("gevent", name)
+    return run_script_scenario("gevent", Path(__file__), name)
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", list(IO_SCENARIOS))
 def test_io_scenario(name, impl_name):
     expected = IO_SCENARIOS[name]
-    result = run_io_scenario(impl_name, name)
-    assert result.trace == expected.expected, result.stderr
-    assert result.reports == list(expected.reports), result.stderr
-    if not expected.reports:
-        assert result.stderr == ""
-    if impl_name != "gevent":
-        assert result.trace == gevent_io_result(name).trace
+    result = run_script_scenario(impl_name, Path(__file__), name)
+    check_agreement(result, expected.expected, expected.reports, impl_name, lambda: gevent_io_result(name))
 
 
 def main(name: str) -> None:
@@ -397,7 +384,7 @@ def main(name: str) -> None:
 
     trace: list = []
     IO_SCENARIOS[name].func(lib, trace)
-    print(TRACE_MARKER + json.dumps(trace), flush=True)
+    print_trace(trace)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ if __name__ == "__main__":  # run as a script: make the ``tests`` package import
 
 import pytest
 
-from tests.compat.runner import TRACE_MARKER, Result, run_script
+from tests.compat.runner import Result, check_agreement, print_trace, run_script_scenario
 from tests.compat.scenarios import Scenario
 from tests.serving import read_response
 
@@ -190,28 +190,18 @@ def wsgi_well_formed_requests(lib, trace):
 # --- running --------------------------------------------------------------------------------------------------
 
 
-def run_server_scenario(impl: str, name: str) -> Result:
-    proc = run_script(impl, Path(__file__), name, timeout=60)
-    assert proc.returncode == 0, f"{impl} {name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    last = proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
-    assert last.startswith(TRACE_MARKER), f"{impl} {name}: no trace printed\n{proc.stdout}\n{proc.stderr}"
-    return Result(json.loads(last[len(TRACE_MARKER) :]), proc.stderr)
-
-
 @functools.cache
 def gevent_server_result(name: str) -> Result:
-    return run_server_scenario("gevent", name)
+    return run_script_scenario("gevent", Path(__file__), name)
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", list(SERVER_SCENARIOS))
 def test_server_scenario(name, impl_name):
     expected = SERVER_SCENARIOS[name]
-    result = run_server_scenario(impl_name, name)
-    assert result.trace == expected.expected, result.stderr
-    assert result.reports == list(expected.reports), result.stderr
-    if impl_name != "gevent":
-        assert result.trace == gevent_server_result(name).trace
+    result = run_script_scenario(impl_name, Path(__file__), name)
+    oracle = functools.partial(gevent_server_result, name)
+    check_agreement(result, expected.expected, expected.reports, impl_name, oracle, quiet=False)
 
 
 def main(name: str) -> None:
@@ -219,7 +209,7 @@ def main(name: str) -> None:
 
     trace: list = []
     SERVER_SCENARIOS[name].func(lib, trace)
-    print(TRACE_MARKER + json.dumps(trace), flush=True)
+    print_trace(trace)
 
 
 if __name__ == "__main__":

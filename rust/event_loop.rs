@@ -411,6 +411,24 @@ impl Loop {
         }
     }
 
+    /// `wait_read`/`wait_write`: level truth first, then a transient registration for the next edge.
+    fn wait_level(
+        &self,
+        py: Python<'_>,
+        fd: i64,
+        direction: Direction,
+        timeout: Option<f64>,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+        referenced: bool,
+    ) -> PyResult<bool> {
+        self.check_thread()?;
+        let fd = Self::fd_of(fd)?;
+        if crate::wait::level_ready(fd, direction)? {
+            return Ok(true);
+        }
+        self.wait_fd_current(py, fd, direction, timeout, timeout_exc, referenced, false)
+    }
+
     /// Wakes every greenlet in `waiters` by raising `exc` in it.
     fn raise_in_waiters(&self, waiters: Vec<FdWaiter>, exc: &Bound<'_, PyAny>) {
         for FdWaiter { greenlet, token } in waiters {
@@ -647,12 +665,7 @@ impl Loop {
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
     ) -> PyResult<bool> {
-        self.check_thread()?;
-        let fd = Self::fd_of(fd)?;
-        if crate::wait::level_ready(fd, Direction::Read)? {
-            return Ok(true);
-        }
-        self.wait_fd_current(py, fd, Direction::Read, timeout, timeout_exc, r#ref, false)
+        self.wait_level(py, fd, Direction::Read, timeout, timeout_exc, r#ref)
     }
 
     /// Waits until `fd` is writable; as `wait_read`.
@@ -665,12 +678,7 @@ impl Loop {
         timeout_exc: Option<Bound<'_, PyAny>>,
         r#ref: bool,
     ) -> PyResult<bool> {
-        self.check_thread()?;
-        let fd = Self::fd_of(fd)?;
-        if crate::wait::level_ready(fd, Direction::Write)? {
-            return Ok(true);
-        }
-        self.wait_fd_current(py, fd, Direction::Write, timeout, timeout_exc, r#ref, false)
+        self.wait_level(py, fd, Direction::Write, timeout, timeout_exc, r#ref)
     }
 
     /// The socket layer's wait after EAGAIN: parks for the next readiness edge with no level check.

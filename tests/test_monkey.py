@@ -54,7 +54,7 @@ def state():
         and not hasattr(selectors, "EpollSelector"),
         "ssl": ssl.SSLContext is ferrovent.ssl.SSLContext,
         "queries": monkey.is_module_patched("socket") and monkey.is_object_patched("socket", "socket")
-        and not monkey.is_object_patched("socket", "no_such_name") and not monkey.is_module_patched("threading"),
+        and not monkey.is_object_patched("socket", "no_such_name") and monkey.is_module_patched("threading"),
     }
 
 before = state()
@@ -158,7 +158,7 @@ def test_patch_socket_without_dns_keeps_the_resolver():
     assert proc.stdout.splitlines() == ["True True False", "True True"]
 
 
-def test_every_patch_all_keyword_is_accepted_and_threads_stay_real():
+def test_every_patch_all_keyword_is_accepted_and_threading_keeps_its_classes():
     proc = run_child(
         """
         import threading
@@ -168,7 +168,7 @@ def test_every_patch_all_keyword_is_accepted_and_threads_stay_real():
         print(monkey.is_module_patched("threading"), threading.Thread.__module__)
         """
     )
-    assert proc.stdout.splitlines() == ["True", "False threading"]
+    assert proc.stdout.splitlines() == ["True", "True threading"]
 
 
 STALE_SSL = """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess as std_subprocess
+import time
 
 import ferrovent
 import pytest
@@ -24,7 +26,7 @@ def pipe():
 
 
 def test_names():
-    assert fos.__implements__ == ["close"]
+    assert fos.__implements__ == ["close", "fork", "waitpid"]
     for name in fos.__all__:
         assert callable(getattr(fos, name))
 
@@ -76,3 +78,17 @@ def test_close_wakes_the_waiter_with_ebadf(pipe):
     with pytest.raises(OSError) as info:
         reader.get(timeout=5)
     assert info.value.errno == errno.EBADF
+
+
+def test_waitpid_parks_only_the_calling_greenlet():
+    child = std_subprocess.Popen(["sleep", "0.2"])
+    ticks = []
+    ticker = ferrovent.spawn(lambda: [ticks.append(ferrovent.sleep(0.02)) for _ in range(5)])
+    pid, status = fos.waitpid(child.pid, 0)
+    assert (pid, os.waitstatus_to_exitcode(status)) == (child.pid, 0)
+    assert len(ticks) == 5, "the other greenlet ran while waitpid waited"
+    child.returncode = 0  # reaped above
+    ticker.join()
+    start = time.monotonic()
+    assert fos.wait_child_exit(os.getpid() + 10**6, timeout=0.05) is True  # no such child: nothing to wait for
+    assert time.monotonic() - start < 1

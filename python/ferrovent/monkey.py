@@ -149,11 +149,9 @@ def _warn(messages: list[str]) -> None:
 
 
 def patch_os() -> None:
-    """Replaces the names of :mod:`os` listed in ``ferrovent.os.__implements__``, :func:`os.fork` with
-    `ferrovent.fork` and :func:`os.waitpid` with one that parks only the calling greenlet."""
-    _, os_module = _patch_module("os")
-    _patch_module("os", source=_import("ferrovent._childwait"))
-    _patch_item(os_module, "fork", _import("ferrovent.hub").fork)
+    """Replaces the names of :mod:`os` listed in ``ferrovent.os.__implements__``: ``close`` (wakes the fd's
+    waiters), ``fork`` (`ferrovent.fork`) and ``waitpid`` (parks only the calling greenlet)."""
+    _patch_module("os")
 
 
 def patch_time() -> None:

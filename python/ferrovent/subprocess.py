@@ -1,7 +1,7 @@
 """Cooperative subprocess: the stdlib's module, with a Popen whose waits and pipes park the greenlet.
 
-``wait()`` waits for the child's exit on a pidfd (Linux) through the loop, or polls ``waitpid`` with a growing
-back-off elsewhere; the pipes to the child are `ferrovent.fileobject` files; ``communicate()`` moves the data with one
+``wait()`` waits for the child's exit with `ferrovent.os.wait_child_exit` (a pidfd on Linux); the pipes to the
+child are `ferrovent.fileobject` files; ``communicate()`` moves the data with one
 greenlet per pipe. ``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and ``getstatusoutput`` are the
 stdlib's own functions, bound to this module's Popen.
 """
@@ -18,14 +18,13 @@ from subprocess import CalledProcessError, CompletedProcess, SubprocessError, Ti
 
 from ferrovent.fileobject import FileObject
 from ferrovent.greenlet import Greenlet, joinall
-from ferrovent.hub import get_hub
+from ferrovent.os import wait_child_exit
 
 __implements__ = ["Popen", "call", "check_call", "check_output", "run", "getoutput", "getstatusoutput"]
 __all__ = list(_subprocess.__all__)
 
 _READ_SIZE = 32768
 _WRITE_SIZE = 65536
-_MAX_POLL_DELAY = 0.05
 
 
 def _green_pipe(fileobj, writing):
@@ -58,47 +57,20 @@ class Popen(_subprocess.Popen):
         self.stdin = _green_pipe(self.stdin, writing=True)
         self.stdout = _green_pipe(self.stdout, writing=False)
         self.stderr = _green_pipe(self.stderr, writing=False)
-        self._pidfd = None
-
-    def _exit_fd(self):
-        """A pidfd that becomes readable when the child exits, or None where the OS has none."""
-        if self._pidfd is None and hasattr(os, "pidfd_open"):
-            try:
-                self._pidfd = os.pidfd_open(self.pid)
-            except OSError:
-                self._pidfd = -1
-        return self._pidfd if self._pidfd is not None and self._pidfd >= 0 else None
-
-    def _close_exit_fd(self):
-        if self._pidfd is not None and self._pidfd >= 0:
-            get_hub().loop.closing_fd(self._pidfd)
-            os.close(self._pidfd)
-        self._pidfd = -1
 
     def _wait(self, timeout):
         if self.returncode is not None:
             return self.returncode
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.0005
-        loop = get_hub().loop
-        try:
-            while True:
-                pid, status = self._try_wait(os.WNOHANG)
-                if pid == self.pid:
-                    self._handle_exitstatus(status)
-                    return self.returncode
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutExpired(self.args, timeout)
-                exit_fd = self._exit_fd()
-                if exit_fd is not None:
-                    loop.wait_read(exit_fd, remaining)
-                else:
-                    delay = min(delay * 2, _MAX_POLL_DELAY)
-                    loop.sleep(delay if remaining is None else min(delay, remaining))
-        finally:
-            if self.returncode is not None:
-                self._close_exit_fd()
+        while True:
+            pid, status = self._try_wait(os.WNOHANG)
+            if pid == self.pid:
+                self._handle_exitstatus(status)
+                return self.returncode
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutExpired(self.args, timeout)
+            wait_child_exit(self.pid, remaining)
 
     def _communicate(self, input, endtime, orig_timeout):
         if not self._communication_started:
@@ -149,10 +121,6 @@ class Popen(_subprocess.Popen):
                 break
             chunks.append(chunk)
         pipe.close()
-
-    def __del__(self, *args, **kwargs):
-        self._close_exit_fd()
-        super().__del__(*args, **kwargs)
 
 
 def _with_this_popen(function):

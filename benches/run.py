@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -76,6 +77,14 @@ def main() -> None:
     if not impls:
         sys.exit("nothing to run: none of the implementations imports")
     benches = [BENCHES[name] for name in args.only]
+    for bench in benches:
+        missing = [tool for tool in bench.tools if shutil.which(tool) is None]
+        if missing:
+            print(
+                f"skipping {bench.name}: needs {', '.join(missing)} (e.g. apt-get install {' '.join(missing)})",
+                file=sys.stderr,
+            )
+    benches = [bench for bench in benches if all(shutil.which(tool) for tool in bench.tools)]
 
     samples: report.Samples = {}
     for round_index in range(args.rounds):

@@ -34,6 +34,7 @@ class Bench:
     higher_is_better: bool
     measure: Callable[[ModuleType, bool], float]
     reference: bool = False
+    tools: tuple[str, ...] = ()  # programs it runs, besides Python
 
 
 def _noop() -> None:
@@ -227,8 +228,8 @@ BENCHES = {
         Bench("queue_pingpong", "items/s", True, queue_pingpong),
         Bench("queue_unbounded", "items/s", True, queue_unbounded),
         Bench("pool_imap_unordered", "items/s", True, pool_imap_unordered),
-        Bench("wsgi_hello", "requests/s", True, wsgi_hello),
-        Bench("wsgi_p99", "ms p99 latency", False, wsgi_p99),
+        Bench("wsgi_hello", "requests/s", True, wsgi_hello, tools=("wrk",)),
+        Bench("wsgi_p99", "ms p99 latency", False, wsgi_p99, tools=("wrk",)),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
     )
 }

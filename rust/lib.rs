@@ -8,11 +8,14 @@ mod event_loop;
 mod fdtable;
 mod greenlet_api;
 mod http;
+mod itemqueue;
+mod linkable;
 mod parking;
 mod poller;
 mod ready;
 mod timers;
 mod wait;
+mod waitqueue;
 
 /// Cargo's semver as a PEP 440 version ("0.1.0-alpha.1" becomes "0.1.0a1").
 fn pep440_version() -> String {
@@ -29,6 +32,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::Loop>()?;
     m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
+    m.add_class::<waitqueue::WaitQueue>()?;
+    m.add_class::<linkable::LinkCore>()?;
+    m.add_class::<itemqueue::ItemQueue>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

@@ -30,7 +30,7 @@ pub fn level_ready(fd: usize, direction: Direction) -> PyResult<bool> {
 
 impl Loop {
     /// The current greenlet, refusing the hub: a blocking call there could never be woken.
-    fn current_waiter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn current_waiter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let current = greenlet_api::current(py)?;
         if current.is(self.hub.bind(py)) {
             return Err(BlockingSwitchOutError::new_err(
@@ -40,14 +40,21 @@ impl Loop {
         Ok(current)
     }
 
-    fn park_token(&self, current: &Bound<'_, PyAny>, fd: Option<(usize, Direction)>) -> u64 {
+    pub(crate) fn park_token(&self, current: &Bound<'_, PyAny>, fd: Option<(usize, Direction)>) -> u64 {
         let mut lot = self.lot.borrow_mut();
         let token = lot.new_token();
         lot.park(address(current), Parked { token, timer: None, fd });
         token
     }
 
-    fn arm_timeout(&self, current: &Bound<'_, PyAny>, token: u64, seconds: f64, wake: Wake, referenced: bool) {
+    pub(crate) fn arm_timeout(
+        &self,
+        current: &Bound<'_, PyAny>,
+        token: u64,
+        seconds: f64,
+        wake: Wake,
+        referenced: bool,
+    ) {
         let action = TimerAction::Resume { greenlet: current.clone().unbind(), token, wake };
         let deadline = self.deadline_after(seconds);
         let id = self.timers.borrow_mut().insert(deadline, action, referenced);
@@ -55,7 +62,7 @@ impl Loop {
     }
 
     /// Switches away from the parked `current` and returns the wake it was resumed with.
-    fn switch_away(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64) -> PyResult<Wake> {
+    pub(crate) fn switch_away(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64) -> PyResult<Wake> {
         let switched = self.hand_off(py, current);
         let outcome = match switched {
             Ok(true) => Ok(()), // resumed itself: the next ready entry was its own

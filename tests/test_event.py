@@ -296,3 +296,48 @@ def test_many_threads_each_resolve_their_own_result():
     for i, result in enumerate(results):
         _thread.start_new_thread(result.set, (i,))
     assert [result.get(timeout=5) for result in results] == list(range(8))
+
+
+# -- the line: order, overtaken timeouts, other threads ------------------------------------------------------------
+
+
+def spin_until(deadline: float) -> None:
+    """Lets real time pass without yielding, so the loop finds several timers due at once."""
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_callbacks_and_waiters_run_in_the_order_they_joined():
+    event, log = Event(), []
+    first = ferrovent.spawn(waiter, event, log, "first waiter")
+    ferrovent.sleep(0)
+    event.rawlink(lambda source: log.append("callback"))
+    second = ferrovent.spawn(waiter, event, log, "second waiter")
+    ferrovent.sleep(0)
+    event.set()
+    ferrovent.joinall([first, second])
+    assert log == [("first waiter", True), "callback", ("second waiter", True)]
+
+
+def test_a_set_that_overtakes_the_timeout_still_counts():
+    event, log = Event(), []
+    loop = ferrovent.get_hub().loop
+    loop.call_later(0, event.set)  # due before the waiter's timeout, run in the same loop turn
+    g = ferrovent.spawn(lambda: log.append(event.wait(0.01)))
+    ferrovent.sleep(0)  # g is parked with its timeout armed
+    spin_until(time.monotonic() + 0.05)  # both timers are due now: the set's runs first, then the timeout's
+    g.join()
+    assert log == [True] and event.linkcount() == 0
+
+
+def test_a_set_from_another_thread_reaches_a_greenlet_on_its_way_into_the_line():
+    hub = ferrovent.get_hub()
+    event = Event()
+    assert event.wait(0) is False  # the hub owns the event now
+    # Another OS thread sets it while no greenlet is in the line yet, as if between a greenlet's look at the flag
+    # and its wait: the thread must still have the owner's loop run the notification.
+    done = _thread.allocate_lock()
+    done.acquire()
+    _thread.start_new_thread(lambda: (event.set(), done.release()), ())
+    done.acquire()
+    assert event._links.wait(hub.loop, 5) is True  # the greenlet that had looked too early is woken

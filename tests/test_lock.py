@@ -324,3 +324,33 @@ def test_a_greenlet_waits_for_a_lock_a_thread_holds():
     _thread.start_new_thread(in_thread, ())
     holding.acquire()
     assert lock.acquire(timeout=5)
+
+
+class _ReleasedWhileArriving(Semaphore):
+    """A semaphore that, once armed, another OS thread releases just as a greenlet that found no unit goes into the
+    line."""
+
+    __slots__ = ("armed",)
+
+    def __init__(self) -> None:
+        Semaphore.__init__(self, 0)
+        self.armed = False
+
+    def _park(self, timeout, front=False):
+        if self.armed:
+            self.armed = False
+            done = _thread.allocate_lock()
+            done.acquire()
+            _thread.start_new_thread(lambda: (self.release(), done.release()), ())
+            done.acquire()
+        return Semaphore._park(self, timeout, front)
+
+
+@pytest.mark.parametrize("owned", [False, True], ids=["new", "owned"])
+def test_a_release_from_another_thread_reaches_a_waiter_on_its_way_into_the_line(owned):
+    s = _ReleasedWhileArriving()
+    if owned:  # a greenlet of this hub waited on it before
+        assert s.wait(0) == 0
+    s.armed = True
+    assert s.acquire(timeout=5) is True
+    assert s.counter == 0 and s.linkcount() == 0

@@ -321,3 +321,63 @@ def test_channel_iteration():
     ch.put(StopIteration)
     consumer.join()
     assert got == [0, 1, 2]
+
+
+def test_block_is_taken_by_its_truth_value():
+    q = Queue(1)
+    with pytest.raises(Empty):
+        q.get(0)
+    q.put("x", 1)
+    with pytest.raises(Full):
+        q.put("y", 0)
+    assert q.get(1) == "x"
+
+
+def test_the_storage_is_the_public_deque():
+    q = Queue()
+    q.put(1)
+    q.queue.append(2)  # as with gevent, the deque is the queue's storage
+    assert q.qsize() == len(q) == 2 and [q.get(), q.get()] == [1, 2] and q.empty()
+
+
+def test_a_put_whose_item_was_taken_as_its_timeout_fired_succeeds():
+    q, taken = Queue(1, items=["first"]), []
+    loop = ferrovent.get_hub().loop
+    loop.call_later(0, lambda: taken.append(q.get_nowait()))  # due before the putter's timeout, run first
+    putter = ferrovent.spawn(q.put, "second", timeout=0.01)
+    ferrovent.sleep(0)  # the putter waits, its timeout armed
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:  # both timers fall due without the loop running
+        pass
+    putter.join()
+    assert putter.successful() and taken == ["first"] and list(q.queue) == ["second"]
+
+
+def test_shutdown_raises_in_blocked_getters_and_putters():
+    empty, full, log = Queue(), Queue(1, items=["x"]), []
+
+    def attempt(name, func, *args):
+        try:
+            func(*args)
+        except ShutDown:
+            log.append(name)
+
+    waiting = [ferrovent.spawn(attempt, "get", empty.get), ferrovent.spawn(attempt, "put", full.put, "y")]
+    ferrovent.sleep(0)
+    assert len(empty.getters) == len(full.putters) == 1
+    empty.shutdown()
+    full.shutdown()
+    ferrovent.joinall(waiting)
+    assert sorted(log) == ["get", "put"] and not empty.getters and not full.putters
+    assert full.get() == "x"  # items put before the shutdown can still be had
+
+
+def test_blocked_putters_of_a_hooked_queue_are_admitted_in_order():
+    q = LifoQueue(2, items=[1, 2])
+    putters = [ferrovent.spawn(q.put, n) for n in (3, 4)]
+    ferrovent.sleep(0)
+    assert len(q.putters) == 2
+    assert q.get() == 2  # the freed slot takes 3 at once
+    assert q.get() == 3  # and then 4
+    ferrovent.joinall(putters)
+    assert [q.get(), q.get()] == [4, 1]

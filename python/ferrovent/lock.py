@@ -68,10 +68,8 @@ class _ThreadGrant:
             if self.state == "granted":
                 return True
             self.state = "cancelled"
-        try:
-            self.semaphore._links.remove(self)
-        except ValueError:
-            pass  # already dispatched: its run sees the cancellation and passes the turn on
+        # If already dispatched, its run sees the cancellation and passes the turn on.
+        self.semaphore._links.remove(self)
         return False
 
 
@@ -103,7 +101,7 @@ class Semaphore(Linkable):
     def release(self) -> int:
         """Returns a unit and wakes the first waiter, if any. Returns the new counter."""
         self.counter += 1
-        if self._links:
+        if self._must_notify():
             self._notify()
         return self.counter
 
@@ -128,18 +126,18 @@ class Semaphore(Linkable):
             self._lost_wake()  # we take nothing: the unit we were woken for goes to the next in line
         return self.counter
 
-    def _dispatch(self, loop) -> None:
+    def _dispatch(self) -> None:
         """Wakes waiters from the front while there are units for them; each woken one counts in ``_woken``."""
         links = self._links
+        loop = self._loop
         while links and self.counter > self._woken:
-            link = links.popleft()
-            if not callable(link):
-                loop.wake(link, self)
+            if links.wake_one(loop, self._schedule_link):
                 self._woken += 1
-            else:
-                if type(link) is _ThreadGrant:
-                    self._woken += 1  # it takes a unit, like a woken greenlet
-                self._schedule_call(loop, link)
+
+    def _schedule_link(self, link) -> None:
+        if type(link) is _ThreadGrant:
+            self._woken += 1  # it takes a unit, like a woken greenlet
+        Linkable._schedule_link(self, link)
 
     def _ready_before_parking(self) -> bool:
         self._woken += 1  # as if dispatched: the caller counts every successful park as one woken waiter

@@ -8,7 +8,10 @@ Blocked greenlets are served in the order they blocked. A put that finds getters
 the first getter, which takes an item when it runs (a greenlet that gets before then, without waiting, may take it
 first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot moves the
 first waiting putter's item into the queue at once and wakes that putter, so blocked putters keep their order.
-Waking is one ``loop.wake`` per greenlet; no callback runs in the hub.
+
+The state and every call that does not wait live in Rust (``ferrovent._core.ItemQueue``, the base of SimpleQueue):
+``put`` with room and ``get`` with an item are one Rust call each. Waiting greenlets park in the getters' and
+putters' ``WaitQueue``s; waking one is queueing its resume, no callback runs in the hub.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Optional
 
 from greenlet import getcurrent
 
-from ferrovent._core import TIMEOUT
+from ferrovent._core import ItemQueue, WaitQueue
 from ferrovent.event import Event
 from ferrovent.hub import get_hub
 
@@ -51,19 +54,6 @@ else:
         """Raised by put and get on a queue that was shut down (the stdlib has it from Python 3.13)."""
 
 
-_TAKEN = object()  # a _Putter's item once a getter has taken it
-
-
-class _Putter:
-    """A greenlet blocked in put, with the item it waits to add (``_TAKEN`` once a getter has it)."""
-
-    __slots__ = ("greenlet", "item")
-
-    def __init__(self, greenlet, item) -> None:
-        self.greenlet = greenlet
-        self.item = item
-
-
 def _check_timeout(block: bool, timeout: Optional[float]) -> None:
     if block and timeout is not None and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
@@ -71,33 +61,6 @@ def _check_timeout(block: bool, timeout: Optional[float]) -> None:
 
 def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - monotonic())
-
-
-def _wait_as_putter(owner: Any, putter: _Putter, deadline: Optional[float]) -> None:
-    """Parks ``putter`` in ``owner.putters`` until a getter takes its item (and wakes it with ``owner``).
-
-    Raises Full if ``deadline`` passes first. A getter that took the item before the timeout or an exception
-    reached the putter wins: the item is delivered, and only an exception still propagates.
-    """
-    putters = owner.putters
-    loop = owner._loop
-    putters.append(putter)
-    try:
-        result = loop.park(_remaining(deadline))
-        # Anything but our own wake: a timeout, or a stray wake. If a getter already took our item, done.
-        while result is not owner and putter in putters:
-            if result is TIMEOUT:
-                putters.remove(putter)
-                break
-            result = loop.park(_remaining(deadline))
-    except BaseException:
-        try:
-            putters.remove(putter)
-        except ValueError:
-            pass  # the item was taken already
-        raise
-    if result is TIMEOUT and putter.item is not _TAKEN:
-        raise Full
 
 
 class _ReadUntilStop:
@@ -118,26 +81,15 @@ class _ReadUntilStop:
 _STORAGE_HOOKS = ("_init", "_create_queue", "_qsize", "_put", "_get")
 
 
-class SimpleQueue(_ReadUntilStop):
+class SimpleQueue(ItemQueue, _ReadUntilStop):
     """A FIFO queue of at most ``maxsize`` items (None or <= 0: unbounded), without task tracking.
 
-    ``len(queue)`` is its size, but a queue is always true in a boolean context.
+    ``len(queue)`` is its size, but a queue is always true in a boolean context. ``put``, ``get``, ``qsize``,
+    ``empty``, ``full``, the ``_nowait`` variants and the state (``queue``, ``unfinished_tasks``, ``is_shutdown``,
+    ``getters``, ``putters``) come from ``ItemQueue``; the waiting paths are here.
     """
 
-    __slots__ = (
-        "_maxsize",
-        "_plain",
-        "_unbounded_open",
-        "getters",
-        "putters",
-        "hub",
-        "_loop",
-        "queue",
-        "is_shutdown",
-        "unfinished_tasks",
-        "_all_done",
-        "__weakref__",
-    )
+    __slots__ = ("hub", "_all_done", "__weakref__")
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
@@ -158,16 +110,11 @@ class SimpleQueue(_ReadUntilStop):
                 )
             maxsize = None
         self._maxsize = -1 if maxsize is None else maxsize
-        # Items in a deque of our own: put and get use it directly, saving a Python call per item.
+        # Items in a deque used directly from Rust, unless a subclass has hooks of its own.
         self._plain = not type(self)._hooked
-        self._unbounded_open = self._plain and maxsize is None  # not shut down either: put has nothing to check
-        self.getters = deque()
-        self.putters = deque()
         self.hub = get_hub()
         self._loop = self.hub.loop
-        self.is_shutdown = False
         self._all_done = None
-        self.queue = None
         # A stdlib subclass may define ``_init(self, maxsize)`` without the items argument.
         if items:
             self._init(maxsize, items)
@@ -204,7 +151,6 @@ class SimpleQueue(_ReadUntilStop):
     @maxsize.setter
     def maxsize(self, value: Optional[int]) -> None:
         self._maxsize = -1 if value is None or value <= 0 else value
-        self._unbounded_open = self._plain and self._maxsize < 0 and not self.is_shutdown
         if self.putters:
             self._admit_putters()
 
@@ -229,102 +175,30 @@ class SimpleQueue(_ReadUntilStop):
     def __str__(self) -> str:
         return f"<{type(self).__name__}{self._format()}>"
 
-    def qsize(self) -> int:
-        """The number of items in the queue."""
-        return len(self.queue) if self._plain else self._qsize()
-
-    __len__ = qsize
-
     def __bool__(self) -> bool:
         return True
 
-    def empty(self) -> bool:
-        """True if the queue holds no item."""
-        return not self.qsize()
-
-    def full(self) -> bool:
-        """True if a put would block (never for an unbounded queue)."""
-        return 0 < self._maxsize <= self.qsize()
-
     # -- putting --------------------------------------------------------------------------------------------
 
-    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
-        """Adds ``item``, waiting for a free slot if the queue is full.
-
-        With ``block`` false, or once ``timeout`` seconds have passed, raises Full instead of waiting.
-        """
-        if self._unbounded_open and timeout is None:  # the usual call: nothing to check
-            self.queue.append(item)
-            self.unfinished_tasks += 1
-            getters = self.getters
-            if getters:
-                self._loop.wake(getters.popleft(), self)
-            return
+    def _put_slow(self, item: Any, block: bool, timeout: Optional[float]) -> None:
+        """``put`` when there is something to check first: a shutdown, a timeout, or a full queue."""
         if self.is_shutdown:
             raise ShutDown
         _check_timeout(block, timeout)
-        if 0 < self._maxsize <= self.qsize():
-            self._put_waiting(item, block, timeout)
-        else:
+        if not self.full():
             self._add(item)
-
-    def put_nowait(self, item: Any) -> None:
-        """Adds ``item`` if there is a free slot, else raises Full."""
-        self.put(item, False)
-
-    def _add(self, item: Any) -> None:
-        """Stores an item that has a slot, and wakes the first waiting getter."""
-        if self._plain:
-            self.queue.append(item)
-        else:
-            self._put(item)
-        self.unfinished_tasks += 1
-        getters = self.getters
-        if getters:
-            self._loop.wake(getters.popleft(), self)
-
-    def _put_waiting(self, item: Any, block: bool, timeout: Optional[float]) -> None:
-        current = getcurrent()
-        if not block or current is self.hub:  # the hub cannot wait
+        elif not block or getcurrent() is self.hub:  # the hub cannot wait
             raise Full
-        _wait_as_putter(self, _Putter(current, item), None if timeout is None else monotonic() + timeout)
-
-    def _admit_putters(self) -> None:
-        """Moves waiting putters' items into the free slots, in order, and wakes those putters."""
-        putters = self.putters
-        maxsize = self._maxsize
-        while putters and (maxsize < 0 or self.qsize() < maxsize):
-            putter = putters.popleft()
-            self._add(putter.item)
-            putter.item = _TAKEN
-            self._loop.wake(putter.greenlet, self)
+        elif not self.putters.wait(self._loop, timeout, False, item):
+            raise Full  # timed out, the item still ours (once a getter takes it, the put has succeeded)
 
     # -- getting --------------------------------------------------------------------------------------------
-
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        """Removes and returns the next item, waiting for one if the queue is empty.
-
-        With ``block`` false, or once ``timeout`` seconds have passed, raises Empty instead of waiting.
-        """
-        queue = self.queue
-        if queue and self._plain:  # the usual call
-            item = queue.popleft()
-            if self.putters:
-                self._admit_putters()
-            return item
-        if self.qsize():
-            return self._take(False)
-        return self._get_waiting(block, timeout, False)
-
-    def get_nowait(self) -> Any:
-        """Removes and returns the next item if there is one, else raises Empty."""
-        return self.get(False)
 
     def peek(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Returns the next item without removing it, waiting for one like ``get``."""
         if self.qsize():
             return self._peek()
-        return self._get_waiting(block, timeout, True)
+        return self._get_slow(block, timeout, True)
 
     def peek_nowait(self) -> Any:
         """Returns the next item without removing it, or raises Empty."""
@@ -332,23 +206,23 @@ class SimpleQueue(_ReadUntilStop):
 
     def _take(self, peek: bool) -> Any:
         """Takes (or peeks at) the first item for a getter that waited."""
-        if peek:
-            item = self._peek()
-            getters = self.getters
-            if getters:  # we used a wake without using an item: the next getter may have it
-                self._loop.wake(getters.popleft(), self)
-            return item
-        item = self._get()
-        if self.putters:
-            self._admit_putters()
+        if not peek:
+            return self._pop()
+        item = self._peek()
+        self.getters.wake_one(self._loop)  # we used a wake without using an item: the next getter may have it
         return item
 
-    def _get_waiting(self, block: bool, timeout: Optional[float], peek: bool) -> Any:
+    def _pass_wake_on(self) -> None:
+        """A getter woken for an item left without it (killed): the next getter may have it."""
+        if self.getters and self.qsize():
+            self.getters.wake_one(self._loop)
+
+    def _get_slow(self, block: bool, timeout: Optional[float], peek: bool = False) -> Any:
+        """``get`` (or ``peek``) of an empty queue: waits for an item, unless told not to."""
         if self.is_shutdown:
             raise ShutDown
         _check_timeout(block, timeout)
-        current = getcurrent()
-        if current is self.hub:  # the hub cannot wait; a blocked putter's item can still be had
+        if getcurrent() is self.hub:  # the hub cannot wait; a blocked putter's item can still be had
             if self.putters:
                 self._admit_putters()
                 if self.qsize():
@@ -357,34 +231,15 @@ class SimpleQueue(_ReadUntilStop):
         if not block:
             raise Empty
         getters = self.getters
-        loop = self._loop
-        getters.append(current)
         deadline = None if timeout is None else monotonic() + timeout
-        try:
-            while True:
-                result = loop.park(timeout)
-                if result is self:  # woken by a put, and taken off the line
-                    if self.qsize():
-                        return self._take(peek)
-                    getters.appendleft(current)  # taken by someone who never waited: back to the front
-                elif current in getters:  # a timeout or a stray wake while still in line
-                    if result is TIMEOUT:
-                        getters.remove(current)
-                        break
-                elif self.qsize():  # taken off the line by a put whose wake arrived after this one
-                    return self._take(peek)
-                elif result is TIMEOUT:
-                    break
-                else:
-                    getters.appendleft(current)
-                timeout = _remaining(deadline)
-        except BaseException:
-            try:
-                getters.remove(current)
-            except ValueError:  # a put woke us: pass its wake on
-                if getters and self.qsize():
-                    loop.wake(getters.popleft(), self)
-            raise
+        front = False
+        while getters.wait(self._loop, timeout, front, None, self._pass_wake_on):
+            if self.qsize():
+                return self._take(peek)
+            if self.is_shutdown:
+                raise ShutDown
+            front = True  # taken by someone who never waited: back to the front of the line
+            timeout = _remaining(deadline)
         raise Empty
 
 
@@ -440,7 +295,6 @@ class Queue(SimpleQueue):
         or get is woken with ShutDown.
         """
         self.is_shutdown = True
-        self._unbounded_open = False
         if immediate:
             while self.qsize():
                 self._get()
@@ -448,10 +302,7 @@ class Queue(SimpleQueue):
                     self.unfinished_tasks -= 1
             if not self.unfinished_tasks:
                 self._tasks_finished()
-        waiting = [putter.greenlet for putter in self.putters]
-        waiting.extend(self.getters)
-        self.getters.clear()
-        self.putters.clear()
+        waiting = self.putters.pop_all() + self.getters.pop_all()
         for greenlet in waiting:
             self._loop.wake_raise(greenlet, ShutDown())
 
@@ -502,17 +353,6 @@ class LifoQueue(Queue):
         return self.queue[-1]
 
 
-class _Taker:
-    """A greenlet blocked in Channel.get, and the item a putter hands it."""
-
-    __slots__ = ("greenlet", "item", "given")
-
-    def __init__(self, greenlet) -> None:
-        self.greenlet = greenlet
-        self.item = None
-        self.given = False
-
-
 class Channel(_ReadUntilStop):
     """A queue of size zero: ``put`` waits until a greenlet takes the item with ``get``.
 
@@ -526,8 +366,8 @@ class Channel(_ReadUntilStop):
     def __init__(self, maxsize: int = 1) -> None:
         if maxsize != 1:
             raise ValueError("Channels have a maxsize of 1")
-        self.getters = deque()
-        self.putters = deque()
+        self.getters = WaitQueue()  # each waits with a one-item list the putter fills
+        self.putters = WaitQueue()  # each waits with its item
         self.hub = get_hub()
         self._loop = self.hub.loop
 
@@ -564,50 +404,29 @@ class Channel(_ReadUntilStop):
         current = getcurrent()
         loop = self._loop
         if self.getters:
-            taker = self.getters.popleft()
-            taker.item = item
-            taker.given = True
-            loop.wake(taker.greenlet, self)
+            self.getters.take_item(loop).append(item)
             if current is not self.hub:
                 loop.sleep(0)  # the getter runs before the putter goes on
             return
         if current is self.hub:
             raise Full
-        _wait_as_putter(
-            self, _Putter(current, item), None if block and timeout is None else monotonic() + (timeout if block else 0)
-        )
+        if not self.putters.wait(loop, timeout if block else 0, False, item):
+            raise Full
 
     def put_nowait(self, item: Any) -> None:
         self.put(item, False)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """Takes an item from a putter, waiting for one; Empty if none came (``block`` false waits one loop turn)."""
-        putters = self.putters
         loop = self._loop
-        if putters:
-            putter = putters.popleft()
-            item, putter.item = putter.item, _TAKEN
-            loop.wake(putter.greenlet, self)
-            return item
-        current = getcurrent()
-        if current is self.hub:
+        if self.putters:
+            return self.putters.take_item(loop)
+        if getcurrent() is self.hub:
             raise Empty
-        taker = _Taker(current)
-        getters = self.getters
-        getters.append(taker)
-        deadline = None if block and timeout is None else monotonic() + (timeout if block else 0)
-        try:
-            result = loop.park(_remaining(deadline))
-            while not taker.given and result is not TIMEOUT:
-                result = loop.park(_remaining(deadline))  # a stray wake
-        except BaseException:
-            if not taker.given:
-                getters.remove(taker)
-            raise
-        if not taker.given:
-            getters.remove(taker)
+        box = []
+        if not self.getters.wait(loop, timeout if block else 0, False, box):
             raise Empty
-        return taker.item
+        return box[0]
 
     def get_nowait(self) -> Any:
         return self.get(False)

@@ -26,7 +26,7 @@ impl ChunkedDecoder {
     fn decode<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyBytes>, usize)> {
         let py = slf.py();
         // The state is copied out and back so no borrow of `slf` is held while Python allocates.
-        let mut state = slf.borrow().state;
+        let mut state = slf.try_borrow()?.state;
         let decoded = with_bytes(data, usize::MAX, |bytes| {
             let mut pieces: Vec<&[u8]> = Vec::new();
             let used = state.decode(bytes, |piece| pieces.push(piece)).map_err(|err| HttpParseError::err(py, err))?;
@@ -41,7 +41,7 @@ impl ChunkedDecoder {
             })?;
             Ok((payload, used))
         });
-        slf.borrow_mut().state = state;
+        slf.try_borrow_mut()?.state = state;
         decoded
     }
 

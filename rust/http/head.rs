@@ -102,7 +102,13 @@ impl From<ParseError> for Halt {
     }
 }
 
-type Class = [bool; 256];
+/// A set of bytes: `table[b]` says whether `b` is in it.
+struct Class {
+    table: [bool; 256],
+    /// If not 0, every byte in `wide..0x7f` and `0x80..=0xff` is in the set, so runs of such bytes can be skipped
+    /// eight at a time (`wide_run`).
+    wide: u8,
+}
 
 const fn is_tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric()
@@ -112,53 +118,76 @@ const fn is_tchar(c: u8) -> bool {
         )
 }
 
+/// The membership table of the byte set named by `kind` (a `const fn` cannot take a closure).
+const fn class(kind: u8) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = match kind {
+            TOKEN_KIND => is_tchar(c),
+            VERSION_KIND => is_tchar(c) || c == b'/',
+            // Visible ASCII and, leniently, bytes >= 0x80 (clients send raw UTF-8 paths).
+            TARGET_KIND => (c > 0x20 && c < 0x7f) || c >= 0x80,
+            // Visible ASCII, SP, HTAB and obs-text.
+            VALUE_KIND => (c >= 0x20 && c != 0x7f) || c == b'\t',
+            _ => c == b' ' || c == b'\t',
+        };
+        b += 1;
+    }
+    table
+}
+
+const TOKEN_KIND: u8 = 0;
+const VERSION_KIND: u8 = 1;
+const TARGET_KIND: u8 = 2;
+const VALUE_KIND: u8 = 3;
+const OWS_KIND: u8 = 4;
+
 /// Field names and methods: RFC 9110 token characters.
-const TOKEN: Class = {
-    let mut class = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        class[c] = is_tchar(c as u8);
-        c += 1;
-    }
-    class
-};
-
-/// Request-target bytes: visible ASCII and, leniently, bytes >= 0x80 (clients send raw UTF-8 paths).
-const TARGET: Class = {
-    let mut class = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        class[c] = (c > 0x20 && c < 0x7f) || c >= 0x80;
-        c += 1;
-    }
-    class
-};
-
+const TOKEN: Class = Class { table: class(TOKEN_KIND), wide: 0 };
 /// The version field's bytes: enough to take in "HTTP/1.1" and any garbage of token characters.
-const VERSION: Class = {
-    let mut class = TOKEN;
-    class[b'/' as usize] = true;
-    class
-};
-
-/// Field-value bytes: visible ASCII, SP, HTAB and obs-text.
-const VALUE: Class = {
-    let mut class = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        class[c] = (c >= 0x20 && c != 0x7f) || c == b'\t' as usize;
-        c += 1;
-    }
-    class
-};
-
+const VERSION: Class = Class { table: class(VERSION_KIND), wide: 0 };
+/// Request-target bytes.
+const TARGET: Class = Class { table: class(TARGET_KIND), wide: 0x21 };
+/// Field-value bytes.
+const VALUE: Class = Class { table: class(VALUE_KIND), wide: 0x20 };
 /// Optional whitespace.
-const OWS: Class = {
-    let mut class = [false; 256];
-    class[b' ' as usize] = true;
-    class[b'\t' as usize] = true;
-    class
-};
+const OWS: Class = Class { table: class(OWS_KIND), wide: 0 };
+
+/// How many leading bytes of `bytes`, in whole 8-byte words, are all in `wide..0x7f` or `0x80..=0xff`
+/// (`0 < wide <= 0x80`). Uses the exact word tests "has a byte below n" and "has a zero byte" of the bit-twiddling
+/// folklore: a borrow between bytes only starts at a byte that makes the test true anyway.
+#[inline]
+fn wide_run(bytes: &[u8], wide: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // High bit of each byte that is below `wide` or is DEL (0x7f), possibly with false alarms only in bytes above
+    // one that is: so zero exactly when every byte is wide.
+    let narrow = |word: &[u8]| {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(word);
+        let x = u64::from_le_bytes(le);
+        let below = x.wrapping_sub(ONES * u64::from(wide)) & !x;
+        let del = x ^ (ONES * 0x7f);
+        (below | (del.wrapping_sub(ONES) & !del)) & HIGHS
+    };
+    let mut run = 0;
+    // Four words per step while they are all wide, then word by word.
+    for block in bytes.chunks_exact(32) {
+        if block.chunks_exact(8).fold(0, |flags, word| flags | narrow(word)) != 0 {
+            break;
+        }
+        run += 32;
+    }
+    for word in bytes[run..].chunks_exact(8) {
+        if narrow(word) != 0 {
+            break;
+        }
+        run += 8;
+    }
+    run
+}
 
 /// `bytes` without leading and trailing SP and HTAB.
 pub fn trim_ows(mut bytes: &[u8]) -> &[u8] {
@@ -201,8 +230,25 @@ impl<'a> Parser<'a> {
         if from >= end {
             return from;
         }
-        let run = self.buf[from..end].iter().position(|&b| !class[usize::from(b)]);
-        run.map_or(end, |n| from + n)
+        let bytes = &self.buf[from..end];
+        let outside = |b: &u8| !class.table[usize::from(*b)];
+        if class.wide == 0 {
+            return bytes.iter().position(outside).map_or(end, |n| from + n);
+        }
+        let mut i = 0;
+        loop {
+            i += wide_run(&bytes[i..], class.wide);
+            // One word byte by byte: it holds a byte outside the class, or one the word test is too coarse for
+            // (HTAB in a value), after which the fast path resumes.
+            let word_end = bytes.len().min(i + 8);
+            if let Some(n) = bytes[i..word_end].iter().position(outside) {
+                return from + i + n;
+            }
+            if word_end == bytes.len() {
+                return end;
+            }
+            i = word_end;
+        }
     }
 
     /// The position after the line end (CR LF or LF) that starts at `pos`, whose byte is CR or LF.
@@ -234,10 +280,10 @@ impl<'a> Parser<'a> {
             if headers.len() == MAX_HEADERS {
                 return Err(TOO_MANY_FIELDS.into());
             }
-            let header = self.field_line(pos)?;
-            pos = header.1;
-            framing.note(&header.0)?;
-            headers.push(header.0);
+            let (header, next) = self.field_line(pos)?;
+            framing.note(&header)?;
+            headers.push(header);
+            pos = next;
         }
         let body = framing.body(version)?;
         let keep_alive = match version {
@@ -420,6 +466,12 @@ mod tests {
         }
     }
 
+    fn assert_status(requests: &[&[u8]], want: u16) {
+        for request in requests {
+            assert_eq!(status(request), want, "{}", String::from_utf8_lossy(request));
+        }
+    }
+
     fn head(buf: &[u8]) -> Head<'_> {
         parse(buf).expect("valid").expect("complete")
     }
@@ -432,6 +484,30 @@ mod tests {
         Accept-Encoding: gzip, deflate, br\r\n\
         Connection: keep-alive\r\n\
         Cookie: session=abc123; theme=dark\r\n\r\n";
+
+    #[test]
+    fn word_skipping_agrees_with_the_byte_tables() {
+        for class in [&TARGET, &VALUE] {
+            let wide = |b: u8| (b >= class.wide && b != 0x7f) || b >= 0x80;
+            for b in 0..=255u8 {
+                assert!(!wide(b) || class.table[usize::from(b)], "{b:#x} skipped but outside the class");
+                // In the four-word blocks, in the single words after them, and in the tail too short for either.
+                for at in 0..70 {
+                    let mut bytes = [b'a'; 70];
+                    bytes[at] = b;
+                    let want = if wide(b) { 64 } else { at / 8 * 8 };
+                    assert_eq!(wide_run(&bytes, class.wide), want, "byte {b:#x} at {at}");
+                }
+            }
+            // Every pair of bytes: a borrow from one must never hide or invent the other's verdict.
+            for x in 0..=255u8 {
+                for y in 0..=255u8 {
+                    let word = [b'a', x, y, b'a', b'a', b'a', b'a', b'a'];
+                    assert_eq!(wide_run(&word, class.wide) == 8, wide(x) && wide(y), "{x:#x} {y:#x}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_a_browser_request() {
@@ -588,9 +664,7 @@ mod tests {
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ];
-        for request in cases {
-            assert_eq!(status(request), 400, "{}", String::from_utf8_lossy(request));
-        }
+        assert_status(&cases, 400);
     }
 
     #[test]
@@ -619,9 +693,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         ];
-        for request in cases {
-            assert_eq!(status(request), 400, "{}", String::from_utf8_lossy(request));
-        }
+        assert_status(&cases, 400);
         assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n"), 400);
         assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
     }

@@ -1,0 +1,386 @@
+//! `ferrovent._core.ItemQueue`: the base of `ferrovent.queue.SimpleQueue` (and so of Queue and its family).
+//!
+//! It holds the queue's state (the storage object, the bound, the unfinished-task count, the shutdown flag and
+//! the getters' and putters' `WaitQueue`s) and implements the calls that do not wait: a put with room, a get with
+//! an item, and the hand-over that follows (a get that frees a slot moves the first waiting putter's item in and
+//! wakes that putter; a put wakes the first waiting getter). So `put` and `get` of a queue with room or items are
+//! one Rust call each. When a call has to wait, or has something to check first (a timeout, a shutdown), it goes
+//! to the Python methods `_put_slow` and `_get_slow`, which wait in the same `WaitQueue`s.
+//!
+//! Storage: a plain queue (`_plain`) keeps its items in the deque `queue`, used directly; a subclass that overrides
+//! the stdlib's hooks has every item go through `_qsize`/`_put`/`_get`.
+
+use std::cell::{Cell, RefCell};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::event_loop::Loop;
+use crate::waitqueue::{resume, LoopSlot, WaitQueue};
+
+/// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
+/// calling the method descriptors skips a method lookup per item.
+struct DequeMethods {
+    deque: Py<PyAny>,
+    append: Py<PyAny>,
+    popleft: Py<PyAny>,
+}
+
+static DEQUE: PyOnceLock<DequeMethods> = PyOnceLock::new();
+
+fn deque_methods(py: Python<'_>) -> PyResult<&DequeMethods> {
+    DEQUE.get_or_try_init(py, || {
+        let deque = py.import("collections")?.getattr("deque")?;
+        Ok(DequeMethods {
+            append: deque.getattr("append")?.unbind(),
+            popleft: deque.getattr("popleft")?.unbind(),
+            deque: deque.unbind(),
+        })
+    })
+}
+
+/// A `block` argument: any object, taken by its truth value (as the stdlib's queue takes it).
+pub struct Truthy(bool);
+
+impl FromPyObject<'_, '_> for Truthy {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        obj.is_truthy().map(Truthy)
+    }
+}
+
+/// The counting rules of a bounded queue, free of Python so they can be tested on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Capacity {
+    /// At most this many items; 0 or less: no bound.
+    pub maxsize: i64,
+}
+
+impl Capacity {
+    /// Whether one more item fits when `size` are stored.
+    pub fn has_room(self, size: i64) -> bool {
+        self.maxsize <= 0 || size < self.maxsize
+    }
+}
+
+#[pyclass(frozen, subclass, module = "ferrovent._core")]
+pub struct ItemQueue {
+    /// The items: a deque for a plain queue, whatever the subclass's `_init` made otherwise.
+    queue: RefCell<Py<PyAny>>,
+    capacity: Cell<Capacity>,
+    unfinished: Cell<i64>,
+    plain: Cell<bool>,
+    shutdown: Cell<bool>,
+    getters: Py<WaitQueue>,
+    putters: Py<WaitQueue>,
+    loop_: LoopSlot,
+}
+
+// SAFETY: the state is only touched with the GIL held (every entry point is a Python call), and no borrow is held
+// across a call into Python or a GIL release, so the GIL serializes every access, even from another thread.
+// ferrovent does not support free-threaded builds.
+unsafe impl Sync for ItemQueue {}
+
+impl ItemQueue {
+    fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.queue.borrow().bind(py).clone()
+    }
+
+    fn owner_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Loop>> {
+        let lp = self.loop_.get(py).map(|l| l.into_bound(py));
+        lp.ok_or_else(|| PyRuntimeError::new_err("the queue has no loop: SimpleQueue.__init__ was not called"))
+    }
+
+    fn size(slf: &Bound<'_, Self>) -> PyResult<i64> {
+        let me = slf.get();
+        if me.plain.get() {
+            Ok(me.storage(slf.py()).len()? as i64)
+        } else {
+            slf.call_method0(intern!(slf.py(), "_qsize"))?.extract()
+        }
+    }
+
+    fn has_room(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let capacity = slf.get().capacity.get();
+        if capacity.maxsize <= 0 {
+            return Ok(true); // no need to count
+        }
+        Ok(capacity.has_room(Self::size(slf)?))
+    }
+
+    /// Stores an item that has a slot, counts it as unfinished, and wakes the first waiting getter.
+    fn add(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.plain.get() {
+            let storage = me.storage(py);
+            let methods = deque_methods(py)?;
+            if storage.get_type().is(&methods.deque) {
+                methods.append.bind(py).call1((storage, item))?;
+            } else {
+                storage.call_method1(intern!(py, "append"), (item,))?;
+            }
+        } else {
+            slf.call_method1(intern!(py, "_put"), (item,))?;
+        }
+        me.unfinished.set(me.unfinished.get() + 1);
+        let getters = me.getters.bind(py);
+        if !getters.get().is_empty() {
+            WaitQueue::wake_first(getters, me.owner_loop(py)?.get())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the next item, then admits waiting putters into the freed slot.
+    fn pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        let item = if me.plain.get() {
+            let storage = me.storage(py);
+            let methods = deque_methods(py)?;
+            if storage.get_type().is(&methods.deque) {
+                methods.popleft.bind(py).call1((storage,))?
+            } else {
+                storage.call_method0(intern!(py, "popleft"))?
+            }
+        } else {
+            slf.call_method0(intern!(py, "_get"))?
+        };
+        if !me.putters.get().is_empty() {
+            Self::admit(slf)?;
+        }
+        Ok(item)
+    }
+
+    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
+    fn admit(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let putters = me.putters.bind(py);
+        let lp = me.owner_loop(py)?;
+        let lp = lp.get();
+        lp.check_thread()?;
+        while !putters.get().is_empty() && Self::has_room(slf)? {
+            let Some(mut putter) = putters.get().pop_parked(py, lp)? else { break };
+            let item = putter.item.take().unwrap_or_else(|| py.None());
+            if let Err(err) = Self::add(slf, item.into_bound(py)) {
+                putters.get().restore_first(putter); // its item was not stored: it keeps waiting, first
+                return Err(err);
+            }
+            resume(putters, lp, putter);
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl ItemQueue {
+    /// An empty, unbounded queue with no loop yet; `SimpleQueue.__init__` sets it up.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Ok(Self {
+            queue: RefCell::new(py.None()),
+            capacity: Cell::new(Capacity { maxsize: -1 }),
+            unfinished: Cell::new(0),
+            plain: Cell::new(true),
+            shutdown: Cell::new(false),
+            getters: Py::new(py, WaitQueue::new_empty())?,
+            putters: Py::new(py, WaitQueue::new_empty())?,
+            loop_: LoopSlot::default(),
+        })
+    }
+
+    /// The storage object (a deque unless a subclass's `_init` made something else).
+    #[getter]
+    fn get_queue(&self, py: Python<'_>) -> Py<PyAny> {
+        self.queue.borrow().clone_ref(py)
+    }
+
+    #[setter]
+    fn set_queue(&self, value: Py<PyAny>) {
+        let previous = self.queue.replace(value);
+        drop(previous); // after the borrow: releasing it may run Python code
+    }
+
+    /// The bound (0 or less: none); `maxsize` is the public face of it.
+    #[getter(_maxsize)]
+    fn get_maxsize(&self) -> i64 {
+        self.capacity.get().maxsize
+    }
+
+    #[setter(_maxsize)]
+    fn set_maxsize(&self, value: i64) {
+        self.capacity.set(Capacity { maxsize: value });
+    }
+
+    /// Items put and not yet marked done with `task_done`.
+    #[getter]
+    fn get_unfinished_tasks(&self) -> i64 {
+        self.unfinished.get()
+    }
+
+    #[setter]
+    fn set_unfinished_tasks(&self, value: i64) {
+        self.unfinished.set(value);
+    }
+
+    /// True when the items live in the deque `queue` and no storage hook is overridden.
+    #[getter(_plain)]
+    fn get_plain(&self) -> bool {
+        self.plain.get()
+    }
+
+    #[setter(_plain)]
+    fn set_plain(&self, value: bool) {
+        self.plain.set(value);
+    }
+
+    /// True once `shutdown()` was called.
+    #[getter]
+    fn get_is_shutdown(&self) -> bool {
+        self.shutdown.get()
+    }
+
+    #[setter]
+    fn set_is_shutdown(&self, value: bool) {
+        self.shutdown.set(value);
+    }
+
+    /// The greenlets blocked in get (or peek), in order.
+    #[getter]
+    fn getters(&self, py: Python<'_>) -> Py<WaitQueue> {
+        self.getters.clone_ref(py)
+    }
+
+    /// The greenlets blocked in put, in order, each with its item.
+    #[getter]
+    fn putters(&self, py: Python<'_>) -> Py<WaitQueue> {
+        self.putters.clone_ref(py)
+    }
+
+    /// The loop of the hub the queue was made in: its waiters park there.
+    #[getter(_loop)]
+    fn get_loop(&self, py: Python<'_>) -> Option<Py<Loop>> {
+        self.loop_.get(py)
+    }
+
+    #[setter(_loop)]
+    fn set_loop(&self, value: Option<Py<Loop>>) {
+        self.loop_.set(value);
+    }
+
+    /// The number of items in the queue.
+    fn qsize(slf: &Bound<'_, Self>) -> PyResult<i64> {
+        Self::size(slf)
+    }
+
+    fn __len__(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        Ok(usize::try_from(Self::size(slf)?).unwrap_or(0))
+    }
+
+    /// True if the queue holds no item.
+    fn empty(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(Self::size(slf)? == 0)
+    }
+
+    /// True if a put would block (never for an unbounded queue).
+    fn full(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        Ok(!Self::has_room(slf)?)
+    }
+
+    /// Adds `item`, waiting for a free slot if the queue is full.
+    ///
+    /// With `block` false, or once `timeout` seconds have passed, raises Full instead of waiting.
+    #[pyo3(signature = (item, block=Truthy(true), timeout=None))]
+    fn put(
+        slf: &Bound<'_, Self>,
+        item: Bound<'_, PyAny>,
+        block: Truthy,
+        timeout: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if timeout.is_none() && !slf.get().shutdown.get() && Self::has_room(slf)? {
+            return Self::add(slf, item);
+        }
+        slf.call_method1(intern!(slf.py(), "_put_slow"), (item, block.0, timeout))?;
+        Ok(())
+    }
+
+    /// Adds `item` if there is a free slot, else raises Full.
+    fn put_nowait(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>) -> PyResult<()> {
+        Self::put(slf, item, Truthy(false), None)
+    }
+
+    /// Removes and returns the next item, waiting for one if the queue is empty.
+    ///
+    /// With `block` false, or once `timeout` seconds have passed, raises Empty instead of waiting.
+    #[pyo3(signature = (block=Truthy(true), timeout=None))]
+    fn get<'py>(
+        slf: &Bound<'py, Self>,
+        block: Truthy,
+        timeout: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if Self::size(slf)? > 0 {
+            return Self::pop(slf);
+        }
+        slf.call_method1(intern!(slf.py(), "_get_slow"), (block.0, timeout))
+    }
+
+    /// Removes and returns the next item if there is one, else raises Empty.
+    fn get_nowait<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::get(slf, Truthy(false), None)
+    }
+
+    /// Stores an item that has a slot and wakes the first waiting getter (for the Python side's slow paths).
+    fn _add(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>) -> PyResult<()> {
+        Self::add(slf, item)
+    }
+
+    /// Removes the next item and admits waiting putters (for the Python side's slow paths).
+    fn _pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::pop(slf)
+    }
+
+    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
+    fn _admit_putters(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::admit(slf)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.getters)?;
+        visit.call(&self.putters)?;
+        if let Ok(queue) = self.queue.try_borrow() {
+            visit.call(&*queue)?;
+        }
+        self.loop_.traverse(&visit)
+    }
+
+    /// Drops the loop reference; the storage is a container the collector clears itself.
+    fn __clear__(&self) {
+        self.loop_.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Capacity;
+
+    #[test]
+    fn a_bound_admits_up_to_maxsize() {
+        let capacity = Capacity { maxsize: 2 };
+        assert!(capacity.has_room(0) && capacity.has_room(1));
+        assert!(!capacity.has_room(2) && !capacity.has_room(3));
+    }
+
+    #[test]
+    fn no_bound_always_has_room() {
+        for maxsize in [0, -1] {
+            assert!(Capacity { maxsize }.has_room(1_000_000));
+        }
+    }
+}

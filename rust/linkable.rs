@@ -1,0 +1,177 @@
+//! `ferrovent._core.LinkCore`: the Rust base of `ferrovent._linkable.Linkable` (Event, AsyncResult, semaphores).
+//!
+//! It holds the state the wait path reads (the line of links, the owning loop, Event's flag and whether woken
+//! greenlets are still queued to run) and implements Event's flag methods, `wait` among them, the hottest wait
+//! there is. Being Rust, that wait adds no Python frame to the greenlet it parks: a Python frame on top of a
+//! greenlet that switches away needs a frame object made, and later taken apart, on every wait. It also answers,
+//! cheaply, whether a change that made the object ready must be notified. Ownership, notification and links stay
+//! in Python.
+
+use std::cell::{Cell, RefCell};
+
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::event_loop::Loop;
+use crate::greenlet_api;
+use crate::waitqueue::{LoopSlot, WaitQueue};
+
+#[pyclass(frozen, subclass, module = "ferrovent._core")]
+pub struct LinkCore {
+    links: RefCell<Py<WaitQueue>>,
+    loop_: LoopSlot,
+    flag: Cell<bool>,
+    dispatching: Cell<bool>,
+}
+
+// SAFETY: the state is only touched with the GIL held (every entry point is a Python call), and no borrow is held
+// across a call into Python or a GIL release, so the GIL serializes every access, even from another thread.
+// ferrovent does not support free-threaded builds.
+unsafe impl Sync for LinkCore {}
+
+impl LinkCore {
+    /// Whether a change that made the object ready must be notified: links wait, or the owner's loop belongs to
+    /// another thread (one of its greenlets may be between its look at the object and its wait, with no way to
+    /// see this change: only the notification, run by the owner's loop, reaches it).
+    fn must_notify(&self, py: Python<'_>) -> bool {
+        if !self.links.borrow().get().is_empty() {
+            return true;
+        }
+        self.loop_.get(py).is_some_and(|lp| lp.get().check_thread().is_err())
+    }
+
+    /// Lets the greenlets a notification just woke run before the caller, which found the flag set. Only on the
+    /// owner's thread, outside its hub: elsewhere they run in another loop anyway, and the hub cannot wait.
+    fn yield_to_woken(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(lp) = self.loop_.get(py) else { return Ok(()) };
+        let lp = lp.bind(py).get();
+        if lp.check_thread().is_err() || greenlet_api::current(py)?.is(lp.hub.bind(py)) {
+            return Ok(());
+        }
+        lp.sleep_current(py, 0.0, true)
+    }
+}
+
+#[pymethods]
+impl LinkCore {
+    /// Empty state; `Linkable.__init__` sets it up.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Ok(Self {
+            links: RefCell::new(Py::new(py, WaitQueue::new_empty())?),
+            loop_: LoopSlot::default(),
+            flag: Cell::new(false),
+            dispatching: Cell::new(false),
+        })
+    }
+
+    /// The line of waiting greenlets and links.
+    #[getter(_links)]
+    fn get_links(&self, py: Python<'_>) -> Py<WaitQueue> {
+        self.links.borrow().clone_ref(py)
+    }
+
+    #[setter(_links)]
+    fn set_links(&self, value: Py<WaitQueue>) {
+        let previous = self.links.replace(value);
+        drop(previous); // after the borrow: releasing it may run Python code
+    }
+
+    /// The owning hub's loop (None until a greenlet waits or links).
+    #[getter(_loop)]
+    fn get_loop(&self, py: Python<'_>) -> Option<Py<Loop>> {
+        self.loop_.get(py)
+    }
+
+    #[setter(_loop)]
+    fn set_loop(&self, value: Option<Py<Loop>>) {
+        self.loop_.set(value);
+    }
+
+    /// Event's flag.
+    #[getter(_flag)]
+    fn get_flag(&self) -> bool {
+        self.flag.get()
+    }
+
+    #[setter(_flag)]
+    fn set_flag(&self, value: bool) {
+        self.flag.set(value);
+    }
+
+    /// True while greenlets woken by a notification are queued to run.
+    #[getter(_dispatching)]
+    fn get_dispatching(&self) -> bool {
+        self.dispatching.get()
+    }
+
+    #[setter(_dispatching)]
+    fn set_dispatching(&self, value: bool) {
+        self.dispatching.set(value);
+    }
+
+    /// See `must_notify`.
+    fn _must_notify(&self, py: Python<'_>) -> bool {
+        self.must_notify(py)
+    }
+
+    /// Event.is_set: true if and only if the flag is set.
+    fn _flag_is_set(&self) -> bool {
+        self.flag.get()
+    }
+
+    /// Event.set: sets the flag and wakes every waiting greenlet (they run after the caller next yields).
+    fn _set_flag(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        me.flag.set(true);
+        if me.must_notify(slf.py()) {
+            slf.call_method0(intern!(slf.py(), "_notify"))?;
+        }
+        Ok(())
+    }
+
+    /// Event.clear: resets the flag, so later waits block until the next set.
+    fn _clear_flag(&self) {
+        self.flag.set(false);
+    }
+
+    /// Event.wait: blocks until the flag is set, or `timeout` seconds pass.
+    ///
+    /// Returns True if the flag was set before or during the wait, False if the timeout expired first. A caller
+    /// that finds the flag already set while earlier waiters are still being woken runs after them. A wait not
+    /// in the owner's loop (the first wait, or one from another thread) goes through `Linkable._park`.
+    #[pyo3(signature = (timeout=None))]
+    fn _wait_for_flag(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.flag.get() {
+            if me.dispatching.get() {
+                me.yield_to_woken(py)?;
+            }
+            return Ok(true);
+        }
+        if let Some(lp) = me.loop_.get(py) {
+            let lp = lp.bind(py);
+            if crate::current::get(py)?.is(lp) {
+                let links = me.links.borrow().clone_ref(py);
+                return WaitQueue::wait_in_line(links.bind(py), lp.get(), timeout, false, None, None);
+            }
+        }
+        slf.call_method1(intern!(py, "_park"), (timeout,))?.extract()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(links) = self.links.try_borrow() {
+            visit.call(&*links)?;
+        }
+        self.loop_.traverse(&visit)
+    }
+
+    /// Drops the loop reference; the line is a container the collector clears itself.
+    fn __clear__(&self) {
+        self.loop_.clear();
+    }
+}

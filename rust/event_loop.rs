@@ -1,9 +1,10 @@
 //! `ferrovent._core.Loop`: the reactor one hub greenlet runs.
 //!
 //! The hub's `run()` alternates between draining the ready queue (FIFO, for at most the switch interval) and
-//! polling I/O with the GIL released. Fd events, fired timers and callbacks from other threads all become ready
-//! entries. Loop state sits in `Cell`/`RefCell`s confined to the loop's thread; no borrow is ever held across a
-//! greenlet switch or a call into Python (another greenlet may re-enter the loop meanwhile).
+//! polling I/O with the GIL released. Fd events, fired timers and callbacks from other threads become ready
+//! entries, queued ahead of whatever the last drain left over. Loop state sits in `Cell`/`RefCell`s confined to the
+//! loop's thread; no borrow is ever held across a greenlet switch or a call into Python (another greenlet may
+//! re-enter the loop meanwhile).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -292,8 +293,8 @@ impl Loop {
         next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.clock())))
     }
 
-    /// Polls I/O and turns fd events and inbox callbacks into ready entries.
-    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+    /// Polls I/O and turns fd events and inbox callbacks into arrivals.
+    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>, arrivals: &mut Vec<Ready>) -> PyResult<()> {
         let mut poller = self.poller.borrow_mut().take().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
         let mut readiness = std::mem::take(&mut *self.readiness.borrow_mut());
         let outcome = if timeout == Some(Duration::ZERO) {
@@ -323,20 +324,28 @@ impl Loop {
         let ready_value = pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind();
         for FdWaiter { greenlet, token } in woken {
             let wake = Some(Wake::Value(ready_value.clone_ref(py)));
-            self.push_ready(Ready::Resume { greenlet, token, wake });
+            arrivals.push(Ready::Resume { greenlet, token, wake });
         }
-        for (func, args) in self.inbox.take() {
-            self.push_ready(Ready::Call { func, args });
-        }
+        arrivals.extend(self.inbox.take().into_iter().map(|(func, args)| Ready::Call { func, args }));
         Ok(())
     }
 
-    /// Moves fired timers into the ready queue, after everything already there.
-    fn expire_timers(&self) {
+    /// Collects fired timers as arrivals, in deadline order.
+    fn expire_timers(&self, arrivals: &mut Vec<Ready>) {
         let mut fired = Vec::new();
         self.timers.borrow_mut().expire(self.now.get(), &mut fired);
+        arrivals.extend(fired.into_iter().map(Ready::Timer));
+    }
+
+    /// Puts what one poll brought (fd events, fired timers, calls from other threads) ahead of any backlog the
+    /// last drain left, in arrival order. As in gevent, where timers and I/O run once per loop iteration whatever
+    /// the callback queue holds: a burst of spawns cannot hold back every timer, and greenlets that finish
+    /// release their frame stacks for the next ones to reuse.
+    fn put_ahead(&self, arrivals: Vec<Ready>) {
         let mut ready = self.ready.borrow_mut();
-        ready.extend(fired.into_iter().map(Ready::Timer));
+        for entry in arrivals.into_iter().rev() {
+            ready.push_front(entry);
+        }
     }
 
     /// Wakes idle waiters once nothing else is ready.
@@ -368,8 +377,10 @@ impl Loop {
             if !self.alive() && self.idle_waiters.borrow().is_empty() {
                 return Ok(());
             }
-            self.poll_io(py, self.poll_timeout())?;
-            self.expire_timers();
+            let mut arrivals = Vec::new();
+            self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
+            self.expire_timers(&mut arrivals);
+            self.put_ahead(arrivals);
             self.run_idle(py);
             self.check_signals(py);
         }

@@ -117,6 +117,29 @@ def idle_waits_until_nothing_else_is_runnable(lib, trace):
     lib.joinall([lib.spawn(idler), lib.spawn(busy)])
 
 
+@scenario(expected=[["the due timer ran before the burst was through", True], ["every burst greenlet ran", True]])
+def a_due_timer_is_not_held_back_by_a_burst_of_spawns(lib, trace):
+    # 2,000 greenlets of 0.1 ms of CPU each are 200 ms of ready work; a timer due after 10 ms runs once the current
+    # switch interval is over, not after all of them.
+    burst, started = 2_000, []
+
+    def spin(i):
+        started.append(i)
+        until = time.perf_counter() + 0.0001
+        while time.perf_counter() < until:
+            pass
+
+    def timed():
+        lib.sleep(0.01)
+        trace.append(["the due timer ran before the burst was through", len(started) < burst])
+
+    waiters = [lib.spawn(timed)]
+    lib.sleep(0)  # the timed greenlet arms its timer before the burst exists
+    waiters += [lib.spawn(spin, i) for i in range(burst)]
+    lib.joinall(waiters)
+    trace.append(["every burst greenlet ran", started == list(range(burst))])
+
+
 @scenario(expected=[["wait() with only an unreferenced sleeper", True, False, True], ["killed", True]])
 def unreferenced_sleep_does_not_keep_the_loop_alive(lib, trace):
     sleeper = lib.spawn(lib.sleep, 10, ref=False)

@@ -1,4 +1,5 @@
 //! A cache for the 16 KiB chunks CPython allocates for each greenlet's frame stack.
+//! (It also takes back the small root chunks `frame_stack` makes, which greenlet frees through it.)
 //!
 //! Every greenlet that runs Python code gets a fresh frame-stack chunk from CPython's arena allocator, which maps
 //! and unmaps it with a syscall each: that pair costs more than the rest of a short greenlet's life. This wraps the
@@ -8,12 +9,14 @@
 //! syscalls happen while the loop has nothing better to do.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::frame_stack::SMALL_CHUNK;
 use pyo3::ffi::{PyObjectArenaAllocator, PyObject_GetArenaAllocator, PyObject_SetArenaAllocator};
 
 /// CPython's frame-stack chunk size (`DATA_STACK_CHUNK_SIZE`).
-const FRAME_CHUNK: usize = 16 * 1024;
+pub const FRAME_CHUNK: usize = 16 * 1024;
 /// Chunks mapped together when the free list runs dry; untouched pages cost no memory.
 const CHUNKS_PER_SLAB: usize = 64;
 /// Idle chunks kept by `trim` for the next burst.
@@ -30,6 +33,17 @@ struct Previous {
 
 static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 static IDLE_CHUNKS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// How many frame chunks were handed out, and the latest: what `frame_stack` learns the thread state's layout from.
+static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
+static LAST_HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn frame_chunks_handed_out() -> usize {
+    HANDED_OUT.load(Ordering::Relaxed)
+}
+
+pub fn last_frame_chunk() -> usize {
+    LAST_HANDED_OUT.load(Ordering::Relaxed)
+}
 
 /// Maps a slab of chunks; returns the first and puts the rest on the free list.
 fn map_slab(idle: &mut Vec<usize>) -> *mut c_void {
@@ -64,10 +78,13 @@ fn unmap_chunk(chunk: usize) {
 extern "C" fn cached_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
     if size == FRAME_CHUNK {
         let mut idle = IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner);
-        return match idle.pop() {
+        let chunk = match idle.pop() {
             Some(chunk) => chunk as *mut c_void,
             None => map_slab(&mut idle),
         };
+        LAST_HANDED_OUT.store(chunk as usize, Ordering::Relaxed);
+        HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        return chunk;
     }
     match PREVIOUS.get() {
         Some(prev) => (prev.alloc)(prev.ctx as *mut c_void, size),
@@ -78,6 +95,11 @@ extern "C" fn cached_alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
 extern "C" fn cached_free(_ctx: *mut c_void, ptr: *mut c_void, size: usize) {
     if size == FRAME_CHUNK && !ptr.is_null() {
         IDLE_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner).push(ptr as usize);
+        return;
+    }
+    if size == SMALL_CHUNK {
+        // SAFETY: only `frame_stack` makes chunks of this size (no CPython arena or chunk is so small), from malloc.
+        unsafe { libc::free(ptr) };
         return;
     }
     if let Some(prev) = PREVIOUS.get() {

@@ -95,6 +95,20 @@ pub fn switch<'py>(g: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     owned_or_err(py, unsafe { (api().switch)(g.as_ptr(), args, ptr::null_mut()) })
 }
 
+/// `switch` for the wait path, which keeps its frames small: true on success (the value passed back is dropped),
+/// false with the exception left set.
+pub fn switch_raw(g: &Bound<'_, PyAny>) -> bool {
+    let args = EMPTY_ARGS.get().map_or(ptr::null_mut(), |a| a.as_ptr());
+    // SAFETY: as for `switch`; a non-NULL result is a new reference we release at once.
+    let result = unsafe { (api().switch)(g.as_ptr(), args, ptr::null_mut()) };
+    if result.is_null() {
+        return false;
+    }
+    // SAFETY: `result` is a new reference owned here.
+    unsafe { ffi::Py_DECREF(result) };
+    true
+}
+
 /// `g.throw(exc)`: raises the exception instance `exc` inside `g`. Any greenlet may run before this returns.
 pub fn throw<'py>(g: &Bound<'py, PyAny>, exc: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = g.py();

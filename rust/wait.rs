@@ -28,6 +28,14 @@ pub fn level_ready(fd: usize, direction: Direction) -> PyResult<bool> {
     Ok(n > 0 && pollfd.revents != 0)
 }
 
+/// Where a parking greenlet goes next.
+enum Next<'py> {
+    /// It was the next ready entry itself.
+    Me,
+    Greenlet(Bound<'py, PyAny>),
+    Hub,
+}
+
 impl Loop {
     /// The current greenlet, refusing the hub: a blocking call there could never be woken.
     pub(crate) fn current_waiter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -62,13 +70,29 @@ impl Loop {
     }
 
     /// Switches away from the parked `current` and returns the wake it was resumed with.
+    ///
+    /// Everything on the C stack under a switch stays there while the greenlet is parked (greenlet copies it to
+    /// the heap), so the frames on the way to the switch are kept small: the work before and after it is done in
+    /// out-of-line calls that have returned by then.
     pub(crate) fn switch_away(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64) -> PyResult<Wake> {
-        let switched = self.hand_off(py, current);
-        let outcome = match switched {
-            Ok(true) => Ok(()), // resumed itself: the next ready entry was its own
-            Ok(false) => greenlet_api::switch(self.hub.bind(py)).map(drop),
-            Err(e) => Err(e),
-        };
+        let switched = self.switch_to_next(py, current);
+        self.resumed(py, current, token, switched)
+    }
+
+    /// Switches to the next ready greenlet, or to the hub. False if the switch raised (the error is set).
+    #[inline(never)]
+    fn switch_to_next(&self, py: Python<'_>, current: &Bound<'_, PyAny>) -> bool {
+        match self.next_to_run(py, current) {
+            Next::Me => true,
+            Next::Greenlet(greenlet) => greenlet_api::switch_raw(&greenlet),
+            Next::Hub => greenlet_api::switch_raw(self.hub.bind(py)),
+        }
+    }
+
+    /// What the resumed greenlet finds: the wake it was resumed with, or why there is none.
+    #[inline(never)]
+    fn resumed(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64, switched: bool) -> PyResult<Wake> {
+        let outcome = if switched { Ok(()) } else { Err(PyErr::fetch(py)) };
         let taken = self.wake_slot.borrow_mut().take();
         match (outcome, taken) {
             (Ok(()), Some(wake)) => Ok(wake),
@@ -87,16 +111,16 @@ impl Loop {
         }
     }
 
-    /// While the hub is draining and within its budget, switches straight to the next ready greenlet.
-    /// Ok(true): the next entry resumed `current` itself (its wake is in the slot). Ok(false): go to the hub.
-    /// On return from a real switch the outcome is Ok(true) too, with the wake placed by whoever resumed us.
-    fn hand_off(&self, py: Python<'_>, current: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// While the hub is draining and within its budget, the next ready greenlet to hand off to directly; else
+    /// the hub. `Me` when the next entry resumes `current` itself (its wake is then in the slot).
+    #[inline(never)]
+    fn next_to_run<'py>(&self, py: Python<'py>, current: &Bound<'py, PyAny>) -> Next<'py> {
         if !self.draining.get() {
-            return Ok(false);
+            return Next::Hub;
         }
         loop {
             if !self.within_budget() {
-                return Ok(false);
+                return Next::Hub;
             }
             // Only greenlets already running are handed off to: one started here would inherit this greenlet's
             // C stack depth and Python recursion depth, and a chain of such starts would overflow both.
@@ -109,7 +133,7 @@ impl Loop {
                     _ => None,
                 }
             };
-            let Some(Ready::Resume { greenlet, token, wake }) = entry else { return Ok(false) };
+            let Some(Ready::Resume { greenlet, token, wake }) = entry else { return Next::Hub };
             let greenlet = greenlet.into_bound(py);
             if !self.claim(&greenlet, token) {
                 continue; // stale
@@ -117,15 +141,25 @@ impl Loop {
             if let Some(wake) = wake {
                 self.wake_slot.replace(Some(wake));
             }
-            if greenlet.is(current) {
-                return Ok(true);
-            }
-            return greenlet_api::switch(&greenlet).map(|_| true);
+            return if greenlet.is(current) { Next::Me } else { Next::Greenlet(greenlet) };
         }
     }
 
     /// `sleep(seconds)`: 0 or less yields to everything already ready.
     pub(crate) fn sleep_current(&self, py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
+        let (current, token) = self.park_to_sleep(py, seconds, referenced)?;
+        let woke = self.switch_away(py, &current, token);
+        woke_without_value(py, woke)
+    }
+
+    /// Parks the current greenlet for `sleep`, behind a timer or at the back of the ready queue.
+    #[inline(never)]
+    fn park_to_sleep<'py>(
+        &self,
+        py: Python<'py>,
+        seconds: f64,
+        referenced: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, u64)> {
         let current = self.current_waiter(py)?;
         let token = self.park_token(&current, None);
         let wake = Wake::Value(py.None());
@@ -135,10 +169,7 @@ impl Loop {
             let greenlet = current.clone().unbind();
             self.push_ready(Ready::Resume { greenlet, token, wake: Some(wake) });
         }
-        match self.switch_away(py, &current, token)? {
-            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
-            Wake::Value(_) | Wake::TimedOut => Ok(()),
-        }
+        Ok((current, token))
     }
 
     /// `park(timeout)`: returns the value given to `wake()`, or TIMEOUT.
@@ -160,10 +191,7 @@ impl Loop {
         let current = self.current_waiter(py)?;
         let token = self.park_token(&current, None);
         self.idle_waiters.borrow_mut().push((current.clone().unbind(), token));
-        match self.switch_away(py, &current, token)? {
-            Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
-            Wake::Value(_) | Wake::TimedOut => Ok(()),
-        }
+        woke_without_value(py, self.switch_away(py, &current, token))
     }
 
     /// Parks until the next readiness edge of `fd` in `direction`, the timeout, or the fd's closing.
@@ -200,5 +228,14 @@ impl Loop {
             },
             Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
         }
+    }
+}
+
+/// The outcome of a wait that returns nothing (sleep, idle): an exception thrown in, or nothing.
+#[inline(never)]
+fn woke_without_value(py: Python<'_>, woke: PyResult<Wake>) -> PyResult<()> {
+    match woke? {
+        Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
+        Wake::Value(_) | Wake::TimedOut => Ok(()),
     }
 }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 
 import ferrovent
 import greenlet
 import pytest
+from ferrovent import _core
 
 
 def test_spawn_passes_positional_and_keyword_arguments():
@@ -93,6 +95,60 @@ def test_subclass_overriding_run():
     g = Doubler(21)
     g.start()
     assert g.get() == 42
+
+
+def descend(depth, at_bottom):
+    """Recurse ``depth`` frames, then call ``at_bottom`` and return its result plus the depth."""
+    if depth == 0:
+        return at_bottom()
+    return descend(depth - 1, at_bottom) + 1
+
+
+@pytest.mark.timeout(30)
+def test_greenlets_park_and_finish_at_any_stack_depth():
+    # A greenlet's Python frames start in a small chunk and spill into chained ones as it goes deeper; parking
+    # at the bottom and unwinding back through every chunk must leave each greenlet's frames intact.
+    depths = [0, 1, 3, 10, 40, 200, 900, 2, 500]
+
+    def at_bottom():
+        ferrovent.sleep(0)
+        ferrovent.sleep(0.001)
+        return 0
+
+    greenlets = [ferrovent.spawn(descend, d, at_bottom) for d in depths]
+    ferrovent.joinall(greenlets, timeout=20)
+    assert [g.value for g in greenlets] == depths
+
+
+@pytest.mark.timeout(30)
+def test_deep_greenlets_killed_or_failing_while_parked_unwind_cleanly():
+    def park_forever():
+        ferrovent.sleep(3600)
+
+    def fail():
+        ferrovent.sleep(0)
+        raise ValueError("deep")
+
+    parked = [ferrovent.spawn(descend, d, park_forever) for d in (5, 300, 900)]
+    failing = [ferrovent.spawn(descend, d, fail) for d in (5, 300, 900)]
+    ferrovent.sleep(0.01)
+    ferrovent.killall(parked, timeout=10)
+    ferrovent.joinall(failing, timeout=10)
+    assert all(g.dead and isinstance(g.value, ferrovent.GreenletExit) for g in parked)
+    assert all(isinstance(g.exception, ValueError) for g in failing)
+    with pytest.raises(ValueError) as info:
+        failing[1].get()
+    frames = traceback.extract_tb(info.value.__traceback__)
+    assert [f.name for f in frames].count("descend") == 301
+    assert frames[-1].name == "fail"
+    # Afterwards the loop still runs new greenlets at any depth.
+    assert ferrovent.spawn(descend, 700, lambda: 0).get(timeout=10) == 700
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info < (3, 11), reason="CPython 3.11+ only")
+def test_greenlets_get_small_frame_stacks_on_cpython():
+    ferrovent.spawn(lambda: None).join()
+    assert _core.small_frame_stacks() is True
 
 
 @pytest.mark.timeout(30)

@@ -19,6 +19,12 @@ class InvalidThreadUseError(RuntimeError): ...
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Park the current greenlet for ``seconds`` in the calling thread's loop; 0 yields."""
 
+def small_frame_stacks() -> Optional[bool]:
+    """Whether started Greenlets get small frame stacks; None until the first one has run."""
+
+class GreenletRun:
+    """The descriptor behind ``Greenlet.run``: the first code a started Greenlet runs."""
+
 class ThreadsafeHandle:
     def run_callback(self, func: Callable[..., Any], *args: Any) -> None:
         """Run ``func(*args)`` in the loop's thread; safe from any thread."""

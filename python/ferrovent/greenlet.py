@@ -10,7 +10,7 @@ from collections import deque
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT
+from ferrovent._core import TIMEOUT, GreenletRun
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout
 
@@ -252,16 +252,13 @@ class Greenlet(greenlet):
 
     # -- running ----------------------------------------------------------------------------------------
 
-    def run(self):
+    # greenlet calls run() first in the new greenlet. It is Rust (rust/greenlet_run.rs): it calls _begin(), then
+    # the function with args and kwargs, then _report_result or _report_error, and _free() in any case.
+    run = GreenletRun()
+
+    def _begin(self):
         self._start_state = _RAN
-        try:
-            result = (self._function or self._run)(*self.args, **self.kwargs)
-        except BaseException:
-            self._report_error(sys.exc_info())
-        else:
-            self._report_result(result)
-        finally:
-            self._free()
+        return self._function or self._run
 
     def _run(self):
         """Subclasses may override this; by default the greenlet does nothing."""

@@ -35,7 +35,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(frame_stack::small_frame_stacks, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
-    m.add_class::<greenlet_run::GreenletRun>()?;
     m.add_class::<waitqueue::WaitQueue>()?;
     m.add_class::<linkable::LinkCore>()?;
     m.add_class::<itemqueue::ItemQueue>()?;
@@ -44,6 +43,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;
     m.add("InvalidThreadUseError", py.get_type::<event_loop::InvalidThreadUseError>())?;
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
+    greenlet_run::register(m)?;
     http::register(m)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! greenlet is still parked under that token; so a wake that arrives after the greenlet was resumed another way
 //! (a timeout, a kill, an earlier wake) is a harmless no-op.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -61,8 +62,8 @@ impl ParkingLot {
 
     /// Unparks the greenlet if it is parked under `token`; returns what it waited on, for cleanup.
     pub fn claim(&mut self, address: usize, token: u64) -> Option<Parked> {
-        match self.parked.get(&address) {
-            Some(p) if p.token == token => self.parked.remove(&address),
+        match self.parked.entry(address) {
+            Entry::Occupied(parked) if parked.get().token == token => Some(parked.remove()),
             _ => None,
         }
     }

@@ -151,6 +151,20 @@ def test_greenlets_get_small_frame_stacks_on_cpython():
     assert _core.small_frame_stacks() is True
 
 
+def test_a_subclass_run_method_replaces_the_default_run():
+    ran = []
+
+    class Custom(ferrovent.Greenlet):
+        def run(self):
+            ran.append(ferrovent.getcurrent() is self)
+
+    g = Custom()
+    g.start()
+    g.join(timeout=5)
+    assert ran == [True]
+    assert g.dead
+
+
 @pytest.mark.timeout(30)
 def test_ten_thousand_greenlets():
     greenlets = [ferrovent.spawn(lambda i: i, i) for i in range(10_000)]

@@ -22,8 +22,8 @@ def sleep(seconds: float = 0, ref: bool = True) -> None:
 def small_frame_stacks() -> Optional[bool]:
     """Whether started Greenlets get small frame stacks; None until the first one has run."""
 
-class GreenletRun:
-    """The descriptor behind ``Greenlet.run``: the first code a started Greenlet runs."""
+def run_current_greenlet() -> None:
+    """The run callable of every Greenlet: runs the current Greenlet's function and records how it ended."""
 
 class ThreadsafeHandle:
     def run_callback(self, func: Callable[..., Any], *args: Any) -> None:

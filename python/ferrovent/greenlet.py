@@ -10,7 +10,7 @@ from collections import deque
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT, GreenletRun
+from ferrovent._core import TIMEOUT, run_current_greenlet
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout
 
@@ -106,7 +106,7 @@ class Greenlet(greenlet):
 
     def __init__(self, run=None, *args, **kwargs):
         hub = get_hub()
-        greenlet.__init__(self, None, hub)
+        greenlet.__init__(self, run_current_greenlet, hub)
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
@@ -252,13 +252,24 @@ class Greenlet(greenlet):
 
     # -- running ----------------------------------------------------------------------------------------
 
-    # greenlet calls run() first in the new greenlet. It is Rust (rust/greenlet_run.rs): it calls _begin(), then
-    # the function with args and kwargs, then _report_result or _report_error, and _free() in any case.
-    run = GreenletRun()
+    # The new greenlet runs run_current_greenlet (Rust, rust/greenlet_run.rs): it calls _begin(), then the function
+    # with args and kwargs, then _returned(result) or _raised(exc_info). A subclass's own run() takes precedence.
 
     def _begin(self):
         self._start_state = _RAN
         return self._function or self._run
+
+    def _returned(self, result):
+        try:
+            self._report_result(result)
+        finally:
+            self._free()
+
+    def _raised(self, exc_info):
+        try:
+            self._report_error(exc_info)
+        finally:
+            self._free()
 
     def _run(self):
         """Subclasses may override this; by default the greenlet does nothing."""

@@ -1,6 +1,6 @@
 //! The first code a started Greenlet runs, in Rust.
 //!
-//! A Greenlet hands greenlet `run_current_greenlet` as its run callable. Were it Python, its frame would sit under
+//! A Greenlet's `run` is `run_current_greenlet`, which greenlet calls first in the new greenlet. Were it Python, its frame would sit under
 //! the greenlet's function for the greenlet's whole life, with a second interpreter C frame for the `f(*args,
 //! **kwargs)` call, and it would be the frame that makes CPython give the greenlet a fresh 16 KiB frame-stack
 //! chunk. From Rust, the function's frame is the greenlet's first Python frame, and before it is pushed the
@@ -23,7 +23,28 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::frame_stack;
 use crate::greenlet_api;
 
-/// Adds `run_current_greenlet` to the module.
+/// `Greenlet.run`: on an instance, the shared `run_current_greenlet` (what greenlet calls at start, and what a
+/// subclass's own run() reaches with `super().run()`); on the class, the descriptor itself.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct GreenletRun {
+    function: Py<PyAny>,
+}
+
+#[pymethods]
+impl GreenletRun {
+    fn __get__(
+        slf: &Bound<'_, Self>,
+        instance: Option<&Bound<'_, PyAny>>,
+        _owner: Option<&Bound<'_, PyAny>>,
+    ) -> Py<PyAny> {
+        match instance {
+            Some(_) => slf.get().function.clone_ref(slf.py()),
+            None => slf.clone().into_any().unbind(),
+        }
+    }
+}
+
+/// Adds `run_current_greenlet` and the `GreenletRun` descriptor that gives it out (as `greenlet_run`).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The definition must outlive the function object: made once per process and never freed.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
@@ -36,7 +57,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // an exception set, which becomes an error.
     let function =
         unsafe { Bound::from_owned_ptr_or_err(m.py(), ffi::PyCFunction_NewEx(def, ptr::null_mut(), ptr::null_mut())) }?;
-    m.add("run_current_greenlet", function)
+    m.add("run_current_greenlet", &function)?;
+    m.add_class::<GreenletRun>()?;
+    m.add("greenlet_run", Bound::new(m.py(), GreenletRun { function: function.unbind() })?)
 }
 
 /// CPython's entry point (NOARGS: both arguments unused).

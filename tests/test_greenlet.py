@@ -151,18 +151,19 @@ def test_greenlets_get_small_frame_stacks_on_cpython():
     assert _core.small_frame_stacks() is True
 
 
-def test_a_subclass_run_method_replaces_the_default_run():
+def test_a_subclass_run_method_may_wrap_the_default_run():
     ran = []
 
     class Custom(ferrovent.Greenlet):
         def run(self):
             ran.append(ferrovent.getcurrent() is self)
+            super().run()
+            ran.append("after")
 
-    g = Custom()
+    g = Custom(lambda x: x * 2, 21)
     g.start()
-    g.join(timeout=5)
-    assert ran == [True]
-    assert g.dead
+    assert g.get(timeout=5) == 42
+    assert ran == [True, "after"]
 
 
 @pytest.mark.timeout(30)

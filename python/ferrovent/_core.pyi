@@ -23,7 +23,12 @@ def small_frame_stacks() -> Optional[bool]:
     """Whether started Greenlets get small frame stacks; None until the first one has run."""
 
 def run_current_greenlet() -> None:
-    """The run callable of every Greenlet: runs the current Greenlet's function and records how it ended."""
+    """``Greenlet.run``: runs the current Greenlet's function and records how it ended."""
+
+class GreenletRun:
+    """The descriptor behind ``Greenlet.run``; it gives out ``run_current_greenlet``."""
+
+greenlet_run: GreenletRun
 
 class ThreadsafeHandle:
     def run_callback(self, func: Callable[..., Any], *args: Any) -> None:

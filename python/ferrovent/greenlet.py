@@ -10,7 +10,7 @@ from collections import deque
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT, run_current_greenlet
+from ferrovent._core import TIMEOUT, greenlet_run
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout
 
@@ -106,7 +106,7 @@ class Greenlet(greenlet):
 
     def __init__(self, run=None, *args, **kwargs):
         hub = get_hub()
-        greenlet.__init__(self, run_current_greenlet, hub)
+        greenlet.__init__(self, None, hub)
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
@@ -252,8 +252,10 @@ class Greenlet(greenlet):
 
     # -- running ----------------------------------------------------------------------------------------
 
-    # The new greenlet runs run_current_greenlet (Rust, rust/greenlet_run.rs): it calls _begin(), then the function
-    # with args and kwargs, then _returned(result) or _raised(exc_info). A subclass's own run() takes precedence.
+    # run() is Rust (rust/greenlet_run.rs), one callable shared by all Greenlets that works on the current one: it
+    # calls _begin(), then the function with args and kwargs, then _returned(result) or _raised(exc_info). A
+    # subclass may define its own run() and call this one with super().run().
+    run = greenlet_run
 
     def _begin(self):
         self._start_state = _RAN

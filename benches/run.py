@@ -50,20 +50,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def measure(impl: str, bench: Bench, quick: bool) -> float | None:
-    """Run one measurement in a fresh interpreter; report a failure on stderr and return None."""
+def measure(impl: str, bench: Bench, quick: bool) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter: its figures by bench name. A failure is reported on stderr and
+    gives no figures."""
     command = [sys.executable, str(SCENARIOS), impl, bench.name] + (["--quick"] if quick else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         print(f"  {bench.name} on {impl}: timed out after {TIMEOUT_SECONDS} s", file=sys.stderr)
-        return None
+        return {}
     if done.returncode != 0:
         print(f"  {bench.name} on {impl}: exit status {done.returncode}\n{done.stderr.rstrip()}", file=sys.stderr)
-        return None
-    value = json.loads(done.stdout.strip().splitlines()[-1])["value"]
-    print(f"  {bench.name} on {impl}: {value:,.2f} {bench.unit}", file=sys.stderr)
-    return value
+        return {}
+    values = json.loads(done.stdout.strip().splitlines()[-1])["values"]
+    for name, value in values.items():
+        print(f"  {name} on {impl}: {value:,.2f} {BENCHES[name].unit}", file=sys.stderr)
+    return values
 
 
 def main() -> None:
@@ -86,15 +88,17 @@ def main() -> None:
             )
     benches = [bench for bench in benches if all(shutil.which(tool) for tool in bench.tools)]
 
+    wanted = {bench.name for bench in benches}
+    runners = [BENCHES[name] for name in dict.fromkeys(bench.runner for bench in benches)]  # one run per figure set
     samples: report.Samples = {}
     for round_index in range(args.rounds):
         print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr)
         order = impls if round_index % 2 == 0 else impls[::-1]
-        for bench in benches:
-            for impl in [REFERENCE_IMPL] if bench.reference else order:
-                value = measure(impl, bench, args.quick)
-                if value is not None:
-                    samples.setdefault((bench.name, impl), []).append(value)
+        for runner in runners:
+            for impl in [REFERENCE_IMPL] if runner.reference else order:
+                for name, value in measure(impl, runner, args.quick).items():
+                    if name in wanted:
+                        samples.setdefault((name, impl), []).append(value)
 
     header = machine.describe(probes) + [("Sizes", "quick" if args.quick else "full")]
     table = report.rows(benches, samples, impls, REFERENCE_IMPL)

@@ -78,8 +78,8 @@ fn panicked() -> *mut ffi::PyObject {
 }
 
 /// Runs the current greenlet's function; returns None, or NULL with an exception set. Errors from the function
-/// are the greenlet's outcome, not this call's: only a failure in the bookkeeping itself propagates (to the hub,
-/// which reports it).
+/// (or from unpacking its arguments) are the greenlet's outcome, not this call's: only a failure in the
+/// bookkeeping itself propagates (to the hub, which reports it).
 ///
 /// # Safety
 /// The GIL is held.
@@ -87,19 +87,25 @@ fn panicked() -> *mut ffi::PyObject {
 unsafe fn run_greenlet() -> *mut ffi::PyObject {
     frame_stack::give_current_greenlet_a_small_stack();
     let mut call = [ptr::null_mut(); 4];
-    // SAFETY: the GIL is held; `begin` fills `call` with new references on success.
+    // SAFETY: the GIL is held; `begin` fills `call` with new references (or NULL for bad arguments).
     if !unsafe { begin(&mut call) } {
         return ptr::null_mut();
     }
     let [_, function, args, kwargs] = call;
-    // SAFETY: `begin` checked that `args` is a tuple and `kwargs` a dict; we hold all four for the call.
-    let result = unsafe { ffi::PyObject_Call(function, args, kwargs) };
-    // SAFETY: as above; `result` is PyObject_Call's new reference or NULL; `call`'s references pass to `finish`.
+    let result = if args.is_null() || kwargs.is_null() {
+        ptr::null_mut() // the arguments' error is set: it becomes the greenlet's failure
+    } else {
+        // SAFETY: `args` is a tuple and `kwargs` a dict (see `begin`); we hold all of them for the call.
+        unsafe { ffi::PyObject_Call(function, args, kwargs) }
+    };
+    // SAFETY: as above; `result` is a new reference or NULL with an exception set; `call`'s references pass on.
     unsafe { finish(call, result) }
 }
 
 /// Fills `call` with the current greenlet, the function to call (from `_begin`, which marks the greenlet as run),
-/// its args tuple and its kwargs dict, all new references. False, with an exception set, if that fails.
+/// its arguments as a tuple and its keyword arguments as a dict, all new references. Arguments that cannot be
+/// made so are left NULL, with their error set. False, with an exception set, if
+/// the greenlet or its function cannot be had.
 ///
 /// # Safety
 /// The GIL is held.
@@ -107,34 +113,49 @@ unsafe fn run_greenlet() -> *mut ffi::PyObject {
 unsafe fn begin(call: &mut [*mut ffi::PyObject; 4]) -> bool {
     // SAFETY: as documented.
     let py = unsafe { Python::assume_attached() };
-    let found = || -> PyResult<[Bound<'_, PyAny>; 4]> {
-        let greenlet = greenlet_api::current(py)?;
-        let function = greenlet.call_method0(intern!(py, "_begin"))?;
-        let args = greenlet.getattr(intern!(py, "args"))?.cast_into::<PyTuple>()?.into_any();
-        let kwargs = greenlet.getattr(intern!(py, "kwargs"))?.cast_into::<PyDict>()?.into_any();
-        Ok([greenlet, function, args, kwargs])
+    let found = greenlet_api::current(py).and_then(|g| Ok((g.call_method0(intern!(py, "_begin"))?, g)));
+    let (function, greenlet) = match found {
+        Ok(found) => found,
+        Err(err) => return !fail(py, err).is_null(),
     };
-    match found() {
-        Ok(objects) => {
-            *call = objects.map(Bound::into_ptr);
-            true
-        }
-        Err(err) => fail(py, err).is_null(),
-    }
+    // As `f(*args, **kwargs)` would take them: any iterable, any mapping.
+    let arguments = || -> PyResult<[Bound<'_, PyAny>; 2]> {
+        let args = greenlet.getattr(intern!(py, "args"))?;
+        let args = match args.cast_into::<PyTuple>() {
+            Ok(tuple) => tuple.into_any(),
+            Err(other) => py.get_type::<PyTuple>().call1((other.into_inner(),))?,
+        };
+        let kwargs = greenlet.getattr(intern!(py, "kwargs"))?;
+        let kwargs = match kwargs.cast_into::<PyDict>() {
+            Ok(dict) => dict.into_any(),
+            Err(other) => py.get_type::<PyDict>().call1((other.into_inner(),))?,
+        };
+        Ok([args, kwargs])
+    };
+    let [args, kwargs] = arguments().map_or_else(
+        |err| {
+            err.restore(py);
+            [ptr::null_mut(); 2]
+        },
+        |found| found.map(Bound::into_ptr),
+    );
+    *call = [greenlet.into_ptr(), function.into_ptr(), args, kwargs];
+    true
 }
 
 /// Records the call's result (`_returned` or `_raised`, which also free the greenlet's function and arguments).
 /// Returns as `run_greenlet` does.
 ///
 /// # Safety
-/// The GIL is held; `call` holds new references from `begin`, handed over; `result` is a new reference or NULL
-/// with an exception set.
+/// The GIL is held; `call` holds new references (or NULL) from `begin`, handed over; `result` is a new reference
+/// or NULL with an exception set.
 #[inline(never)]
 unsafe fn finish(call: [*mut ffi::PyObject; 4], result: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: as documented.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: as documented: each is a new reference we now own.
-    let [greenlet, ..] = call.map(|obj| unsafe { Bound::from_owned_ptr(py, obj) });
+    // SAFETY: as documented: each is a new reference we now own, or NULL.
+    let [greenlet, ..] = call.map(|obj| unsafe { Bound::from_owned_ptr_or_opt(py, obj) });
+    let Some(greenlet) = greenlet else { return ptr::null_mut() };
     // SAFETY: as documented.
     let recorded = match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
         Ok(value) => greenlet.call_method1(intern!(py, "_returned"), (value,)),

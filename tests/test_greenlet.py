@@ -166,6 +166,23 @@ def test_a_subclass_run_method_may_wrap_the_default_run():
     assert ran == [True, "after"]
 
 
+def test_args_and_kwargs_set_before_start_are_unpacked_like_a_call():
+    g = ferrovent.Greenlet(lambda *args, **kwargs: (args, kwargs))
+    g.args = [1, 2]
+    g.kwargs = {"k": 3}.items().mapping  # a read-only mapping, not a dict
+    g.start()
+    assert g.get(timeout=5) == ((1, 2), {"k": 3})
+
+
+def test_arguments_that_cannot_be_unpacked_fail_the_greenlet():
+    g = ferrovent.Greenlet(lambda *args: args)
+    g.args = 5  # not iterable
+    g.start()
+    g.join(timeout=5)
+    assert isinstance(g.exception, TypeError)
+    assert g.dead and not g.successful()
+
+
 @pytest.mark.timeout(30)
 def test_ten_thousand_greenlets():
     greenlets = [ferrovent.spawn(lambda i: i, i) for i in range(10_000)]

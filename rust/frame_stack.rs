@@ -24,9 +24,15 @@ use crate::arena;
 pub const SMALL_CHUNK: usize = 1024;
 /// `_PyStackChunk`'s header: previous, size, top; `data[]` follows.
 const CHUNK_HEADER: usize = 3 * std::mem::size_of::<usize>();
-/// How far into the thread state the probe looks: `sizeof(PyThreadState)` on CPython 3.11 (x86-64), the smallest
-/// of the versions that have these fields; on later ones they must lie this early to be found.
-const PROBE_LIMIT: usize = 360;
+/// How far into the thread state the probe may look: `sizeof(PyThreadState)` on x86-64 CPython 3.11 (360), and on
+/// 3.12 (288; 3.13's is larger), which later versions are assumed not to undercut. The fields sit at 296 and 232.
+fn probe_limit(version: (u8, u8)) -> usize {
+    if version == (3, 11) {
+        360
+    } else {
+        288
+    }
+}
 const WORD: usize = std::mem::size_of::<usize>();
 
 /// Offset of `datastack_chunk` in `PyThreadState`; `datastack_top` and `datastack_limit` follow it.
@@ -47,7 +53,8 @@ pub fn give_current_greenlet_a_small_stack() {
 fn learn_layout() {
     // SAFETY: our only caller runs with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let found = if py.version_info() >= (3, 11) { probe(py) } else { None };
+    let version = py.version_info();
+    let found = if version >= (3, 11) { probe(py, probe_limit((version.major, version.minor))) } else { None };
     let _ = CHUNK_FIELD.set(found);
 }
 
@@ -88,7 +95,7 @@ fn install(offset: usize) {
 }
 
 /// Runs one trivial frame on this fresh greenlet's empty stack and finds where CPython recorded its chunk.
-fn probe(py: Python<'_>) -> Option<usize> {
+fn probe(py: Python<'_>, limit: usize) -> Option<usize> {
     let before = arena::frame_chunks_handed_out();
     py.run(c"pass", None, None).ok()?;
     if arena::frame_chunks_handed_out() != before + 1 {
@@ -96,9 +103,9 @@ fn probe(py: Python<'_>) -> Option<usize> {
     }
     let chunk = arena::last_frame_chunk();
     let expected = [chunk, chunk + CHUNK_HEADER + WORD, chunk + arena::FRAME_CHUNK];
-    (0..=PROBE_LIMIT - 3 * WORD).step_by(WORD).find(|&offset| {
-        // SAFETY: three words starting at `offset` lie within the first PROBE_LIMIT bytes of the thread state,
-        // which is at least that large; `fields` points there.
+    (0..=limit - 3 * WORD).step_by(WORD).find(|&offset| {
+        // SAFETY: three words starting at `offset` lie within the first `limit` bytes of the thread state, which
+        // is at least that large; `fields` points there.
         unsafe { *fields(offset) == expected }
     })
 }

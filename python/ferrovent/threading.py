@@ -180,8 +180,17 @@ def _adapt_other_running_threads(threading: Any, current: Any) -> None:
     for thread in list(threading._active.values()):
         if thread is current or isinstance(thread, threading._DummyThread):
             continue
-        thread._delete = functools.partial(threading._active.pop, thread._ident, None)
+        forget = functools.partial(threading._active.pop, thread._ident, None)
+        thread._delete = forget
+        # Before 3.11 a thread's own clean-up deletes `_active[get_ident()]` instead of calling `_delete()`, and
+        # get_ident is the patched, greenlet one by then: the entry goes once the thread is seen to have stopped.
+        thread._stop = functools.partial(_stop_and_forget, thread._stop, forget)
         thread.join = functools.partial(_poll_join, thread)
+
+
+def _stop_and_forget(stop: Callable[[], None], forget: Callable[[], Any]) -> None:
+    stop()
+    forget()
 
 
 def _poll_join(thread: Any, timeout: Optional[float] = None) -> None:

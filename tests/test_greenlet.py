@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+import types
 
 import ferrovent
 import greenlet
@@ -169,7 +170,7 @@ def test_a_subclass_run_method_may_wrap_the_default_run():
 def test_args_and_kwargs_set_before_start_are_unpacked_like_a_call():
     g = ferrovent.Greenlet(lambda *args, **kwargs: (args, kwargs))
     g.args = [1, 2]
-    g.kwargs = {"k": 3}.items().mapping  # a read-only mapping, not a dict
+    g.kwargs = types.MappingProxyType({"k": 3})  # a mapping, not a dict
     g.start()
     assert g.get(timeout=5) == ((1, 2), {"k": 3})
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gunicorn as gunicorn_release
 import pytest
 import requests
 
@@ -42,6 +43,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+# gunicorn 24 added a control socket in the working directory; older releases (the last for Python 3.9) lack the flag.
+CONTROL_SOCKET_OFF = ("--no-control-socket",) if gunicorn_release.version_info >= (24,) else ()
+
+
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """Starts gunicorn with the ferrovent worker on a free port; yields (base url, master process, log path)."""
@@ -54,7 +59,7 @@ def gunicorn(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Po
         "ferrovent.gunicorn.Worker",
         "-b",
         f"127.0.0.1:{port}",
-        "--no-control-socket",
+        *CONTROL_SOCKET_OFF,
         "--chdir",
         str(tmp_path),
         *options,

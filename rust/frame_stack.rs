@@ -3,13 +3,13 @@
 //! CPython 3.11+ keeps Python frames on a per-thread stack of chunks (`PyThreadState.datastack_*`); greenlet
 //! saves and restores those fields per greenlet and starts every greenlet with none, so the first frame a greenlet
 //! pushes makes CPython allocate a 16 KiB chunk, of which a parked greenlet typically uses a few hundred bytes but
-//! touches a whole 4 KiB page. A Greenlet started by `GreenletRun` gets a 1 KiB root chunk from malloc instead,
-//! before its first frame: a shallow greenlet lives in it, and a deeper one makes CPython chain a normal chunk
-//! after it, as it would after any full chunk. greenlet frees the chain through the arena allocator when the
-//! greenlet ends (`arena` hands chunks of `SMALL_CHUNK` bytes back to `free`).
+//! touches a whole 4 KiB page. A Greenlet, started through `run_current_greenlet`, gets a 1 KiB root chunk from
+//! malloc instead, before its first frame: a shallow greenlet lives in it, and a deeper one makes CPython chain a
+//! normal chunk after it, as it would after any full chunk. greenlet frees the chain through the arena allocator
+//! when the greenlet ends (`arena` hands chunks of `SMALL_CHUNK` bytes back to `free`).
 //!
 //! The fields are private to CPython, so their offsets are learnt, not assumed: the first time, a fresh greenlet
-//! runs one trivial frame and the loop looks in the thread state for the exact triple CPython must have stored for
+//! runs one trivial frame and we look in the thread state for the exact triple CPython must have stored for
 //! the chunk the arena allocator just handed out (chunk, its second data slot, chunk + size). Found: small stacks
 //! from then on. Not found: never tried again, and greenlets get CPython's chunks as before.
 
@@ -22,10 +22,12 @@ use crate::arena;
 
 /// Bytes in a small root chunk.
 pub const SMALL_CHUNK: usize = 1024;
+const WORD: usize = std::mem::size_of::<usize>();
 /// `_PyStackChunk`'s header: previous, size, top; `data[]` follows.
-const CHUNK_HEADER: usize = 3 * std::mem::size_of::<usize>();
-/// How far into the thread state the probe may look: `sizeof(PyThreadState)` on x86-64 CPython 3.11 (360), and on
-/// 3.12 (288; 3.13's is larger), which later versions are assumed not to undercut. The fields sit at 296 and 232.
+const CHUNK_HEADER: usize = 3 * WORD;
+
+/// How far into the thread state the probe may look: `sizeof(PyThreadState)` on 64-bit CPython 3.11 (360), and
+/// on 3.12 (288; 3.13's is larger), which later versions are assumed not to undercut. The fields sit at 296 and 232.
 fn probe_limit(version: (u8, u8)) -> usize {
     if version == (3, 11) {
         360
@@ -33,7 +35,6 @@ fn probe_limit(version: (u8, u8)) -> usize {
         288
     }
 }
-const WORD: usize = std::mem::size_of::<usize>();
 
 /// Offset of `datastack_chunk` in `PyThreadState`; `datastack_top` and `datastack_limit` follow it.
 static CHUNK_FIELD: OnceLock<Option<usize>> = OnceLock::new();
@@ -54,7 +55,8 @@ fn learn_layout() {
     // SAFETY: our only caller runs with the GIL held.
     let py = unsafe { Python::assume_attached() };
     let version = py.version_info();
-    let found = if version >= (3, 11) { probe(py, probe_limit((version.major, version.minor))) } else { None };
+    let measured = version >= (3, 11) && cfg!(target_pointer_width = "64"); // the sizes above are 64-bit ones
+    let found = if measured { probe(py, probe_limit((version.major, version.minor))) } else { None };
     let _ = CHUNK_FIELD.set(found);
 }
 

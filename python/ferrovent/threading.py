@@ -182,9 +182,10 @@ def _adapt_other_running_threads(threading: Any, current: Any) -> None:
             continue
         forget = functools.partial(threading._active.pop, thread._ident, None)
         thread._delete = forget
-        # Before 3.11 a thread's own clean-up deletes `_active[get_ident()]` instead of calling `_delete()`, and
-        # get_ident is the patched, greenlet one by then: the entry goes once the thread is seen to have stopped.
-        thread._stop = functools.partial(_stop_and_forget, thread._stop, forget)
+        if sys.version_info < (3, 11):
+            # A thread's own clean-up deletes `_active[get_ident()]` instead of calling `_delete()`, and get_ident is
+            # the patched, greenlet one by then: the entry goes once the thread is seen to have stopped.
+            thread._stop = functools.partial(_stop_and_forget, thread._stop, forget)
         thread.join = functools.partial(_poll_join, thread)
 
 

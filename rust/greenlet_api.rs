@@ -86,21 +86,23 @@ pub fn current(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     owned_or_err(py, unsafe { (api().get_current)() })
 }
 
+/// greenlet's switch into `g` with no arguments: a new reference, or NULL with an exception set.
+fn raw_switch(g: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
+    let args = EMPTY_ARGS.get().map_or(ptr::null_mut(), |a| a.as_ptr());
+    // SAFETY: `g` is a live greenlet (callers only store greenlets), `args` is a tuple, kwargs may be NULL.
+    unsafe { (api().switch)(g.as_ptr(), args, ptr::null_mut()) }
+}
+
 /// `g.switch()` with no arguments; returns what the greenlet that switches back passes.
 /// Any greenlet may run before this returns.
 pub fn switch<'py>(g: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = g.py();
-    let args = EMPTY_ARGS.get().map_or(ptr::null_mut(), |a| a.as_ptr());
-    // SAFETY: `g` is a live greenlet (callers only store greenlets), `args` is a tuple, kwargs may be NULL.
-    owned_or_err(py, unsafe { (api().switch)(g.as_ptr(), args, ptr::null_mut()) })
+    owned_or_err(g.py(), raw_switch(g))
 }
 
 /// `switch` for the wait path, which keeps its frames small: true on success (the value passed back is dropped),
 /// false with the exception left set.
 pub fn switch_raw(g: &Bound<'_, PyAny>) -> bool {
-    let args = EMPTY_ARGS.get().map_or(ptr::null_mut(), |a| a.as_ptr());
-    // SAFETY: as for `switch`; a non-NULL result is a new reference we release at once.
-    let result = unsafe { (api().switch)(g.as_ptr(), args, ptr::null_mut()) };
+    let result = raw_switch(g);
     if result.is_null() {
         return false;
     }

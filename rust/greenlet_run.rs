@@ -1,9 +1,9 @@
 //! The first code a started Greenlet runs, in Rust.
 //!
-//! A Greenlet's `run` is `run_current_greenlet`, which greenlet calls first in the new greenlet. Were it Python, its frame would sit under
-//! the greenlet's function for the greenlet's whole life, with a second interpreter C frame for the `f(*args,
-//! **kwargs)` call, and it would be the frame that makes CPython give the greenlet a fresh 16 KiB frame-stack
-//! chunk. From Rust, the function's frame is the greenlet's first Python frame, and before it is pushed the
+//! A Greenlet's `run` is `run_current_greenlet`, which greenlet calls first in the new greenlet. Were it Python,
+//! its frame would sit under the greenlet's function for the greenlet's whole life, with a second interpreter C
+//! frame for the `f(*args, **kwargs)` call, and it would be the frame that makes CPython give the greenlet a fresh
+//! 16 KiB frame-stack chunk. From Rust, the function's frame is the greenlet's first Python frame, and before it is pushed the
 //! greenlet gets a small frame stack of its own (`frame_stack`).
 //!
 //! Everything under the function's call stays on a parked greenlet's C stack, which greenlet copies to the heap
@@ -104,8 +104,8 @@ unsafe fn run_greenlet() -> *mut ffi::PyObject {
 
 /// Fills `call` with the current greenlet, the function to call (from `_begin`, which marks the greenlet as run),
 /// its arguments as a tuple and its keyword arguments as a dict, all new references. Arguments that cannot be
-/// made so are left NULL, with their error set. False, with an exception set, if
-/// the greenlet or its function cannot be had.
+/// made so are left NULL, with their error set. False, with an exception set, if the greenlet or its function
+/// cannot be had.
 ///
 /// # Safety
 /// The GIL is held.
@@ -116,7 +116,10 @@ unsafe fn begin(call: &mut [*mut ffi::PyObject; 4]) -> bool {
     let found = greenlet_api::current(py).and_then(|g| Ok((g.call_method0(intern!(py, "_begin"))?, g)));
     let (function, greenlet) = match found {
         Ok(found) => found,
-        Err(err) => return !fail(py, err).is_null(),
+        Err(err) => {
+            err.restore(py);
+            return false;
+        }
     };
     // As `f(*args, **kwargs)` would take them: any iterable, any mapping.
     let arguments = || -> PyResult<[Bound<'_, PyAny>; 2]> {
@@ -147,15 +150,18 @@ unsafe fn begin(call: &mut [*mut ffi::PyObject; 4]) -> bool {
 /// Returns as `run_greenlet` does.
 ///
 /// # Safety
-/// The GIL is held; `call` holds new references (or NULL) from `begin`, handed over; `result` is a new reference
-/// or NULL with an exception set.
+/// The GIL is held; `call` holds the new references `begin` filled in (only the arguments may be NULL), handed
+/// over; `result` is a new reference or NULL with an exception set.
 #[inline(never)]
 unsafe fn finish(call: [*mut ffi::PyObject; 4], result: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: as documented.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: as documented: each is a new reference we now own, or NULL.
-    let [greenlet, ..] = call.map(|obj| unsafe { Bound::from_owned_ptr_or_opt(py, obj) });
-    let Some(greenlet) = greenlet else { return ptr::null_mut() };
+    let [greenlet, function, args, kwargs] = call;
+    // SAFETY: as documented: new references we now own; the greenlet and function are never NULL here.
+    let (greenlet, _held) = unsafe {
+        let held = [function, args, kwargs].map(|obj| Bound::from_owned_ptr_or_opt(py, obj));
+        (Bound::from_owned_ptr(py, greenlet), held)
+    };
     // SAFETY: as documented.
     let recorded = match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
         Ok(value) => greenlet.call_method1(intern!(py, "_returned"), (value,)),

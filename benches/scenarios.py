@@ -218,6 +218,41 @@ def wsgi_hello(lib: ModuleType, quick: bool) -> dict[str, float]:
     return {"wsgi_hello": result.requests_per_second, "wsgi_p99": result.p99_ms}
 
 
+def _burn(seconds: float) -> None:
+    """Holds the CPU for `seconds`, as parsing or a TLS handshake would."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def fairness(lib: ModuleType, quick: bool) -> dict[str, float]:
+    """Time from spawning 100 HTTP clients (requests, after patch_all) to the start of the 50th and of the last,
+    while the clients already started get answers from a server in another process and spend 10 ms of CPU on each.
+    """
+    _submodule(lib, "monkey").patch_all()
+    import requests
+
+    clients, requests_each = 100, 2 if quick else 3
+    started: list[float] = []
+    with wsgi_wrk.hello_server("ferrovent") as server:  # the same server process for both implementations
+        url = f"http://127.0.0.1:{server.port}/"
+
+        def client() -> None:
+            started.append(time.perf_counter())
+            for _ in range(requests_each):
+                requests.get(url, timeout=30).raise_for_status()
+                _burn(0.010)
+
+        spawned = time.perf_counter()
+        lib.joinall([lib.spawn(client) for _ in range(clients)])
+    if len(started) != clients:
+        raise RuntimeError(f"only {len(started)} of {clients} clients started")
+    return {
+        "fairness_50th": (started[clients // 2 - 1] - spawned) * 1000,
+        "fairness_last": (started[-1] - spawned) * 1000,
+    }
+
+
 def tcp_echo(lib: ModuleType, quick: bool) -> float:
     """Echo round trips/s on StreamServer, the client in another process (wsgi_wrk.py)."""
     return wsgi_wrk.tcp_echo(lib.__name__, seconds=2 if quick else 5)
@@ -238,6 +273,8 @@ BENCHES = {
         Bench("wsgi_hello", "requests/s", True, wsgi_hello, tools=("wrk",)),
         Bench("wsgi_p99", "ms p99 latency", False, None, tools=("wrk",), measured_by="wsgi_hello"),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
+        Bench("fairness_50th", "ms to start the 50th", False, fairness),
+        Bench("fairness_last", "ms to start the 100th", False, None, measured_by="fairness_50th"),
     )
 }
 

@@ -134,6 +134,11 @@ def _pinned(cpu: int, argv: list[str]) -> list[str]:
     return argv
 
 
+def hello_server(impl: str) -> _Server:
+    """`impl`'s pywsgi serving hello world in a process of its own on CPU 0 (use as a context manager)."""
+    return _Server("serve-wsgi", impl)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

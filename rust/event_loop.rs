@@ -1,8 +1,7 @@
 //! `ferrovent._core.Loop`: the reactor one hub greenlet runs.
 //!
-//! The hub's `run()` alternates between draining the ready queue (FIFO, for at most the switch interval) and
-//! polling I/O with the GIL released. Fd events, fired timers and callbacks from other threads become ready
-//! entries, queued ahead of whatever the last drain left over. Loop state sits in `Cell`/`RefCell`s confined to the
+//! The hub's `run()` (rust/run.rs, where its fairness bound is written) alternates between draining the ready
+//! queue and polling I/O with the GIL released. Loop state sits in `Cell`/`RefCell`s confined to the
 //! loop's thread; no borrow is ever held across a greenlet switch or a call into Python (another greenlet may
 //! re-enter the loop meanwhile).
 
@@ -10,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -23,6 +22,7 @@ use crate::greenlet_api;
 use crate::parking::{Parked, ParkingLot};
 use crate::poller::{Poller, Readiness};
 use crate::ready::{Inbox, Ready, TimerAction, Wake};
+use crate::run::Drain;
 use crate::timers::{Nanos, TimerHeap, TimerId};
 
 pyo3::create_exception!(
@@ -50,9 +50,6 @@ pyo3::create_exception!(
     pyo3::exceptions::PyAssertionError,
     "Two greenlets tried to wait on the same object in the same way at once (e.g. two readers of one socket)."
 );
-
-/// How many ready entries run between two looks at the clock.
-const CLOCK_CHECK_EVERY: u32 = 50;
 
 /// A greenlet parked on an fd.
 pub struct FdWaiter {
@@ -89,7 +86,7 @@ pub struct Loop {
     /// The thread whose hub runs this loop: the only one allowed to wait in it or schedule on it.
     owner: std::thread::ThreadId,
     pub(crate) hub: Py<PyAny>,
-    poller: RefCell<Option<Poller>>,
+    pub(crate) poller: RefCell<Option<Poller>>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) ready: RefCell<VecDeque<Ready>>,
     pub(crate) timers: RefCell<TimerHeap<TimerAction>>,
@@ -99,15 +96,12 @@ pub struct Loop {
     /// The wake handed to the greenlet being resumed; it takes it as soon as it runs.
     pub(crate) wake_slot: RefCell<Option<Wake>>,
     origin: Instant,
-    now: Cell<Nanos>,
-    /// True while the hub drains the ready queue: only then may a parking greenlet hand off directly.
-    pub(crate) draining: Cell<bool>,
-    drain_deadline: Cell<Nanos>,
-    since_clock_check: Cell<u32>,
-    keepalive: Cell<usize>,
-    stopping: Cell<bool>,
-    get_switch_interval: Py<PyAny>,
-    readiness: RefCell<Vec<Readiness>>,
+    pub(crate) now: Cell<Nanos>,
+    pub(crate) drain: Drain,
+    pub(crate) keepalive: Cell<usize>,
+    pub(crate) stopping: Cell<bool>,
+    pub(crate) get_switch_interval: Py<PyAny>,
+    pub(crate) readiness: RefCell<Vec<Readiness>>,
 }
 
 // SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
@@ -136,19 +130,6 @@ impl Loop {
     pub(crate) fn deadline_after(&self, seconds: f64) -> Nanos {
         let delay = if seconds.is_finite() && seconds > 0.0 { (seconds * 1e9) as u64 } else { 0 };
         self.clock().saturating_add(delay)
-    }
-
-    /// Counts one delivered entry; false once the drain has used up its switch interval.
-    pub(crate) fn within_budget(&self) -> bool {
-        let n = self.since_clock_check.get() + 1;
-        if n < CLOCK_CHECK_EVERY {
-            self.since_clock_check.set(n);
-            return true;
-        }
-        // Once spent, stay spent (the counter stays at the check mark) until the next drain resets it.
-        let within = self.clock() < self.drain_deadline.get();
-        self.since_clock_check.set(if within { 0 } else { CLOCK_CHECK_EVERY });
-        within
     }
 
     pub(crate) fn push_ready(&self, entry: Ready) {
@@ -185,204 +166,6 @@ impl Loop {
         let parked = self.lot.borrow_mut().claim(address(greenlet), token);
         if let Some(parked) = parked {
             self.release_parked(parked);
-        }
-    }
-
-    /// Runs one ready entry in the hub. An error means an exception was thrown into the hub itself.
-    fn deliver(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
-        match entry {
-            Ready::Resume { greenlet, token, wake } => {
-                let greenlet = greenlet.into_bound(py);
-                if self.claim(&greenlet, token) {
-                    self.resume_from_hub(py, &greenlet, wake)?;
-                }
-                Ok(())
-            }
-            Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
-            Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
-            Ready::Timer(id) => {
-                let action = self.timers.borrow_mut().take(id);
-                match action {
-                    None => Ok(()),
-                    Some(TimerAction::Resume { greenlet, token, wake }) => {
-                        self.deliver(py, Ready::Resume { greenlet, token, wake: Some(wake) })
-                    }
-                    Some(TimerAction::Throw { greenlet, exc }) => self.deliver(py, Ready::Throw { greenlet, exc }),
-                    Some(TimerAction::Call { func, args }) => self.deliver(py, Ready::Call { func, args }),
-                }
-            }
-        }
-    }
-
-    fn resume_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, wake: Option<Wake>) -> PyResult<()> {
-        if let Some(wake) = wake {
-            self.wake_slot.replace(Some(wake));
-        }
-        let result = greenlet_api::switch(greenlet).map(drop);
-        self.after_hub_switch(py, greenlet, result)
-    }
-
-    fn throw_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
-        if greenlet_api::started(greenlet) && !greenlet_api::active(greenlet) {
-            return Ok(()); // dead: nothing to kill
-        }
-        let result = greenlet_api::throw(greenlet, exc).map(drop);
-        self.after_hub_switch(py, greenlet, result)
-    }
-
-    fn call_from_hub(&self, py: Python<'_>, func: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<()> {
-        let result = func.call1(args).map(drop);
-        self.after_hub_switch(py, &func, result)
-    }
-
-    /// The hub's view of a switch or callback that came back with an error. An error raised by a greenlet or
-    /// a callback is reported and the loop goes on; GreenletExit can only have been thrown into the hub itself
-    /// (greenlets that end with it return normally), so it stops the loop.
-    fn after_hub_switch(&self, py: Python<'_>, context: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<()> {
-        let Err(err) = result else { return Ok(()) };
-        if err.is_instance(py, greenlet_api::greenlet_exit(py)?.as_any()) {
-            return Err(err);
-        }
-        self.report_error(py, Some(context), err);
-        Ok(())
-    }
-
-    /// Hands an error to the hub's `handle_error(context, type, value, tb)`, as gevent's loop does.
-    pub(crate) fn report_error(&self, py: Python<'_>, context: Option<&Bound<'_, PyAny>>, err: PyErr) {
-        let context = context.map_or_else(|| py.None().into_bound(py), Clone::clone);
-        let (typ, value, tb) = (err.get_type(py), err.value(py).clone(), err.traceback(py));
-        let tb = tb.map_or_else(|| py.None().into_bound(py), Bound::into_any);
-        if let Err(secondary) = self.hub.bind(py).call_method1("handle_error", (context, typ, value, tb)) {
-            secondary.write_unraisable(py, None);
-        }
-    }
-
-    fn drain_ready(&self, py: Python<'_>) -> PyResult<()> {
-        let interval: f64 = self.get_switch_interval.bind(py).call0()?.extract()?;
-        self.drain_deadline.set(self.deadline_after(interval));
-        self.since_clock_check.set(0);
-        self.draining.set(true);
-        let result = loop {
-            if !self.within_budget() {
-                break Ok(());
-            }
-            let entry = self.ready.borrow_mut().pop_front();
-            let Some(entry) = entry else { break Ok(()) };
-            if let Err(err) = self.deliver(py, entry) {
-                break Err(err);
-            }
-        };
-        self.draining.set(false);
-        result
-    }
-
-    /// Whether anything referenced could still wake a greenlet.
-    fn alive(&self) -> bool {
-        !self.ready.borrow().is_empty()
-            || self.timers.borrow().referenced() > 0
-            || self.fds.borrow().referenced() > 0
-            || self.keepalive.get() > 0
-    }
-
-    /// How long the next poll may block: not at all while work is ready.
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() {
-            return Some(Duration::ZERO);
-        }
-        let next = self.timers.borrow_mut().next_deadline();
-        next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.clock())))
-    }
-
-    /// Polls I/O and turns fd events and inbox callbacks into arrivals.
-    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>, arrivals: &mut Vec<Ready>) -> PyResult<()> {
-        let mut poller = self.poller.borrow_mut().take().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
-        let mut readiness = std::mem::take(&mut *self.readiness.borrow_mut());
-        let outcome = if timeout == Some(Duration::ZERO) {
-            poller.poll(timeout, &mut readiness)
-        } else {
-            crate::arena::trim(); // about to block anyway: give back what a burst of greenlets left behind
-            let (p, r, outcome) = py.detach(move || {
-                let outcome = poller.poll(timeout, &mut readiness);
-                (poller, readiness, outcome)
-            });
-            poller = p;
-            readiness = r;
-            outcome
-        };
-        *self.poller.borrow_mut() = Some(poller);
-        outcome.map_err(PyErr::from)?;
-        self.now.set(self.clock());
-
-        let mut woken = Vec::new();
-        {
-            let mut fds = self.fds.borrow_mut();
-            for r in readiness.drain(..) {
-                fds.on_event(r.fd, r.readable, r.writable, &mut woken);
-            }
-        }
-        *self.readiness.borrow_mut() = readiness;
-        let ready_value = pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind();
-        for FdWaiter { greenlet, token } in woken {
-            let wake = Some(Wake::Value(ready_value.clone_ref(py)));
-            arrivals.push(Ready::Resume { greenlet, token, wake });
-        }
-        arrivals.extend(self.inbox.take().into_iter().map(|(func, args)| Ready::Call { func, args }));
-        Ok(())
-    }
-
-    /// Collects fired timers as arrivals, in deadline order.
-    fn expire_timers(&self, arrivals: &mut Vec<Ready>) {
-        let mut fired = Vec::new();
-        self.timers.borrow_mut().expire(self.now.get(), &mut fired);
-        arrivals.extend(fired.into_iter().map(Ready::Timer));
-    }
-
-    /// Puts what one poll brought (fd events, fired timers, calls from other threads) ahead of any backlog the
-    /// last drain left, in arrival order. As in gevent, where timers and I/O run once per loop iteration whatever
-    /// the callback queue holds: a burst of spawns cannot hold back every timer, and greenlets that finish
-    /// release their frame stacks for the next ones to reuse.
-    fn put_ahead(&self, arrivals: Vec<Ready>) {
-        let mut ready = self.ready.borrow_mut();
-        for entry in arrivals.into_iter().rev() {
-            ready.push_front(entry);
-        }
-    }
-
-    /// Wakes idle waiters once nothing else is ready.
-    fn run_idle(&self, py: Python<'_>) {
-        if !self.ready.borrow().is_empty() {
-            return;
-        }
-        let waiters = std::mem::take(&mut *self.idle_waiters.borrow_mut());
-        for (greenlet, token) in waiters {
-            let wake = Some(Wake::Value(py.None()));
-            self.push_ready(Ready::Resume { greenlet, token, wake });
-        }
-    }
-
-    /// Runs pending signal handlers; an exception they raise (KeyboardInterrupt) goes to the hub's error handler,
-    /// which raises it in the main greenlet.
-    fn check_signals(&self, py: Python<'_>) {
-        if let Err(err) = py.check_signals() {
-            self.report_error(py, None, err);
-        }
-    }
-
-    fn run_until_idle(&self, py: Python<'_>) -> PyResult<()> {
-        loop {
-            if self.stopping.replace(false) {
-                return Ok(());
-            }
-            self.drain_ready(py)?;
-            if !self.alive() && self.idle_waiters.borrow().is_empty() {
-                return Ok(());
-            }
-            let mut arrivals = Vec::new();
-            self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
-            self.expire_timers(&mut arrivals);
-            self.put_ahead(arrivals);
-            self.run_idle(py);
-            self.check_signals(py);
         }
     }
 
@@ -475,9 +258,7 @@ impl Loop {
             wake_slot: RefCell::new(None),
             origin: Instant::now(),
             now: Cell::new(0),
-            draining: Cell::new(false),
-            drain_deadline: Cell::new(0),
-            since_clock_check: Cell::new(0),
+            drain: Drain::default(),
             keepalive: Cell::new(0),
             stopping: Cell::new(false),
             get_switch_interval,
@@ -800,6 +581,12 @@ impl Loop {
     #[getter]
     fn fd_waiter_count(&self) -> usize {
         self.fds.borrow().waiting()
+    }
+
+    /// Completed loop iterations (one drain and one poll each).
+    #[getter]
+    fn iteration(&self) -> u64 {
+        self.drain.iterations()
     }
 
     /// Whether `run()` would keep going: anything ready or referenced remains.

@@ -15,6 +15,7 @@ mod linkable;
 mod parking;
 mod poller;
 mod ready;
+mod run;
 mod timers;
 mod wait;
 mod waitqueue;

@@ -111,28 +111,19 @@ impl Loop {
         }
     }
 
-    /// While the hub is draining and within its budget, the next ready greenlet to hand off to directly; else
-    /// the hub. `Me` when the next entry resumes `current` itself (its wake is then in the slot).
+    /// While the hub is draining, the next ready greenlet to hand off to directly, as the drain would run it
+    /// (rust/run.rs); else the hub. `Me` when the next entry resumes `current` itself (its wake is then in the slot).
     #[inline(never)]
     fn next_to_run<'py>(&self, py: Python<'py>, current: &Bound<'py, PyAny>) -> Next<'py> {
-        if !self.draining.get() {
+        if !self.drain.is_active() {
             return Next::Hub;
         }
         loop {
-            if !self.within_budget() {
-                return Next::Hub;
-            }
             // Only greenlets already running are handed off to: one started here would inherit this greenlet's
             // C stack depth and Python recursion depth, and a chain of such starts would overflow both.
-            let entry = {
-                let mut ready = self.ready.borrow_mut();
-                match ready.front() {
-                    Some(Ready::Resume { greenlet, .. }) if greenlet_api::started(greenlet.bind(py)) => {
-                        ready.pop_front()
-                    }
-                    _ => None,
-                }
-            };
+            let entry = self.take_next(
+                |entry| matches!(entry, Ready::Resume { greenlet, .. } if greenlet_api::started(greenlet.bind(py))),
+            );
             let Some(Ready::Resume { greenlet, token, wake }) = entry else { return Next::Hub };
             let greenlet = greenlet.into_bound(py);
             if !self.claim(&greenlet, token) {

@@ -1,0 +1,305 @@
+//! The hub's run loop: drain the ready queue, poll I/O, expire timers, deliver what they brought.
+//!
+//! # Fairness bound
+//!
+//! One loop iteration is one drain followed by one poll. A drain has two phases:
+//!
+//! 1. **Arrivals**: every entry the previous poll brought (fd events, fired timers, calls from other threads) runs,
+//!    whatever it costs. They sit at the front of the ready queue, in arrival order.
+//! 2. **Backlog**: then the rest of the queue (spawns, `sleep(0)`, wakes and callbacks queued by greenlets) runs in
+//!    FIFO order until it is empty or the switch interval (`sys.getswitchinterval()`, timed from the start of this
+//!    phase) is spent. The clock is read only every `CLOCK_CHECK_EVERY` entries, so each drain runs at least that
+//!    many backlog entries.
+//!
+//! Entries queued during a drain go to the back of the backlog. So an arrival runs in the next drain, and a backlog
+//! entry with `k` entries ahead of it runs within `ceil((k + 1) / CLOCK_CHECK_EVERY)` iterations, however much I/O
+//! arrives meanwhile: arrivals never spend the backlog's budget. This is gevent's bound: libev runs every watcher
+//! callback each iteration, and gevent's callback queue runs for its switch interval, checked every 50 callbacks.
+//!
+//! No borrow of loop state is held while an entry runs: it may switch greenlets, which re-enter the loop.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::event_loop::{FdWaiter, Loop};
+use crate::greenlet_api;
+use crate::ready::{Ready, TimerAction, Wake};
+use crate::timers::Nanos;
+
+/// How many backlog entries run between two looks at the clock, and so the fewest a drain runs.
+pub(crate) const CLOCK_CHECK_EVERY: u32 = 50;
+
+/// Where the current drain is: the state behind the fairness bound above.
+#[derive(Default)]
+pub(crate) struct Drain {
+    /// True while the hub drains the ready queue: only then may a parking greenlet hand off directly.
+    active: Cell<bool>,
+    /// Arrivals at the front of the ready queue still to run in this drain.
+    arrivals_left: Cell<usize>,
+    /// The switch interval read at the start of this drain.
+    interval: Cell<f64>,
+    /// Whether the backlog phase (and its clock) has begun.
+    in_backlog: Cell<bool>,
+    deadline: Cell<Nanos>,
+    /// Backlog entries taken since the clock was last read.
+    since_clock_check: Cell<u32>,
+    /// The backlog's switch interval is used up: this drain is over.
+    spent: Cell<bool>,
+    /// Completed loop iterations (gevent's `loop.iteration`).
+    iterations: Cell<u64>,
+}
+
+impl Drain {
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.get()
+    }
+
+    pub(crate) fn iterations(&self) -> u64 {
+        self.iterations.get()
+    }
+}
+
+impl Loop {
+    /// Takes the next entry this drain may run, or None once the drain is over (nothing ready, or the backlog's
+    /// budget is spent). An entry `accept` refuses is left at the front, and None returned.
+    pub(crate) fn take_next(&self, accept: impl Fn(&Ready) -> bool) -> Option<Ready> {
+        let drain = &self.drain;
+        let arrival = drain.arrivals_left.get() > 0;
+        if !arrival {
+            if !drain.in_backlog.replace(true) {
+                drain.deadline.set(self.deadline_after(drain.interval.get()));
+                drain.since_clock_check.set(0);
+            }
+            if !self.backlog_budget_left() {
+                return None;
+            }
+        }
+        let mut ready = self.ready.borrow_mut();
+        if !accept(ready.front()?) {
+            return None;
+        }
+        if arrival {
+            drain.arrivals_left.set(drain.arrivals_left.get() - 1);
+        } else {
+            drain.since_clock_check.set(drain.since_clock_check.get() + 1);
+        }
+        ready.pop_front()
+    }
+
+    /// Whether the backlog phase may run another entry: always for the first `CLOCK_CHECK_EVERY` since the last
+    /// look at the clock, then only within the switch interval. Once spent, it stays spent for this drain.
+    fn backlog_budget_left(&self) -> bool {
+        let drain = &self.drain;
+        if drain.spent.get() {
+            return false;
+        }
+        if drain.since_clock_check.get() < CLOCK_CHECK_EVERY {
+            return true;
+        }
+        drain.since_clock_check.set(0);
+        let within = self.clock() < drain.deadline.get();
+        drain.spent.set(!within);
+        within
+    }
+
+    fn drain_ready(&self, py: Python<'_>) -> PyResult<()> {
+        let interval: f64 = self.get_switch_interval.bind(py).call0()?.extract()?;
+        self.drain.interval.set(interval);
+        self.drain.in_backlog.set(false);
+        self.drain.spent.set(false);
+        self.drain.active.set(true);
+        let result = loop {
+            let Some(entry) = self.take_next(|_| true) else { break Ok(()) };
+            if let Err(err) = self.deliver(py, entry) {
+                break Err(err);
+            }
+        };
+        self.drain.active.set(false);
+        // Arrivals not run (an error stopped the drain) stay at the front and count as backlog from now on.
+        self.drain.arrivals_left.set(0);
+        result
+    }
+
+    /// Runs one ready entry in the hub. An error means an exception was thrown into the hub itself.
+    fn deliver(&self, py: Python<'_>, entry: Ready) -> PyResult<()> {
+        match entry {
+            Ready::Resume { greenlet, token, wake } => {
+                let greenlet = greenlet.into_bound(py);
+                if self.claim(&greenlet, token) {
+                    self.resume_from_hub(py, &greenlet, wake)?;
+                }
+                Ok(())
+            }
+            Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
+            Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Timer(id) => {
+                let action = self.timers.borrow_mut().take(id);
+                match action {
+                    None => Ok(()),
+                    Some(TimerAction::Resume { greenlet, token, wake }) => {
+                        self.deliver(py, Ready::Resume { greenlet, token, wake: Some(wake) })
+                    }
+                    Some(TimerAction::Throw { greenlet, exc }) => self.deliver(py, Ready::Throw { greenlet, exc }),
+                    Some(TimerAction::Call { func, args }) => self.deliver(py, Ready::Call { func, args }),
+                }
+            }
+        }
+    }
+
+    fn resume_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, wake: Option<Wake>) -> PyResult<()> {
+        if let Some(wake) = wake {
+            self.wake_slot.replace(Some(wake));
+        }
+        let result = greenlet_api::switch(greenlet).map(drop);
+        self.after_hub_switch(py, greenlet, result)
+    }
+
+    fn throw_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        if greenlet_api::started(greenlet) && !greenlet_api::active(greenlet) {
+            return Ok(()); // dead: nothing to kill
+        }
+        let result = greenlet_api::throw(greenlet, exc).map(drop);
+        self.after_hub_switch(py, greenlet, result)
+    }
+
+    fn call_from_hub(&self, py: Python<'_>, func: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<()> {
+        let result = func.call1(args).map(drop);
+        self.after_hub_switch(py, &func, result)
+    }
+
+    /// The hub's view of a switch or callback that came back with an error. An error raised by a greenlet or
+    /// a callback is reported and the loop goes on; GreenletExit can only have been thrown into the hub itself
+    /// (greenlets that end with it return normally), so it stops the loop.
+    fn after_hub_switch(&self, py: Python<'_>, context: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<()> {
+        let Err(err) = result else { return Ok(()) };
+        if err.is_instance(py, greenlet_api::greenlet_exit(py)?.as_any()) {
+            return Err(err);
+        }
+        self.report_error(py, Some(context), err);
+        Ok(())
+    }
+
+    /// Hands an error to the hub's `handle_error(context, type, value, tb)`, as gevent's loop does.
+    pub(crate) fn report_error(&self, py: Python<'_>, context: Option<&Bound<'_, PyAny>>, err: PyErr) {
+        let context = context.map_or_else(|| py.None().into_bound(py), Clone::clone);
+        let (typ, value, tb) = (err.get_type(py), err.value(py).clone(), err.traceback(py));
+        let tb = tb.map_or_else(|| py.None().into_bound(py), Bound::into_any);
+        if let Err(secondary) = self.hub.bind(py).call_method1("handle_error", (context, typ, value, tb)) {
+            secondary.write_unraisable(py, None);
+        }
+    }
+
+    /// Whether anything referenced could still wake a greenlet.
+    pub(crate) fn alive(&self) -> bool {
+        !self.ready.borrow().is_empty()
+            || self.timers.borrow().referenced() > 0
+            || self.fds.borrow().referenced() > 0
+            || self.keepalive.get() > 0
+    }
+
+    /// How long the next poll may block: not at all while work is ready.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = self.timers.borrow_mut().next_deadline();
+        next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.clock())))
+    }
+
+    /// Polls I/O and turns fd events and inbox callbacks into arrivals.
+    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>, arrivals: &mut Vec<Ready>) -> PyResult<()> {
+        let mut poller = self.poller.borrow_mut().take().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
+        let mut readiness = std::mem::take(&mut *self.readiness.borrow_mut());
+        let outcome = if timeout == Some(Duration::ZERO) {
+            poller.poll(timeout, &mut readiness)
+        } else {
+            crate::arena::trim(); // about to block anyway: give back what a burst of greenlets left behind
+            let (p, r, outcome) = py.detach(move || {
+                let outcome = poller.poll(timeout, &mut readiness);
+                (poller, readiness, outcome)
+            });
+            poller = p;
+            readiness = r;
+            outcome
+        };
+        *self.poller.borrow_mut() = Some(poller);
+        outcome.map_err(PyErr::from)?;
+        self.now.set(self.clock());
+
+        let mut woken = Vec::new();
+        {
+            let mut fds = self.fds.borrow_mut();
+            for r in readiness.drain(..) {
+                fds.on_event(r.fd, r.readable, r.writable, &mut woken);
+            }
+        }
+        *self.readiness.borrow_mut() = readiness;
+        let ready_value = pyo3::types::PyBool::new(py, true).to_owned().into_any().unbind();
+        for FdWaiter { greenlet, token } in woken {
+            let wake = Some(Wake::Value(ready_value.clone_ref(py)));
+            arrivals.push(Ready::Resume { greenlet, token, wake });
+        }
+        arrivals.extend(self.inbox.take().into_iter().map(|(func, args)| Ready::Call { func, args }));
+        Ok(())
+    }
+
+    /// Collects fired timers as arrivals, in deadline order.
+    fn expire_timers(&self, arrivals: &mut Vec<Ready>) {
+        let mut fired = Vec::new();
+        self.timers.borrow_mut().expire(self.now.get(), &mut fired);
+        arrivals.extend(fired.into_iter().map(Ready::Timer));
+    }
+
+    /// Puts what one poll brought ahead of the backlog, in arrival order, for the next drain's first phase.
+    fn put_ahead(&self, arrivals: Vec<Ready>) {
+        let mut ready = self.ready.borrow_mut();
+        self.drain.arrivals_left.set(arrivals.len());
+        for entry in arrivals.into_iter().rev() {
+            ready.push_front(entry);
+        }
+    }
+
+    /// Wakes idle waiters once nothing else is ready.
+    fn run_idle(&self, py: Python<'_>) {
+        if !self.ready.borrow().is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut *self.idle_waiters.borrow_mut());
+        for (greenlet, token) in waiters {
+            let wake = Some(Wake::Value(py.None()));
+            self.push_ready(Ready::Resume { greenlet, token, wake });
+        }
+    }
+
+    /// Runs pending signal handlers; an exception they raise (KeyboardInterrupt) goes to the hub's error handler,
+    /// which raises it in the main greenlet.
+    fn check_signals(&self, py: Python<'_>) {
+        if let Err(err) = py.check_signals() {
+            self.report_error(py, None, err);
+        }
+    }
+
+    /// The hub's loop: iterations of drain and poll until `stop()` or nothing referenced is left.
+    pub(crate) fn run_until_idle(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            if self.stopping.replace(false) {
+                return Ok(());
+            }
+            self.drain_ready(py)?;
+            if !self.alive() && self.idle_waiters.borrow().is_empty() {
+                return Ok(());
+            }
+            let mut arrivals = Vec::new();
+            self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
+            self.expire_timers(&mut arrivals);
+            self.put_ahead(arrivals);
+            self.run_idle(py);
+            self.check_signals(py);
+            self.drain.iterations.set(self.drain.iterations.get() + 1);
+        }
+    }
+}

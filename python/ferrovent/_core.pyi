@@ -93,6 +93,8 @@ class Loop:
     @property
     def fd_waiter_count(self) -> int: ...
     @property
+    def iteration(self) -> int: ...
+    @property
     def alive_now(self) -> bool: ...
 
 # --- HTTP/1.x request parsing for the WSGI server (rust/http.rs) ---
@@ -157,6 +159,7 @@ class ChunkedDecoder:
     @property
     def done(self) -> bool:
         """Whether the last chunk and the trailer section have been read."""
+
 class WaitQueue:
     """A FIFO line of greenlets parked in a loop, and of links (callbacks), woken with no Python call per greenlet."""
     def __init__(self) -> None: ...
@@ -180,6 +183,7 @@ class WaitQueue:
 
 class LinkCore:
     """Rust base of ferrovent._linkable.Linkable: the line, the owner's loop, Event's flag and its methods."""
+
     _links: WaitQueue
     _loop: Optional[Loop]
     _flag: bool
@@ -192,6 +196,7 @@ class LinkCore:
 
 class ItemQueue:
     """Rust base of ferrovent.queue.SimpleQueue: its state and every call that does not wait."""
+
     queue: Any
     _maxsize: int
     unfinished_tasks: int

@@ -9,6 +9,7 @@ from sys import getswitchinterval, setswitchinterval
 from greenlet import GreenletExit, getcurrent
 
 from ferrovent._core import __version__, sleep
+from ferrovent._gevent_alias import install_as_gevent
 from ferrovent.exceptions import (
     BlockingSwitchOutError,
     ConcurrentObjectUseError,
@@ -38,6 +39,7 @@ __all__ = [
     "getcurrent",
     "getswitchinterval",
     "idle",
+    "install_as_gevent",
     "iwait",
     "joinall",
     "kill",

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ferrovent import _gevent_alias
+
 __all__ = [
     "MonkeyPatchWarning",
     "get_original",
@@ -371,6 +373,7 @@ def patch_all(
     if union["queue"]:
         patch_queue()
     _warn(messages)
+    _gevent_alias.warn_about_stock_gevent()
     return True
 
 

@@ -2,10 +2,13 @@
 //!
 //! It holds the queue's state (the storage object, the bound, the unfinished-task count, the shutdown flag and
 //! the getters' and putters' `WaitQueue`s) and implements the calls that do not wait: a put with room, a get with
-//! an item, and the hand-over that follows (a get that frees a slot moves the first waiting putter's item in and
-//! wakes that putter; a put wakes the first waiting getter). So `put` and `get` of a queue with room or items are
-//! one Rust call each. When a call has to wait, or has something to check first (a timeout, a shutdown), it goes
-//! to the Python methods `_put_slow` and `_get_slow`, which wait in the same `WaitQueue`s.
+//! an item, and the wake-ups that follow (a put wakes the first waiting getter; a get that frees a slot wakes the
+//! first waiting putter, which stores its item itself when it runs). So `put` and `get` of a queue with room or
+//! items are one Rust call each. When a call has to wait, or has something to check first (a timeout, a
+//! shutdown), it goes to the Python methods `_put_slow` and `_get_slow`, which wait in the same `WaitQueue`s.
+//!
+//! Putters are woken one at a time: the one woken for a slot (`woken_box`, the box it waits with) wakes the next
+//! when it is done, if there is room still. So no two woken putters can race for slots and fall out of order.
 //!
 //! Storage: a plain queue (`_plain`) keeps its items in the deque `queue`, used directly; a subclass that overrides
 //! the stdlib's hooks has every item go through `_qsize`/`_put`/`_get`.
@@ -78,6 +81,8 @@ pub struct ItemQueue {
     shutdown: Cell<bool>,
     getters: Py<WaitQueue>,
     putters: Py<WaitQueue>,
+    /// The box (a one-item list) of the putter woken for a free slot that has not run yet, if any.
+    woken_box: RefCell<Option<Py<PyAny>>>,
     loop_: LoopSlot,
 }
 
@@ -136,7 +141,7 @@ impl ItemQueue {
         Ok(())
     }
 
-    /// Removes the next item, then admits waiting putters into the freed slot.
+    /// Removes the next item, then wakes a waiting putter for the freed slot.
     fn pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
@@ -152,27 +157,27 @@ impl ItemQueue {
             slf.call_method0(intern!(py, "_get"))?
         };
         if !me.putters.get().is_empty() {
-            Self::admit(slf)?;
+            Self::wake_putter(slf)?;
         }
         Ok(item)
     }
 
-    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
-    fn admit(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Wakes the first waiting putter if there is room for its item and no other woken putter is still to run.
+    fn wake_putter(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
         let putters = me.putters.bind(py);
+        if me.woken_box.borrow().is_some() || putters.get().is_empty() || !Self::has_room(slf)? {
+            return Ok(());
+        }
         let lp = me.owner_loop(py)?;
         let lp = lp.get();
         lp.check_thread()?;
-        while !putters.get().is_empty() && Self::has_room(slf)? {
-            let Some(mut putter) = putters.get().pop_parked(py, lp)? else { break };
-            let item = putter.item.take().unwrap_or_else(|| py.None());
-            if let Err(err) = Self::add(slf, item.into_bound(py)) {
-                putters.get().restore_first(putter); // its item was not stored: it keeps waiting, first
-                return Err(err);
-            }
+        if let Some(putter) = putters.get().pop_parked(py, lp)? {
+            let woken_box = putter.item.as_ref().map(|b| b.clone_ref(py));
+            let previous = me.woken_box.replace(woken_box);
             resume(putters, lp, putter);
+            drop(previous);
         }
         Ok(())
     }
@@ -192,6 +197,7 @@ impl ItemQueue {
             shutdown: Cell::new(false),
             getters: Py::new(py, WaitQueue::new_empty())?,
             putters: Py::new(py, WaitQueue::new_empty())?,
+            woken_box: RefCell::new(None),
             loop_: LoopSlot::default(),
         })
     }
@@ -262,6 +268,18 @@ impl ItemQueue {
     #[getter]
     fn putters(&self, py: Python<'_>) -> Py<WaitQueue> {
         self.putters.clone_ref(py)
+    }
+
+    /// The box of the putter woken for a free slot that has not run yet (None if there is none).
+    #[getter(_woken_box)]
+    fn get_woken_box(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.woken_box.borrow().as_ref().map(|b| b.clone_ref(py))
+    }
+
+    #[setter(_woken_box)]
+    fn set_woken_box(&self, value: Option<Py<PyAny>>) {
+        let previous = self.woken_box.replace(value);
+        drop(previous); // after the borrow: releasing it may run Python code
     }
 
     /// The loop of the hub the queue was made in: its waiters park there.
@@ -341,28 +359,33 @@ impl ItemQueue {
         Self::add(slf, item)
     }
 
-    /// Removes the next item and admits waiting putters (for the Python side's slow paths).
+    /// Removes the next item and wakes a putter for the freed slot (for the Python side's slow paths).
     fn _pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         Self::pop(slf)
     }
 
-    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
-    fn _admit_putters(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::admit(slf)
+    /// Wakes the first waiting putter if there is room and no woken putter is still to run.
+    fn _wake_putter(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::wake_putter(slf)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.getters)?;
         visit.call(&self.putters)?;
+        if let Ok(Some(woken_box)) = self.woken_box.try_borrow().as_deref() {
+            visit.call(woken_box)?;
+        }
         if let Ok(queue) = self.queue.try_borrow() {
             visit.call(&*queue)?;
         }
         self.loop_.traverse(&visit)
     }
 
-    /// Drops the loop reference; the storage is a container the collector clears itself.
+    /// Drops the loop and the woken putter's box; the storage is a container the collector clears itself.
     fn __clear__(&self) {
         self.loop_.clear();
+        let woken_box = self.woken_box.try_borrow_mut().map(|mut b| b.take());
+        drop(woken_box);
     }
 }
 

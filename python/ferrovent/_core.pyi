@@ -157,6 +157,7 @@ class ChunkedDecoder:
     @property
     def done(self) -> bool:
         """Whether the last chunk and the trailer section have been read."""
+
 class WaitQueue:
     """A FIFO line of greenlets parked in a loop, and of links (callbacks), woken with no Python call per greenlet."""
     def __init__(self) -> None: ...
@@ -180,6 +181,7 @@ class WaitQueue:
 
 class LinkCore:
     """Rust base of ferrovent._linkable.Linkable: the line, the owner's loop, Event's flag and its methods."""
+
     _links: WaitQueue
     _loop: Optional[Loop]
     _flag: bool
@@ -192,11 +194,13 @@ class LinkCore:
 
 class ItemQueue:
     """Rust base of ferrovent.queue.SimpleQueue: its state and every call that does not wait."""
+
     queue: Any
     _maxsize: int
     unfinished_tasks: int
     _plain: bool
     is_shutdown: bool
+    _woken_box: Optional[list]
     _loop: Optional[Loop]
     @property
     def getters(self) -> WaitQueue: ...
@@ -212,4 +216,4 @@ class ItemQueue:
     def get_nowait(self) -> Any: ...
     def _add(self, item: Any) -> None: ...
     def _pop(self) -> Any: ...
-    def _admit_putters(self) -> None: ...
+    def _wake_putter(self) -> None: ...

@@ -6,8 +6,10 @@ gevent's extensions: ``items=`` in the constructor, ``peek``, iteration until ``
 
 Blocked greenlets are served in the order they blocked. A put that finds getters waiting adds the item and wakes
 the first getter, which takes an item when it runs (a greenlet that gets before then, without waiting, may take it
-first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot moves the
-first waiting putter's item into the queue at once and wakes that putter, so blocked putters keep their order.
+first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot wakes the
+first waiting putter, which stores its item itself when it runs (so a subclass's ``_put`` runs in the putter and
+its exception is the putter's); if the slot was taken meanwhile, the putter waits again at the front. Putters are
+woken one at a time, each waking the next once done, so blocked putters keep their order.
 
 The state and every call that does not wait live in Rust (``ferrovent._core.ItemQueue``, the base of SimpleQueue):
 ``put`` with room and ``get`` with an item are one Rust call each. Waiting greenlets park in the getters' and
@@ -81,6 +83,15 @@ class _ReadUntilStop:
 _STORAGE_HOOKS = ("_init", "_create_queue", "_qsize", "_put", "_get")
 
 
+class _FailedPut:
+    """Left in a blocked putter's box when the hub, storing the item for it, failed: the putter raises ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class SimpleQueue(ItemQueue, _ReadUntilStop):
     """A FIFO queue of at most ``maxsize`` items (None or <= 0: unbounded), without task tracking.
 
@@ -152,7 +163,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
     def maxsize(self, value: Optional[int]) -> None:
         self._maxsize = -1 if value is None or value <= 0 else value
         if self.putters:
-            self._admit_putters()
+            self._wake_putter()
 
     def copy(self) -> SimpleQueue:
         return type(self)(self.maxsize, self.queue)
@@ -189,8 +200,69 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             self._add(item)
         elif not block or getcurrent() is self.hub:  # the hub cannot wait
             raise Full
-        elif not self.putters.wait(self._loop, timeout, False, item):
-            raise Full  # timed out, the item still ours (once a getter takes it, the put has succeeded)
+        else:
+            self._put_waiting(item, timeout)
+
+    def _put_waiting(self, item: Any, timeout: Optional[float]) -> None:
+        """Waits in line for a slot, then stores ``item``; Full once ``timeout`` passes.
+
+        The putter waits with a box holding its item: a get in the hub (which cannot wait for the putter to run)
+        may empty the box and store the item itself, or, if storing failed, leave the error in the box.
+        """
+        box = [item]
+        putters = self.putters
+        deadline = None if timeout is None else monotonic() + timeout
+        front = False
+        while True:
+            try:
+                woken = putters.wait(self._loop, timeout, front, box)
+            except BaseException:
+                self._putter_done(box)
+                raise
+            if not woken:
+                raise Full
+            if not box:
+                return  # a get in the hub stored it
+            if type(box[0]) is _FailedPut:
+                raise box[0].error
+            try:
+                if self.is_shutdown:
+                    raise ShutDown
+                if not self.full():
+                    self._add(item)
+                    return
+            finally:
+                self._putter_done(box)
+            front = True  # the slot was taken by someone who never waited: back to the front of the line
+            timeout = _remaining(deadline)
+
+    def _putter_done(self, box: list) -> None:
+        """A putter is through with its wake: if it was the one woken for a slot, the next one's turn comes."""
+        if self._woken_box is box:
+            self._woken_box = None
+            self._wake_putter()
+
+    def _store_for_putter(self) -> bool:
+        """From the hub, which cannot wait for a putter to run: stores the next waiting putter's item now.
+
+        False if no putter waits. If storing fails, the error is left in the putter's box, for the putter to raise.
+        """
+        box = self._woken_box
+        if box:  # woken for a slot and not run yet: its item is next
+            self._woken_box = None
+        else:
+            try:
+                box = self.putters.take_item(self._loop)
+            except IndexError:
+                return False
+        item = box.pop()
+        try:
+            self._add(item)
+        except BaseException as error:
+            box.append(_FailedPut(error))
+            if not isinstance(error, Exception):
+                raise
+        return True
 
     # -- getting --------------------------------------------------------------------------------------------
 
@@ -223,10 +295,10 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             raise ShutDown
         _check_timeout(block, timeout)
         if getcurrent() is self.hub:  # the hub cannot wait; a blocked putter's item can still be had
-            if self.putters:
-                self._admit_putters()
-                if self.qsize():
-                    return self._take(peek)
+            while not self.qsize() and self._store_for_putter():
+                pass
+            if self.qsize():
+                return self._take(peek)
             raise Empty
         if not block:
             raise Empty

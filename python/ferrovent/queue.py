@@ -12,8 +12,9 @@ its exception is the putter's); if the slot was taken meanwhile, the putter wait
 woken one at a time, each waking the next once done, so blocked putters keep their order.
 
 The state and every call that does not wait live in Rust (``ferrovent._core.ItemQueue``, the base of SimpleQueue):
-``put`` with room and ``get`` with an item are one Rust call each. Waiting greenlets park in the getters' and
-putters' ``WaitQueue``s; waking one is queueing its resume, no callback runs in the hub.
+``put`` with room and ``get`` with an item are one Rust call each, and so is a ``put`` that waits for a slot.
+Waiting greenlets park in the getters' and putters' ``WaitQueue``s; waking one is queueing its resume, no callback
+runs in the hub.
 """
 
 from __future__ import annotations
@@ -81,15 +82,6 @@ class _ReadUntilStop:
 
 
 _STORAGE_HOOKS = ("_init", "_create_queue", "_qsize", "_put", "_get")
-
-
-class _FailedPut:
-    """Left in a blocked putter's box when the hub, storing the item for it, failed: the putter raises ``error``."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 class SimpleQueue(ItemQueue, _ReadUntilStop):
@@ -203,49 +195,11 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
         else:
             self._put_waiting(item, timeout)
 
-    def _put_waiting(self, item: Any, timeout: Optional[float]) -> None:
-        """Waits in line for a slot, then stores ``item``; Full once ``timeout`` passes.
-
-        The putter waits with a box holding its item: a get in the hub (which cannot wait for the putter to run)
-        may empty the box and store the item itself, or, if storing failed, leave the error in the box.
-        """
-        box = [item]
-        putters = self.putters
-        deadline = None if timeout is None else monotonic() + timeout
-        front = False
-        while True:
-            try:
-                woken = putters.wait(self._loop, timeout, front, box)
-            except BaseException:
-                self._putter_done(box)
-                raise
-            if not woken:
-                raise Full
-            if not box:
-                return  # a get in the hub stored it
-            if type(box[0]) is _FailedPut:
-                raise box[0].error
-            try:
-                if self.is_shutdown:
-                    raise ShutDown
-                if not self.full():
-                    self._add(item)
-                    return
-            finally:
-                self._putter_done(box)
-            front = True  # the slot was taken by someone who never waited: back to the front of the line
-            timeout = _remaining(deadline)
-
-    def _putter_done(self, box: list) -> None:
-        """A putter is through with its wake: if it was the one woken for a slot, the next one's turn comes."""
-        if self._woken_box is box:
-            self._woken_box = None
-            self._wake_putter()
-
     def _store_for_putter(self) -> bool:
         """From the hub, which cannot wait for a putter to run: stores the next waiting putter's item now.
 
-        False if no putter waits. If storing fails, the error is left in the putter's box, for the putter to raise.
+        False if no putter waits. If storing fails, the item and the error are left in the putter's box, for the
+        putter to raise (see ``ItemQueue._put_waiting``).
         """
         box = self._woken_box
         if box:  # woken for a slot and not run yet: its item is next
@@ -259,7 +213,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
         try:
             self._add(item)
         except BaseException as error:
-            box.append(_FailedPut(error))
+            box.extend((item, error))  # the putter raises it
             if not isinstance(error, Exception):
                 raise
         return True

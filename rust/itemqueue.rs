@@ -2,10 +2,14 @@
 //!
 //! It holds the queue's state (the storage object, the bound, the unfinished-task count, the shutdown flag and
 //! the getters' and putters' `WaitQueue`s) and implements the calls that do not wait: a put with room, a get with
-//! an item, and the hand-over that follows (a get that frees a slot moves the first waiting putter's item in and
-//! wakes that putter; a put wakes the first waiting getter). So `put` and `get` of a queue with room or items are
-//! one Rust call each. When a call has to wait, or has something to check first (a timeout, a shutdown), it goes
-//! to the Python methods `_put_slow` and `_get_slow`, which wait in the same `WaitQueue`s.
+//! an item, and the wake-ups that follow (a put wakes the first waiting getter; a get that frees a slot wakes the
+//! first waiting putter, which stores its item itself when it runs). So `put` and `get` of a queue with room or
+//! items are one Rust call each, and so is a put that waits for a slot (`put_waiting`). A call that has something
+//! to check first (a timeout, a shutdown, the hub calling) goes to the Python methods `_put_slow` and `_get_slow`,
+//! which wait in the same `WaitQueue`s.
+//!
+//! Putters are woken one at a time: the one woken for a slot (`woken_box`, the box it waits with) wakes the next
+//! when it is done, if there is room still. So no two woken putters can race for slots and fall out of order.
 //!
 //! Storage: a plain queue (`_plain`) keeps its items in the deque `queue`, used directly; a subclass that overrides
 //! the stdlib's hooks has every item go through `_qsize`/`_put`/`_get`.
@@ -17,9 +21,10 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::event_loop::Loop;
+use crate::greenlet_api;
 use crate::waitqueue::{resume, LoopSlot, WaitQueue};
 
 /// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
@@ -41,6 +46,20 @@ fn deque_methods(py: Python<'_>) -> PyResult<&DequeMethods> {
             deque: deque.unbind(),
         })
     })
+}
+
+/// `queue.Full` (ferrovent's Full is the stdlib's very class), looked up once.
+static FULL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn full_error(py: Python<'_>) -> PyResult<PyErr> {
+    let full = FULL.get_or_try_init(py, || py.import("queue")?.getattr("Full").map(Bound::unbind))?;
+    Ok(PyErr::from_value(full.bind(py).call0()?))
+}
+
+/// `ferrovent.queue.ShutDown` (the stdlib's from Python 3.13), raised in a woken putter that finds the queue shut.
+fn shutdown_error(py: Python<'_>) -> PyResult<PyErr> {
+    let shutdown = py.import("ferrovent.queue")?.getattr("ShutDown")?;
+    Ok(PyErr::from_value(shutdown.call0()?))
 }
 
 /// A `block` argument: any object, taken by its truth value (as the stdlib's queue takes it).
@@ -78,6 +97,8 @@ pub struct ItemQueue {
     shutdown: Cell<bool>,
     getters: Py<WaitQueue>,
     putters: Py<WaitQueue>,
+    /// The box (a one-item list) of the putter woken for a free slot that has not run yet, if any.
+    woken_box: RefCell<Option<Py<PyAny>>>,
     loop_: LoopSlot,
 }
 
@@ -89,6 +110,13 @@ unsafe impl Sync for ItemQueue {}
 impl ItemQueue {
     fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         self.queue.borrow().bind(py).clone()
+    }
+
+    /// Whether the caller is the hub of the queue's loop (which cannot wait).
+    fn in_hub(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let lp = slf.get().owner_loop(py)?;
+        Ok(greenlet_api::current(py)?.is(lp.get().hub.bind(py)))
     }
 
     fn owner_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Loop>> {
@@ -136,7 +164,7 @@ impl ItemQueue {
         Ok(())
     }
 
-    /// Removes the next item, then admits waiting putters into the freed slot.
+    /// Removes the next item, then wakes a waiting putter for the freed slot.
     fn pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
@@ -152,27 +180,95 @@ impl ItemQueue {
             slf.call_method0(intern!(py, "_get"))?
         };
         if !me.putters.get().is_empty() {
-            Self::admit(slf)?;
+            Self::wake_putter(slf)?;
         }
         Ok(item)
     }
 
-    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
-    fn admit(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// A put that found the queue full: waits in line for a slot (Full once `timeout` passes), then stores `item`.
+    ///
+    /// The putter waits with a box, a list holding its item. A get in the hub, which cannot wait for the putter to
+    /// run, may store the item for it (the box is then empty), or fail to (the box then holds the item and the
+    /// error, which the putter raises). Otherwise the putter was woken for a free slot: it stores its item itself,
+    /// so a subclass's `_put` runs here, or waits again at the front if the slot was taken meanwhile.
+    fn put_waiting(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let lp = me.owner_loop(py)?;
+        let putters = me.putters.bind(py);
+        let boxed = PyList::new(py, [item])?;
+        let deadline = timeout.map(|seconds| lp.get().deadline_after(seconds));
+        let mut timeout = timeout;
+        let mut front = false;
+        loop {
+            let waited =
+                WaitQueue::wait_current(putters, &lp, timeout, front, Some(boxed.clone().into_any().unbind()), None);
+            let woken = match waited {
+                Ok(woken) => woken,
+                Err(err) => {
+                    Self::putter_done(slf, &boxed)?;
+                    return Err(err);
+                }
+            };
+            if !woken {
+                return Err(full_error(py)?);
+            }
+            match boxed.len() {
+                0 => return Ok(()), // a get in the hub stored it
+                2 => return Err(PyErr::from_value(boxed.get_item(1)?)),
+                _ => {}
+            }
+            let stored = Self::store_for_woken_putter(slf, item);
+            Self::putter_done(slf, &boxed)?;
+            if stored? {
+                return Ok(());
+            }
+            front = true; // the slot was taken by someone who never waited: back to the front of the line
+            let lp = lp.get();
+            timeout = deadline.map(|d| d.saturating_sub(lp.clock()) as f64 / 1e9);
+        }
+    }
+
+    /// A putter woken for a slot stores its item if the slot is still free (true) or finds it taken (false).
+    fn store_for_woken_putter(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if slf.get().shutdown.get() {
+            return Err(shutdown_error(slf.py())?);
+        }
+        if !Self::has_room(slf)? {
+            return Ok(false);
+        }
+        Self::add(slf, item.clone())?;
+        Ok(true)
+    }
+
+    /// A putter is through with its wake: if it was the one woken for a slot, the next one's turn comes.
+    fn putter_done(slf: &Bound<'_, Self>, boxed: &Bound<'_, PyList>) -> PyResult<()> {
+        let me = slf.get();
+        let was_woken = me.woken_box.borrow().as_ref().is_some_and(|b| b.is(boxed));
+        if !was_woken {
+            return Ok(());
+        }
+        let previous = me.woken_box.replace(None);
+        drop(previous);
+        Self::wake_putter(slf)
+    }
+
+    /// Wakes the first waiting putter if there is room for its item and no other woken putter is still to run.
+    fn wake_putter(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
         let putters = me.putters.bind(py);
+        if me.woken_box.borrow().is_some() || putters.get().is_empty() || !Self::has_room(slf)? {
+            return Ok(());
+        }
         let lp = me.owner_loop(py)?;
         let lp = lp.get();
         lp.check_thread()?;
-        while !putters.get().is_empty() && Self::has_room(slf)? {
-            let Some(mut putter) = putters.get().pop_parked(py, lp)? else { break };
-            let item = putter.item.take().unwrap_or_else(|| py.None());
-            if let Err(err) = Self::add(slf, item.into_bound(py)) {
-                putters.get().restore_first(putter); // its item was not stored: it keeps waiting, first
-                return Err(err);
-            }
+        if let Some(putter) = putters.get().pop_parked(py, lp)? {
+            let woken_box = putter.item.as_ref().map(|b| b.clone_ref(py));
+            let previous = me.woken_box.replace(woken_box);
             resume(putters, lp, putter);
+            drop(previous);
         }
         Ok(())
     }
@@ -192,6 +288,7 @@ impl ItemQueue {
             shutdown: Cell::new(false),
             getters: Py::new(py, WaitQueue::new_empty())?,
             putters: Py::new(py, WaitQueue::new_empty())?,
+            woken_box: RefCell::new(None),
             loop_: LoopSlot::default(),
         })
     }
@@ -264,6 +361,18 @@ impl ItemQueue {
         self.putters.clone_ref(py)
     }
 
+    /// The box of the putter woken for a free slot that has not run yet (None if there is none).
+    #[getter(_woken_box)]
+    fn get_woken_box(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.woken_box.borrow().as_ref().map(|b| b.clone_ref(py))
+    }
+
+    #[setter(_woken_box)]
+    fn set_woken_box(&self, value: Option<Py<PyAny>>) {
+        let previous = self.woken_box.replace(value);
+        drop(previous); // after the borrow: releasing it may run Python code
+    }
+
     /// The loop of the hub the queue was made in: its waiters park there.
     #[getter(_loop)]
     fn get_loop(&self, py: Python<'_>) -> Option<Py<Loop>> {
@@ -304,8 +413,13 @@ impl ItemQueue {
         block: Truthy,
         timeout: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if timeout.is_none() && !slf.get().shutdown.get() && Self::has_room(slf)? {
-            return Self::add(slf, item);
+        if timeout.is_none() && !slf.get().shutdown.get() {
+            if Self::has_room(slf)? {
+                return Self::add(slf, item);
+            }
+            if block.0 && !Self::in_hub(slf)? {
+                return Self::put_waiting(slf, &item, None);
+            }
         }
         slf.call_method1(intern!(slf.py(), "_put_slow"), (item, block.0, timeout))?;
         Ok(())
@@ -341,28 +455,39 @@ impl ItemQueue {
         Self::add(slf, item)
     }
 
-    /// Removes the next item and admits waiting putters (for the Python side's slow paths).
+    /// Removes the next item and wakes a putter for the freed slot (for the Python side's slow paths).
     fn _pop<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         Self::pop(slf)
     }
 
-    /// Moves waiting putters' items into the free slots, in order, and wakes those putters.
-    fn _admit_putters(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::admit(slf)
+    /// Wakes the first waiting putter if there is room and no woken putter is still to run.
+    fn _wake_putter(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::wake_putter(slf)
+    }
+
+    /// Waits in line for a slot, then stores `item`; Full once `timeout` passes (see `put_waiting`).
+    #[pyo3(signature = (item, timeout=None))]
+    fn _put_waiting(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        Self::put_waiting(slf, &item, timeout)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.getters)?;
         visit.call(&self.putters)?;
+        if let Ok(Some(woken_box)) = self.woken_box.try_borrow().as_deref() {
+            visit.call(woken_box)?;
+        }
         if let Ok(queue) = self.queue.try_borrow() {
             visit.call(&*queue)?;
         }
         self.loop_.traverse(&visit)
     }
 
-    /// Drops the loop reference; the storage is a container the collector clears itself.
+    /// Drops the loop and the woken putter's box; the storage is a container the collector clears itself.
     fn __clear__(&self) {
         self.loop_.clear();
+        let woken_box = self.woken_box.try_borrow_mut().map(|mut b| b.take());
+        drop(woken_box);
     }
 }
 

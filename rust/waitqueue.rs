@@ -178,11 +178,6 @@ impl WaitQueue {
         }
     }
 
-    /// Puts an entry taken with `pop_parked` back at the front (its hand-over failed).
-    pub(crate) fn restore_first(&self, entry: PyEntry) {
-        self.line.borrow_mut().push(entry, true);
-    }
-
     /// Wakes the first greenlet in line (see `pop_parked`). False if none was waiting. Only from the loop's thread.
     pub(crate) fn wake_first(this: &Bound<'_, Self>, lp: &Loop) -> PyResult<bool> {
         lp.check_thread()?;

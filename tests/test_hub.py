@@ -138,3 +138,23 @@ def test_a_new_hub_after_destroy_works():
     assert ferrovent.get_hub() is not old
     assert ferrovent.spawn(lambda: 7).get() == 7
     ferrovent.sleep(0.001)
+
+
+@pytest.mark.timeout(60)
+def test_destroying_a_joined_threads_hub_from_another_thread():
+    # The hub greenlet of a thread that has ended can no longer be switched to, and greenlet marks it dead only
+    # some time after the thread is gone: destroy() must not try to switch into it meanwhile (it failed about one
+    # time in three, so 60 rounds catch it).
+    for _ in range(60):
+        hubs = []
+
+        def use_a_hub(hubs=hubs):
+            hub = ferrovent.get_hub()
+            ferrovent.sleep(0.001)
+            hubs.append(hub)
+
+        thread = threading.Thread(target=use_a_hub)
+        thread.start()
+        thread.join()
+        hubs[0].destroy()
+        assert hubs[0].loop is None

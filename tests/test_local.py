@@ -161,3 +161,44 @@ def test_a_collected_raw_greenlets_values_are_released():
     del raw
     gc.collect()
     assert refs[0]() is None
+
+
+def test_a_dropped_local_leaves_no_link_on_the_greenlet_that_used_it():
+    survivor = local()
+
+    def make_and_drop_many():
+        me = ferrovent.getcurrent()
+        before = me.has_links()  # the joiner's
+        for n in range(1000):
+            data = local()
+            data.value = n
+            del data
+        dropped = me.has_links() - before
+        survivor.value = 1
+        return dropped, me.has_links() - before
+
+    # A local still alive keeps its link until the greenlet finishes.
+    assert ferrovent.spawn(make_and_drop_many).get() == (0, 1)
+
+
+def test_copy_is_a_new_local_with_the_current_greenlets_values():
+    import copy
+
+    class Configured(local):
+        def __init__(self, start):
+            self.start = start
+            self.inits = getattr(self, "inits", 0) + 1
+
+    original = Configured(5)
+    original.items = [1]
+    original.extra = "x"
+    duplicate = copy.copy(original)
+    assert type(duplicate) is Configured and duplicate is not original
+    assert duplicate.__dict__ == original.__dict__
+    assert duplicate.items is original.items  # a shallow copy
+    duplicate.items = [2]
+    duplicate.only_here = True
+    assert original.items == [1] and not hasattr(original, "only_here")
+    # In another greenlet, the copy starts afresh from its constructor, like the original.
+    seen = ferrovent.spawn(lambda: (duplicate.__dict__.copy(), original.__dict__.copy())).get()
+    assert seen == ({"start": 5, "inits": 1}, {"start": 5, "inits": 1})

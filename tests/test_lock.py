@@ -178,6 +178,20 @@ def test_lock_has_the_thread_lock_interface():
     assert not lock.locked()
 
 
+@pytest.mark.parametrize(
+    "make", [Lock, RLock, _thread.allocate_lock, _thread.RLock], ids=["Lock", "RLock", "stdlib-Lock", "stdlib-RLock"]
+)
+def test_a_timeout_beyond_timeout_max_overflows_as_with_thread_locks(make):
+    # The stdlib's own locks (not patched here) are the reference.
+    lock = make()
+    for too_long in (_thread.TIMEOUT_MAX + 1, 1e100):
+        with pytest.raises(OverflowError):
+            lock.acquire(timeout=too_long)
+    assert lock.acquire(timeout=_thread.TIMEOUT_MAX) is True  # nothing was taken by the refused calls
+    lock.release()
+    assert lock.acquire(blocking=False) is True
+
+
 def test_lock_may_be_released_by_another_greenlet():
     lock, log = Lock(), []
     lock.acquire()

@@ -7,6 +7,8 @@ import pytest
 from ferrovent.pool import Group, Pool, PoolFull
 from ferrovent.queue import Full
 
+from tests.child import run_child
+
 pytestmark = pytest.mark.timeout(10)
 
 
@@ -68,6 +70,47 @@ def test_kill_and_killone():
     assert b in group.dying
     group.join()
     assert b.dead and not group.dying
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("make", ["Group()", "Pool(2)", "Pool()"])
+def test_killing_greenlets_that_never_started_returns_at_once(make):
+    # They die at once, but leave the group only when the hub runs their links: a kill that waited for their deaths
+    # returned at once and went round again, spinning forever without letting the hub run. In a child, timed.
+    proc = run_child(
+        f"""
+        import time
+        import ferrovent
+        from ferrovent.pool import Group, Pool
+        group = {make}
+        fresh = [group.spawn(ferrovent.sleep, 10)]
+        t0 = time.monotonic()
+        group.kill()
+        elapsed = [time.monotonic() - t0]
+        started = [group.spawn(ferrovent.sleep, 10)]
+        ferrovent.sleep(0)
+        fresh.append(group.spawn(ferrovent.sleep, 10))
+        t0 = time.monotonic()
+        group.kill()
+        elapsed.append(time.monotonic() - t0)
+        print(max(elapsed), len(group), all(g.dead for g in started + fresh))
+        """,
+        timeout=20,
+    )
+    elapsed, size, dead = proc.stdout.split()
+    assert float(elapsed) < 1 and size == "0" and dead == "True"
+
+
+def test_killing_a_group_tracking_a_raw_greenlet():
+    group = Group()
+    raw = ferrovent.spawn_raw(ferrovent.sleep, 10)
+    group.add(raw)
+    group.spawn(ferrovent.sleep, 10)
+    ferrovent.sleep(0)
+    with ferrovent.Timeout(2):
+        group.kill()  # nothing tells when a raw greenlet dies: it is killed and dropped, as killall does
+    ferrovent.sleep(0)
+    assert not group and raw.dead
 
 
 def test_pool_spawn_blocks_while_full():

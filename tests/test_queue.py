@@ -102,6 +102,95 @@ def test_blocked_putters_keep_their_order():
     assert all(g.successful() for g in greenlets)
 
 
+class FailingQueue(Queue):
+    """A stdlib-style subclass whose next ``_put`` raises when told to (CPython's test_queue has one)."""
+
+    fail_next_put = False
+
+    def _put(self, item):
+        if self.fail_next_put:
+            self.fail_next_put = False
+            raise ValueError(f"cannot store {item!r}")
+        Queue._put(self, item)
+
+
+def test_a_blocked_putters_failing_put_raises_in_the_putter():
+    q = FailingQueue(2, items=[1, 2])
+    q.fail_next_put = True
+    putter = ferrovent.spawn(q.put, "doomed")
+    follower = ferrovent.spawn(q.put, "next")
+    ferrovent.sleep(0)
+    assert q.get() == 1  # the getter gets its item; the putter stores its own when it runs
+    ferrovent.joinall([putter, follower])
+    assert isinstance(putter.exception, ValueError)
+    assert follower.successful()  # the slot the failed put left went to the next putter
+    assert list(q.queue) == [2, "next"] and q.unfinished_tasks == 3
+
+
+def test_the_putter_woken_for_a_slot_runs_its_put_itself():
+    q, log = Queue(1, items=["a"]), []
+
+    def putter(item):
+        log.append(("put", item))
+        q.put(item)
+        log.append(("stored", item))
+
+    def getter():
+        log.append(("got", q.get(), q.qsize()))
+
+    greenlets = [ferrovent.spawn(putter, "b"), ferrovent.spawn(putter, "c"), ferrovent.spawn(getter)]
+    greenlets.append(ferrovent.spawn(getter))
+    ferrovent.joinall(greenlets)
+    # gevent's order: the freed slot is not counted until its putter runs; the second getter waits for "b".
+    assert log == [
+        ("put", "b"),
+        ("put", "c"),
+        ("got", "a", 0),
+        ("stored", "b"),
+        ("got", "b", 0),
+        ("stored", "c"),
+    ]
+    assert list(q.queue) == ["c"]
+
+
+def test_a_putter_killed_after_its_wake_passes_the_slot_on():
+    q = Queue(1, items=[0])
+    doomed = ferrovent.spawn(q.put, "doomed")
+    nxt = ferrovent.spawn(q.put, "next")
+    ferrovent.sleep(0)
+    ferrovent.get_hub().loop.throw(doomed, ferrovent.GreenletExit())  # delivered before ...
+    assert q.get() == 0  # ... the wake this gives the first putter: it dies before it can store its item
+    nxt.join(timeout=1)
+    assert nxt.successful() and list(q.queue) == ["next"]
+
+
+def test_a_get_in_the_hub_stores_the_next_putters_item_first():
+    q = FailingQueue(1, items=[0])
+    first = ferrovent.spawn(q.put, "first")
+    second = ferrovent.spawn(q.put, "second")
+    ferrovent.sleep(0)
+    out = []
+    assert q.get() == 0  # the first putter is woken, not run yet
+    ferrovent.get_hub().loop.run_callback(lambda: out.append(q.get()))  # the hub cannot wait for it to run
+    ferrovent.joinall([first, second])
+    assert out == ["first"] and first.successful() and second.successful() and list(q.queue) == ["second"]
+    # If storing fails there, the error is the putter's.
+    doomed = ferrovent.spawn(q.put, "doomed")
+    ferrovent.sleep(0)
+    q.fail_next_put = True
+    assert q.get() == "second"
+
+    def get_in_the_hub():
+        try:
+            out.append(q.get())
+        except Empty:
+            out.append("Empty")
+
+    ferrovent.get_hub().loop.run_callback(get_in_the_hub)
+    doomed.join()
+    assert isinstance(doomed.exception, ValueError) and out[1:] == ["Empty"] and q.empty()
+
+
 def test_bounded_producer_consumer_delivers_everything_in_order():
     q, got = Queue(5), []
 
@@ -377,7 +466,7 @@ def test_blocked_putters_of_a_hooked_queue_are_admitted_in_order():
     putters = [ferrovent.spawn(q.put, n) for n in (3, 4)]
     ferrovent.sleep(0)
     assert len(q.putters) == 2
-    assert q.get() == 2  # the freed slot takes 3 at once
-    assert q.get() == 3  # and then 4
+    assert q.get() == 2 and q.qsize() == 1  # the freed slot waits for its putter to run, as in gevent
+    assert q.get() == 1 and q.qsize() == 0
     ferrovent.joinall(putters)
-    assert [q.get(), q.get()] == [4, 1]
+    assert [q.get(), q.get()] == [4, 3]  # 3 went in first

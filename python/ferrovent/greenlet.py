@@ -383,10 +383,12 @@ class Greenlet(greenlet):
             self._links = [link]
 
     def _unlink_waiter(self, waiter):
-        try:
-            self._links.remove(waiter)
-        except ValueError:
-            pass
+        links = self._links
+        if links:  # else () (never linked, or unlink_all): nothing to remove
+            try:
+                links.remove(waiter)
+            except ValueError:
+                pass
 
     def __enter__(self):
         return self

@@ -123,7 +123,9 @@ class Hub(greenlet):
         if loop is None:
             return
         loop.stop()
-        if not self.dead and getcurrent() is not self:
+        if not self.dead and getcurrent() is not self and main_greenlet_of(self) is main_greenlet_of(getcurrent()):
+            # Ends run() so the hub's frames go. Not from another thread (after that thread was joined, say): a
+            # greenlet can only be switched to in its own thread, and a dead thread's hub is left as it is.
             self.throw(HubDestroyed(destroy_loop))
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
@@ -137,6 +139,13 @@ class Hub(greenlet):
     @property
     def main_greenlet(self):
         return self.parent
+
+
+def main_greenlet_of(g: greenlet) -> greenlet:
+    """The main greenlet of the OS thread ``g`` belongs to (greenlet keeps every parent in the same thread)."""
+    while g.parent is not None:
+        g = g.parent
+    return g
 
 
 class _ThreadExitCleanup:

@@ -25,31 +25,45 @@ _delete = object.__delattr__
 
 
 class _LocalImpl:
-    """The per-greenlet dicts of one local object, keyed by ``id(greenlet)``, and its constructor arguments."""
+    """The per-greenlet dicts of one local object, keyed by ``id(greenlet)``, and its constructor arguments.
 
-    __slots__ = ("dicts", "args", "kwargs", "owner", "__weakref__")
+    ``watchers`` holds, under the same keys, a weak reference to each of those greenlets whose callback (a
+    `_Forget`, also linked to the greenlet's end) drops its dict. When the local object goes, so does this, and the
+    links it left on greenlets still running are removed: a greenlet that makes many short-lived locals does not
+    collect a link for each.
+    """
+
+    __slots__ = ("dicts", "watchers", "args", "kwargs", "owner", "__weakref__")
 
     def __init__(self, owner: local, args: tuple, kwargs: dict) -> None:
         self.dicts: dict[int, dict] = {}
+        self.watchers: dict[int, ref] = {}
         self.args = args
         self.kwargs = kwargs
         self.owner = ref(owner)
+
+    def __del__(self) -> None:
+        for watcher in self.watchers.values():
+            greenlet = watcher()
+            unlink = getattr(greenlet, "unlink", None)
+            if unlink is not None:
+                unlink(watcher.__callback__)
 
 
 class _Forget:
     """Drops one greenlet's dict from a local: linked to the greenlet's end and to its weak reference."""
 
-    __slots__ = ("impl", "key", "greenlet_ref")
+    __slots__ = ("impl", "key")
 
     def __init__(self, impl: _LocalImpl, key: int) -> None:
         self.impl = ref(impl)
         self.key = key
-        self.greenlet_ref = None  # keeps the weak reference (and so its callback) alive
 
     def __call__(self, _finished: Any) -> None:
         impl = self.impl()
         if impl is None:
             return
+        impl.watchers.pop(self.key, None)
         localdict = impl.dicts.pop(self.key, None)
         owner = impl.owner()
         if owner is not None and localdict is not None and _get(owner, "__dict__") is localdict:
@@ -60,7 +74,7 @@ def _register(impl: _LocalImpl, greenlet: Any) -> dict:
     """Creates ``greenlet``'s dict in ``impl``, to be dropped when the greenlet finishes or is collected."""
     key = id(greenlet)
     forget = _Forget(impl, key)
-    forget.greenlet_ref = ref(greenlet, forget)
+    impl.watchers[key] = ref(greenlet, forget)
     rawlink = getattr(greenlet, "rawlink", None)
     if rawlink is not None:
         rawlink(forget)  # drop it as soon as a Greenlet finishes, not only when it is collected
@@ -108,6 +122,19 @@ class local:
             raise AttributeError(f"{type(self).__name__!r} object attribute '__dict__' is read-only")
         _enter(self)
         _set(self, name, value)
+
+    def __copy__(self) -> local:
+        """A new local of the same class, built with the same arguments; the current greenlet's attributes are
+        copied into it (shallowly), those of other greenlets are not."""
+        _enter(self)
+        current = dict(_get(self, "__dict__"))
+        impl = _get(self, "_local__impl")
+        duplicate = type(self)(*impl.args, **impl.kwargs)
+        _enter(duplicate)
+        mine = _get(duplicate, "__dict__")
+        mine.clear()
+        mine.update(current)
+        return duplicate
 
     def __delattr__(self, name: str) -> None:
         if name == "__dict__":

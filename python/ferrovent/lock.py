@@ -12,21 +12,39 @@ them too: when it has to block, it blocks the thread on a native lock until the 
 
 from __future__ import annotations
 
+import sys
 import threading
-from _thread import allocate_lock, get_ident
+from _thread import TIMEOUT_MAX, allocate_lock, get_ident
 from time import monotonic
-from typing import Optional
+from typing import Any, Optional
 
 from greenlet import getcurrent
 
 from ferrovent._linkable import Linkable
-from ferrovent.hub import get_hub_if_exists
+from ferrovent.hub import get_hub_if_exists, main_greenlet_of
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
 # Taken when ferrovent is first imported, before any monkey-patching. A thread with no hub that must block on a
 # semaphore gets a hub (and gevent's LoopExit on a deadlock) in the main thread; any other thread blocks natively.
 _MAIN_THREAD_IDENT = threading.main_thread().ident
+
+
+# The main thread's main greenlet, which runs the interpreter's finalization (a stand-in object if ferrovent was first
+# imported in another thread).
+_MAIN_GREENLET = main_greenlet_of(getcurrent()) if get_ident() == _MAIN_THREAD_IDENT else object()
+
+
+def _current() -> Any:
+    """The current greenlet, also during interpreter finalization: greenlet's ``getcurrent()`` refuses to answer
+    then, yet a lock may still be used (``logging`` removing a collected handler, say), and only the main greenlet
+    can be running it."""
+    try:
+        return getcurrent()
+    except RuntimeError:
+        if not sys.is_finalizing():
+            raise
+        return _MAIN_GREENLET
 
 
 class _ThreadGrant:
@@ -246,6 +264,8 @@ def _thread_timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]
         raise ValueError("can't specify a timeout for a non-blocking call")
     if timeout < 0:
         raise ValueError("timeout value must be positive")
+    if timeout > TIMEOUT_MAX:
+        raise OverflowError("timeout value is too large")
     return timeout
 
 
@@ -314,7 +334,10 @@ class RLock:
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         """Takes the lock, or counts one more level if the current greenlet holds it already."""
         wait = _thread_timeout(blocking, timeout)
-        me = getcurrent()
+        try:
+            me = getcurrent()
+        except RuntimeError:
+            me = _current()  # the interpreter is finalizing
         if self._owner is me:
             self._count += 1
             return True
@@ -331,7 +354,7 @@ class RLock:
 
     def release(self) -> None:
         """Drops one level; the last one unlocks it. RuntimeError if the current greenlet does not hold it."""
-        if self._owner is not getcurrent():
+        if self._owner is not _current():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if not self._count:
@@ -346,10 +369,10 @@ class RLock:
         return self._count > 0
 
     def _is_owned(self) -> bool:
-        return self._owner is getcurrent()
+        return self._owner is _current()
 
     def _recursion_count(self) -> int:
-        return self._count if self._owner is getcurrent() else 0
+        return self._count if self._owner is _current() else 0
 
     def _release_save(self) -> tuple:
         """Releases every level at once (Condition.wait); returns what ``_acquire_restore`` needs."""

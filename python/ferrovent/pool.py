@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from greenlet import GreenletExit, getcurrent
 
 from ferrovent.event import Event
-from ferrovent.greenlet import Greenlet, joinall, killall
+from ferrovent.greenlet import Greenlet, killall
 from ferrovent.lock import DummySemaphore, Semaphore
 from ferrovent.queue import Full as QueueFull
 from ferrovent.queue import UnboundQueue
@@ -282,12 +282,15 @@ class Group:
                     kill = getattr(greenlet, "kill", None)
                     if kill is not None:
                         kill(exception, block=False)
-                    else:  # a raw greenlet
+                        self.dying.add(greenlet)
+                    else:  # a raw greenlet: no link tells when it dies, so (as killall does) it is not waited for
                         killall([greenlet], exception, block=False)
-                    self.dying.add(greenlet)
+                        self.discard(greenlet)
                 if not block:
                     break
-                joinall(self.greenlets)
+                # Dead is not gone: a greenlet leaves in a link the hub runs after its death (at once for one killed
+                # before it started), so wait for the group to empty, not for the deaths, which may be over already.
+                self._empty_event.wait()
         except Timeout as ex:
             if ex is not timer:
                 raise

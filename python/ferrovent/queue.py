@@ -6,12 +6,15 @@ gevent's extensions: ``items=`` in the constructor, ``peek``, iteration until ``
 
 Blocked greenlets are served in the order they blocked. A put that finds getters waiting adds the item and wakes
 the first getter, which takes an item when it runs (a greenlet that gets before then, without waiting, may take it
-first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot moves the
-first waiting putter's item into the queue at once and wakes that putter, so blocked putters keep their order.
+first, as in gevent; the woken getter then waits again at the front of the line). A get that frees a slot wakes the
+first waiting putter, which stores its item itself when it runs (so a subclass's ``_put`` runs in the putter and
+its exception is the putter's); if the slot was taken meanwhile, the putter waits again at the front. Putters are
+woken one at a time, each waking the next once done, so blocked putters keep their order.
 
 The state and every call that does not wait live in Rust (``ferrovent._core.ItemQueue``, the base of SimpleQueue):
-``put`` with room and ``get`` with an item are one Rust call each. Waiting greenlets park in the getters' and
-putters' ``WaitQueue``s; waking one is queueing its resume, no callback runs in the hub.
+``put`` with room and ``get`` with an item are one Rust call each, and so is a ``put`` that waits for a slot.
+Waiting greenlets park in the getters' and putters' ``WaitQueue``s; waking one is queueing its resume, no callback
+runs in the hub.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
     def maxsize(self, value: Optional[int]) -> None:
         self._maxsize = -1 if value is None or value <= 0 else value
         if self.putters:
-            self._admit_putters()
+            self._wake_putter()
 
     def copy(self) -> SimpleQueue:
         return type(self)(self.maxsize, self.queue)
@@ -189,8 +192,31 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             self._add(item)
         elif not block or getcurrent() is self.hub:  # the hub cannot wait
             raise Full
-        elif not self.putters.wait(self._loop, timeout, False, item):
-            raise Full  # timed out, the item still ours (once a getter takes it, the put has succeeded)
+        else:
+            self._put_waiting(item, timeout)
+
+    def _store_for_putter(self) -> bool:
+        """From the hub, which cannot wait for a putter to run: stores the next waiting putter's item now.
+
+        False if no putter waits. If storing fails, the item and the error are left in the putter's box, for the
+        putter to raise (see ``ItemQueue._put_waiting``).
+        """
+        box = self._woken_box
+        if box:  # woken for a slot and not run yet: its item is next
+            self._woken_box = None
+        else:
+            try:
+                box = self.putters.take_item(self._loop)
+            except IndexError:
+                return False
+        item = box.pop()
+        try:
+            self._add(item)
+        except BaseException as error:
+            box.extend((item, error))  # the putter raises it
+            if not isinstance(error, Exception):
+                raise
+        return True
 
     # -- getting --------------------------------------------------------------------------------------------
 
@@ -223,10 +249,10 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             raise ShutDown
         _check_timeout(block, timeout)
         if getcurrent() is self.hub:  # the hub cannot wait; a blocked putter's item can still be had
-            if self.putters:
-                self._admit_putters()
-                if self.qsize():
-                    return self._take(peek)
+            while not self.qsize() and self._store_for_putter():
+                pass
+            if self.qsize():
+                return self._take(peek)
             raise Empty
         if not block:
             raise Empty

@@ -95,8 +95,6 @@ class LockType(Lock):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As ``_thread.LockType.acquire``: True once taken; False if not free and not blocking or timed out."""
-        if timeout is not None and timeout > TIMEOUT_MAX:
-            raise OverflowError("timeout value is too large")
         if Lock.acquire(self, blocking, timeout):
             return True
         if not blocking:

@@ -14,10 +14,12 @@ Orderings come from FIFO scheduling and from timeouts far apart, never from raci
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -315,6 +317,63 @@ def queue_kill_while_waiting(lib, trace):
     trace.append([full.get(), full.qsize(), q.empty()])  # the killed putter's item never went in
 
 
+@scenario(
+    ["put", "b"],
+    ["put", "c"],
+    ["got", "a", 0],
+    ["stored", "b"],
+    ["got", "b", 0],
+    ["stored", "c"],
+    ["c"],
+)
+def queue_freed_slot_goes_to_the_putter_when_it_runs(lib, trace):
+    q = mod(lib, "queue").Queue(1, items=["a"])
+
+    def putter(item):
+        trace.append(["put", item])
+        q.put(item)
+        trace.append(["stored", item])
+
+    def getter():
+        trace.append(["got", q.get(), q.qsize()])
+
+    lib.joinall([lib.spawn(putter, "b"), lib.spawn(putter, "c"), lib.spawn(getter), lib.spawn(getter)])
+    trace.append(list(q.queue))
+
+
+@scenario(["getter", 1], ["putter", "ValueError", "cannot store 'doomed'"], ["next", True], [2, "next"])
+def queue_failing_put_of_a_blocked_putter(lib, trace):
+    # CPython's test_queue FailingQueueTest in small: a subclass whose _put raises.
+    queue = mod(lib, "queue")
+
+    class FailingQueue(queue.Queue):
+        fail_next_put = False
+
+        def _put(self, item):
+            if self.fail_next_put:
+                self.fail_next_put = False
+                raise ValueError(f"cannot store {item!r}")
+            queue.Queue._put(self, item)
+
+    def doomed_put():
+        try:
+            q.put("doomed")
+        except ValueError as error:
+            trace.append(["putter", "ValueError", str(error)])
+
+    q = FailingQueue(2)
+    q.put(1)
+    q.put(2)
+    q.fail_next_put = True
+    doomed = lib.spawn(doomed_put)
+    follower = lib.spawn(q.put, "next")
+    lib.sleep(0)  # both wait for a slot
+    trace.append(["getter", q.get()])
+    lib.joinall([doomed, follower])
+    trace.append(["next", follower.successful()])
+    trace.append(list(q.queue))
+
+
 @scenario(False, [0, 1, 2, 3, 4], True, 0, "ValueError")
 def queue_join_and_task_done(lib, trace):
     q = mod(lib, "queue").JoinableQueue()
@@ -504,6 +563,16 @@ def pool_kill_and_limits(lib, trace):
     trace.append(one.wait_available(timeout=1) == 1)
 
 
+@scenario([True, 0, True], [True, 0, True])
+def group_kill_of_greenlets_that_never_started(lib, trace):
+    pool = mod(lib, "pool")
+    for group in (pool.Group(), pool.Pool(2)):
+        fresh = group.spawn(lib.sleep, 10)
+        started = time.monotonic()
+        group.kill()  # dead at once, gone once the hub runs its link: must not spin waiting for that
+        trace.append([time.monotonic() - started < 1, len(group), fresh.dead])
+
+
 # --- local --------------------------------------------------------------------------------------------------------
 
 
@@ -543,6 +612,47 @@ def local_isolates_greenlets(lib, trace):
 
     lib.joinall([lib.spawn(worker, n) for n in range(3)])
     trace.append(seen)
+
+
+@scenario(
+    False,
+    True,
+    [["items", [1]], ["start", 5]],
+    [["items", [2]], ["only_here", True], ["start", 5]],
+    [["start", 5]],
+)
+def local_drop_and_copy(lib, trace):
+    local = mod(lib, "local").local
+    done = mod(lib, "event").Event()
+    links = []
+
+    def make_and_drop_many():
+        for n in range(1000):
+            data = local()
+            data.value = n
+            del data
+        links.append(bool(lib.getcurrent().has_links()))
+        kept.value = 1
+        links.append(bool(lib.getcurrent().has_links()))
+        done.set()
+
+    kept = local()
+    lib.spawn(make_and_drop_many)
+    done.wait()
+    trace.extend(links)
+
+    class Configured(local):
+        def __init__(self, start):
+            self.start = start
+
+    original = Configured(5)
+    original.items = [1]
+    duplicate = copy.copy(original)
+    duplicate.items = [2]
+    duplicate.only_here = True
+    trace.append(sorted(original.__dict__.items()))
+    trace.append(sorted(duplicate.__dict__.items()))
+    trace.append(lib.spawn(lambda: sorted(duplicate.__dict__.items())).get())
 
 
 # --- the runner ---------------------------------------------------------------------------------------------------

@@ -308,6 +308,23 @@ scenario(
     """,
 )
 
+scenario(
+    "lock_timeouts_beyond_timeout_max",
+    ["Lock OverflowError ValueError True", "RLock OverflowError ValueError True"],
+    """
+    import threading
+
+    for name, make in (("Lock", threading.Lock), ("RLock", threading.RLock)):
+        lock, seen = make(), []
+        for args in ((True, threading.TIMEOUT_MAX + 1), (False, 1)):
+            try:
+                lock.acquire(*args)
+            except (OverflowError, ValueError) as error:
+                seen.append(type(error).__name__)
+        print(name, *seen, lock.acquire(timeout=threading.TIMEOUT_MAX))
+    """,
+)
+
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -95,3 +95,28 @@ def test_wait_with_timeout_then_without():
         child.wait(timeout=0.05)
     assert child.wait() == 0
     assert child.poll() == 0
+
+
+def test_popen_bufsize_sizes_the_pipe_buffers():
+    proc = subprocess.Popen(["sleep", "5"], stdin=subprocess.PIPE, bufsize=1 << 20)
+    try:
+        with ferrovent.Timeout(2):
+            assert proc.stdin.write(b"x" * (256 * 1024)) == 256 * 1024  # fits the buffer: nobody needs to read
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(BrokenPipeError):  # the buffered data meets the dead child only now
+        proc.stdin.close()
+    assert proc.stdin.closed
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_run_timeout_while_a_grandchild_holds_the_pipes_open(text):
+    # The shell is killed at the timeout; its own child keeps the pipes open, so the greenlets reading them are
+    # still waiting when run() closes the pipes.
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        subprocess.run("echo started; sleep 3; :", shell=True, timeout=0.3, capture_output=True, text=text)
+    assert time.monotonic() - start < 1.5
+    assert raised.value.output == b"started\n"  # the stdlib's: bytes, even in text mode
+    assert raised.value.stderr is None  # nothing was written there

@@ -120,3 +120,17 @@ def test_run_timeout_while_a_grandchild_holds_the_pipes_open(text):
     assert time.monotonic() - start < 1.5
     assert raised.value.output == b"started\n"  # the stdlib's: bytes, even in text mode
     assert raised.value.stderr is None  # nothing was written there
+
+
+def test_input_the_child_never_reads_is_dropped_quietly():
+    result = subprocess.run(["true"], input=b"x" * (1 << 20), capture_output=True, timeout=10)
+    assert (result.returncode, result.stdout) == (0, b"")
+
+
+def test_communicate_writes_through_a_stdin_replaced_after_popen(tmp_path):
+    target = tmp_path / "input"
+    with subprocess.Popen(["true"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc, open(target, "wb") as f:
+        proc.stdin.close()
+        proc.stdin = f  # communicate() writes to stdin's fd, as the stdlib's does
+        proc.communicate(b"through the fd", timeout=10)
+    assert target.read_bytes() == b"through the fd"

@@ -16,7 +16,7 @@ import types
 from subprocess import *  # noqa: F403  (every public name of the stdlib module)
 from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
 
-from ferrovent.fileobject import FileObject
+from ferrovent.fileobject import FileObject, GreenFileIO
 from ferrovent.greenlet import Greenlet, joinall
 from ferrovent.os import wait_child_exit
 
@@ -47,10 +47,13 @@ def _green_pipe(fileobj, writing, bufsize):
 
 
 def _raw(pipe):
-    """The raw file under a pipe's text and buffered layers."""
-    while not isinstance(pipe, io.RawIOBase):
-        pipe = pipe.buffer if isinstance(pipe, io.TextIOBase) else pipe.raw
-    return pipe
+    """The cooperative raw file under a pipe's text and buffered layers. For a file object Popen did not make (one
+    that replaced ``proc.stdin``, say), a raw file over its ``fileno()`` that leaves the fd open."""
+    while isinstance(pipe, (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter)):
+        pipe = pipe.buffer if isinstance(pipe, io.TextIOWrapper) else pipe.raw
+    if isinstance(pipe, GreenFileIO):
+        return pipe
+    return GreenFileIO(pipe.fileno(), "wb" if pipe.writable() else "rb", closefd=False)
 
 
 class Popen(_subprocess.Popen):
@@ -107,20 +110,29 @@ class Popen(_subprocess.Popen):
         return self._translate_newlines(data, pipe.encoding, pipe.errors) if self.text_mode else data
 
     def _feed_stdin(self):
-        raw = _raw(self.stdin)
+        # As the stdlib's: a BrokenPipeError (the child stopped reading) ends the feeding quietly, whether it comes
+        # from the flush, a write or the close.
         try:
             self.stdin.flush()
-            view = memoryview(self._input or b"")  # already bytes: _save_input encodes text
-            while self._input_offset < len(view):
-                chunk = view[self._input_offset : self._input_offset + _WRITE_SIZE]
-                self._input_offset += raw.write(chunk) or 0
+        except BrokenPipeError:
+            pass
+        if self._input:  # already bytes: _save_input encodes text
+            raw = _raw(self.stdin)
+            view = memoryview(self._input)
+            try:
+                while self._input_offset < len(view):
+                    chunk = view[self._input_offset : self._input_offset + _WRITE_SIZE]
+                    self._input_offset += raw.write(chunk) or 0
+            except BrokenPipeError:
+                pass
+            except (OSError, ValueError):
+                if not raw.closed:
+                    raise
+                return  # closed by the caller meanwhile: there is nothing left to feed
+        try:
             self.stdin.close()
         except BrokenPipeError:
-            pass  # the child stopped reading: communicate() ignores that, as the stdlib does
-        except (OSError, ValueError):
-            if not raw.closed:
-                raise
-            # closed by the caller meanwhile: there is nothing left to feed
+            pass
 
     def _drain(self, pipe):
         chunks = self._fileobj2output[pipe]

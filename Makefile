@@ -19,7 +19,7 @@ test:  ## Rust unit tests, then the Python suite
 	cargo test --quiet
 	python -m pytest tests
 
-stdlib:  ## CPython's test modules after ferrovent's and gevent's patch_all: no ferrovent-only failure (~5 min)
+stdlib:  ## CPython's test modules after ferrovent's and gevent's patch_all: no ferrovent-only failure (~9 min)
 	python -m pytest tests/stdlib -m stdlib
 
 bench:  ## side-by-side benchmarks against stock gevent

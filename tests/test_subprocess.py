@@ -134,3 +134,18 @@ def test_communicate_writes_through_a_stdin_replaced_after_popen(tmp_path):
         proc.stdin = f  # communicate() writes to stdin's fd, as the stdlib's does
         proc.communicate(b"through the fd", timeout=10)
     assert target.read_bytes() == b"through the fd"
+
+
+def test_a_pipe_handed_to_another_child_blocks_in_that_child():
+    # A shell pipeline: the reader starts before anything is written, and must wait for the data, not see EAGAIN.
+    writer = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())"],
+        stdin=writer.stdout,
+        stdout=subprocess.PIPE,
+    )
+    writer.stdout.close()
+    ferrovent.sleep(0.3)  # the reader is blocked in its read by now
+    writer.communicate(b"piped")
+    assert reader.communicate(timeout=10) == (b"PIPED", None)
+    assert (writer.returncode, reader.returncode) == (0, 0)

@@ -66,6 +66,17 @@ class Popen(_subprocess.Popen):
         self.stdout = _green_pipe(self.stdout, False, bufsize)
         self.stderr = _green_pipe(self.stderr, False, bufsize)
 
+    def _get_handles(self, stdin, stdout, stderr):
+        handles = super()._get_handles(stdin, stdout, stderr)
+        p2cread, _, _, c2pwrite, _, errwrite = handles
+        # The child's stdio must block, as programs expect (gevent's child clears the flag too). A ferrovent pipe
+        # or socket passed as stdin/stdout/stderr is non-blocking, and that flag belongs to the open file, which
+        # the child shares: it is cleared, for the parent's file object as well.
+        for fd in {p2cread, c2pwrite, errwrite} - {-1}:
+            if not os.get_blocking(fd):
+                os.set_blocking(fd, True)
+        return handles
+
     def _wait(self, timeout):
         if self.returncode is not None:
             return self.returncode

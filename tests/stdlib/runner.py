@@ -264,11 +264,13 @@ def run_modules(
 ) -> dict[str, dict[str, ModuleRun]]:
     """Runs every (module, library) pair, ``jobs`` at a time; returns ``{module: {lib: ModuleRun}}``.
 
-    ``disabled``: what `disabled_tests` returns (read now if not given).
+    Every module runs on the first library before any runs on the next, so that with a few jobs the two sides of
+    one module rarely run at the same time (some tests bind fixed ports or paths, and would fail on the other side
+    for it). ``disabled``: what `disabled_tests` returns (read now if not given).
     """
     disabled = disabled_tests() if disabled is None else disabled
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ferrovent-stdlib-"))
-    pairs = [(module, lib) for module in modules for lib in libs]
+    pairs = [(module, lib) for lib in libs for module in modules]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             pair: pool.submit(
@@ -281,9 +283,9 @@ def run_modules(
             )
             for pair in pairs
         }
-        results: dict[str, dict[str, ModuleRun]] = {}
+        results: dict[str, dict[str, ModuleRun]] = {module: {} for module in modules}
         for (module, lib), future in futures.items():
-            results.setdefault(module, {})[lib] = future.result()
+            results[module][lib] = future.result()
     return results
 
 

@@ -2,8 +2,10 @@
 
 ``wait()`` waits for the child's exit with `ferrovent.os.wait_child_exit` (a pidfd on Linux); the pipes to the
 child are `ferrovent.fileobject` files, buffered as Popen's ``bufsize`` asks; ``communicate()`` moves the data
-with one greenlet per pipe. ``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and
-``getstatusoutput`` are the stdlib's own functions, bound to this module's Popen.
+with one greenlet per pipe. A ferrovent pipe or socket given to a child as its stdin, stdout or stderr is made
+blocking first, for the child's sake (and so for its parent too: the flag is shared), as gevent's children do.
+``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and ``getstatusoutput`` are the stdlib's own
+functions, bound to this module's Popen.
 """
 
 from __future__ import annotations

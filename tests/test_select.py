@@ -206,3 +206,56 @@ def test_level_truth_matches_the_stdlib_in_every_state(pair):
         step()
         assert ours.poll(0) == theirs.poll(0)
         assert select.select([a], [a], [a], 0) == stdlib_select.select([a], [a], [a], 0)
+
+
+class _FilenoCounter:
+    def __init__(self, fd):
+        self.fd = fd
+        self.calls = 0
+
+    def fileno(self):
+        self.calls += 1
+        return self.fd
+
+
+def test_select_argument_errors_are_the_stdlib_ones(pair):
+    class NoFileno:
+        pass
+
+    class TextFileno:
+        def fileno(self):
+            return "not a number"
+
+    for args in [(1, 2, 3), ([NoFileno()], [], []), ([TextFileno()], [], []), ([], [], [], "1"), ([-1], [], [])]:
+        with pytest.raises((TypeError, ValueError)) as expected:
+            stdlib_select.select(*args)
+        with pytest.raises(expected.type) as got:
+            select.select(*args)
+        assert str(got.value) == str(expected.value)
+
+
+def test_select_calls_fileno_once_per_object_and_reads_the_list_as_the_stdlib_does(pair):
+    a, b = pair
+    counter = _FilenoCounter(a.fileno())
+    assert select.select([], [counter], [], 5) == ([], [counter], [])
+    assert counter.calls == 1
+    shrinking = []
+
+    class Shrinking:
+        def fileno(self):
+            del shrinking[-1]  # each call drops the last entry: the stdlib reads the list by index as it shrinks
+            return a.fileno()
+
+    shrinking[:] = [Shrinking()] * 10
+    assert select.select([], shrinking, []) == ([], shrinking[:5], [])
+
+
+def test_poll_calls_fileno_once_per_registration(pair):
+    a, b = pair
+    counter = _FilenoCounter(a.fileno())
+    poller = select.poll()
+    poller.register(counter, select.POLLOUT)
+    poller.modify(counter, select.POLLOUT)
+    assert poller.poll(0) == [(a.fileno(), select.POLLOUT)]
+    poller.unregister(counter)
+    assert counter.calls == 3

@@ -307,6 +307,45 @@ def test_non_blocking_socket_raises_blocking_io_error():
             b.recv_into(bytearray(1))
 
 
+@pytest.mark.parametrize(
+    ("direction", "call"),
+    [
+        ("read", lambda a: a.recv(1, socket.MSG_DONTWAIT)),
+        ("read", lambda a: a.recv_into(bytearray(1), 1, socket.MSG_DONTWAIT)),
+        ("read", lambda a: a.recvfrom(1, socket.MSG_DONTWAIT)),
+        ("read", lambda a: a.recvmsg(1, 0, socket.MSG_DONTWAIT)),
+        ("write", lambda a: a.send(b"x" * 65536, socket.MSG_DONTWAIT)),
+        ("write", lambda a: a.sendall(b"x" * 65536, socket.MSG_DONTWAIT)),
+        ("write", lambda a: a.sendmsg([b"x" * 65536], [], socket.MSG_DONTWAIT)),
+    ],
+    ids=["recv", "recv_into", "recvfrom", "recvmsg", "send", "sendall", "sendmsg"],
+)
+def test_msg_dontwait_raises_instead_of_waiting_on_a_blocking_socket(direction, call):
+    a, b = socket.socketpair()
+    with a, b:
+        if direction == "write":
+            fill(a)
+        a.settimeout(5)
+        start = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            call(a)
+        assert elapsed_since(start) < 1
+
+
+def test_sendto_argument_errors_are_the_stdlib_ones():
+    green = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain = stdlib_socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with green, plain:
+        green.bind(("127.0.0.1", 0))
+        address = green.getsockname()
+        for args in [(b"x",), (b"x", 0, address, 4), ("x", address), (b"x", None), (b"x", "flags", address)]:
+            with pytest.raises(TypeError) as expected:
+                plain.sendto(*args)
+            with pytest.raises(TypeError) as got:
+                green.sendto(*args)
+            assert str(got.value) == str(expected.value)
+
+
 def test_sendall_timeout_bounds_the_whole_call():
     a, b = socket.socketpair()
     with a, b:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import http.server
 import os
@@ -195,6 +196,29 @@ def test_ssl_socket_accept_and_connect(cert):
             assert type(server) is ssl.SSLSocket
             server.sendall(b"over tls")
             assert client.recv(8) == b"over tls"
+
+
+def test_ssl_socket_connect_ex_connects_and_handshakes(cert):
+    server_ctx, client_ctx = server_context(cert, ssl), client_context(cert, ssl)
+    listening = server_ctx.wrap_socket(socket.create_server(("127.0.0.1", 0)), server_side=True)
+    with listening:
+        acceptor = ferrovent.spawn(listening.accept)
+        client = client_ctx.wrap_socket(socket.socket(), server_hostname=HOSTNAME)
+        client.settimeout(5)
+        assert client.connect_ex(listening.getsockname()) == 0
+        server, _ = acceptor.get(timeout=5)
+        with client, server:
+            server.sendall(b"connect_ex")
+            assert client.recv(10) == b"connect_ex"
+
+
+def test_ssl_socket_connect_ex_reports_a_refused_connection(cert):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connecting is refused
+        with client_context(cert, ssl).wrap_socket(socket.socket(), server_hostname=HOSTNAME) as client:
+            client.settimeout(5)
+            assert client.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
 
 
 def test_get_server_certificate(listener, cert):

@@ -95,3 +95,57 @@ def test_wait_with_timeout_then_without():
         child.wait(timeout=0.05)
     assert child.wait() == 0
     assert child.poll() == 0
+
+
+def test_popen_bufsize_sizes_the_pipe_buffers():
+    proc = subprocess.Popen(["sleep", "5"], stdin=subprocess.PIPE, bufsize=1 << 20)
+    try:
+        with ferrovent.Timeout(2):
+            assert proc.stdin.write(b"x" * (256 * 1024)) == 256 * 1024  # fits the buffer: nobody needs to read
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(BrokenPipeError):  # the buffered data meets the dead child only now
+        proc.stdin.close()
+    assert proc.stdin.closed
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_run_timeout_while_a_grandchild_holds_the_pipes_open(text):
+    # The shell is killed at the timeout; its own child keeps the pipes open, so the greenlets reading them are
+    # still waiting when run() closes the pipes.
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        subprocess.run("echo started; sleep 3; :", shell=True, timeout=0.3, capture_output=True, text=text)
+    assert time.monotonic() - start < 1.5
+    assert raised.value.output == b"started\n"  # the stdlib's: bytes, even in text mode
+    assert raised.value.stderr is None  # nothing was written there
+
+
+def test_input_the_child_never_reads_is_dropped_quietly():
+    result = subprocess.run(["true"], input=b"x" * (1 << 20), capture_output=True, timeout=10)
+    assert (result.returncode, result.stdout) == (0, b"")
+
+
+def test_communicate_writes_through_a_stdin_replaced_after_popen(tmp_path):
+    target = tmp_path / "input"
+    with subprocess.Popen(["true"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc, open(target, "wb") as f:
+        proc.stdin.close()
+        proc.stdin = f  # communicate() writes to stdin's fd, as the stdlib's does
+        proc.communicate(b"through the fd", timeout=10)
+    assert target.read_bytes() == b"through the fd"
+
+
+def test_a_pipe_handed_to_another_child_blocks_in_that_child():
+    # A shell pipeline: the reader starts before anything is written, and must wait for the data, not see EAGAIN.
+    writer = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())"],
+        stdin=writer.stdout,
+        stdout=subprocess.PIPE,
+    )
+    writer.stdout.close()
+    ferrovent.sleep(0.3)  # the reader is blocked in its read by now
+    writer.communicate(b"piped")
+    assert reader.communicate(timeout=10) == (b"PIPED", None)
+    assert (writer.returncode, reader.returncode) == (0, 0)

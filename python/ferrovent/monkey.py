@@ -49,7 +49,8 @@ _saved: dict[str, dict[str, Any]] = {}
 _patch_all_settings: dict[str, bool] = {}
 _MISSING = object()
 
-# What select/selectors lose with aggressive=True: blocking pollers that would bypass the loop.
+# What select/selectors lose with aggressive=True: blocking pollers that would bypass the loop (for selectors,
+# those ferrovent has no cooperative version of).
 _BLOCKING_SELECT = ("epoll", "kqueue", "kevent", "devpoll")
 _BLOCKING_SELECTORS = ("EpollSelector", "KqueueSelector", "DevpollSelector")
 # The queue classes patch_queue replaces; Empty, Full (and ShutDown) are the very same classes in ferrovent.queue.
@@ -236,10 +237,13 @@ def patch_select(aggressive: bool = True) -> None:
 
 
 def patch_selectors(aggressive: bool = True) -> None:
-    """Replaces :class:`selectors.DefaultSelector` with ferrovent's, and points SelectSelector and PollSelector
-    at the cooperative select/poll. ``aggressive`` (default true) also removes EpollSelector, KqueueSelector and
-    DevpollSelector."""
-    _, selectors_module = _patch_module("selectors")
+    """Replaces the selector classes of :mod:`selectors` (``DefaultSelector`` included) with ferrovent's, which
+    block only the calling greenlet, and points the stdlib's SelectSelector and PollSelector at the cooperative
+    select/poll. ``aggressive`` (default true) also removes any of EpollSelector, KqueueSelector and
+    DevpollSelector that ferrovent has no cooperative version of, since it would block the loop (gevent removes
+    them all; ferrovent's own EpollSelector, the default on Linux, stays, so ``DefaultSelector`` is always a class
+    the module still has)."""
+    cooperative_selectors, selectors_module = _patch_module("selectors")
     cooperative = _import("ferrovent.select")
     # SelectSelector keeps ``select.select`` as a class attribute: a builtin if selectors was imported first (it
     # would block), a plain function if later (it would bind as a method). A staticmethod is right either way.
@@ -251,7 +255,8 @@ def patch_selectors(aggressive: bool = True) -> None:
         poll_selector._selector_cls = cooperative.poll
     if aggressive:
         for name in _BLOCKING_SELECTORS:
-            _remove_item(selectors_module, name)
+            if name not in cooperative_selectors.__implements__:
+                _remove_item(selectors_module, name)
 
 
 def patch_thread(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import select as __select__
 from collections.abc import Iterable, Sequence
 from functools import partial
+from operator import index as _index
 from time import monotonic as _monotonic
 from typing import Any, Callable, Optional
 
@@ -111,23 +112,70 @@ def _park(timeout: Optional[float]) -> bool:
 
 
 def _fileno(obj: Any) -> int:
-    return obj if isinstance(obj, int) else obj.fileno()
+    """The fd of an int or of an object with ``fileno()``, with the stdlib's errors (negative values are left to the
+    stdlib call that gets the fd)."""
+    if isinstance(obj, int):
+        return obj
+    try:
+        fileno = obj.fileno
+    except AttributeError:
+        raise TypeError("argument must be an int, or have a fileno() method.") from None
+    fd = fileno()
+    if not isinstance(fd, int):
+        raise TypeError("fileno() returned a non-integer")
+    return fd
+
+
+def _with_fds(objects: Iterable[Any]) -> list[tuple[Any, int]]:
+    """``(object, fd)`` for each object, read as the stdlib's select reads its arguments: ``fileno()`` once per
+    object, by index up to the sequence's current length (a ``fileno()`` may shrink the list)."""
+    if not isinstance(objects, (list, tuple)):
+        try:
+            objects = list(objects)
+        except TypeError:
+            raise TypeError("arguments 1-3 must be sequences") from None
+    pairs = []
+    i = 0
+    while i < len(objects):
+        obj = objects[i]
+        pairs.append((obj, _fileno(obj)))
+        i += 1
+    return pairs
+
+
+def _checked_timeout(timeout: Any) -> Optional[float]:
+    """``timeout`` as a number (or None), with the stdlib's errors for anything else or a negative value."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, float):
+        try:
+            timeout = _index(timeout)
+        except TypeError:
+            raise TypeError("timeout must be a float or None") from None
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
+    if timeout < 0:
+        raise ValueError("timeout must be non-negative")
+    return timeout
 
 
 def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], timeout: Optional[float] = None) -> tuple:
     """``select.select``, blocking only the current greenlet; returns what the stdlib would."""
-    if timeout is not None and timeout < 0:
-        raise ValueError("timeout must be non-negative")
-    rlist = rlist if isinstance(rlist, (list, tuple)) else list(rlist)
-    wlist = wlist if isinstance(wlist, (list, tuple)) else list(wlist)
-    xlist = xlist if isinstance(xlist, (list, tuple)) else list(xlist)
+    timeout = _checked_timeout(timeout)
+    readers, writers, exceptional = _with_fds(rlist), _with_fds(wlist), _with_fds(xlist)
+    fds = ([fd for _, fd in readers], [fd for _, fd in writers], [fd for _, fd in exceptional])
 
     def check() -> Optional[tuple]:
-        ready = _original_select(rlist, wlist, xlist, 0)
-        return ready if ready[0] or ready[1] or ready[2] else None
+        ready = _original_select(*fds, 0)
+        if not (ready[0] or ready[1] or ready[2]):
+            return None
+        return tuple(
+            [obj for obj, fd in pairs if fd in ready_fds]
+            for pairs, ready_fds in zip((readers, writers, exceptional), map(set, ready))
+        )
 
-    waits = [(_fileno(obj), False, True) for obj in rlist] + [(_fileno(obj), True, True) for obj in wlist]
-    waits += [(_fileno(obj), False, False) for obj in xlist]  # out-of-band data or errors: the next edge
+    waits = [(fd, False, True) for fd in fds[0]] + [(fd, True, True) for fd in fds[1]]
+    waits += [(fd, False, False) for fd in fds[2]]  # out-of-band data or errors: the next edge
     wait = partial(_wait_any, waits) if waits else _park
     return _level_wait(check, wait, timeout) or ([], [], [])
 
@@ -141,18 +189,21 @@ class poll:
 
     def register(self, fd: Any, eventmask: int = __select__.POLLIN | __select__.POLLPRI | __select__.POLLOUT) -> None:
         """Watches ``fd`` (an int or an object with ``fileno()``) for ``eventmask``."""
+        fd = _fileno(fd)
         self._poll.register(fd, eventmask)
-        self._masks[_fileno(fd)] = eventmask
+        self._masks[fd] = eventmask
 
     def modify(self, fd: Any, eventmask: int) -> None:
         """Changes the events watched on a registered ``fd``."""
+        fd = _fileno(fd)
         self._poll.modify(fd, eventmask)
-        self._masks[_fileno(fd)] = eventmask
+        self._masks[fd] = eventmask
 
     def unregister(self, fd: Any) -> None:
         """Stops watching ``fd``; KeyError if it was not registered."""
+        fd = _fileno(fd)
         self._poll.unregister(fd)
-        del self._masks[_fileno(fd)]
+        del self._masks[fd]
 
     def poll(self, timeout: Optional[float] = None) -> list[tuple[int, int]]:
         """The ready ``(fd, events)`` pairs; waits up to ``timeout`` milliseconds (None or negative: forever)."""

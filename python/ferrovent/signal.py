@@ -4,14 +4,20 @@ The hub runs Python-level signal handlers when its poll is interrupted, so they 
 call is impossible. `signal_handler` runs its handler in a new greenlet instead (gevent's API), and the
 ``signal.signal`` installed by ``monkey.patch_signal`` does the same for handlers that arrive while the hub runs; a
 handler that arrives while another greenlet runs is called right there, as the stdlib would.
+
+What such a handler raises is raised in the main greenlet, where the stdlib raises it (in the main thread): the
+call the main greenlet is blocked in (``recv``, ``sendall``, ``select``, ``sleep``...) ends with it. A handler that
+returns lets that call go on, as PEP 475 has it. As for any error the hub hands to the main greenlet, the hub
+reports it on stderr first (gevent's ``Hub.handle_error`` with no context).
 """
 
 from __future__ import annotations
 
 import signal as _signal
+import sys
 from signal import *  # noqa: F403  (every public name of the stdlib module)
 
-from greenlet import getcurrent
+from greenlet import GreenletExit, getcurrent
 
 from ferrovent.hub import get_hub
 
@@ -39,9 +45,19 @@ class _GreenHandler:
 
     def __call__(self, signalnum, frame):
         if getcurrent() is get_hub():
-            _spawn(self.handler, signalnum, frame)
+            _spawn(_raising_in_main, self.handler, signalnum, frame)
         else:
             self.handler(signalnum, frame)
+
+
+def _raising_in_main(handler, signalnum, frame):
+    """Runs a handler the hub received; what it raises goes to the main greenlet (the hub's parent)."""
+    try:
+        handler(signalnum, frame)
+    except GreenletExit:
+        raise  # this greenlet was killed: nothing for the main greenlet
+    except BaseException:
+        get_hub().handle_error(None, *sys.exc_info())
 
 
 def signal(signalnum, handler):

@@ -62,6 +62,8 @@ _sock_finalize = _socket.socket.__del__
 _getdefaulttimeout = _socket.getdefaulttimeout
 _inet_pton = _socket.inet_pton
 _IP_FAMILIES = (_socket.AF_INET, _socket.AF_INET6)
+# A call given this flag never blocks, whatever the socket's timeout: it raises BlockingIOError, as in the stdlib.
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _CONNECTING = (EINPROGRESS, EALREADY, EWOULDBLOCK)
 
 
@@ -169,7 +171,7 @@ class socket(__socket__.socket):
         try:
             return _sock_recv(self, bufsize, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._wait_and_retry(_sock_recv, False, bufsize, flags)
 
@@ -178,7 +180,7 @@ class socket(__socket__.socket):
         try:
             return _sock_recv_into(self, buffer, nbytes, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._wait_and_retry(_sock_recv_into, False, buffer, nbytes, flags)
 
@@ -203,13 +205,13 @@ class socket(__socket__.socket):
         try:
             return _sock_send(self, data, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._wait_and_retry(_sock_send, True, data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Sends all of ``data``; the timeout bounds the whole call. On error, how much was sent is unknown."""
-        if self._timeout == 0.0:
+        if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
             return _sock_sendall(self, data, flags)
         try:
             sent = _sock_send(self, data, flags)
@@ -238,16 +240,15 @@ class socket(__socket__.socket):
                 raise _timeout_error("timed out")
         return None
 
-    def sendto(self, data: Any, flags_or_address: Any, address: Any = _NONE) -> int:
-        """Sends ``data`` to ``address``: ``sendto(data, address)`` or ``sendto(data, flags, address)``."""
-        if address is _NONE:
-            args = (data, _resolve(self, flags_or_address))
-        else:
-            args = (data, flags_or_address, _resolve(self, address))
+    def sendto(self, data: Any, *flags_and_address: Any) -> int:
+        """Sends ``data`` to an address: ``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        args = (data, *flags_and_address)
+        if len(args) in (2, 3):  # other counts: the C method raises the stdlib's TypeError
+            args = (*args[:-1], _resolve(self, args[-1]))
         try:
             return _sock_sendto(self, *args)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or (len(args) == 3 and args[1] & _MSG_DONTWAIT):
                 raise
         return self._wait_and_retry(_sock_sendto, True, *args)
 
@@ -282,7 +283,7 @@ class socket(__socket__.socket):
     def connect_ex(self, address: Any) -> int:
         """As ``connect``, but returns an errno (0 on success; EAGAIN on timeout, like the stdlib)."""
         try:
-            self.connect(address)
+            socket.connect(self, address)  # this class's connect: a subclass's (SSLSocket's) calls connect_ex
         except _timeout_error:
             return EAGAIN
         except _socket.gaierror:
@@ -305,8 +306,11 @@ class socket(__socket__.socket):
         return super().detach()
 
 
-def _cooperative_method(op: Any, writable: bool) -> Any:
-    """A method calling the C method ``op``, waiting and retrying on EAGAIN (for the calls that are less hot)."""
+def _cooperative_method(op: Any, writable: bool, flags_at: Optional[int]) -> Any:
+    """A method calling the C method ``op``, waiting and retrying on EAGAIN (for the calls that are less hot).
+
+    ``flags_at``: the position of the ``flags`` argument, if it can be given positionally.
+    """
 
     def method(self: socket, *args: Any, **kwargs: Any) -> Any:
         call = partial(op, **kwargs) if kwargs else op
@@ -315,6 +319,9 @@ def _cooperative_method(op: Any, writable: bool) -> Any:
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
+            flags = args[flags_at] if flags_at is not None and len(args) > flags_at else kwargs.get("flags", 0)
+            if flags & _MSG_DONTWAIT:
+                raise
         return self._wait_and_retry(call, writable, *args)
 
     method.__name__ = method.__qualname__ = op.__name__
@@ -322,17 +329,17 @@ def _cooperative_method(op: Any, writable: bool) -> Any:
     return method
 
 
-for _name, _writable in (
-    ("recvfrom", False),
-    ("recvfrom_into", False),
-    ("recvmsg", False),
-    ("recvmsg_into", False),
-    ("sendmsg", True),
-    ("sendmsg_afalg", True),
+for _name, _writable, _flags_at in (
+    ("recvfrom", False, 1),
+    ("recvfrom_into", False, 2),
+    ("recvmsg", False, 2),
+    ("recvmsg_into", False, 2),
+    ("sendmsg", True, 2),
+    ("sendmsg_afalg", True, None),
 ):
     if hasattr(_socket.socket, _name):
-        setattr(socket, _name, _cooperative_method(getattr(_socket.socket, _name), _writable))
-del _name, _writable
+        setattr(socket, _name, _cooperative_method(getattr(_socket.socket, _name), _writable, _flags_at))
+del _name, _writable, _flags_at
 
 SocketType = socket
 

@@ -1,9 +1,11 @@
 """Cooperative subprocess: the stdlib's module, with a Popen whose waits and pipes park the greenlet.
 
 ``wait()`` waits for the child's exit with `ferrovent.os.wait_child_exit` (a pidfd on Linux); the pipes to the
-child are `ferrovent.fileobject` files; ``communicate()`` moves the data with one
-greenlet per pipe. ``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and ``getstatusoutput`` are the
-stdlib's own functions, bound to this module's Popen.
+child are `ferrovent.fileobject` files, buffered as Popen's ``bufsize`` asks; ``communicate()`` moves the data
+with one greenlet per pipe. A ferrovent pipe or socket given to a child as its stdin, stdout or stderr is made
+blocking first, for the child's sake (and so for its parent too: the flag is shared), as gevent's children do.
+``run``, ``call``, ``check_call``, ``check_output``, ``getoutput`` and ``getstatusoutput`` are the stdlib's own
+functions, bound to this module's Popen.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import types
 from subprocess import *  # noqa: F403  (every public name of the stdlib module)
 from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
 
-from ferrovent.fileobject import FileObject
+from ferrovent.fileobject import FileObject, GreenFileIO
 from ferrovent.greenlet import Greenlet, joinall
 from ferrovent.os import wait_child_exit
 
@@ -27,36 +29,55 @@ _READ_SIZE = 32768
 _WRITE_SIZE = 65536
 
 
-def _green_pipe(fileobj, writing):
-    """Replaces one of Popen's pipe file objects with a cooperative one of the same kind."""
+def _green_pipe(fileobj, writing, bufsize):
+    """Replaces one of Popen's pipe file objects with a cooperative one, layered as Popen layered it."""
     if fileobj is None:
         return None
-    fd = os.dup(fileobj.fileno())
+    binary = FileObject(os.dup(fileobj.fileno()), "wb" if writing else "rb", bufsize=bufsize)
     if isinstance(fileobj, io.TextIOWrapper):
-        replacement = FileObject(
-            fd,
-            "w" if writing else "r",
+        replacement = io.TextIOWrapper(
+            binary,
             encoding=fileobj.encoding,
             errors=fileobj.errors,
             line_buffering=fileobj.line_buffering,
             write_through=fileobj.write_through,
         )
-    elif isinstance(fileobj, io.RawIOBase):
-        replacement = FileObject(fd, "wb" if writing else "rb", bufsize=0)
     else:
-        replacement = FileObject(fd, "wb" if writing else "rb")
+        replacement = binary
     fileobj.close()
     return replacement
+
+
+def _raw(pipe):
+    """The cooperative raw file under a pipe's text and buffered layers. For a file object Popen did not make (one
+    that replaced ``proc.stdin``, say), a raw file over its ``fileno()`` that leaves the fd open."""
+    while isinstance(pipe, (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter)):
+        pipe = pipe.buffer if isinstance(pipe, io.TextIOWrapper) else pipe.raw
+    if isinstance(pipe, GreenFileIO):
+        return pipe
+    return GreenFileIO(pipe.fileno(), "wb" if pipe.writable() else "rb", closefd=False)
 
 
 class Popen(_subprocess.Popen):
     """subprocess.Popen whose wait(), communicate() and pipes cooperate with other greenlets."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.stdin = _green_pipe(self.stdin, writing=True)
-        self.stdout = _green_pipe(self.stdout, writing=False)
-        self.stderr = _green_pipe(self.stderr, writing=False)
+    def __init__(self, args, bufsize=-1, *more, **kwargs):
+        super().__init__(args, bufsize, *more, **kwargs)
+        bufsize = -1 if bufsize is None else bufsize
+        self.stdin = _green_pipe(self.stdin, True, bufsize)
+        self.stdout = _green_pipe(self.stdout, False, bufsize)
+        self.stderr = _green_pipe(self.stderr, False, bufsize)
+
+    def _get_handles(self, stdin, stdout, stderr):
+        handles = super()._get_handles(stdin, stdout, stderr)
+        p2cread, _, _, c2pwrite, _, errwrite = handles
+        # The child's stdio must block, as programs expect (gevent's child clears the flag too). A ferrovent pipe
+        # or socket passed as stdin/stdout/stderr is non-blocking, and that flag belongs to the open file, which
+        # the child shares: it is cleared, for the parent's file object as well.
+        for fd in {p2cread, c2pwrite, errwrite} - {-1}:
+            if not os.get_blocking(fd):
+                os.set_blocking(fd, True)
+        return handles
 
     def _wait(self, timeout):
         if self.returncode is not None:
@@ -72,6 +93,10 @@ class Popen(_subprocess.Popen):
                 raise TimeoutExpired(self.args, timeout)
             wait_child_exit(self.pid, remaining)
 
+    # communicate() moves the data as the stdlib's does, through the pipes' fds (their raw files) rather than their
+    # buffered layers, one greenlet per pipe. A greenlet waiting on a pipe therefore holds no buffered layer's lock:
+    # after a timeout the caller may close the pipes (Popen.__exit__ does) and the waiting greenlets just stop.
+
     def _communicate(self, input, endtime, orig_timeout):
         if not self._communication_started:
             self._fileobj2output = {pipe: [] for pipe in (self.stdout, self.stderr) if pipe}
@@ -83,43 +108,58 @@ class Popen(_subprocess.Popen):
         remaining = self._remaining_time(endtime)
         done = joinall(workers, timeout=remaining)
         if len(done) < len(workers):
-            stdout, stderr = (self._collected(pipe) for pipe in (self.stdout, self.stderr))
+            # As the stdlib's: the output so far, as bytes (or None if there is none).
+            stdout, stderr = (b"".join(self._fileobj2output.get(p, ())) or None for p in (self.stdout, self.stderr))
             raise TimeoutExpired(self.args, orig_timeout, output=stdout, stderr=stderr)
         for worker in workers:
             worker.get()  # re-raise a pipe error, as the stdlib would
         self.wait(timeout=self._remaining_time(endtime))
-        # In text mode the pipes' text layer has already decoded and translated newlines.
         return self._collected(self.stdout), self._collected(self.stderr)
 
     def _collected(self, pipe):
         if pipe is None:
             return None
-        chunks = self._fileobj2output[pipe]
-        return ("" if self.text_mode else b"").join(chunks)
+        data = b"".join(self._fileobj2output[pipe])
+        return self._translate_newlines(data, pipe.encoding, pipe.errors) if self.text_mode else data
 
     def _feed_stdin(self):
-        data = self._input
+        # As the stdlib's: a BrokenPipeError (the child stopped reading) ends the feeding quietly, whether it comes
+        # from the flush, a write or the close.
         try:
-            if data:  # already bytes: _save_input encodes text
-                self.stdin.flush()
-                binary = self.stdin.buffer if isinstance(self.stdin, io.TextIOWrapper) else self.stdin
-                view = memoryview(data)
+            self.stdin.flush()
+        except BrokenPipeError:
+            pass
+        if self._input:  # already bytes: _save_input encodes text
+            raw = _raw(self.stdin)
+            view = memoryview(self._input)
+            try:
                 while self._input_offset < len(view):
                     chunk = view[self._input_offset : self._input_offset + _WRITE_SIZE]
-                    self._input_offset += binary.write(chunk) or 0
-                binary.flush()
+                    self._input_offset += raw.write(chunk) or 0
+            except BrokenPipeError:
+                pass
+            except (OSError, ValueError):
+                if not raw.closed:
+                    raise
+                return  # closed by the caller meanwhile: there is nothing left to feed
+        try:
             self.stdin.close()
         except BrokenPipeError:
-            pass  # the child stopped reading: communicate() ignores that, as the stdlib does
+            pass
 
     def _drain(self, pipe):
         chunks = self._fileobj2output[pipe]
-        read = pipe.read1 if hasattr(pipe, "read1") else pipe.read
-        while True:
-            chunk = read(_READ_SIZE)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        raw = _raw(pipe)
+        try:
+            while True:
+                chunk = raw.read(_READ_SIZE)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (OSError, ValueError):
+            if not raw.closed:
+                raise
+            return  # closed by the caller meanwhile (after a timeout): what was read is kept
         pipe.close()
 
 

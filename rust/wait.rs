@@ -127,7 +127,7 @@ impl Loop {
             let entry = {
                 let mut ready = self.ready.borrow_mut();
                 match ready.front() {
-                    Some(Ready::Resume { greenlet, .. }) if greenlet_api::started(greenlet.bind(py)) => {
+                    Some(Ready::Resume { greenlet, .. }) if greenlet_api::started(greenlet.bind(py)).unwrap_or(false) => {
                         ready.pop_front()
                     }
                     _ => None,

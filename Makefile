@@ -1,7 +1,7 @@
 # ferrovent's everyday commands; CI runs the same steps (.ci/run).
 .DEFAULT_GOAL := help
 
-.PHONY: help build-dev lint test bench
+.PHONY: help build-dev lint test test-plain bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,9 +15,13 @@ lint:  ## rustfmt, clippy and ruff
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-test:  ## Rust unit tests, then the Python suite
+test:  ## Rust unit tests, then the Python suite, then the suite again with the CPython tricks off
 	cargo test --quiet
 	python -m pytest tests
+	$(MAKE) test-plain
+
+test-plain:  ## the Python suite with the arena cache and small frame stacks switched off
+	FERROVENT_SMALL_STACKS=0 FERROVENT_ARENA_CACHE=0 python -m pytest tests
 
 bench:  ## side-by-side benchmarks against stock gevent
 	python benches/run.py

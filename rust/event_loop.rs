@@ -300,7 +300,7 @@ impl Loop {
         let outcome = if timeout == Some(Duration::ZERO) {
             poller.poll(timeout, &mut readiness)
         } else {
-            crate::cpython::trim_idle(py, timeout); // about to block: give back what a burst of greenlets left behind
+            crate::cpython::trim_idle(py, timeout, || self.ready.borrow_mut().shrink_to_fit()); // after a burst
             let (p, r, outcome) = py.detach(move || {
                 let outcome = poller.poll(timeout, &mut readiness);
                 (poller, readiness, outcome)

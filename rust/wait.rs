@@ -127,7 +127,9 @@ impl Loop {
             let entry = {
                 let mut ready = self.ready.borrow_mut();
                 match ready.front() {
-                    Some(Ready::Resume { greenlet, .. }) if greenlet_api::started(greenlet.bind(py)).unwrap_or(false) => {
+                    Some(Ready::Resume { greenlet, .. })
+                        if greenlet_api::started(greenlet.bind(py)).is_ok_and(|s| s) =>
+                    {
                         ready.pop_front()
                     }
                     _ => None,

@@ -54,18 +54,17 @@ fn symbol(name: &CStr) -> Option<*mut c_void> {
 
 impl Quiet {
     fn find() -> Option<Self> {
-        let [enter, leave, disable, enable] = [
-            c"PyThreadState_EnterTracing",
-            c"PyThreadState_LeaveTracing",
-            c"PyGC_Disable",
-            c"PyGC_Enable",
-        ]
-        .map(symbol);
+        let [enter, leave, disable, enable] =
+            [c"PyThreadState_EnterTracing", c"PyThreadState_LeaveTracing", c"PyGC_Disable", c"PyGC_Enable"].map(symbol);
         // SAFETY: these are the C API functions of those names, with the signatures of CPython's headers.
         unsafe {
             Some(Self {
-                enter_tracing: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut ffi::PyThreadState)>(enter?),
-                leave_tracing: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut ffi::PyThreadState)>(leave?),
+                enter_tracing: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut ffi::PyThreadState)>(
+                    enter?,
+                ),
+                leave_tracing: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut ffi::PyThreadState)>(
+                    leave?,
+                ),
                 gc_disable: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(disable?),
                 gc_enable: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(enable?),
             })

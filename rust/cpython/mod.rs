@@ -42,7 +42,8 @@ const GREENLET_MAJOR: &str = "3";
 
 /// Whether an environment switch leaves its trick on (unset, or anything but 0/false/no/off).
 fn switched_on(name: &str) -> bool {
-    std::env::var(name).map_or(true, |value| !matches!(value.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
+    std::env::var(name)
+        .map_or(true, |value| !matches!(value.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
 }
 
 /// Whether this interpreter and greenlet are ones the tricks were tested on.
@@ -71,13 +72,15 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Called when the loop is about to block for `timeout` (None: until I/O): after a burst of greenlets, gives back
-/// the idle chunks it left (beyond a small reserve) and asks malloc to return its free pages, with the GIL released.
-pub fn trim_idle(py: Python<'_>, timeout: Option<Duration>) {
+/// Called when the loop is about to block for `timeout` (None: until I/O). After a burst of greenlets, lets the
+/// loop shrink its own queues (`shrink_loop`), gives back the idle chunks the burst left (beyond a small reserve)
+/// and asks malloc to return its free pages, with the GIL released.
+pub fn trim_idle(py: Python<'_>, timeout: Option<Duration>, shrink_loop: impl FnOnce()) {
     if timeout.is_some_and(|t| t < IDLE_ENOUGH) {
         return;
     }
     let Some(release) = arena::plan_trim() else { return };
+    shrink_loop();
     py.detach(move || {
         release.run();
         trim_malloc();

@@ -54,9 +54,12 @@ pub const GEOMETRY: [Geometry; 2] = [
 
 const _: () = {
     let small = GEOMETRY[Kind::Small as usize];
+    let frame = GEOMETRY[Kind::Frame as usize];
     // Never page-aligned (any page size >= 1 KiB), and the chunk fits its slot.
-    assert!(small.offset % small.slot != 0 && small.offset + small.size <= small.slot);
-    assert!(SLAB % GEOMETRY[0].slot == 0 && SLAB % small.slot == 0);
+    assert!(!small.offset.is_multiple_of(small.slot) && small.offset + small.size <= small.slot);
+    // Powers of two, so masks find a chunk's slot, page and slab.
+    assert!(SLAB.is_power_of_two() && frame.slot.is_power_of_two() && small.slot.is_power_of_two());
+    assert!(SLAB.is_multiple_of(frame.slot) && SLAB.is_multiple_of(small.slot));
 };
 
 struct Pool {
@@ -326,7 +329,10 @@ mod tests {
         let release = slabs.plan_trim(PAGE);
         assert_eq!(release.unmap.len(), 1, "the second slab is wholly idle (the third holds the warm reserve)");
         let in_first = release.advise.iter().filter(|r| r.0 & !(SLAB - 1) == first_slab);
-        assert!(in_first.map(|r| r.1).eq(std::iter::repeat_n(PAGE, SLAB / PAGE / 2)), "every other page, none adjacent");
+        assert!(
+            in_first.map(|r| r.1).eq(std::iter::repeat_n(PAGE, SLAB / PAGE / 2)),
+            "every other page, none adjacent"
+        );
         for &(start, len) in &release.advise {
             assert!(live.iter().all(|&c| c < start || c >= start + len), "no live chunk's page is advised away");
         }

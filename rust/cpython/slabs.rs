@@ -25,10 +25,10 @@ const RESERVE: usize = 256;
 
 /// How one kind of chunk is laid out in a slab: one chunk of `size` bytes, `offset` bytes into each `slot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub slot: usize,
-    pub offset: usize,
-    pub size: usize,
+struct Geometry {
+    slot: usize,
+    offset: usize,
+    size: usize,
 }
 
 impl Geometry {
@@ -47,7 +47,7 @@ pub enum Kind {
     Small = 1,
 }
 
-pub const GEOMETRY: [Geometry; 2] = [
+const GEOMETRY: [Geometry; 2] = [
     Geometry { slot: super::FRAME_CHUNK, offset: 0, size: super::FRAME_CHUNK },
     Geometry { slot: 1024, offset: 16, size: super::SMALL_CHUNK },
 ];
@@ -88,8 +88,10 @@ impl Pool {
 /// What a trim gives back, worked out under the lock and done after it (`Release::run`).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Release {
-    pub unmap: Vec<usize>,
-    pub advise: Vec<(usize, usize)>,
+    /// Slab bases.
+    unmap: Vec<usize>,
+    /// Page-aligned (start, length) ranges.
+    advise: Vec<(usize, usize)>,
 }
 
 impl Release {
@@ -115,7 +117,7 @@ pub struct Slabs {
 impl Slabs {
     pub const fn new() -> Self {
         Self {
-            pools: [Pool::new(GEOMETRY[0]), Pool::new(GEOMETRY[1])],
+            pools: [Pool::new(GEOMETRY[Kind::Frame as usize]), Pool::new(GEOMETRY[Kind::Small as usize])],
             owners: HashMap::with_hasher(BuildHasherDefault::new()),
         }
     }

@@ -112,6 +112,8 @@ impl Release {
 pub struct Slabs {
     pools: [Pool; 2],
     owners: HashMap<usize, Kind, BuildHasherDefault<AddressHasher>>,
+    /// The slab mapped last: the next goes just below it if it can.
+    last_slab: Option<usize>,
 }
 
 impl Slabs {
@@ -119,6 +121,7 @@ impl Slabs {
         Self {
             pools: [Pool::new(GEOMETRY[Kind::Frame as usize]), Pool::new(GEOMETRY[Kind::Small as usize])],
             owners: HashMap::with_hasher(BuildHasherDefault::new()),
+            last_slab: None,
         }
     }
 
@@ -128,7 +131,8 @@ impl Slabs {
         let chunk = match pool.warm.pop().or_else(|| pool.cold.pop()) {
             Some(chunk) => chunk,
             None => {
-                let base = map_slab()?;
+                let base = map_slab(self.last_slab)?;
+                self.last_slab = Some(base);
                 self.owners.insert(base, kind);
                 let Geometry { slot, offset, .. } = pool.geometry;
                 pool.cold.extend((1..SLAB / slot).rev().map(|i| base + i * slot + offset));
@@ -212,36 +216,47 @@ fn plan_advice(geometry: Geometry, page: usize, group: &[(usize, bool)], advise:
     }
 }
 
-/// Maps one slab aligned to its size; None if the system refuses.
-fn map_slab() -> Option<usize> {
+/// Maps one slab aligned to its size; None if the system refuses. It first asks for the space just below the last
+/// slab (where the kernel puts new mappings anyway): consecutive slabs then merge into one mapping, so a burst
+/// costs few of the process's `vm.max_map_count` mappings.
+fn map_slab(last: Option<usize>) -> Option<usize> {
+    if let Some(hint) = last.and_then(|base| base.checked_sub(SLAB)) {
+        let raw = map_anonymous(hint, SLAB)?;
+        if raw.is_multiple_of(SLAB) {
+            return Some(raw);
+        }
+        unmap(raw, SLAB);
+    }
     let span = 2 * SLAB;
-    // SAFETY: an anonymous private mapping with no address hint; checked for MAP_FAILED.
+    let raw = map_anonymous(0, span)?;
+    let base = raw.next_multiple_of(SLAB);
+    unmap(raw, base - raw);
+    unmap(base + SLAB, raw + span - (base + SLAB));
+    Some(base)
+}
+
+/// A fresh anonymous read-write mapping of `len` bytes, at `hint` if that space is free, else anywhere.
+fn map_anonymous(hint: usize, len: usize) -> Option<usize> {
+    // SAFETY: an anonymous private mapping; without MAP_FIXED the hint never replaces an existing mapping.
     let raw = unsafe {
         libc::mmap(
-            std::ptr::null_mut(),
-            span,
+            hint as *mut libc::c_void,
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
         )
     };
-    if raw == libc::MAP_FAILED {
-        return None;
+    (raw != libc::MAP_FAILED).then_some(raw as usize)
+}
+
+/// Unmaps part of a mapping `map_slab` just made and will not use.
+fn unmap(start: usize, len: usize) {
+    if len > 0 {
+        // SAFETY: `start..start + len` is part of a fresh mapping of ours that nothing refers to.
+        unsafe { libc::munmap(start as *mut libc::c_void, len) };
     }
-    let raw = raw as usize;
-    let base = (raw + SLAB - 1) & !(SLAB - 1);
-    let (head, tail) = (base - raw, raw + span - (base + SLAB));
-    // SAFETY: the parts of our fresh mapping before and after the aligned slab; nothing refers to them.
-    unsafe {
-        if head > 0 {
-            libc::munmap(raw as *mut libc::c_void, head);
-        }
-        if tail > 0 {
-            libc::munmap((base + SLAB) as *mut libc::c_void, tail);
-        }
-    }
-    Some(base)
 }
 
 #[cfg(test)]

@@ -15,19 +15,16 @@
 //!    greenlet (all three fields zero, checked), and is never page-aligned, so a foreign free that unmaps cannot
 //!    unmap it (checked at compile time in `slabs`).
 //! 5. The probe runs no bytecode a tracer, profiler, signal handler or finalizer can see (see `frame_stack`).
-//! 6. What a trim gives back is taken off the slabs' books under their lock before the thread that unmaps it
-//!    starts, so nothing can hand it out meanwhile; a fork during that time leaves the child's copy mapped, unused.
+//! 6. What a trim gives back is taken off the slabs' books under their lock before the GIL is released to unmap
+//!    it, so no other thread can hand it out meanwhile.
 //!
 //! Each trick has an environment switch, read once at import: `FERROVENT_ARENA_CACHE=0` and
 //! `FERROVENT_SMALL_STACKS=0` (also `false`, `no`, `off`) turn it off. With both off, CPython's allocator is
 //! left alone.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-
-use slabs::Release;
 
 pub mod arena;
 pub mod frame_stack;
@@ -79,28 +76,18 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
 
 /// Called when the loop is about to block for `timeout` (None: until I/O). After a burst of greenlets, lets the
 /// loop shrink its own queues (`shrink_loop`), then gives back the idle chunks the burst left (beyond a small
-/// reserve) and asks malloc to return its free pages. That takes about 0.2 s per GiB, so it runs on a thread of its
-/// own and the loop is not held up (or, if no thread can be started, here with the GIL released).
+/// reserve) and asks malloc to return its free pages, with the GIL released. That takes about 0.2 s per GiB given
+/// back, once per burst; it stays on the loop's thread, since a ferrovent process runs one OS thread per hub.
 pub fn trim_idle(py: Python<'_>, timeout: Option<Duration>, shrink_loop: impl FnOnce()) {
     if timeout.is_some_and(|t| t < IDLE_ENOUGH) {
         return;
     }
     let Some(release) = arena::plan_trim() else { return };
     shrink_loop();
-    let pending = Arc::new(Mutex::new(Some(release)));
-    let for_thread = Arc::clone(&pending);
-    let spawned = std::thread::Builder::new().name("ferrovent-trim".into()).spawn(move || give_back(&for_thread));
-    if spawned.is_err() {
-        py.detach(|| give_back(&pending));
-    }
-}
-
-fn give_back(pending: &Mutex<Option<Release>>) {
-    let release = pending.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(release) = release {
+    py.detach(move || {
         release.run();
         trim_malloc();
-    }
+    });
 }
 
 /// Returns the free pages of malloc's heaps to the system: a burst of greenlets leaves many behind (their saved C

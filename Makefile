@@ -1,7 +1,7 @@
 # ferrovent's everyday commands; CI runs the same steps (.ci/run).
 .DEFAULT_GOAL := help
 
-.PHONY: help build-dev lint test stdlib bench
+.PHONY: help build-dev lint test test-plain stdlib bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,9 +15,13 @@ lint:  ## rustfmt, clippy and ruff
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-test:  ## Rust unit tests, then the Python suite
+test:  ## Rust unit tests, then the Python suite, then the suite again with the CPython tricks off
 	cargo test --quiet
 	python -m pytest tests
+	$(MAKE) test-plain
+
+test-plain:  ## the Python suite with the arena cache and small frame stacks switched off
+	FERROVENT_SMALL_STACKS=0 FERROVENT_ARENA_CACHE=0 python -m pytest tests
 
 stdlib:  ## CPython's test modules after ferrovent's and gevent's patch_all: no ferrovent-only failure (~9 min)
 	python -m pytest tests/stdlib -m stdlib

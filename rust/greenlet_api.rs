@@ -123,22 +123,32 @@ pub fn throw<'py>(g: &Bound<'py, PyAny>, exc: &Bound<'py, PyAny>) -> PyResult<Bo
     owned_or_err(py, unsafe { (api().throw)(g.as_ptr(), typ.as_ptr(), val.as_ptr(), ptr::null_mut()) })
 }
 
-/// Whether `g` has started running (and so a plain switch resumes rather than starts it).
-pub fn started(g: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: `g` is a greenlet; the flag functions only read its state.
-    unsafe { (api().started)(g.as_ptr()) != 0 }
+/// Whether `g` has started running (and so a plain switch resumes rather than starts it). An error if `g` is
+/// not a greenlet.
+pub fn started(g: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // SAFETY: the flag functions take any object: they read a greenlet's state, or fail with -1 and an exception.
+    flag(g.py(), unsafe { (api().started)(g.as_ptr()) })
 }
 
-/// Whether `g` is started and not dead.
-pub fn active(g: &Bound<'_, PyAny>) -> bool {
+/// Whether `g` is started and not dead. An error if `g` is not a greenlet.
+pub fn active(g: &Bound<'_, PyAny>) -> PyResult<bool> {
     // SAFETY: as for `started`.
-    unsafe { (api().active)(g.as_ptr()) != 0 }
+    flag(g.py(), unsafe { (api().active)(g.as_ptr()) })
+}
+
+/// A flag function's result: 0 or 1, or -1 with an exception set.
+fn flag(py: Python<'_>, result: c_int) -> PyResult<bool> {
+    match result {
+        -1 => Err(PyErr::fetch(py)),
+        other => Ok(other != 0),
+    }
 }
 
 /// The `greenlet.GreenletExit` class.
 pub fn greenlet_exit(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
     let raw = api().greenlet_exit as *mut ffi::PyObject;
-    // SAFETY: the slot holds a borrowed pointer to the GreenletExit type object, alive as long as greenlet is.
-    let obj = unsafe { Bound::from_borrowed_ptr(py, raw) };
+    // SAFETY: the slot holds a borrowed pointer to the GreenletExit type object (alive as long as greenlet is), or
+    // NULL, which becomes an error.
+    let obj = unsafe { Bound::from_borrowed_ptr_or_err(py, raw) }?;
     Ok(obj.cast_into::<pyo3::types::PyType>()?)
 }

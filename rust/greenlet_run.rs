@@ -20,7 +20,7 @@ use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::frame_stack;
+use crate::cpython::frame_stack;
 use crate::greenlet_api;
 
 /// `Greenlet.run`: on an instance, the shared `run_current_greenlet` (what greenlet calls at start, and what a

@@ -2,11 +2,10 @@
 
 use pyo3::prelude::*;
 
-mod arena;
+mod cpython;
 mod current;
 mod event_loop;
 mod fdtable;
-mod frame_stack;
 mod greenlet_api;
 mod greenlet_run;
 mod http;
@@ -30,11 +29,12 @@ fn pep440_version() -> String {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     greenlet_api::init(py)?;
-    arena::install();
+    cpython::init(py)?;
     m.add("__version__", pep440_version())?;
     m.add_class::<event_loop::Loop>()?;
     m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(frame_stack::small_frame_stacks, m)?)?;
+    m.add_function(wrap_pyfunction!(cpython::frame_stack::small_frame_stacks, m)?)?;
+    m.add_function(wrap_pyfunction!(cpython::arena_cache, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
     m.add_class::<waitqueue::WaitQueue>()?;
     m.add_class::<linkable::LinkCore>()?;

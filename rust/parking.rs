@@ -29,6 +29,9 @@ impl Hasher for AddressHasher {
     }
 }
 
+/// Table capacity below which a sparse parking lot is not worth shrinking.
+const SPARSE_FLOOR: usize = 4096;
+
 /// What one parked greenlet waits for, beyond a plain wake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parked {
@@ -62,15 +65,27 @@ impl ParkingLot {
 
     /// Unparks the greenlet if it is parked under `token`; returns what it waited on, for cleanup.
     pub fn claim(&mut self, address: usize, token: u64) -> Option<Parked> {
-        match self.parked.entry(address) {
+        let claimed = match self.parked.entry(address) {
             Entry::Occupied(parked) if parked.get().token == token => Some(parked.remove()),
             _ => None,
-        }
+        };
+        self.shrink_when_sparse();
+        claimed
     }
 
     /// Unparks the greenlet whatever its token.
     pub fn unpark(&mut self, address: usize) -> Option<Parked> {
-        self.parked.remove(&address)
+        let unparked = self.parked.remove(&address);
+        self.shrink_when_sparse();
+        unparked
+    }
+
+    /// Gives back the table a burst of parked greenlets grew, once most of them are gone (amortised O(1): the
+    /// table must then shrink 4x again before the next rehash).
+    fn shrink_when_sparse(&mut self) {
+        if self.parked.capacity() > SPARSE_FLOOR && self.parked.len() * 8 < self.parked.capacity() {
+            self.parked.shrink_to(self.parked.len() * 2);
+        }
     }
 
     /// Attaches a timer to a parked greenlet's wait.
@@ -101,5 +116,16 @@ mod tests {
         assert_eq!(lot.claim(0x1000, second).and_then(|p| p.timer), Some(3));
         assert!(lot.claim(0x1000, second).is_none(), "a second wake for the same wait is dropped");
         assert_eq!(lot.len(), 0);
+    }
+
+    #[test]
+    fn the_table_shrinks_once_a_burst_has_left() {
+        let mut lot = ParkingLot::default();
+        let token = lot.new_token();
+        (1..=100_000).for_each(|i| lot.park(i * 64, Parked { token, timer: None, fd: None }));
+        let grown = lot.parked.capacity();
+        (11..=100_000).for_each(|i| assert!(lot.claim(i * 64, token).is_some()));
+        assert!(lot.parked.capacity() <= SPARSE_FLOOR && lot.parked.capacity() < grown / 8);
+        assert!((1..=10).all(|i| lot.token_of(i * 64) == Some(token)), "the greenlets still parked stay parked");
     }
 }

@@ -159,7 +159,7 @@ impl Loop {
     }
 
     fn throw_from_hub(&self, py: Python<'_>, greenlet: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
-        if greenlet_api::started(greenlet) && !greenlet_api::active(greenlet) {
+        if greenlet_api::started(greenlet)? && !greenlet_api::active(greenlet)? {
             return Ok(()); // dead: nothing to kill
         }
         let result = greenlet_api::throw(greenlet, exc).map(drop);
@@ -217,7 +217,7 @@ impl Loop {
         let outcome = if timeout == Some(Duration::ZERO) {
             poller.poll(timeout, &mut readiness)
         } else {
-            crate::arena::trim(); // about to block anyway: give back what a burst of greenlets left behind
+            crate::cpython::trim_idle(py, timeout, || self.ready.borrow_mut().shrink_to_fit()); // after a burst
             let (p, r, outcome) = py.detach(move || {
                 let outcome = poller.poll(timeout, &mut readiness);
                 (poller, readiness, outcome)

@@ -122,7 +122,7 @@ impl Loop {
             // Only greenlets already running are handed off to: one started here would inherit this greenlet's
             // C stack depth and Python recursion depth, and a chain of such starts would overflow both.
             let entry = self.take_next(
-                |entry| matches!(entry, Ready::Resume { greenlet, .. } if greenlet_api::started(greenlet.bind(py))),
+                |entry| matches!(entry, Ready::Resume { greenlet, .. } if greenlet_api::started(greenlet.bind(py)).is_ok_and(|s| s)),
             );
             let Some(Ready::Resume { greenlet, token, wake }) = entry else { return Next::Hub };
             let greenlet = greenlet.into_bound(py);

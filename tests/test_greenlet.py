@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 import types
@@ -10,7 +9,6 @@ import types
 import ferrovent
 import greenlet
 import pytest
-from ferrovent import _core
 
 
 def test_spawn_passes_positional_and_keyword_arguments():
@@ -144,12 +142,6 @@ def test_deep_greenlets_killed_or_failing_while_parked_unwind_cleanly():
     assert frames[-1].name == "fail"
     # Afterwards the loop still runs new greenlets at any depth.
     assert ferrovent.spawn(descend, 700, lambda: 0).get(timeout=10) == 700
-
-
-@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info < (3, 11), reason="CPython 3.11+ only")
-def test_greenlets_get_small_frame_stacks_on_cpython():
-    ferrovent.spawn(lambda: None).join()
-    assert _core.small_frame_stacks() is True
 
 
 def test_a_subclass_run_method_may_wrap_the_default_run():

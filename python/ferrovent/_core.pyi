@@ -20,7 +20,12 @@ def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Park the current greenlet for ``seconds`` in the calling thread's loop; 0 yields."""
 
 def small_frame_stacks() -> Optional[bool]:
-    """Whether started Greenlets get small frame stacks; None until the first one has run."""
+    """Whether started Greenlets get small frame stacks (CPython 3.11-3.13, unless ``FERROVENT_SMALL_STACKS=0``);
+    None until a Greenlet has started on a fresh stack and the layout was learnt."""
+
+def arena_cache() -> bool:
+    """Whether CPython's 16 KiB frame-stack chunks are recycled through ferrovent's cache (CPython 3.11-3.13,
+    unless ``FERROVENT_ARENA_CACHE=0``, and while ferrovent's arena allocator is the installed one)."""
 
 def run_current_greenlet() -> None:
     """``Greenlet.run``: runs the current Greenlet's function and records how it ended."""

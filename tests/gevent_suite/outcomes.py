@@ -109,17 +109,26 @@ def read_record(path, file: str, side: str, exit_code: int | None, seconds: floa
 _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 
 
-def exception_line(text: str) -> str:
-    """The first line of the last exception in a traceback, with what varies from run to run blanked."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    headers = [index for index, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
-    block = lines[headers[-1] + 1 :] if headers else lines
+def _block_exception(block: list[str]) -> str:
+    """The exception line of one traceback block, with where it was raised if it is a bare assertion."""
     at = next((index for index, line in enumerate(block) if not line.startswith((" ", "\t"))), None)
-    line = (block[at] if at is not None else lines[-1] if lines else "").strip()
+    line = (block[at] if at is not None else block[-1] if block else "").strip()
     for pattern, blank in _VARYING:
         line = pattern.sub(blank, line)
     frames = _FRAME.findall("\n".join(block[:at]))
     if line.startswith("AssertionError") and frames:  # the message alone says too little: where it was asserted
         path, function = frames[-1]
         line = line[:200] + f" @ {path.replace(os.sep, '/').rsplit('/', 1)[-1]}:{function}"
+    return line
+
+
+def exception_line(text: str) -> str:
+    """The exception a traceback ends with (and the one it was handling, if chained), varying parts blanked."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    headers = [index for index, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if not headers:
+        return _block_exception(lines)[:300]
+    line = _block_exception(lines[headers[-1] + 1 :])
+    if len(headers) > 1:
+        line += f" (while handling {_block_exception(lines[headers[0] + 1 : headers[1]])})"
     return line[:300]

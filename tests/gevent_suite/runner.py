@@ -46,6 +46,7 @@ _TESTRUNNER_WARNINGS = (
     "ignore:::pkg_resources._vendor.pyparsing:,ignore:::dns.namedict:,ignore:::dns.hash:,ignore:::dns.zone:,"
     "ignore:::coverage.core:"
 )
+_OUTPUT_KEPT = 20_000  # bytes of a file's output kept, from the end (where import errors and summaries are)
 # Variables of ours that must not leak from the calling environment into a side that did not ask for them.
 _OUR_VARIABLES = ("FERROVENT_AS_GEVENT", "FERROVENT_GEVENT_SUITE", "FERROVENT_GEVENT_SUITE_PREVIEW")
 
@@ -83,33 +84,29 @@ def run_file(test: SuiteFile, side: str, env: dict[str, str], workdir: Path, tim
     """Runs one test file on one side in a fresh process (its own process group), bounded by its timeout."""
     scratch = workdir / side / test.name[: -len(".py")]
     scratch.mkdir(parents=True, exist_ok=True)
-    record = scratch / "outcomes.jsonl"
+    record, output = scratch / "outcomes.jsonl", scratch / "output.txt"
     command = [sys.executable, "-u", str(CHILD), str(record), test.module]
     started = time.monotonic()
-    proc = subprocess.Popen(
-        command,
-        cwd=scratch,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # Output goes to a file, not a pipe: a process the test leaves behind cannot keep us waiting for its end.
+    with open(output, "wb") as sink:
+        proc = subprocess.Popen(
+            command,
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        output, _ = proc.communicate(timeout=timeout or test.timeout)
-        exit_code = proc.returncode
+        exit_code = proc.wait(timeout=timeout or test.timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
         exit_code = None
-        try:
-            output, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:  # a grandchild in another session still holds the pipe
-            proc.kill()
-            output = b""
     finally:
-        _kill_group(proc)  # stragglers the test left behind
+        _kill_group(proc)  # on a timeout, the test itself; always, whatever it left behind
+        proc.wait()
     seconds = time.monotonic() - started
-    text = output.decode("utf-8", "replace") if output else ""
+    text = output.read_bytes()[-_OUTPUT_KEPT:].decode("utf-8", "replace")
     return read_record(record, test.name, side, exit_code, seconds, text)
 
 

@@ -110,7 +110,8 @@ class _LazyOnClass:
 def _private_module(name: str) -> types.ModuleType:
     import ferrovent.hub
 
-    module = types.ModuleType(name, "ferrovent gevent-suite adapter: only what gevent.testing needs")
+    purpose = "diagnosis-only stand-in" if name in _PREVIEW_MODULES.values() else "adapter: what gevent.testing needs"
+    module = types.ModuleType(name, f"ferrovent gevent-suite {purpose}")
     if name == "gevent._compat":
         module.PYPY = hasattr(sys, "pypy_version_info")
         module.WIN = sys.platform.startswith("win")

@@ -1,10 +1,10 @@
 # ferrovent's everyday commands; CI runs the same steps (.ci/run).
 .DEFAULT_GOAL := help
 
-.PHONY: help build-dev lint test test-plain stdlib bench
+.PHONY: help build-dev lint test test-plain stdlib bench gevent-suite
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 build-dev:  ## build the Rust extension and install ferrovent editable
 	pip install -e ".[test,bench]"
@@ -28,3 +28,6 @@ stdlib:  ## CPython's test modules after ferrovent's and gevent's patch_all: no 
 
 bench:  ## side-by-side benchmarks against stock gevent
 	python benches/run.py
+
+gevent-suite:  ## gevent's own tests on stock gevent and on ferrovent as gevent, compared (docs/gevent-suite.md)
+	python -m tests.gevent_suite.runner -j2 --json target/gevent-suite.json

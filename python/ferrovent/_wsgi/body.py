@@ -1,0 +1,237 @@
+"""The request and response bodies of the WSGI server: ``wsgi.input`` (`Input`, `RawInput`) and
+``wsgi.file_wrapper`` (`FileWrapper`)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from ferrovent._core import ChunkedDecoder, HttpParseError
+from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, InvalidClientInput
+
+#: How much one receive asks for while reading a body.
+BODY_READ = 256 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Input:
+    """``wsgi.input``: the request body, read from the connection only as far as the application asks.
+
+    Framed by Content-Length or by the chunked coding; reads past the end return b"". A body that ends early or
+    is badly framed raises an OSError (and the server answers 400); a client too slow to send raises
+    ``socket.timeout``. With ``Expect: 100-continue`` the interim ``100 Continue`` is sent on the first read
+    that needs bytes from the client.
+    """
+
+    __slots__ = ("_conn", "_left", "_decoder", "_pending", "_continue")
+
+    def __init__(
+        self, conn: Optional[Connection], length: int, chunked: bool = False, expect_continue: bool = False
+    ) -> None:
+        self._conn = conn
+        self._left = length  # Content-Length bytes not yet handed out (unused when chunked)
+        self._decoder = ChunkedDecoder() if chunked else None
+        self._pending = b""  # decoded chunk data not yet handed out
+        self._continue = expect_continue
+
+    # -- primitives --
+
+    def _receive(self, size: int) -> bytes:
+        """Bytes from the socket for the body (at least one); sends the pending 100 Continue first."""
+        conn = self._conn
+        if self._continue:
+            self._continue = False
+            try:
+                conn.send(_CONTINUE)
+            except ClientError as error:
+                raise conn.input_failed(error) from error
+        return conn.receive_body(size)
+
+    def _take(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body (fewer if fewer are at hand); b"" once the body is over."""
+        if self._decoder is not None:
+            return self._take_chunked(limit)
+        left = self._left
+        if limit > left:
+            limit = left
+        if limit <= 0:
+            return b""
+        conn = self._conn
+        data = conn.buffer or self._receive(min(left, BODY_READ))
+        if len(data) > limit:
+            conn.buffer = data[limit:]
+            data = data[:limit]
+        else:
+            conn.buffer = b""
+        self._left = left - len(data)
+        return data
+
+    def _take_chunked(self, limit: int) -> bytes:
+        pending = self._pending
+        decoder = self._decoder
+        conn = self._conn
+        while not pending:
+            if decoder.done or limit <= 0:
+                return b""
+            raw = conn.buffer or self._receive(BODY_READ)
+            try:
+                pending, used = decoder.decode(raw)
+            except HttpParseError as error:
+                failure = InvalidClientInput(errno.EPROTO, f"invalid chunked body: {error.reason}")
+                raise conn.input_failed(failure) from None
+            conn.buffer = raw[used:] if used < len(raw) else b""
+        if len(pending) > limit:
+            self._pending = pending[limit:]
+            return pending[:limit]
+        self._pending = b""
+        return pending
+
+    def _unread(self, data: bytes) -> None:
+        """Puts back the bytes just taken, in front of the rest."""
+        if self._decoder is not None:
+            self._pending = data + self._pending
+        else:
+            self._conn.buffer = data + self._conn.buffer
+            self._left += len(data)
+
+    def _exhausted(self) -> bool:
+        """True when the whole body has been handed out."""
+        if self._decoder is not None:
+            return not self._pending and self._decoder.done
+        return self._left <= 0
+
+    # -- the file-like API --
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to ``size`` bytes (all the rest if ``size`` is None or negative); less only at the body's end."""
+        if size is None or size < 0:
+            size = sys.maxsize
+        data = self._take(size)
+        if len(data) == size or not data:
+            return data
+        pieces = [data]
+        have = len(data)
+        while have < size:
+            data = self._take(size - have)
+            if not data:
+                break
+            pieces.append(data)
+            have += len(data)
+        return b"".join(pieces)
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        """One line, its b"\\n" included (at most ``size`` bytes); b"" at the body's end."""
+        limit = sys.maxsize if size is None or size < 0 else size
+        pieces = []
+        have = 0
+        while have < limit:
+            data = self._take(limit - have)
+            if not data:
+                break
+            end = data.find(b"\n") + 1
+            if 0 < end < len(data):
+                self._unread(data[end:])
+                data = data[:end]
+            pieces.append(data)
+            have += len(data)
+            if end:
+                break
+        return b"".join(pieces)
+
+    def readlines(self, hint: Optional[int] = None) -> list[bytes]:
+        """The remaining lines (all of them; ``hint`` is accepted and, as PEP 3333 allows, ignored)."""
+        return list(self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def _discard(self, budget: int) -> bool:
+        """Reads and drops what is left of the body, if at most ``budget`` bytes; True if the body is over."""
+        if self._continue:
+            return self._exhausted()  # the client waits for our 100 Continue: it will not send the body
+        while budget > 0:
+            data = self._take(min(budget, BODY_READ))
+            if not data:
+                return True
+            budget -= len(data)
+        return self._exhausted()
+
+
+#: ``wsgi.input`` of every request without a body: always at its end, so one object serves them all.
+EMPTY_INPUT = Input(None, 0)
+
+
+class RawInput:
+    """``wsgi.input`` of an ``Upgrade`` request: the connection's bytes as they come, unframed.
+
+    ``read(n)`` returns what is available, at most ``n`` bytes, waiting only when nothing is; b"" at the end of
+    the stream.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        conn = self._conn
+        data = conn.buffer
+        if not data:
+            try:
+                data = conn.io.recv(BODY_READ, None)
+            except ClientGone:
+                return b""
+        if size is not None and 0 <= size < len(data):
+            conn.buffer = data[size:]
+            return data[:size]
+        conn.buffer = b""
+        return data
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in ``blksize`` blocks.
+
+    When the application returns one for a plain (non-TLS) connection and the file is a regular file with a
+    ``fileno()``, the server sends it with ``os.sendfile`` instead, from the file's current position.
+    """
+
+    __slots__ = ("filelike", "blksize")
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+    def _file_span(self) -> Optional[tuple[int, int, int]]:
+        """``(fd, offset, size)`` of the rest of a regular file, or None if it cannot be sent with sendfile."""
+        try:
+            fd = self.filelike.fileno()
+            info = os.fstat(fd)
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return fd, offset, max(0, info.st_size - offset)

@@ -155,6 +155,30 @@ class Input:
             raise StopIteration
         return line
 
+    def _can_finish(self, budget: int) -> bool:
+        """Whether `_discard` with ``budget`` will end the body, as far as can be told now, without waiting:
+        asked when the response head leaves, so that a connection to be closed says so in that head.
+
+        A client still waiting for its 100 Continue will not send the body; a chunked body is decoded as far as
+        its bytes are already received, its rest being of unknown size.
+        """
+        if self._continue:
+            return self._exhausted()
+        decoder = self._decoder
+        if decoder is None:
+            return self._left <= budget
+        conn = self._conn
+        while not decoder.done and conn.buffer:
+            try:
+                data, used = decoder.decode(conn.buffer)
+            except HttpParseError:
+                return False  # the read after the response reports it
+            conn.buffer = conn.buffer[used:]
+            if len(self._pending) + len(data) > budget:
+                return False
+            self._pending += data
+        return decoder.done and len(self._pending) <= budget
+
     def _discard(self, budget: int) -> bool:
         """Reads and drops what is left of the body, if at most ``budget`` bytes; True if the body is over."""
         if self._continue:

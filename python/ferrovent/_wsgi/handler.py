@@ -155,9 +155,9 @@ class WSGIHandler:
         self.environ = environ
         self.close_connection = not keep_alive
         if body or "HTTP_UPGRADE" in environ:
-            environ["wsgi.input"] = self._make_input(environ, body)
+            self._input = environ["wsgi.input"] = self._make_input(environ, body)
         else:
-            environ["wsgi.input"] = EMPTY_INPUT
+            self._input = environ["wsgi.input"] = EMPTY_INPUT
         self.environ = environ = self.get_environ()
         self.handle_one_response()
         return not (self.close_connection or self._conn.broken)
@@ -290,8 +290,11 @@ class WSGIHandler:
 
     def _finish_body(self) -> None:
         """After the response: drops the body the application left unread, or marks the connection to close."""
-        stream = self.environ.get("wsgi.input")
+        stream = self._input
         if stream is EMPTY_INPUT or self._conn.broken:
+            return
+        if self.close_connection:
+            self._linger = not (type(stream) is Input and stream._exhausted())  # no drain: the head said close
             return
         if type(stream) is RawInput or not stream._discard(self.max_discard):
             self._conn.broken = self._linger = True
@@ -433,9 +436,14 @@ class WSGIHandler:
             head = self._head + b"Transfer-Encoding: chunked\r\n\r\n"
         else:  # the body ends when the connection does
             self.close_connection = True
-            head = self._head.replace(b"Connection: keep-alive\r\n", b"Connection: close\r\n") + b"\r\n"
+            head = self._head + b"\r\n"
+            if self.code != 101:
+                head = _announce_close(head)
         if self.code == 101:
             self._conn.broken = True  # the application owns the connection from here on
+        elif self._input is not EMPTY_INPUT and not self.close_connection and not self._body_can_finish():
+            self.close_connection = True
+            head = _announce_close(head)
         self.headers_sent = True
         if self._no_body or not data:
             self._send(head)
@@ -457,6 +465,12 @@ class WSGIHandler:
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         self._send(data)
+
+    def _body_can_finish(self) -> bool:
+        """Whether the request body the application left unread can be drained after the response, so that the
+        connection can go on (else the head about to leave must say ``Connection: close``)."""
+        stream = self._input
+        return type(stream) is Input and stream._can_finish(self.max_discard)
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Sends a FileWrapper's file with os.sendfile if it can (plain socket, regular file); False otherwise."""
@@ -538,7 +552,15 @@ class WSGIHandler:
     _no_body = False  # nothing may follow the head (HEAD, 1xx, 204, 304)
     _http11 = True
     _chunked = False  # the server frames the body in chunks
+    _input: Any = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _announce_close(head: bytes) -> bytes:
+    """``head`` (ending in its blank line) saying ``Connection: close``, instead of keep-alive if it said so."""
+    if b"\r\nConnection: keep-alive\r\n" in head:
+        return head.replace(b"\r\nConnection: keep-alive\r\n", b"\r\nConnection: close\r\n")
+    return head[:-2] + b"Connection: close\r\n\r\n"
 
 
 def _phrase(code: int) -> str:

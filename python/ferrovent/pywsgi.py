@@ -14,9 +14,13 @@ Bounds, so that no client can hold memory or a greenlet forever: the head is at 
 line, 100 fields), and must arrive within ``header_timeout`` of its first byte (else 408); an idle keep-alive
 connection is closed after ``keepalive_timeout``; each body read and each send must progress within
 ``io_timeout``; a body the application left unread is drained only up to ``WSGIHandler.max_discard`` bytes, else
-the connection is closed. A refused request gets its status (400, 408, 414, 431, 501, 505) and the connection is
-closed gracefully (our side shut down first, the client's remaining bytes drained briefly) so that the client
-reads the answer instead of a reset.
+the response says ``Connection: close``: a connection is never closed after a response that did not say so. A
+refused request gets its status (400, 408, 414, 431, 501, 505) and the connection is closed gracefully (our side
+shut down first, the client's remaining bytes drained briefly) so that the client reads the answer, not a reset.
+
+Application errors: an exception (``GreenletExit`` included) before any byte of the response left answers 500;
+after, the connection is closed. A body item that is not bytes is such an error. A body longer than the
+application's own Content-Length is cut there (logged once) and the connection closed.
 
 Extensions: ``environ['ferrovent.socket']`` is the client socket. A request with an ``Upgrade`` header gets a
 raw reader of the connection as ``wsgi.input``; if the application answers ``101``, the server sends the head

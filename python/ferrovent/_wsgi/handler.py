@@ -19,6 +19,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from greenlet import GreenletExit
+
 from ferrovent._core import HttpParseError, parse_request
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, RawInput
 from ferrovent._wsgi.conn import ClientError, ClientGone, ClientTimeout, Connection, InvalidClientInput
@@ -283,6 +285,11 @@ class WSGIHandler:
             self._conn.broken = True
         except Exception:
             self.handle_error(*sys.exc_info())
+        except GreenletExit:
+            # Raised by the application, or the handler was killed: answered all the same, then let through.
+            self.log_error("The application was interrupted by GreenletExit: %s", self.requestline)
+            self._send_error_response(500)
+            raise
         finally:
             if log:
                 self.time_finish = _now()
@@ -326,6 +333,8 @@ class WSGIHandler:
                         self._write_more(data)
                     else:
                         self._write_first(data, length)
+                    if self._cut:
+                        break  # the rest would be cut too
                 elif self.code == 101 and not self.headers_sent:
                     self._write_first(data, None)  # switching protocols: the head goes at the first yield
             if not self.headers_sent:
@@ -406,6 +415,7 @@ class WSGIHandler:
         self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
         self._http11 = http11
         self._chunked = False
+        self._cut = False
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -427,6 +437,8 @@ class WSGIHandler:
             raise self._conn.input_error  # the application answered a request whose body could not be read
         if self.status is None:
             raise self.ApplicationError("The application did not call start_response()")
+        if type(data) is not bytes and not isinstance(data, bytes):
+            raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
         if self._framed:
             head = self._head + b"\r\n"
         elif length is not None:
@@ -448,6 +460,8 @@ class WSGIHandler:
         if self._no_body or not data:
             self._send(head)
             return
+        if self._provided_length is not None and len(data) > self._limit():
+            data = self._cut_at_length(data)
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
@@ -461,10 +475,37 @@ class WSGIHandler:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
         if self._no_body:
             return
+        if type(data) is not bytes and not isinstance(data, bytes):
+            raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
+        if self._provided_length is not None and self.response_length + len(data) > self._limit():
+            data = self._cut_at_length(data)
+            if not data:
+                return
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         self._send(data)
+
+    def _limit(self) -> int:
+        """The body size the application announced in its Content-Length (no limit if that is not a number)."""
+        try:
+            return int(self._provided_length)
+        except ValueError:
+            return sys.maxsize
+
+    def _cut_at_length(self, data: bytes) -> bytes:
+        """The part of ``data`` within the announced Content-Length: what goes beyond would be read by the client
+        as the start of another response. The error is logged once and the connection closes after this response.
+        """
+        if not self._cut:
+            self._cut = True
+            self.close_connection = True
+            self.log_error(
+                "The application sent more than its Content-Length (%s) for %s: body cut",
+                self._provided_length,
+                self.requestline,
+            )
+        return data[: max(0, self._limit() - self.response_length)]
 
     def _body_can_finish(self) -> bool:
         """Whether the request body the application left unread can be drained after the response, so that the
@@ -552,6 +593,7 @@ class WSGIHandler:
     _no_body = False  # nothing may follow the head (HEAD, 1xx, 204, 304)
     _http11 = True
     _chunked = False  # the server frames the body in chunks
+    _cut = False  # the body was cut at the application's Content-Length
     _input: Any = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
 

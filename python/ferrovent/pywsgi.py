@@ -22,9 +22,10 @@ Application errors: an exception (``GreenletExit`` included) before any byte of 
 after, the connection is closed. A body item that is not bytes is such an error. A body longer than the
 application's own Content-Length is cut there (logged once) and the connection closed.
 
-Extensions: ``environ['ferrovent.socket']`` is the client socket. A request with an ``Upgrade`` header gets a
-raw reader of the connection as ``wsgi.input``; if the application answers ``101``, the server sends the head
-and then stops touching the connection: the application owns the socket until it returns.
+Extensions: ``environ['ferrovent.socket']`` is the client socket. A request with an ``Upgrade`` header is an
+ordinary request, its body framed and timed like any other, until the application answers ``101``: the server
+sends that head and stops touching the connection, whose bytes ``wsgi.input`` then hands over as they come
+(those already received first); the application owns the socket until it returns.
 """
 
 from __future__ import annotations

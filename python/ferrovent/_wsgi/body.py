@@ -1,4 +1,4 @@
-"""The request and response bodies of the WSGI server: ``wsgi.input`` (`Input`, `RawInput`) and
+"""The request and response bodies of the WSGI server: ``wsgi.input`` (`Input`, `UpgradeInput`) and
 ``wsgi.file_wrapper`` (`FileWrapper`)."""
 
 from __future__ import annotations
@@ -195,19 +195,27 @@ class Input:
 EMPTY_INPUT = Input(None, 0)
 
 
-class RawInput:
-    """``wsgi.input`` of an ``Upgrade`` request: the connection's bytes as they come, unframed.
+class UpgradeInput(Input):
+    """``wsgi.input`` of a request with an ``Upgrade`` header: its body framed like any other until the application
+    answers ``101``; from then on the connection's bytes as they come, unframed and with no timeout.
 
-    ``read(n)`` returns what is available, at most ``n`` bytes, waiting only when nothing is; b"" at the end of
-    the stream.
+    After the switch, ``read(n)`` returns what is available, at most ``n`` bytes, waiting only when nothing is; b""
+    at the end of the stream.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_raw",)
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: Connection, length: int, chunked: bool = False, expect_continue: bool = False) -> None:
+        Input.__init__(self, conn, length, chunked, expect_continue)
+        self._raw = False
 
-    def read(self, size: Optional[int] = -1) -> bytes:
+    def switch_protocols(self) -> None:
+        """The 101 response left: the stream now belongs to the application's protocol."""
+        self._raw = True
+
+    def _take(self, limit: int) -> bytes:
+        if not self._raw:
+            return Input._take(self, limit)
         conn = self._conn
         data = conn.buffer
         if not data:
@@ -215,11 +223,22 @@ class RawInput:
                 data = conn.io.recv(BODY_READ, None)
             except ClientGone:
                 return b""
-        if size is not None and 0 <= size < len(data):
-            conn.buffer = data[size:]
-            return data[:size]
+        if len(data) > limit:
+            conn.buffer = data[limit:]
+            return data[:limit]
         conn.buffer = b""
         return data
+
+    def _unread(self, data: bytes) -> None:
+        if self._raw:
+            self._conn.buffer = data + self._conn.buffer
+        else:
+            Input._unread(self, data)
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if not self._raw:
+            return Input.read(self, size)
+        return self._take(sys.maxsize if size is None or size < 0 else size)
 
 
 class FileWrapper:

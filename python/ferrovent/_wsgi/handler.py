@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from greenlet import GreenletExit
 
 from ferrovent._core import HttpParseError, parse_request
-from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, RawInput
+from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import ClientError, ClientGone, ClientTimeout, Connection, InvalidClientInput
 from ferrovent.hub import get_hub
 
@@ -168,14 +168,15 @@ class WSGIHandler:
         """The environ of the request being served (override to add keys; call the parent's first)."""
         return self.environ
 
-    def _make_input(self, environ: dict, body: int) -> Any:
-        if "HTTP_UPGRADE" in environ:
-            environ["wsgi.input_terminated"] = False
-            return RawInput(self._conn)
+    def _make_input(self, environ: dict, body: int) -> Input:
         expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        kind = Input
+        if "HTTP_UPGRADE" in environ:
+            environ["wsgi.input_terminated"] = False  # after a 101, the stream goes on past the body
+            kind = UpgradeInput
         if body < 0:  # CHUNKED
-            return Input(self._conn, 0, True, expect)
-        return Input(self._conn, body, False, expect)
+            return kind(self._conn, 0, True, expect)
+        return kind(self._conn, body, False, expect)
 
     def _read_head(self) -> Optional[tuple]:
         """The next request head as ``parse_request`` returns it, or None when the connection should end.
@@ -301,9 +302,9 @@ class WSGIHandler:
         if stream is EMPTY_INPUT or self._conn.broken:
             return
         if self.close_connection:
-            self._linger = not (type(stream) is Input and stream._exhausted())  # no drain: the head said close
+            self._linger = not stream._exhausted()  # no drain: the head said close
             return
-        if type(stream) is RawInput or not stream._discard(self.max_discard):
+        if not stream._discard(self.max_discard):
             self._conn.broken = self._linger = True
 
     def run_application(self) -> None:
@@ -453,6 +454,8 @@ class WSGIHandler:
                 head = _announce_close(head)
         if self.code == 101:
             self._conn.broken = True  # the application owns the connection from here on
+            if type(self._input) is UpgradeInput:
+                self._input.switch_protocols()
         elif self._input is not EMPTY_INPUT and not self.close_connection and not self._body_can_finish():
             self.close_connection = True
             head = _announce_close(head)
@@ -511,7 +514,7 @@ class WSGIHandler:
         """Whether the request body the application left unread can be drained after the response, so that the
         connection can go on (else the head about to leave must say ``Connection: close``)."""
         stream = self._input
-        return type(stream) is Input and stream._can_finish(self.max_discard)
+        return stream._can_finish(self.max_discard)
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Sends a FileWrapper's file with os.sendfile if it can (plain socket, regular file); False otherwise."""
@@ -594,7 +597,7 @@ class WSGIHandler:
     _http11 = True
     _chunked = False  # the server frames the body in chunks
     _cut = False  # the body was cut at the application's Content-Length
-    _input: Any = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
+    _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
 
 

@@ -25,17 +25,21 @@ class Input:
     is badly framed raises an OSError (and the server answers 400); a client too slow to send raises
     ``socket.timeout``. With ``Expect: 100-continue`` the interim ``100 Continue`` is sent on the first read
     that needs bytes from the client.
+
+    Body bytes are taken from the connection a block at a time into ``_block``, and handed out from position
+    ``_pos`` on: each call copies only the bytes it returns, however small the reads.
     """
 
-    __slots__ = ("_conn", "_left", "_decoder", "_pending", "_continue")
+    __slots__ = ("_conn", "_left", "_decoder", "_block", "_pos", "_continue")
 
     def __init__(
         self, conn: Optional[Connection], length: int, chunked: bool = False, expect_continue: bool = False
     ) -> None:
         self._conn = conn
-        self._left = length  # Content-Length bytes not yet handed out (unused when chunked)
+        self._left = length  # Content-Length bytes not yet taken from the connection (unused when chunked)
         self._decoder = ChunkedDecoder() if chunked else None
-        self._pending = b""  # decoded chunk data not yet handed out
+        self._block = b""  # body bytes taken from the connection (decoded, if chunked)
+        self._pos = 0  # how much of _block was handed out
         self._continue = expect_continue
 
     # -- primitives --
@@ -51,57 +55,59 @@ class Input:
                 raise conn.input_failed(error) from error
         return conn.receive_body(size)
 
+    def _fill(self) -> bool:
+        """Takes the next block of the body from the connection; False at the body's end."""
+        conn = self._conn
+        decoder = self._decoder
+        if decoder is None:
+            left = self._left
+            if left <= 0:
+                return False
+            data = conn.buffer or self._receive(min(left, BODY_READ))
+            if len(data) > left:
+                conn.buffer = data[left:]
+                data = data[:left]
+            else:
+                conn.buffer = b""
+            self._left = left - len(data)
+        else:
+            data = b""
+            while not data:
+                if decoder.done:
+                    return False
+                raw = conn.buffer or self._receive(BODY_READ)
+                try:
+                    data, used = decoder.decode(raw)
+                except HttpParseError as error:
+                    failure = InvalidClientInput(errno.EPROTO, f"invalid chunked body: {error.reason}")
+                    raise conn.input_failed(failure) from None
+                conn.buffer = raw[used:] if used < len(raw) else b""
+        self._block = data
+        self._pos = 0
+        return True
+
     def _take(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body (fewer if fewer are at hand); b"" once the body is over."""
-        if self._decoder is not None:
-            return self._take_chunked(limit)
-        left = self._left
-        if limit > left:
-            limit = left
-        if limit <= 0:
-            return b""
-        conn = self._conn
-        data = conn.buffer or self._receive(min(left, BODY_READ))
-        if len(data) > limit:
-            conn.buffer = data[limit:]
-            data = data[:limit]
-        else:
-            conn.buffer = b""
-        self._left = left - len(data)
-        return data
-
-    def _take_chunked(self, limit: int) -> bytes:
-        pending = self._pending
-        decoder = self._decoder
-        conn = self._conn
-        while not pending:
-            if decoder.done or limit <= 0:
+        pos = self._pos
+        block = self._block
+        if pos >= len(block):
+            if limit <= 0 or not self._fill():
                 return b""
-            raw = conn.buffer or self._receive(BODY_READ)
-            try:
-                pending, used = decoder.decode(raw)
-            except HttpParseError as error:
-                failure = InvalidClientInput(errno.EPROTO, f"invalid chunked body: {error.reason}")
-                raise conn.input_failed(failure) from None
-            conn.buffer = raw[used:] if used < len(raw) else b""
-        if len(pending) > limit:
-            self._pending = pending[limit:]
-            return pending[:limit]
-        self._pending = b""
-        return pending
-
-    def _unread(self, data: bytes) -> None:
-        """Puts back the bytes just taken, in front of the rest."""
-        if self._decoder is not None:
-            self._pending = data + self._pending
-        else:
-            self._conn.buffer = data + self._conn.buffer
-            self._left += len(data)
+            pos = 0
+            block = self._block
+        end = pos + limit
+        if end >= len(block):
+            self._pos = len(block)
+            return block if pos == 0 else block[pos:]
+        self._pos = end
+        return block[pos:end]
 
     def _exhausted(self) -> bool:
         """True when the whole body has been handed out."""
+        if self._pos < len(self._block):
+            return False
         if self._decoder is not None:
-            return not self._pending and self._decoder.done
+            return self._decoder.done
         return self._left <= 0
 
     # -- the file-like API --
@@ -125,22 +131,36 @@ class Input:
 
     def readline(self, size: Optional[int] = -1) -> bytes:
         """One line, its b"\\n" included (at most ``size`` bytes); b"" at the body's end."""
-        limit = sys.maxsize if size is None or size < 0 else size
+        if size is None or size < 0:
+            block = self._block
+            pos = self._pos
+            newline = block.find(b"\n", pos)
+            if newline >= 0:  # the common case: the whole line is in the current block
+                self._pos = newline + 1
+                return block[pos : newline + 1]
+            return self._readline(sys.maxsize)
+        return self._readline(size)
+
+    def _readline(self, limit: int) -> bytes:
         pieces = []
         have = 0
         while have < limit:
-            data = self._take(limit - have)
-            if not data:
+            pos = self._pos
+            block = self._block
+            if pos >= len(block):
+                if not self._fill():
+                    break
+                pos = 0
+                block = self._block
+            stop = min(len(block), pos + limit - have)
+            newline = block.find(b"\n", pos, stop)
+            end = stop if newline < 0 else newline + 1
+            pieces.append(block if pos == 0 and end == len(block) else block[pos:end])
+            have += end - pos
+            self._pos = end
+            if newline >= 0:
                 break
-            end = data.find(b"\n") + 1
-            if 0 < end < len(data):
-                self._unread(data[end:])
-                data = data[:end]
-            pieces.append(data)
-            have += len(data)
-            if end:
-                break
-        return b"".join(pieces)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def readlines(self, hint: Optional[int] = None) -> list[bytes]:
         """The remaining lines (all of them; ``hint`` is accepted and, as PEP 3333 allows, ignored)."""
@@ -150,7 +170,13 @@ class Input:
         return self
 
     def __next__(self) -> bytes:
-        line = self.readline()
+        block = self._block
+        pos = self._pos
+        newline = block.find(b"\n", pos)
+        if newline >= 0:  # as in readline: the whole line is in the current block
+            self._pos = newline + 1
+            return block[pos : newline + 1]
+        line = self._readline(sys.maxsize)
         if not line:
             raise StopIteration
         return line
@@ -174,10 +200,11 @@ class Input:
             except HttpParseError:
                 return False  # the read after the response reports it
             conn.buffer = conn.buffer[used:]
-            if len(self._pending) + len(data) > budget:
+            if len(self._block) - self._pos + len(data) > budget:
                 return False
-            self._pending += data
-        return decoder.done and len(self._pending) <= budget
+            self._block = self._block[self._pos :] + data
+            self._pos = 0
+        return decoder.done and len(self._block) - self._pos <= budget
 
     def _discard(self, budget: int) -> bool:
         """Reads and drops what is left of the body, if at most ``budget`` bytes; True if the body is over."""
@@ -213,27 +240,23 @@ class UpgradeInput(Input):
         """The 101 response left: the stream now belongs to the application's protocol."""
         self._raw = True
 
-    def _take(self, limit: int) -> bytes:
+    def _fill(self) -> bool:
         if not self._raw:
-            return Input._take(self, limit)
+            return Input._fill(self)
         conn = self._conn
         data = conn.buffer
-        if not data:
+        if data:
+            conn.buffer = b""
+        else:
             try:
                 data = conn.io.recv(BODY_READ, None)
             except ClientGone:
-                return b""
-        if len(data) > limit:
-            conn.buffer = data[limit:]
-            return data[:limit]
-        conn.buffer = b""
-        return data
-
-    def _unread(self, data: bytes) -> None:
-        if self._raw:
-            self._conn.buffer = data + self._conn.buffer
-        else:
-            Input._unread(self, data)
+                return False
+            if not data:
+                return False
+        self._block = data
+        self._pos = 0
+        return True
 
     def read(self, size: Optional[int] = -1) -> bytes:
         if not self._raw:

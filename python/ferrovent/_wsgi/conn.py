@@ -15,6 +15,7 @@ import time
 from typing import Any, Optional
 
 from ferrovent import socket as _cooperative
+from ferrovent._core import sleep
 from ferrovent.hub import get_hub
 
 _sock_recv = _socket.socket.recv
@@ -24,6 +25,10 @@ _Socket = _cooperative.socket
 
 #: How much one receive asks for while draining a closing connection.
 _LINGER_READ = 64 * 1024
+#: The longest a connection whose bytes are already there (a fast upload, pipelined requests) runs before it lets
+#: the loop serve the others: it never has to wait, so it would never give the loop a turn by itself.
+TURN_SECONDS = 0.002
+_TURN_PAUSE = 1e-6
 
 
 class ClientError(OSError):
@@ -153,7 +158,7 @@ class Connection:
     for, whatever the application does.
     """
 
-    __slots__ = ("socket", "io", "buffer", "io_timeout", "broken", "input_error")
+    __slots__ = ("socket", "io", "buffer", "io_timeout", "broken", "input_error", "turn_ends")
 
     def __init__(self, sock: Any, io_timeout: Optional[float]) -> None:
         self.socket = sock
@@ -162,6 +167,16 @@ class Connection:
         self.io_timeout = io_timeout
         self.broken = False
         self.input_error: Optional[ClientError] = None
+        self.turn_ends = 0.0
+
+    def take_turns(self) -> None:
+        """Lets the loop serve the other connections if this one has run for `TURN_SECONDS` without waiting."""
+        now = _monotonic()
+        if now >= self.turn_ends:
+            if self.turn_ends:
+                # A timer, not sleep(0): it fires after the next poll, so the connections with I/O run first.
+                sleep(_TURN_PAUSE)
+            self.turn_ends = _monotonic() + TURN_SECONDS
 
     def send(self, data: Any) -> None:
         """Sends all of ``data``, each wait bounded by ``io_timeout``."""
@@ -169,6 +184,7 @@ class Connection:
 
     def receive_body(self, size: int) -> bytes:
         """At least one byte (at most ``size``) for a request body; a failure is recorded, then raised."""
+        self.take_turns()
         try:
             data = self.io.recv(size, self.io_timeout)
         except ClientError as error:

@@ -188,7 +188,8 @@ class WSGIHandler:
         buf = self._conn.buffer
         first = self._first
         try:
-            if buf:
+            if buf:  # pipelined: the next request is already there
+                self._conn.take_turns()
                 parsed = parse_request(buf, base)
                 started = _monotonic()
             else:
@@ -287,8 +288,7 @@ class WSGIHandler:
         except Exception:
             self.handle_error(*sys.exc_info())
         except GreenletExit:
-            # Raised by the application, or the handler was killed: answered all the same, then let through.
-            self.log_error("The application was interrupted by GreenletExit: %s", self.requestline)
+            # Raised by the application, or the handler was killed (server.stop): answered, then let through.
             self._send_error_response(500)
             raise
         finally:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
+import wsgi_busy
 import wsgi_wrk
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -258,6 +259,16 @@ def tcp_echo(lib: ModuleType, quick: bool) -> float:
     return wsgi_wrk.tcp_echo(lib.__name__, seconds=2 if quick else 5)
 
 
+def wsgi_fairness(lib: ModuleType, quick: bool) -> float:
+    """p99 ms of a probe request beside a pipelining and an uploading connection (wsgi_busy.py)."""
+    return wsgi_busy.fairness(lib.__name__, seconds=2 if quick else 5)
+
+
+def wsgi_readline(lib: ModuleType, quick: bool) -> float:
+    """ms to serve an 8 MB POST the app reads line by line (wsgi_busy.py)."""
+    return wsgi_busy.readline(lib.__name__)
+
+
 BENCHES = {
     bench.name: bench
     for bench in (
@@ -273,6 +284,8 @@ BENCHES = {
         Bench("wsgi_hello", "requests/s", True, wsgi_hello, tools=("wrk",)),
         Bench("wsgi_p99", "ms p99 latency", False, None, tools=("wrk",), measured_by="wsgi_hello"),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
+        Bench("wsgi_fairness", "ms p99 of a probe", False, wsgi_fairness),
+        Bench("wsgi_readline", "ms for 8 MB of lines", False, wsgi_readline),
         Bench("fairness_50th", "ms to start the 50th", False, fairness),
         Bench("fairness_last", "ms to start the 100th", False, None, measured_by="fairness_50th"),
     )

@@ -87,6 +87,12 @@ class ServerThread:
 def read_response(stream: Any) -> tuple[int, bytes]:
     """``(status, body)`` of one response from a buffered reader over the connection; the body framed by
     Content-Length, by chunks, or by the end of the stream."""
+    status, _, body = read_full_response(stream)
+    return status, body
+
+
+def read_full_response(stream: Any) -> tuple[int, dict[str, str], bytes]:
+    """``(status, headers, body)`` of one response, as `read_response` reads it; header names in lower case."""
     status = int(stream.readline().split()[1])
     headers = {}
     while (line := stream.readline()) not in (b"\r\n", b""):
@@ -98,10 +104,10 @@ def read_response(stream: Any) -> tuple[int, bytes]:
             body += stream.read(size)
             stream.readline()
         stream.readline()
-        return status, body
+        return status, headers, body
     if "content-length" in headers:
-        return status, stream.read(int(headers["content-length"]))
-    return status, stream.read()
+        return status, headers, stream.read(int(headers["content-length"]))
+    return status, headers, stream.read()
 
 
 def read_until_close(sock: socket.socket) -> bytes:

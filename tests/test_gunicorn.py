@@ -19,6 +19,8 @@ import gunicorn as gunicorn_release
 import pytest
 import requests
 
+from tests.serving import read_full_response
+
 pytestmark = pytest.mark.timeout(60)
 
 APP = textwrap.dedent(
@@ -125,3 +127,83 @@ def test_max_requests_restarts_the_worker(tmp_path):
         for _ in range(8):
             pids.add(requests.get(base + "/pid", timeout=5).content.split()[1])
         assert len(pids) >= 2, log.read_text()
+
+
+# -- no unannounced closes: a response after which the worker closes says "Connection: close" --
+
+
+def _port(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+class _KeepAliveClient:
+    """One raw keep-alive connection: each request's response is read whole, with its headers."""
+
+    def __init__(self, base: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", _port(base)), timeout=10)
+        self.stream = self.sock.makefile("rb")
+
+    def get(self, path: str) -> tuple[int, dict[str, str]]:
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        status, headers, _ = read_full_response(self.stream)
+        return status, headers
+
+    def assert_closed(self) -> None:
+        assert self.stream.read() == b""
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
+def _until_close_announced(client: _KeepAliveClient, bound: float) -> int:
+    """Sends requests until a response says ``Connection: close`` (each must be answered); returns how many."""
+    deadline = time.monotonic() + bound
+    count = 0
+    while time.monotonic() < deadline:
+        status, headers = client.get("/hello")
+        count += 1
+        assert status == 200
+        if headers.get("connection") == "close":
+            client.assert_closed()
+            return count
+        time.sleep(0.05)
+    raise AssertionError("no response said Connection: close")
+
+
+def test_max_requests_announces_the_close(tmp_path):
+    with gunicorn(tmp_path, "-w", "1", "--max-requests", "4", "--keep-alive", "10") as (base, _, _):
+        # The readiness probe was request 1; "other" is a keep-alive connection idle across the worker's stop.
+        first, other = _KeepAliveClient(base), _KeepAliveClient(base)
+        try:
+            assert other.get("/hello")[1].get("connection") is None  # request 2
+            assert _until_close_announced(first, 5) == 2  # requests 3 and 4: the 4th is the last, and says so
+            status, headers = other.get("/hello")  # the stopping worker still answers, and says it closes
+            assert status == 200 and headers["connection"] == "close"
+            other.assert_closed()
+        finally:
+            first.close()
+            other.close()
+
+
+def test_sighup_announces_the_close(tmp_path):
+    with gunicorn(tmp_path, "-w", "1", "--keep-alive", "10") as (base, master, _):
+        client = _KeepAliveClient(base)
+        try:
+            assert client.get("/hello")[1].get("connection") is None
+            master.send_signal(signal.SIGHUP)  # new workers, the old ones stopped gracefully
+            _until_close_announced(client, 10)
+        finally:
+            client.close()
+
+
+def test_keep_alive_zero_closes_every_connection_and_says_so(tmp_path):
+    with gunicorn(tmp_path, "-w", "1", "--keep-alive", "0") as (base, _, _):
+        for _ in range(3):
+            client = _KeepAliveClient(base)
+            try:
+                status, headers = client.get("/hello")
+                assert status == 200 and headers["connection"] == "close"
+                client.assert_closed()
+            finally:
+                client.close()

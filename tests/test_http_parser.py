@@ -99,9 +99,9 @@ def test_post_with_content_length_leaves_the_body_in_place():
 
 
 def test_content_length_zero_and_absent():
-    environ, _, _, body = parse(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+    environ, _, _, body = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
     assert (environ["CONTENT_LENGTH"], body) == ("0", 0)
-    environ, _, _, body = parse(b"GET / HTTP/1.1\r\n\r\n")
+    environ, _, _, body = parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     assert "CONTENT_LENGTH" not in environ and "CONTENT_TYPE" not in environ and body == 0
 
 
@@ -131,9 +131,9 @@ def test_pipelined_requests_are_parsed_in_order():
 @pytest.mark.parametrize(
     ("head", "keep_alive"),
     [
-        (b"GET / HTTP/1.1\r\n\r\n", True),
-        (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", False),
-        (b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n", False),
+        (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", False),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, Close\r\n\r\n", False),
         (b"GET / HTTP/1.0\r\n\r\n", False),
         (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", True),
         (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", False),
@@ -151,7 +151,7 @@ def test_keep_alive_follows_version_and_connection(head, keep_alive):
 )
 def test_path_info_is_unquoted_as_latin1_like_pep_3333_says(path):
     target = path.encode("latin-1") + b"?q=%41"
-    environ = parse(b"GET " + target + b" HTTP/1.1\r\n\r\n")[0]
+    environ = parse(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")[0]
     assert environ["PATH_INFO"] == unquote(path, encoding="latin-1")
     assert environ["QUERY_STRING"] == "q=%41"
     assert environ["RAW_URI"] == environ["REQUEST_URI"] == target.decode("latin-1")
@@ -162,14 +162,14 @@ def test_path_info_is_unquoted_as_latin1_like_pep_3333_says(path):
     [("*", "*"), ("http://example.com:8080/a/b?c", "/a/b"), ("https://example.com", "/"), ("/a?b?c", "/a")],
 )
 def test_request_target_forms(target, path_info):
-    environ = parse(f"OPTIONS {target} HTTP/1.1\r\n\r\n".encode())[0]
+    environ = parse(f"OPTIONS {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())[0]
     assert environ["PATH_INFO"] == path_info
     assert environ["REQUEST_URI"] == target
 
 
 def test_repeated_fields_join_and_underscored_names_are_dropped():
     head = (
-        b"GET / HTTP/1.1\r\nAccept: a\r\naccept: b\r\nX-Thing: 1\r\nx-thing: 2\r\nX-THING: 3\r\n"
+        b"GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\naccept: b\r\nX-Thing: 1\r\nx-thing: 2\r\nX-THING: 3\r\n"
         b"Cookie: a=1\r\ncookie: b=2\r\nX_Thing: smuggled\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n"
         b"Empty:\r\nLatin: caf\xe9\r\n\r\n"
     )
@@ -183,44 +183,44 @@ def test_repeated_fields_join_and_underscored_names_are_dropped():
 
 
 def test_a_field_already_in_the_base_environ_is_joined_like_gevent_does():
-    environ = parse(b"GET / HTTP/1.1\r\nX-Origin: client\r\n\r\n", {"HTTP_X_ORIGIN": "server"})[0]
+    environ = parse(b"GET / HTTP/1.1\r\nHost: h\r\nX-Origin: client\r\n\r\n", {"HTTP_X_ORIGIN": "server"})[0]
     assert environ["HTTP_X_ORIGIN"] == "server,client"
 
 
 def test_unusual_methods_and_tokens_are_kept():
-    environ = parse(b"PROPFIND /dav HTTP/1.1\r\nDepth: 1\r\n\r\n")[0]
+    environ = parse(b"PROPFIND /dav HTTP/1.1\r\nHost: h\r\nDepth: 1\r\n\r\n")[0]
     assert environ["REQUEST_METHOD"] == "PROPFIND"
     assert environ["HTTP_DEPTH"] == "1"
 
 
-LONG_LINE = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"
-MANY_FIELDS = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n"
-BIG_HEAD = b"GET / HTTP/1.1\r\nX-Big: " + b"v" * 200_000 + b"\r\n\r\n"
+LONG_LINE = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+MANY_FIELDS = b"GET / HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n"
+BIG_HEAD = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"v" * 200_000 + b"\r\n\r\n"
 
 ERRORS = [
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET /\r\n\r\n", 400),
     (b"GET / \r\n\r\n", 400),
-    (b"GET  / HTTP/1.1\r\n\r\n", 400),
-    (b"G@T / HTTP/1.1\r\n\r\n", 400),
-    (b"GET /a\x00b HTTP/1.1\r\n\r\n", 400),
+    (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"G@T / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET /a\x00b HTTP/1.1\r\nHost: h\r\n\r\n", 400),
     (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
     (b"GET / FTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\n continued\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nBad Name: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nBad Name: a\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7fb\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 400),
     (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
     (LONG_LINE, 414),
     (MANY_FIELDS, 431),
     (BIG_HEAD, 431),
@@ -258,7 +258,7 @@ def test_http_parse_error_is_a_value_error_that_python_can_raise():
 
 def test_other_argument_types_are_refused():
     with pytest.raises(TypeError):
-        _core.parse_request("GET / HTTP/1.1\r\n\r\n", {})
+        _core.parse_request("GET / HTTP/1.1\r\nHost: h\r\n\r\n", {})
     with pytest.raises(TypeError):
         _core.parse_request(BROWSER, [])
     strided = memoryview(BROWSER * 2)[::2]
@@ -344,7 +344,8 @@ ORACLE_REQUESTS = [
     b"POST /submit?a=b HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nX-A: 1\r\nX-A: 2\r\n\r\n",
     b"PUT /%7Euser/caf%E9%2F%zz HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\nX_Dropped: 1\r\n\r\n",
     b"DELETE /x?y=%20&z HTTP/1.1\r\nhost: h\r\nAccept:text/html \r\nX-Empty:\r\n\r\n",
-    b"PATCH / HTTP/1.1\r\nContent-Type: a/b\r\nContent-Type: c/d\r\nContent-Length: 0\r\nAccept: x\r\nAccept: y\r\n"
+    b"PATCH / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\nContent-Type: c/d\r\nContent-Length: 0\r\nAccept: x\r\n"
+    b"Accept: y\r\n"
     b"\r\n",
 ]
 
@@ -361,3 +362,11 @@ def test_environ_matches_stock_gevent_pywsgi():
         environ = _core.parse_request(raw, {})[0]
         del environ["REQUEST_URI"], environ["RAW_URI"]  # set by gunicorn and uWSGI, not by gevent
         assert environ == want, raw
+
+
+def test_an_absolute_form_authority_wins_over_host():
+    environ = parse(b"GET http://user@other.example:8080/p?q HTTP/1.1\r\nHost: a\r\n\r\n", {"SERVER_NAME": "s"})[0]
+    assert (environ["HTTP_HOST"], environ["SERVER_NAME"]) == ("other.example:8080", "other.example")
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/p", "q")
+    environ = parse(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n", {"SERVER_NAME": "s"})[0]
+    assert (environ["HTTP_HOST"], environ["SERVER_NAME"]) == ("a", "s")

@@ -8,11 +8,13 @@ What a worker does, in gunicorn's terms:
 * at start (in the forked child, before the application is loaded): ``monkey.patch_all()``, so the application's
   blocking stdlib calls cooperate; the inherited listening sockets become cooperative sockets;
 * serves each listener with a `WSGIServer` whose handlers run in a ``Pool(worker_connections)``; a full pool
-  stops accepting, leaving connections to sibling workers; ``keepalive`` is the idle keep-alive timeout;
+  stops accepting, leaving connections to sibling workers;
 * tells the arbiter it is alive (``notify``) every second from its main greenlet, so a worker whose loop is
   blocked (a CPU-bound request) is detected and replaced after ``timeout``;
 * after ``max_requests`` requests (plus jitter), and on SIGTERM: stops accepting, lets in-flight requests finish
   for up to ``graceful_timeout`` (still notifying), kills what is left, and exits 0. SIGINT/SIGQUIT exit at once.
+  No connection is closed unannounced on the way: every response from the stop on says ``Connection: close``;
+* ``keepalive`` is the idle keep-alive timeout; ``--keep-alive 0`` answers every request with ``Connection: close``;
 * logs requests through gunicorn's access log (``--access-logfile``) and errors through its error log.
 
 The master process never imports ferrovent's servers or patches anything: that happens in `init_process`.
@@ -52,6 +54,7 @@ def _handler_class(worker: Worker) -> type:
     from ferrovent.pywsgi import WSGIHandler
 
     access_log = worker.access_log_enabled
+    keep_alive = worker.cfg.keepalive > 0  # gunicorn's --keep-alive 0 turns keep-alive off
 
     class GunicornHandler(WSGIHandler):
         def _connection_environ(self) -> dict:
@@ -61,12 +64,20 @@ def _handler_class(worker: Worker) -> type:
 
         def handle_one_response(self) -> None:
             started = time.time() if access_log else 0.0
-            WSGIHandler.handle_one_response(self)
-            if not worker.alive:
-                self.close_connection = True  # shutting down: no more requests on this connection
+            # Counted as it begins, so that the request reaching max_requests already answers "Connection: close".
             worker.request_done()
+            if not keep_alive:
+                self.close_connection = True
+            WSGIHandler.handle_one_response(self)
             if access_log:
                 self._log_access(time.time() - started)
+
+        def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
+            if not worker.alive:
+                # Shutting down: this response is the connection's last, and says so. A response whose head left
+                # before the worker stopped did not; its connection then serves one more request, which does.
+                self.close_connection = True
+            return WSGIHandler.start_response(self, status, headers, exc_info)
 
         def _log_access(self, seconds: float) -> None:
             environ = self.environ or {}

@@ -6,9 +6,11 @@
 //!
 //! Framing is strict, since a lenient chunk parser is a classic request-smuggling hole: hex digits only, optional
 //! whitespace only before an extension, CR LF (never a bare LF) after the size line, the data and every trailer
-//! line. Chunk extensions are skipped; trailer fields are skipped, their section bounded.
+//! line; an extension needs a name (a token) after its `;`, and a trailer line is `name:value` (anything else,
+//! such as a pipelined request after `0 CR LF`, is refused, never skipped). Extensions and trailer fields are
+//! otherwise skipped, the trailer section bounded.
 
-use super::head::ParseError;
+use super::head::{is_tchar, ParseError};
 
 /// Longest chunk-size line (size and extensions, CR LF excluded).
 pub const MAX_SIZE_LINE: usize = 4096;
@@ -35,6 +37,8 @@ enum State {
     Size,
     /// Whitespace after the size: an extension must follow.
     SizeSpace,
+    /// After a `;`: the extension's name must start here.
+    ExtensionName,
     /// Inside chunk extensions, up to the CR.
     Extension,
     /// After the size line's CR.
@@ -47,7 +51,9 @@ enum State {
     DataLf,
     /// At the start of a trailer line or of the final empty line.
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer field's name.
+    TrailerName,
+    /// Inside a trailer field's value.
     Trailer,
     /// After a trailer line's CR.
     TrailerLf,
@@ -123,15 +129,18 @@ impl Decoder {
 
     /// Advances over one framing byte.
     fn step(&mut self, b: u8) -> Result<(), ParseError> {
-        if matches!(self.state, State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf) {
+        if matches!(
+            self.state,
+            State::TrailerStart | State::TrailerName | State::Trailer | State::TrailerLf | State::EndLf
+        ) {
             self.trailers += 1;
             if self.trailers > MAX_TRAILERS {
                 return Err(TRAILERS_TOO_LARGE);
             }
         }
         self.state = match (self.state, b) {
-            (State::Size | State::SizeSpace | State::Extension, _) => return self.size_line(b),
-            (State::TrailerStart | State::Trailer, _) => return self.trailer(b),
+            (State::Size | State::SizeSpace | State::ExtensionName | State::Extension, _) => return self.size_line(b),
+            (State::TrailerStart | State::TrailerName | State::Trailer, _) => return self.trailer(b),
             (State::SizeLf, b'\n') if self.remaining == 0 => State::TrailerStart,
             (State::SizeLf, b'\n') => State::Data,
             (State::DataCr, b'\r') => State::DataLf,
@@ -149,7 +158,7 @@ impl Decoder {
         Ok(())
     }
 
-    /// One byte of `1*HEXDIG [ BWS ";" chunk-ext ] CR`.
+    /// One byte of `1*HEXDIG *( BWS ";" BWS token ... ) CR`: whitespace may come before a `;`, a name after it.
     fn size_line(&mut self, b: u8) -> Result<(), ParseError> {
         self.line += 1;
         if self.line > MAX_SIZE_LINE && b != b'\r' {
@@ -167,7 +176,10 @@ impl Decoder {
             }
             (State::Size, _, _) if self.line == 1 => return Err(INVALID_SIZE),
             (State::Size | State::SizeSpace, b' ' | b'\t', _) => State::SizeSpace,
-            (State::Size | State::SizeSpace, b';', _) => State::Extension,
+            (State::Size | State::SizeSpace, b';', _) => State::ExtensionName,
+            (State::ExtensionName, b' ' | b'\t', _) => State::ExtensionName,
+            (State::ExtensionName, _, _) if is_tchar(b) => State::Extension,
+            (State::ExtensionName, _, _) => return Err(INVALID_EXTENSION),
             (State::Size | State::Extension, b'\r', _) => State::SizeLf,
             (State::Size | State::SizeSpace, _, _) => return Err(INVALID_SIZE),
             (_, b'\t' | 0x20..=0x7e | 0x80..=0xff, _) => State::Extension,
@@ -176,13 +188,15 @@ impl Decoder {
         Ok(())
     }
 
-    /// One byte of the trailer section: field lines, each ended by CR LF, then an empty line.
+    /// One byte of the trailer section: field lines (`token ":" value`), each ended by CR LF, then an empty line.
+    /// A line that is not a field (no colon: the next request, say) is refused, never skipped.
     fn trailer(&mut self, b: u8) -> Result<(), ParseError> {
         self.state = match (self.state, b) {
             (State::TrailerStart, b'\r') => State::EndLf,
-            (State::TrailerStart, b' ' | b'\t') => return Err(INVALID_TRAILER),
-            (_, b'\r') => State::TrailerLf,
-            (_, b'\t' | 0x20..=0x7e | 0x80..=0xff) => State::Trailer,
+            (State::TrailerStart | State::TrailerName, _) if is_tchar(b) => State::TrailerName,
+            (State::TrailerName, b':') => State::Trailer,
+            (State::Trailer, b'\r') => State::TrailerLf,
+            (State::Trailer, b'\t' | 0x20..=0x7e | 0x80..=0xff) => State::Trailer,
             _ => return Err(INVALID_TRAILER),
         };
         Ok(())
@@ -210,6 +224,9 @@ mod tests {
         assert!(done);
         assert_eq!(run(b"0\r\n\r\n").unwrap(), (Vec::new(), 5, true));
         assert_eq!(run(b"A \t;ext\r\n0123456789\r\n00\r\n\r\n").unwrap().0, b"0123456789");
+        // RFC 9112 section 7.1.1: bad whitespace around the ";" is allowed, an extension without a name is not.
+        assert_eq!(run(b"5\t;x\r\nhello\r\n0\r\n\r\n").unwrap().0, b"hello");
+        assert_eq!(run(b"5; \tx=1\r\nhello\r\n0\r\n\r\n").unwrap().0, b"hello");
         assert_eq!(run(b"7fffffffffffffff\r\n").unwrap(), (Vec::new(), 18, false));
     }
 
@@ -235,8 +252,14 @@ mod tests {
 
     #[test]
     fn bad_framing_is_400_and_sticks() {
-        let cases: [&[u8]; 16] = [
+        let cases: [&[u8]; 22] = [
             b"\r\n",
+            b"5;\r\n",
+            b"5; \r\n",
+            b"5;=x\r\n",
+            b"0\r\nGET /second HTTP/1.1\r\n\r\n",
+            b"0\r\nNoColon\r\n\r\n",
+            b"0\r\nX : 1\r\n\r\n",
             b"x\r\n",
             b"-1\r\n",
             b"+5\r\n",

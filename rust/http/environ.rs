@@ -30,6 +30,7 @@ struct Strings {
     raw_uri: Py<PyString>,
     content_type: Py<PyString>,
     content_length: Py<PyString>,
+    server_name: Py<PyString>,
     empty: Py<PyString>,
     http10: Py<PyString>,
     http11: Py<PyString>,
@@ -71,6 +72,7 @@ impl Strings {
                 raw_uri: s("RAW_URI"),
                 content_type: s("CONTENT_TYPE"),
                 content_length: s("CONTENT_LENGTH"),
+                server_name: s("SERVER_NAME"),
                 empty: s(""),
                 http10: s("HTTP/1.0"),
                 http11: s("HTTP/1.1"),
@@ -116,21 +118,34 @@ fn percent_decode(path: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// The path part of a request target: from an absolute-form target (`http://host/p`) only its path.
-fn target_path(path: &[u8]) -> &[u8] {
-    let Some(colon) = path.iter().position(|&b| b == b':') else { return path };
+/// A request target's path part split from its authority: an absolute-form target (`http://host/p`) gives
+/// `(Some(b"host"), b"/p")`, any other `(None, path)`.
+fn split_target(path: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let Some(colon) = path.iter().position(|&b| b == b':') else { return (None, path) };
     let (scheme, rest) = path.split_at(colon);
     let is_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
         && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     match rest.strip_prefix(b"://") {
         Some(authority_and_path) if is_scheme => {
             let start = authority_and_path.iter().position(|&b| b == b'/').unwrap_or(authority_and_path.len());
-            match &authority_and_path[start..] {
-                b"" => b"/",
-                path => path,
-            }
+            let (authority, path) = authority_and_path.split_at(start);
+            (Some(authority).filter(|a| !a.is_empty()), if path.is_empty() { b"/" } else { path })
         }
-        _ => path,
+        _ => (None, path),
+    }
+}
+
+/// An authority without its user info: `host[:port]`.
+fn authority_host_port(authority: &[u8]) -> &[u8] {
+    authority.rsplit(|&b| b == b'@').next().unwrap_or(authority)
+}
+
+/// The host of `host[:port]` (`[v6]:port` too): without the port.
+fn host_without_port(host_port: &[u8]) -> &[u8] {
+    let port_from = host_port.iter().rposition(|&b| b == b']').unwrap_or(0);
+    match host_port[port_from..].iter().rposition(|&b| b == b':') {
+        Some(colon) => &host_port[..port_from + colon],
+        None => host_port,
     }
 }
 
@@ -179,7 +194,8 @@ fn build_environ<'py>(py: Python<'py>, head: &Head<'_>, base: &Bound<'py, PyDict
         Some(q) => (&head.target[..q], &head.target[q + 1..]),
         None => (head.target, &b""[..]),
     };
-    env.set_item(&s.path_info, latin1(py, &percent_decode(target_path(path)))?)?;
+    let (authority, path) = split_target(path);
+    env.set_item(&s.path_info, latin1(py, &percent_decode(path))?)?;
     env.set_item(&s.query_string, if query.is_empty() { s.empty.bind(py).clone() } else { latin1(py, query)? })?;
     let protocol = match head.version {
         Version::Http10 => &s.http10,
@@ -215,6 +231,12 @@ fn build_environ<'py>(py: Python<'py>, head: &Head<'_>, base: &Bound<'py, PyDict
                 add_field(&env, &latin1(py, &key)?, latin1(py, field.value)?, false)?;
             }
         }
+    }
+    if let Some(authority) = authority {
+        // RFC 9112 section 3.2.2: an absolute-form target's authority replaces the Host field.
+        let host_port = authority_host_port(authority);
+        env.set_item(s.field_keys[usize::from(names::HOST)].bind(py), latin1(py, host_port)?)?;
+        env.set_item(&s.server_name, latin1(py, host_without_port(host_port))?)?;
     }
     Ok(env)
 }
@@ -261,12 +283,21 @@ mod tests {
     }
 
     #[test]
-    fn absolute_form_targets_keep_only_their_path() {
-        assert_eq!(target_path(b"http://example.com/a/b"), b"/a/b");
-        assert_eq!(target_path(b"HTTPS://example.com:8443"), b"/");
-        assert_eq!(target_path(b"/a:b://c"), b"/a:b://c");
-        assert_eq!(target_path(b"*"), b"*");
-        assert_eq!(target_path(b"example.com:443"), b"example.com:443");
+    fn absolute_form_targets_split_into_authority_and_path() {
+        assert_eq!(split_target(b"http://example.com/a/b"), (Some(&b"example.com"[..]), &b"/a/b"[..]));
+        assert_eq!(split_target(b"HTTPS://example.com:8443"), (Some(&b"example.com:8443"[..]), &b"/"[..]));
+        assert_eq!(split_target(b"/a:b://c"), (None, &b"/a:b://c"[..]));
+        assert_eq!(split_target(b"*"), (None, &b"*"[..]));
+        assert_eq!(split_target(b"example.com:443"), (None, &b"example.com:443"[..]));
+    }
+
+    #[test]
+    fn authority_hosts_lose_user_info_and_port() {
+        assert_eq!(authority_host_port(b"user:pw@example.com:80"), b"example.com:80");
+        assert_eq!(host_without_port(b"example.com:8080"), b"example.com");
+        assert_eq!(host_without_port(b"example.com"), b"example.com");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_without_port(b"[::1]"), b"[::1]");
     }
 
     #[test]

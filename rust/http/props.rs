@@ -154,7 +154,7 @@ fn valid_request(rng: &mut Rng) -> (Vec<u8>, Expected) {
         }
         _ => {}
     }
-    if rng.chance(70) {
+    if rng.chance(70) || version == Version::Http11 {
         fields.insert(0, (b"Host".to_vec(), b"example.com".to_vec()));
     }
     for (name, value) in &fields {

@@ -1,0 +1,615 @@
+"""`WSGIHandler`: serves the HTTP requests of one connection, one after the other, with the server's application.
+
+How a request goes through: the handler receives bytes into the connection's buffer and hands them to the Rust
+parser (``ferrovent._core.parse_request``) in one call, which validates the head (limits, framing, smuggling
+checks) and builds the whole environ dict from a per-connection base, or says "need more", or names the 4xx to
+answer. The application runs in the connection's greenlet; ``wsgi.input`` reads the body from the `Connection`
+only as far as the application asks. The status line, the headers and the first body chunk leave in one send.
+Bytes after a request's body stay in the buffer as the start of the next request (pipelining).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from greenlet import GreenletExit
+
+from ferrovent._core import HttpParseError, parse_request
+from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
+from ferrovent._wsgi.conn import ClientError, ClientGone, ClientTimeout, Connection, InvalidClientInput
+from ferrovent.hub import get_hub
+
+if TYPE_CHECKING:
+    from ferrovent.pywsgi import WSGIServer
+
+_monotonic = time.monotonic
+_now = time.time
+
+#: How much one receive asks for while reading a head.
+_HEAD_READ = 16 * 1024
+#: A body chunk at least this large is sent on its own rather than copied behind the head.
+_SEPARATE_SEND = 64 * 1024
+#: Head sizes where the parser's limits bite (request line, whole head): a pending head is re-parsed on crossing.
+_LIMITS = (8 * 1024, 64 * 1024)
+_NO_BODY_CODES = frozenset((204, 304))
+# The lengths of the response header names the server looks at: Date, Connection, Content-Length, Transfer-Encoding.
+_SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
+_CHUNKED_END = b"0\r\n\r\n"
+
+
+class _DateCache:
+    """The ``Date`` header line, formatted at most once per second."""
+
+    __slots__ = ("second", "line")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = ""
+
+    def get(self) -> str:
+        now = _now()
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n"
+        return self.line
+
+
+_date = _DateCache()
+
+
+class WSGIHandler:
+    """Serves the HTTP requests of one connection, one after the other, with the server's application.
+
+    Made by the server for each connection as ``handler_class(socket, address, server)``; ``handle()`` runs the
+    connection to its end. Subclasses may override ``get_environ`` (add keys), ``log_request``,
+    ``format_request``, ``handle_error`` and ``log_error``.
+    """
+
+    protocol_version = "HTTP/1.1"
+    #: The most bytes of an unread request body drained after the response to keep the connection; more: close.
+    max_discard = 1 << 20
+    #: How long, and how many bytes, a refused client's remaining input is drained before the close.
+    linger_seconds = 1.0
+    linger_bytes = 1 << 20
+    ApplicationError = AssertionError
+    ignored_socket_errors = (errno.EPIPE, errno.ECONNRESET)
+
+    # Per-request state (class-level defaults, set on the instance as the request goes).
+    status: Optional[str] = None  # the status line as the application gave it: '200 OK'
+    code: Optional[int] = None
+    response_headers: Optional[list] = None
+    headers_sent = False
+    response_length = 0  # body bytes sent
+    close_connection = False
+    time_start = 0.0
+    time_finish = 0.0
+    environ: Optional[dict] = None
+    result: Any = None
+
+    def __init__(self, sock: Any, address: Any, server: WSGIServer) -> None:
+        self.socket = sock
+        self.client_address = address
+        self.server = server
+        self.application = server.application
+        self._conn = Connection(sock, server.io_timeout)
+        self._linger = False  # input may be left unread when closing: drain it so the client sees our answer
+        self._first = True  # no request head read yet: the wait for it is bounded by header_timeout
+        self._log_requests = server._access_log
+        self._base_environ = self._connection_environ()
+
+    def _connection_environ(self) -> dict:
+        """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
+        env = self.server.get_environ()
+        address = self.client_address
+        if isinstance(address, tuple):
+            env["REMOTE_ADDR"] = str(address[0])
+            env["REMOTE_PORT"] = str(address[1])
+        env["ferrovent.socket"] = self.socket
+        return env
+
+    # -- gevent's request attributes, derived from the environ --
+
+    @property
+    def command(self) -> Optional[str]:
+        return self.environ.get("REQUEST_METHOD") if self.environ else None
+
+    @property
+    def path(self) -> Optional[str]:
+        return self.environ.get("REQUEST_URI") if self.environ else None
+
+    @property
+    def request_version(self) -> Optional[str]:
+        return self.environ.get("SERVER_PROTOCOL") if self.environ else None
+
+    @property
+    def requestline(self) -> Optional[str]:
+        env = self.environ
+        if not env:
+            return None
+        return f"{env['REQUEST_METHOD']} {env['REQUEST_URI']} {env['SERVER_PROTOCOL']}"
+
+    # -- the connection loop --
+
+    def handle(self) -> None:
+        """Serves requests until the client or a response ends the connection."""
+        try:
+            while self.handle_one_request():
+                pass
+        finally:
+            if self._linger:
+                self._conn.linger(self.linger_seconds, self.linger_bytes)
+            self._conn.release()
+
+    def handle_one_request(self) -> bool:
+        """Reads one request head, runs the application, sends the response; True if the connection goes on."""
+        parsed = self._read_head()
+        if parsed is None:
+            return False
+        environ, consumed, keep_alive, body = parsed
+        self.environ = environ
+        self.close_connection = not keep_alive
+        if body or "HTTP_UPGRADE" in environ:
+            self._input = environ["wsgi.input"] = self._make_input(environ, body)
+        else:
+            self._input = environ["wsgi.input"] = EMPTY_INPUT
+        self.environ = environ = self.get_environ()
+        self.handle_one_response()
+        return not (self.close_connection or self._conn.broken)
+
+    def get_environ(self) -> dict:
+        """The environ of the request being served (override to add keys; call the parent's first)."""
+        return self.environ
+
+    def _make_input(self, environ: dict, body: int) -> Input:
+        expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        kind = Input
+        if "HTTP_UPGRADE" in environ:
+            environ["wsgi.input_terminated"] = False  # after a 101, the stream goes on past the body
+            kind = UpgradeInput
+        if body < 0:  # CHUNKED
+            return kind(self._conn, 0, True, expect)
+        return kind(self._conn, body, False, expect)
+
+    def _read_head(self) -> Optional[tuple]:
+        """The next request head as ``parse_request`` returns it, or None when the connection should end.
+
+        Refused heads are answered here (their 4xx sent), so None covers them too.
+        """
+        server = self.server
+        base = self._base_environ
+        buf = self._conn.buffer
+        first = self._first
+        try:
+            if buf:  # pipelined: the next request is already there
+                self._conn.take_turns()
+                parsed = parse_request(buf, base)
+                started = _monotonic()
+            else:
+                started = _monotonic() if first else 0.0
+                buf = self._conn.io.recv(_HEAD_READ, server.header_timeout if first else server.keepalive_timeout)
+                if not buf:
+                    return None
+                parsed = parse_request(buf, base)
+            if parsed is None:
+                parsed = self._read_rest_of_head(buf, started or _monotonic())
+            else:
+                self._conn.buffer = buf[parsed[1] :] if parsed[1] < len(buf) else b""
+            self._first = False
+            return parsed
+        except HttpParseError as error:
+            self._refuse(error.status, error.reason)
+        except ClientTimeout:
+            if buf:  # a request had begun: say why it is dropped
+                self._refuse(408, "the request head did not arrive in time")
+        except ClientGone:
+            pass
+        return None
+
+    def _read_rest_of_head(self, start: bytes, started: float) -> Optional[tuple]:
+        """Accumulates a head that did not come in one piece, until it parses, within ``header_timeout``.
+
+        The parser runs again only when a blank line may have arrived or a size limit was crossed, so a client
+        trickling bytes costs linear, not quadratic, work.
+        """
+        deadline = started + self.server.header_timeout
+        buf = bytearray(start)
+        recv = self._conn.io.recv
+        while True:
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise ClientTimeout("timed out")
+            data = recv(_HEAD_READ, remaining)
+            if not data:
+                raise ClientGone(errno.ECONNRESET, "closed in the middle of a request head")
+            before = len(buf)
+            buf += data
+            tail = buf[max(0, before - 2) :]
+            crossed = any(before <= limit < len(buf) for limit in _LIMITS)
+            if crossed or b"\n\n" in tail or b"\n\r\n" in tail:
+                parsed = parse_request(buf, self._base_environ)
+                if parsed is not None:
+                    self._conn.buffer = bytes(buf[parsed[1] :])
+                    return parsed
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Answers a request that cannot be served with ``code`` and closes the connection (gracefully)."""
+        self.environ = None  # no request to speak of (for the log)
+        self.log_error("Invalid request from %s: %s %s", self.client_address, code, reason)
+        body = reason.encode("latin-1", "replace")
+        head = (
+            f"HTTP/1.1 {code} {_phrase(code)}\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self._conn.broken = self._linger = True
+        self.status = f"{code} {_phrase(code)}"
+        self.code = code
+        self.response_length = len(body)
+        try:
+            self._send(head.encode("latin-1") + body)
+        except ClientError:
+            self._linger = False
+        if self._log_requests:
+            self.time_finish = _now()
+            self.log_request()
+
+    def _send(self, data: Any) -> None:
+        self._conn.send(data)
+
+    # -- the response --
+
+    def handle_one_response(self) -> None:
+        """Runs the application for the current request and sends its response, handling every error."""
+        log = self._log_requests
+        if log:
+            self.time_start = _now()
+        self.status = None
+        self.code = None
+        self.headers_sent = False
+        self.response_length = 0
+        self.result = None
+        try:
+            self.run_application()
+            self._finish_body()
+        except InvalidClientInput as error:
+            self.log_error("Invalid request body from %s: %s", self.client_address, error.strerror or error)
+            self._send_error_response(400)
+        except ClientTimeout:
+            self._send_error_response(408)
+        except ClientGone:
+            self._conn.broken = True
+        except Exception:
+            self.handle_error(*sys.exc_info())
+        except GreenletExit:
+            # Raised by the application, or the handler was killed (server.stop): answered, then let through.
+            self._send_error_response(500)
+            raise
+        finally:
+            if log:
+                self.time_finish = _now()
+                self.log_request()
+
+    def _finish_body(self) -> None:
+        """After the response: drops the body the application left unread, or marks the connection to close."""
+        stream = self._input
+        if stream is EMPTY_INPUT or self._conn.broken:
+            return
+        if self.close_connection:
+            self._linger = not stream._exhausted()  # no drain: the head said close
+            return
+        if not stream._discard(self.max_discard):
+            self._conn.broken = self._linger = True
+
+    def run_application(self) -> None:
+        """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
+        result = self.result = self.application(self.environ, self.start_response)
+        try:
+            self.process_result(result)
+        finally:
+            close = getattr(result, "close", None)
+            self.result = None
+            if close is not None:
+                close()
+
+    def process_result(self, result: Iterable[bytes]) -> None:
+        """Sends the response body the application returned."""
+        if type(result) is list and len(result) == 1 and not self.headers_sent:
+            self._write_first(result[0], len(result[0]))  # the common case: one bytes object, one send
+        elif type(result) is FileWrapper and self._send_file(result):
+            pass
+        else:
+            length = None
+            if not self.headers_sent and self._provided_length is None and hasattr(result, "__len__"):
+                length = sum(len(data) for data in result)
+            for data in result:
+                if data:
+                    if self.headers_sent:
+                        self._write_more(data)
+                    else:
+                        self._write_first(data, length)
+                    if self._cut:
+                        break  # the rest would be cut too
+                elif self.code == 101 and not self.headers_sent:
+                    self._write_first(data, None)  # switching protocols: the head goes at the first yield
+            if not self.headers_sent:
+                if self.status is None:
+                    raise self.ApplicationError("The application did not call start_response()")
+                self._write_first(b"", length if length is not None else 0)
+        if self._chunked:
+            self._send(_CHUNKED_END)
+        self._check_length()
+
+    def _check_length(self) -> None:
+        """Closes the connection after a body whose size does not match the Content-Length the app announced."""
+        provided = self._provided_length
+        if provided is not None and not self._no_body:
+            try:
+                if int(provided) != self.response_length:
+                    self.close_connection = True
+            except ValueError:
+                self.close_connection = True
+
+    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable[[bytes], None]:
+        """PEP 3333's start_response: validates the status and headers and prepares the response head, which is
+        sent with the first body bytes. With ``exc_info`` after the head went out, re-raises that exception."""
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        if type(status) is not str:
+            raise UnicodeError("The status string must be a native string")
+        try:
+            code = int(status[:3])
+        except ValueError:
+            raise ValueError(f"Invalid status {status!r}") from None
+        lines = [f"HTTP/1.1 {status}\r\n"]
+        length = connection = None
+        has_date = framed = False
+        for name, value in headers:
+            if type(name) is not str or type(value) is not str:
+                raise UnicodeError("The header name and value must be native strings", name, value)
+            if len(name) in _SPECIAL_LENGTHS:
+                lname = name.lower()
+                if lname == "content-length":
+                    length = value
+                    framed = True
+                elif lname == "connection":
+                    connection = value.lower()
+                elif lname == "date":
+                    has_date = True
+                elif lname == "transfer-encoding":
+                    framed = True
+            lines.append(f"{name}: {value}\r\n")
+        if code in _NO_BODY_CODES and length not in (None, "0"):
+            raise self.ApplicationError(f"Invalid Content-Length for {code} response: {length!r} (must be absent or 0)")
+        if not has_date:
+            lines.append(_date.get())
+        http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        if connection == "close":
+            self.close_connection = True
+        elif connection is None:
+            if not http11:
+                lines.append("Connection: close\r\n" if self.close_connection else "Connection: keep-alive\r\n")
+            elif self.close_connection:
+                lines.append("Connection: close\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise ValueError("carriage return or newline in the status or a header", status, headers)
+        try:
+            self._head = text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise UnicodeError("Non-latin1 header", headers) from None
+        self.status = status
+        self.code = code
+        self.response_headers = headers
+        self._provided_length = length
+        self._framed = framed or code < 200 or code in _NO_BODY_CODES
+        self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
+        self._http11 = http11
+        self._chunked = False
+        self._cut = False
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""
+        if self.headers_sent:
+            if data:
+                self._write_more(data)
+            return
+        if self.code in _NO_BODY_CODES and data:
+            raise self.ApplicationError(f"The {self.code} response must have no body")
+        self._write_first(data, None)
+
+    def _write_first(self, data: bytes, length: Optional[int]) -> None:
+        """Sends the status line, the headers and ``data`` (the first body bytes) together.
+
+        ``length`` is the whole body's size if known (the result had a ``len``), for the Content-Length.
+        """
+        if self._conn.input_error is not None:
+            raise self._conn.input_error  # the application answered a request whose body could not be read
+        if self.status is None:
+            raise self.ApplicationError("The application did not call start_response()")
+        if type(data) is not bytes and not isinstance(data, bytes):
+            raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
+        if self._framed:
+            head = self._head + b"\r\n"
+        elif length is not None:
+            head = self._head + b"Content-Length: %d\r\n\r\n" % length
+        elif self._http11 and self.code != 101:
+            self._chunked = not self._no_body
+            head = self._head + b"Transfer-Encoding: chunked\r\n\r\n"
+        else:  # the body ends when the connection does
+            self.close_connection = True
+            head = self._head + b"\r\n"
+            if self.code != 101:
+                head = _announce_close(head)
+        if self.code == 101:
+            self._conn.broken = True  # the application owns the connection from here on
+            if type(self._input) is UpgradeInput:
+                self._input.switch_protocols()
+        elif self._input is not EMPTY_INPUT and not self.close_connection and not self._body_can_finish():
+            self.close_connection = True
+            head = _announce_close(head)
+        self.headers_sent = True
+        if self._no_body or not data:
+            self._send(head)
+            return
+        if self._provided_length is not None and len(data) > self._limit():
+            data = self._cut_at_length(data)
+        self.response_length += len(data)
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if len(data) >= _SEPARATE_SEND:
+            self._send(head)
+            self._send(data)
+        else:
+            self._send(head + data)
+
+    def _write_more(self, data: bytes) -> None:
+        """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
+        if self._no_body:
+            return
+        if type(data) is not bytes and not isinstance(data, bytes):
+            raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
+        if self._provided_length is not None and self.response_length + len(data) > self._limit():
+            data = self._cut_at_length(data)
+            if not data:
+                return
+        self.response_length += len(data)
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self._send(data)
+
+    def _limit(self) -> int:
+        """The body size the application announced in its Content-Length (no limit if that is not a number)."""
+        try:
+            return int(self._provided_length)
+        except ValueError:
+            return sys.maxsize
+
+    def _cut_at_length(self, data: bytes) -> bytes:
+        """The part of ``data`` within the announced Content-Length: what goes beyond would be read by the client
+        as the start of another response. The error is logged once and the connection closes after this response.
+        """
+        if not self._cut:
+            self._cut = True
+            self.close_connection = True
+            self.log_error(
+                "The application sent more than its Content-Length (%s) for %s: body cut",
+                self._provided_length,
+                self.requestline,
+            )
+        return data[: max(0, self._limit() - self.response_length)]
+
+    def _body_can_finish(self) -> bool:
+        """Whether the request body the application left unread can be drained after the response, so that the
+        connection can go on (else the head about to leave must say ``Connection: close``)."""
+        stream = self._input
+        return stream._can_finish(self.max_discard)
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """Sends a FileWrapper's file with os.sendfile if it can (plain socket, regular file); False otherwise."""
+        if self._conn.io.sendfile is None or self.headers_sent:
+            return False
+        span = wrapper._file_span()
+        if span is None:
+            return False
+        fd, offset, size = span
+        if self._provided_length is not None:
+            try:
+                size = min(size, int(self._provided_length))
+            except ValueError:
+                return False
+        self._write_first(b"", size)
+        if self._no_body or not size:
+            return True
+        sent = self._conn.io.sendfile(fd, offset, size, self.server.io_timeout)
+        self.response_length += sent
+        if sent < size:
+            self.close_connection = True
+        return True
+
+    # -- errors --
+
+    def _send_error_response(self, code: int) -> None:
+        """Answers ``code`` if nothing was sent yet; in every case the connection is closed afterwards (gracefully:
+        part of the request may be unread)."""
+        self.close_connection = self._conn.broken = self._linger = True
+        self._conn.input_error = None  # answered now, by this very response
+        if self.headers_sent:
+            return
+        body = _phrase(code).encode("latin-1")
+        headers = [("Content-Type", "text/plain"), ("Connection", "close"), ("Content-Length", str(len(body)))]
+        try:
+            self.start_response(f"{code} {_phrase(code)}", headers)
+            self._write_first(body, len(body))
+        except ClientError:
+            pass
+
+    def handle_error(self, exc_type: type, value: BaseException, tb: Any) -> None:
+        """An application error: reported by the hub (environ masked), answered 500 if nothing was sent yet."""
+        context = self.environ
+        if context is not None and not isinstance(context, self.server.secure_environ_class):
+            context = self.server.secure_environ_class(context)
+        get_hub().handle_error(context, exc_type, value, tb)
+        self._send_error_response(500)
+
+    def log_error(self, msg: str, *args: Any) -> None:
+        """Writes a line to the server's error log."""
+        try:
+            message = msg % args if args else msg
+        except Exception:
+            message = f"{msg!r} {args!r}"
+        try:
+            self.server.error_log.write(message + "\n")
+        except Exception:
+            pass
+
+    # -- the access log --
+
+    def log_request(self) -> None:
+        """Writes the access-log line of the request just served."""
+        self.server.log.write(self.format_request() + "\n")
+
+    def format_request(self) -> str:
+        """``client - - [time] "request line" status length seconds``, as gevent's pywsgi logs."""
+        now = datetime.now().replace(microsecond=0)
+        length = self.response_length or "-"
+        delta = f"{self.time_finish - self.time_start:.6f}" if self.time_finish and self.time_start else "-"
+        address = self.client_address
+        client = address[0] if isinstance(address, tuple) else address
+        status = (self.status or "000").split()[0]
+        return f'{client or "-"} - - [{now}] "{self.requestline or ""}" {status} {length} {delta}'
+
+    # Defaults for the per-response state, before start_response sets it.
+    _provided_length: Optional[str] = None
+    _framed = False  # the application framed the body itself (Content-Length or Transfer-Encoding), or no body
+    _no_body = False  # nothing may follow the head (HEAD, 1xx, 204, 304)
+    _http11 = True
+    _chunked = False  # the server frames the body in chunks
+    _cut = False  # the body was cut at the application's Content-Length
+    _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
+    _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _announce_close(head: bytes) -> bytes:
+    """``head`` (ending in its blank line) saying ``Connection: close``, instead of keep-alive if it said so."""
+    if b"\r\nConnection: keep-alive\r\n" in head:
+        return head.replace(b"\r\nConnection: keep-alive\r\n", b"\r\nConnection: close\r\n")
+    return head[:-2] + b"Connection: close\r\n\r\n"
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"

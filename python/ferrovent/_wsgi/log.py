@@ -1,0 +1,56 @@
+"""The WSGI server's logs: a ``log``/``error_log`` argument made into something with ``write``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+
+class NoopLog:
+    """The log when logging is turned off (``log=None``)."""
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def writelines(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LoggingLogAdapter:
+    """Makes a ``logging.Logger`` usable as the server's ``log`` or ``error_log`` (writes at ``level``)."""
+
+    __slots__ = ("_logger", "_level")
+
+    def __init__(self, logger: Any, level: int = 20) -> None:
+        self._logger = logger
+        self._level = level
+
+    def write(self, msg: str) -> None:
+        if msg and msg.endswith("\n"):
+            msg = msg[:-1]
+        self._logger.log(self._level, msg)
+
+    def flush(self) -> None:
+        """Nothing to flush: the logger's handlers do their own."""
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
+def make_log(target: Any, level: int) -> Any:
+    """``"default"``: stderr; None: no log; a ``logging.Logger``: adapted at ``level``; else ``target`` itself."""
+    if target == "default":
+        return sys.stderr
+    if target is None:
+        return NoopLog()
+    if not hasattr(target, "write") and hasattr(target, "log"):
+        return LoggingLogAdapter(target, level)
+    return target

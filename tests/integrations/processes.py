@@ -27,10 +27,10 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the whole group (gunicorn's workers too), SIGKILL if it is still there after 10 s."""
+def stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
+    """``how`` to the whole group (gunicorn's workers too), SIGKILL if it is still there after 10 s."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, how)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
@@ -40,7 +40,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list[str], env: dict | None = None) -> Iterator[tuple[subprocess.Popen, callable]]:
+def running(
+    command: list[str], env: dict | None = None, stop_signal: signal.Signals = signal.SIGTERM
+) -> Iterator[tuple[subprocess.Popen, callable]]:
     """Runs ``command`` from the repository root; yields the process and a function giving its output so far."""
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
@@ -55,7 +57,7 @@ def running(command: list[str], env: dict | None = None) -> Iterator[tuple[subpr
         try:
             yield proc, output
         finally:
-            stop(proc)
+            stop(proc, stop_signal)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tests.child import ROOT
 from tests.servers import free_port
@@ -27,7 +27,7 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
+def _stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
     """``how`` to the whole group (gunicorn's workers too), SIGKILL if it is still there after 10 s."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, how)
@@ -42,7 +42,7 @@ def stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
 @contextlib.contextmanager
 def running(
     command: list[str], env: dict | None = None, stop_signal: signal.Signals = signal.SIGTERM
-) -> Iterator[tuple[subprocess.Popen, callable]]:
+) -> Iterator[tuple[subprocess.Popen, Callable[[], str]]]:
     """Runs ``command`` from the repository root; yields the process and a function giving its output so far."""
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
@@ -57,11 +57,11 @@ def running(
         try:
             yield proc, output
         finally:
-            stop(proc, stop_signal)
+            _stop(proc, stop_signal)
 
 
 @contextlib.contextmanager
-def listening(command_for_port, env: dict | None = None) -> Iterator[int]:
+def listening(command_for_port: Callable[[int], list[str]], env: dict | None = None) -> Iterator[int]:
     """Runs ``command_for_port(port)`` on a free loopback port until it accepts connections; yields the port."""
     for _ in range(3):  # the free port may be taken between the probe and the bind: try another
         port = free_port()

@@ -378,6 +378,7 @@ def patch_all(
     if union["queue"]:
         patch_queue()
     _warn(messages)
+    _gevent_alias.register_monkey()
     _gevent_alias.warn_about_stock_gevent()
     return True
 

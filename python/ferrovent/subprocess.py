@@ -18,7 +18,8 @@ import types
 from subprocess import *  # noqa: F403  (every public name of the stdlib module)
 from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
 
-from ferrovent.fileobject import FileObject, GreenFileIO
+from ferrovent._fileobjectposix import GreenFileIO, GreenOpenDescriptor
+from ferrovent.fileobject import FileObject  # noqa: F401  (gevent's subprocess module offers it)
 from ferrovent.greenlet import Greenlet, joinall
 from ferrovent.os import wait_child_exit
 
@@ -33,7 +34,11 @@ def _green_pipe(fileobj, writing, bufsize):
     """Replaces one of Popen's pipe file objects with a cooperative one, layered as Popen layered it."""
     if fileobj is None:
         return None
-    binary = FileObject(os.dup(fileobj.fileno()), "wb" if writing else "rb", bufsize=bufsize)
+    # Binary here (the text layer is remade below, as Popen made it); Popen's bufsize=1 means line buffering,
+    # which only that text layer does. Unbuffered writes write everything, as they do to a blocking pipe.
+    buffering = -1 if bufsize == 1 else bufsize
+    mode = "wb" if writing else "rb"
+    binary = GreenOpenDescriptor(os.dup(fileobj.fileno()), mode, buffering=buffering, atomic_write=writing).opened()
     if isinstance(fileobj, io.TextIOWrapper):
         replacement = io.TextIOWrapper(
             binary,

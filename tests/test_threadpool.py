@@ -110,8 +110,9 @@ def test_threads_start_on_need_and_stay_bounded(pool):
 
     results = [ferrovent.spawn(pool.spawn, job, i) for i in range(10)]  # spawn() itself waits for room
     ferrovent.sleep(0.05)
-    assert len(pool) == 3 and pool.size == 3
-    assert sum(not g.ready() for g in results) == 7  # the other seven spawns wait for room
+    # As gevent's: one job more than maxsize is accepted (it waits in the queue for the first free thread).
+    assert len(pool) == 4 and pool.size == 3
+    assert sum(not g.ready() for g in results) == 6  # the other six spawns wait for room
     assert len(os_threads() - before) == 3
     released.set()
     assert [g.get().get() for g in results] == [i * i for i in range(10)]

@@ -20,8 +20,8 @@ from subprocess import CalledProcessError, CompletedProcess, SubprocessError, Ti
 
 from ferrovent._core import sleep
 from ferrovent._fileobjectposix import GreenFileIO, GreenOpenDescriptor
-from ferrovent.fileobject import FileObject  # noqa: F401  (gevent's subprocess module offers it)
 from ferrovent.event import AsyncResult
+from ferrovent.fileobject import FileObject  # noqa: F401  (gevent's subprocess module offers it)
 from ferrovent.greenlet import Greenlet, joinall, killall
 from ferrovent.os import wait_child_exit
 

@@ -44,7 +44,6 @@ from ferrovent.greenlet import Greenlet
 from ferrovent.hub import Hub, get_hub
 from ferrovent.monkey import get_original, is_module_patched
 from ferrovent.pool import IMap, IMapUnordered
-from ferrovent.timeout import Timeout
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "hub_threadpool", "is_worker_thread", "DEFAULT_SIZE"]
 
@@ -462,7 +461,9 @@ class ThreadPool:
         computed in worker threads. With ``maxsize``, at most that many finished results wait to be read."""
         return IMap.spawn(func, zip(*iterables), spawn=self.spawn, _zipped=True, maxsize=maxsize)
 
-    def imap_unordered(self, func: Callable[..., Any], *iterables: Iterable, maxsize: int | None = None) -> IMapUnordered:
+    def imap_unordered(
+        self, func: Callable[..., Any], *iterables: Iterable, maxsize: int | None = None
+    ) -> IMapUnordered:
         """Like `imap`, but yields each result as soon as it is ready."""
         return IMapUnordered.spawn(func, zip(*iterables), spawn=self.spawn, _zipped=True, maxsize=maxsize)
 

@@ -344,3 +344,19 @@ def test_executor_future_exception_is_returned_as_concurrent_futures_does():
         assert isinstance(future.exception(timeout=5), ValueError)
         with pytest.raises(ValueError):
             future.result()
+
+
+def test_a_hub_a_job_started_in_a_worker_thread_ends_with_the_thread():
+    pool = ThreadPool(1)
+
+    def job_using_ferrovent():
+        ferrovent.sleep(0.001)  # makes a hub in the worker thread
+        return ferrovent.get_hub()
+
+    worker_hub = pool.apply(job_using_ferrovent)
+    assert worker_hub is not ferrovent.get_hub()
+    pool.kill()
+    deadline = time.monotonic() + 5
+    while not worker_hub.dead and time.monotonic() < deadline:
+        ferrovent.sleep(0.01)
+    assert worker_hub.dead and worker_hub.loop is None

@@ -41,7 +41,7 @@ from greenlet import getcurrent, greenlet
 from ferrovent.event import AsyncResult
 from ferrovent.exceptions import InvalidThreadUseError
 from ferrovent.greenlet import Greenlet
-from ferrovent.hub import Hub, get_hub
+from ferrovent.hub import Hub, get_hub, get_hub_if_exists
 from ferrovent.monkey import get_original, is_module_patched
 from ferrovent.pool import IMap, IMapUnordered
 
@@ -169,7 +169,7 @@ class _WorkerGreenlet(greenlet):
         self._thread_ident = _get_ident()
         try:
             self.switch()
-        except BaseException:  # noqa: S110  (run() reports what it can; at shutdown there may be no stderr)
+        except BaseException:  # run() reported what it could; at interpreter shutdown there may be no stderr
             pass
 
     def run(self) -> None:
@@ -191,11 +191,14 @@ class _WorkerGreenlet(greenlet):
         except Exception as error:
             print(f"Failed to run worker thread. Task={task!r} Exception={error!r}", file=self._stderr)
         finally:
+            own_hub = get_hub_if_exists()
+            if own_hub is not None:  # a job started a hub in this thread: it ends with the thread
+                own_hub.destroy(True)
             pool = self._pool()
             if not told_to_stop and pool is not None:
                 try:
                     self._deliver(pool._worker_left)
-                except Exception:  # the hub's loop is gone: so is the pool's use for workers  # noqa: S110
+                except Exception:  # the pool's hub and loop are gone, and with them its use for workers
                     pass
 
     def _run_task(self, func: Callable[..., Any], args: tuple, kwargs: dict, thread_result: ThreadResult) -> None:

@@ -6,6 +6,10 @@ other name goes to the hub's `~ferrovent.threadpool.ThreadPool` (`DEFAULT_SIZE` 
 whose result wakes the waiting greenlet through the loop's thread-safe inbox; other greenlets run meanwhile.
 Results and exceptions are the stdlib's own, since the stdlib functions compute them.
 
+gevent's resolver classes are in the submodules: ``thread.Resolver`` (these functions, the default),
+``blocking.Resolver`` (the system resolver called directly, blocking the thread). gevent's ``ares`` and
+``dnspython`` resolvers are not part of ferrovent: importing those modules raises ImportError saying so.
+
 ``localhost`` (RFC 6761: always the loopback) is not sent to the system resolver, which can go to DNS for it (for
 IPv6 when /etc/hosts lists only 127.0.0.1). Its addresses are the loopback ones /etc/hosts gives it (read once),
 else 127.0.0.1 and ::1; IPv6 first, as the system resolver sorts them.

@@ -20,7 +20,7 @@ def pipe():
     yield read_end, write_end
     for fd in (read_end, write_end):
         try:
-            fos.close(fd)  # tells the loop: a later fd with the same number must not inherit a stale registration
+            os.close(fd)  # the stdlib's, as a user would: the loop must not keep a stale registration
         except OSError:
             pass
 
@@ -112,3 +112,27 @@ def test_tp_read_and_tp_write_run_in_the_thread_pool(pipe):
     assert fos.tp_write(write_end, b"data") == 4
     assert fos.tp_read(read_end, 10) == b"data"
     assert ferrovent.get_hub().threadpool.size >= 1
+
+
+def test_nb_read_on_a_reused_fd_number_after_a_plain_close():
+    # The loop must not keep the first pipe's registration: after os.close, the kernel forgets the fd, and a new
+    # pipe given the same number has to be watched afresh.
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        fos.make_nonblocking(read_end)
+        writer = ferrovent.spawn_later(0.01, os.write, write_end, b"x")
+        with ferrovent.Timeout(5):
+            assert fos.nb_read(read_end, 1) == b"x"
+        writer.join(timeout=5)
+        os.close(read_end)
+        os.close(write_end)
+    reused_read, reused_write = os.pipe()
+    try:
+        assert reused_read == read_end
+        fos.make_nonblocking(reused_read)
+        ferrovent.spawn_later(0.01, os.write, reused_write, b"y")
+        with ferrovent.Timeout(5):
+            assert fos.nb_read(reused_read, 1) == b"y"
+    finally:
+        os.close(reused_read)
+        os.close(reused_write)

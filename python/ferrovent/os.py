@@ -71,7 +71,7 @@ def _retrying(op: Callable[[int, Any], Any], fd: int, arg: Any, writable: bool) 
         pass
     wait_fd = get_hub().loop.wait_fd
     while True:
-        wait_fd(fd, writable)
+        wait_fd(fd, writable, persistent=False)  # a caller's fd: it may be closed behind our back
         try:
             return op(fd, arg)
         except BlockingIOError:

@@ -39,7 +39,8 @@ from ferrovent import socket as _cooperative
 from ferrovent._wsgi.body import FileWrapper, Input
 from ferrovent._wsgi.environ import Environ, SecureEnviron, WSGISecureEnviron
 from ferrovent._wsgi.handler import WSGIHandler
-from ferrovent._wsgi.log import LoggingLogAdapter, NoopLog, make_log
+from ferrovent._wsgi.log import LoggingLogAdapter, make_log
+from ferrovent._wsgi.log import NoopLog as _NoopLog  # gevent's name: its tests pass one as ``log``
 from ferrovent.server import StreamServer
 
 __all__ = [
@@ -52,6 +53,10 @@ __all__ = [
     "SecureEnviron",
     "WSGISecureEnviron",
 ]
+
+#: The longest request line accepted (bytes, its CRLF excluded); a longer one is answered 414. The parser's own
+#: limit: informative, changing it changes nothing.
+MAX_REQUEST_LINE = 8192
 
 
 # -- the server ---------------------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ class WSGIServer(StreamServer):
     @property
     def _access_log(self) -> bool:
         """Whether requests are logged at all (False with ``log=None``): the handler skips the timing otherwise."""
-        return type(self.log) is not NoopLog
+        return type(self.log) is not _NoopLog
 
     def set_environ(self, environ: Optional[dict] = None) -> None:
         """Sets the keys every request's environ starts with: ``base_env``, the scheme, then ``environ``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import formatdate
@@ -563,16 +564,21 @@ class WSGIHandler:
         get_hub().handle_error(context, exc_type, value, tb)
         self._send_error_response(500)
 
+    #: Called, inside an ``except`` block, when the server's own error reporting fails (a log message that does
+    #: not format, an error log that raises): prints the traceback. Subclasses may override it.
+    _print_unexpected_exc = staticmethod(traceback.print_exc)
+
     def log_error(self, msg: str, *args: Any) -> None:
         """Writes a line to the server's error log."""
         try:
             message = msg % args if args else msg
         except Exception:
+            self._print_unexpected_exc()
             message = f"{msg!r} {args!r}"
         try:
             self.server.error_log.write(message + "\n")
         except Exception:
-            pass
+            self._print_unexpected_exc()
 
     # -- the access log --
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ferrovent._core import ChunkedDecoder, HttpParseError
-from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, InvalidClientInput
+from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, FileSource, InvalidClientInput
 
 #: How much one receive asks for while reading a body.
 BODY_READ = 256 * 1024
@@ -32,15 +32,16 @@ class Input:
 
     __slots__ = ("_conn", "_left", "_decoder", "_block", "_pos", "_continue")
 
-    def __init__(
-        self, conn: Optional[Connection], length: int, chunked: bool = False, expect_continue: bool = False
-    ) -> None:
-        self._conn = conn
-        self._left = length  # Content-Length bytes not yet taken from the connection (unused when chunked)
-        self._decoder = ChunkedDecoder() if chunked else None
-        self._block = b""  # body bytes taken from the connection (decoded, if chunked)
+    def __init__(self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False) -> None:
+        """gevent's signature: the body is read from ``rfile`` (the server passes its `Connection`; any binary
+        file works), ``content_length`` bytes of it (None: none), or chunked. Given a ``socket``, the interim
+        ``100 Continue`` is sent to it before the first read that needs bytes from the client."""
+        self._conn = rfile if rfile is None or type(rfile) is Connection else FileSource(rfile, socket)
+        self._left = content_length or 0  # Content-Length bytes not yet taken from the stream (unused when chunked)
+        self._decoder = ChunkedDecoder() if chunked_input else None
+        self._block = b""  # body bytes taken from the stream (decoded, if chunked)
         self._pos = 0  # how much of _block was handed out
-        self._continue = expect_continue
+        self._continue = socket is not None
 
     # -- primitives --
 
@@ -232,8 +233,8 @@ class UpgradeInput(Input):
 
     __slots__ = ("_raw",)
 
-    def __init__(self, conn: Connection, length: int, chunked: bool = False, expect_continue: bool = False) -> None:
-        Input.__init__(self, conn, length, chunked, expect_continue)
+    def __init__(self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False) -> None:
+        Input.__init__(self, rfile, content_length, socket, chunked_input)
         self._raw = False
 
     def switch_protocols(self) -> None:

@@ -227,3 +227,30 @@ class Connection:
         """Drops the I/O driver and the buffer when the connection is over."""
         self.io = None
         self.buffer = b""
+
+
+class FileSource:
+    """A request body's bytes from a binary file (an ``Input`` made by hand, as gevent's ``Input(rfile, ...)``):
+    the part of `Connection` that ``Input`` uses. The ``100 Continue`` goes to ``socket``, if one is given."""
+
+    __slots__ = ("_read", "socket", "buffer", "input_error")
+
+    def __init__(self, rfile: Any, socket: Any) -> None:
+        self._read = getattr(rfile, "read1", None) or rfile.read  # read1: what is there, not a full block
+        self.socket = socket
+        self.buffer = b""
+        self.input_error: Optional[ClientError] = None
+
+    def send(self, data: bytes) -> None:
+        if self.socket is not None:
+            self.socket.sendall(data)
+
+    def receive_body(self, size: int) -> bytes:
+        data = self._read(size)
+        if not data:
+            raise self.input_failed(InvalidClientInput(errno.ECONNRESET, "the stream ended before the body's end"))
+        return bytes(data)
+
+    def input_failed(self, error: ClientError) -> ClientError:
+        self.input_error = error
+        return error

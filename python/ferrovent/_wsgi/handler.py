@@ -43,6 +43,8 @@ _NO_BODY_CODES = frozenset((204, 304))
 # The lengths of the response header names the server looks at: Date, Connection, Content-Length, Transfer-Encoding.
 _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
+#: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
+_BYTES = (bytes, bytearray)
 
 
 class _DateCache:
@@ -175,9 +177,8 @@ class WSGIHandler:
         if "HTTP_UPGRADE" in environ:
             environ["wsgi.input_terminated"] = False  # after a 101, the stream goes on past the body
             kind = UpgradeInput
-        if body < 0:  # CHUNKED
-            return kind(self._conn, 0, True, expect)
-        return kind(self._conn, body, False, expect)
+        # body < 0: chunked; the socket is given only to say that a 100 Continue is awaited (it goes through _conn)
+        return kind(self._conn, max(body, 0), self.socket if expect else None, body < 0)
 
     def _read_head(self) -> Optional[tuple]:
         """The next request head as ``parse_request`` returns it, or None when the connection should end.
@@ -341,7 +342,11 @@ class WSGIHandler:
                     self._write_first(data, None)  # switching protocols: the head goes at the first yield
             if not self.headers_sent:
                 if self.status is None:
-                    raise self.ApplicationError("The application did not call start_response()")
+                    # As gevent: no response at all, and the connection closes so that the client is not left
+                    # waiting for one. (A body without start_response is an error: see _write_first.)
+                    self.log_error("The application returned without calling start_response(): connection closed")
+                    self.close_connection = True
+                    return
                 self._write_first(b"", length if length is not None else 0)
         if self._chunked:
             self._send(_CHUNKED_END)
@@ -391,7 +396,7 @@ class WSGIHandler:
                     framed = True
             lines.append(f"{name}: {value}\r\n")
         if code in _NO_BODY_CODES and length not in (None, "0"):
-            raise self.ApplicationError(f"Invalid Content-Length for {code} response: {length!r} (must be absent or 0)")
+            raise self.ApplicationError(f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)")
         if not has_date:
             lines.append(_date.get())
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
@@ -404,7 +409,7 @@ class WSGIHandler:
                 lines.append("Connection: close\r\n")
         text = "".join(lines)
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-            raise ValueError("carriage return or newline in the status or a header", status, headers)
+            _refuse_line_breaks(status, headers)
         try:
             self._head = text.encode("latin-1")
         except UnicodeEncodeError:
@@ -418,6 +423,7 @@ class WSGIHandler:
         self._http11 = http11
         self._chunked = False
         self._cut = False
+        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -439,7 +445,7 @@ class WSGIHandler:
             raise self._conn.input_error  # the application answered a request whose body could not be read
         if self.status is None:
             raise self.ApplicationError("The application did not call start_response()")
-        if type(data) is not bytes and not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
         if self._framed:
             head = self._head + b"\r\n"
@@ -451,7 +457,7 @@ class WSGIHandler:
         else:  # the body ends when the connection does
             self.close_connection = True
             head = self._head + b"\r\n"
-            if self.code != 101:
+            if self.code != 101 and not self._says_close:
                 head = _announce_close(head)
         if self.code == 101:
             self._conn.broken = True  # the application owns the connection from here on
@@ -459,11 +465,15 @@ class WSGIHandler:
                 self._input.switch_protocols()
         elif self._input is not EMPTY_INPUT and not self.close_connection and not self._body_can_finish():
             self.close_connection = True
-            head = _announce_close(head)
-        self.headers_sent = True
+            if not self._says_close:
+                head = _announce_close(head)
         if self._no_body or not data:
+            if data and self.code in _NO_BODY_CODES:
+                raise self.ApplicationError(f"The {self.code} response must have no body")
+            self.headers_sent = True
             self._send(head)
             return
+        self.headers_sent = True
         if self._provided_length is not None and len(data) > self._limit():
             data = self._cut_at_length(data)
         self.response_length += len(data)
@@ -479,7 +489,7 @@ class WSGIHandler:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
         if self._no_body:
             return
-        if type(data) is not bytes and not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
         if self._provided_length is not None and self.response_length + len(data) > self._limit():
             data = self._cut_at_length(data)
@@ -604,7 +614,18 @@ class WSGIHandler:
     _chunked = False  # the server frames the body in chunks
     _cut = False  # the body was cut at the application's Content-Length
     _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
+    _says_close = False  # the head says Connection: close already
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _refuse_line_breaks(status: str, headers: list) -> None:
+    """Raises the ValueError gevent raises for a CR or LF in a header or the status (HTTP response splitting)."""
+    for name, value in headers:
+        if "\r" in name or "\n" in name:
+            raise ValueError("carriage return or newline in header name", name)
+        if "\r" in value or "\n" in value:
+            raise ValueError("carriage return or newline in header value", value)
+    raise ValueError("carriage return or newline in status", status)
 
 
 def _announce_close(head: bytes) -> bytes:

@@ -106,6 +106,7 @@ class WSGIHandler:
         self._linger = False  # input may be left unread when closing: drain it so the client sees our answer
         self._first = True  # no request head read yet: the wait for it is bounded by header_timeout
         self._log_requests = server._access_log
+        self._environ_class = server.environ_class  # each request's environ is one (the parser makes a dict)
         self._base_environ = self._connection_environ()
 
     def _connection_environ(self) -> dict:
@@ -157,10 +158,13 @@ class WSGIHandler:
         if parsed is None:
             return False
         environ, consumed, keep_alive, body = parsed
+        if self._environ_class is not dict:
+            environ = self._environ_class(environ)
         self.environ = environ
         self.close_connection = not keep_alive
-        if body or "HTTP_UPGRADE" in environ:
-            self._input = environ["wsgi.input"] = self._make_input(environ, body)
+        upgrade = "HTTP_UPGRADE" in environ or environ.get("HTTP_CONNECTION", "").lower() == "upgrade"
+        if body or upgrade:
+            self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
             self._input = environ["wsgi.input"] = EMPTY_INPUT
         self.environ = environ = self.get_environ()
@@ -171,10 +175,10 @@ class WSGIHandler:
         """The environ of the request being served (override to add keys; call the parent's first)."""
         return self.environ
 
-    def _make_input(self, environ: dict, body: int) -> Input:
+    def _make_input(self, environ: dict, body: int, upgrade: bool) -> Input:
         expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
         kind = Input
-        if "HTTP_UPGRADE" in environ:
+        if upgrade:  # an Upgrade header, or gevent's other sign of one: "Connection: upgrade"
             environ["wsgi.input_terminated"] = False  # after a 101, the stream goes on past the body
             kind = UpgradeInput
         # body < 0: chunked; the socket is given only to say that a 100 Continue is awaited (it goes through _conn)
@@ -347,7 +351,7 @@ class WSGIHandler:
                     self.log_error("The application returned without calling start_response(): connection closed")
                     self.close_connection = True
                     return
-                self._write_first(b"", length if length is not None else 0)
+                self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
         if self._chunked:
             self._send(_CHUNKED_END)
         self._check_length()

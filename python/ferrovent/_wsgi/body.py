@@ -33,7 +33,9 @@ class Input:
 
     __slots__ = ("_conn", "_left", "_decoder", "_block", "_pos", "_continue")
 
-    def __init__(self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False) -> None:
+    def __init__(
+        self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False
+    ) -> None:
         """gevent's signature: the body is read from ``rfile`` (the server passes its `Connection`; any binary
         file works), ``content_length`` bytes of it (None: none), or chunked. Given a ``socket``, the interim
         ``100 Continue`` is sent to it before the first read."""
@@ -238,7 +240,9 @@ class UpgradeInput(Input):
 
     __slots__ = ("_raw",)
 
-    def __init__(self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False) -> None:
+    def __init__(
+        self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False
+    ) -> None:
         Input.__init__(self, rfile, content_length, socket, chunked_input)
         self._raw = False
 

@@ -254,3 +254,54 @@ class FileSource:
     def input_failed(self, error: ClientError) -> ClientError:
         self.input_error = error
         return error
+
+
+class ConnectionReader:
+    """``WSGIHandler.rfile``: a `Connection`'s incoming bytes as a binary file, for handlers that read (part of)
+    the request themselves; bytes left unread stay in the connection's buffer. Each wait for bytes is bounded by
+    ``timeout`` (`ClientTimeout`)."""
+
+    __slots__ = ("_conn", "timeout")
+    closed = False
+
+    def __init__(self, conn: Connection, timeout: Optional[float]) -> None:
+        self._conn = conn
+        self.timeout = timeout
+
+    def _more(self) -> bool:
+        """Receives more bytes into the buffer; False at the end of the stream."""
+        data = self._conn.io.recv(_LINGER_READ, self.timeout)
+        if not data:
+            return False
+        self._conn.buffer += data
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """``size`` bytes (fewer at the end of the stream); all the rest if ``size`` is None or negative."""
+        conn = self._conn
+        while size is None or size < 0 or len(conn.buffer) < size:
+            if not self._more():
+                break
+        buf = conn.buffer
+        end = len(buf) if size is None or size < 0 else size
+        conn.buffer = buf[end:]
+        return buf[:end]
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        """One line with its b"\\n" (at most ``size`` bytes; fewer at the end of the stream)."""
+        limit = -1 if size is None else size
+        conn = self._conn
+        while True:
+            buf = conn.buffer
+            newline = buf.find(b"\n")
+            if newline >= 0 and (limit < 0 or newline < limit):
+                end = newline + 1
+                break
+            if 0 <= limit <= len(buf):
+                end = limit
+                break
+            if not self._more():
+                end = len(buf)
+                break
+        conn.buffer = buf[end:]
+        return buf[:end]

@@ -24,7 +24,14 @@ from greenlet import GreenletExit
 
 from ferrovent._core import HttpParseError, parse_request
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
-from ferrovent._wsgi.conn import ClientError, ClientGone, ClientTimeout, Connection, InvalidClientInput
+from ferrovent._wsgi.conn import (
+    ClientError,
+    ClientGone,
+    ClientTimeout,
+    Connection,
+    ConnectionReader,
+    InvalidClientInput,
+)
 from ferrovent.hub import get_hub
 
 if TYPE_CHECKING:
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 _monotonic = time.monotonic
 _now = time.time
 
+#: The longest request line (its CRLF excluded): the parser's limit (longer: 414), and what `read_requestline` reads.
+MAX_REQUEST_LINE = 8192
 #: How much one receive asks for while reading a head.
 _HEAD_READ = 16 * 1024
 #: A body chunk at least this large is sent on its own rather than copied behind the head.
@@ -108,6 +117,9 @@ class WSGIHandler:
         self._log_requests = server._access_log
         self._environ_class = server.environ_class  # each request's environ is one (the parser makes a dict)
         self._base_environ = self._connection_environ()
+        self._reader: Optional[ConnectionReader] = None
+        # gevent's read_requestline hook: a subclass reading the request line itself
+        self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -194,6 +206,10 @@ class WSGIHandler:
         buf = self._conn.buffer
         first = self._first
         try:
+            if self._reads_requestline:
+                buf = self._hooked_requestline(server.header_timeout if first else server.keepalive_timeout)
+                if buf is None:
+                    return None
             if buf:  # pipelined: the next request is already there
                 self._conn.take_turns()
                 parsed = parse_request(buf, base)
@@ -218,6 +234,33 @@ class WSGIHandler:
         except ClientGone:
             pass
         return None
+
+    def read_requestline(self) -> str:
+        """gevent's hook for handlers that read the request line themselves, from ``rfile``: returns the line (str
+        or bytes, with its line end), or a false value to end the connection. Called only when a subclass
+        overrides it; the server's own parser reads the whole head in one go otherwise."""
+        return self.rfile.readline(MAX_REQUEST_LINE).decode("latin-1")
+
+    def _hooked_requestline(self, timeout: float) -> Optional[bytes]:
+        """Calls the subclass's `read_requestline`; the line goes back in front of the rest for the parser."""
+        reader = self.rfile
+        reader.timeout = timeout
+        line = self.read_requestline()
+        if not line:
+            return None
+        if isinstance(line, str):
+            line = line.encode("latin-1")
+        self._conn.buffer = buf = line + self._conn.buffer
+        return buf
+
+    @property
+    def rfile(self) -> ConnectionReader:
+        """The connection's incoming bytes as a binary file (``read``, ``readline``), as gevent's handlers have:
+        what it does not consume stays for the request parser and ``wsgi.input``."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = ConnectionReader(self._conn, self.server.header_timeout)
+        return reader
 
     def _read_rest_of_head(self, start: bytes, started: float) -> Optional[tuple]:
         """Accumulates a head that did not come in one piece, until it parses, within ``header_timeout``.
@@ -400,7 +443,9 @@ class WSGIHandler:
                     framed = True
             lines.append(f"{name}: {value}\r\n")
         if code in _NO_BODY_CODES and length not in (None, "0"):
-            raise self.ApplicationError(f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)")
+            raise self.ApplicationError(
+                f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
+            )
         if not has_date:
             lines.append(_date.get())
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"

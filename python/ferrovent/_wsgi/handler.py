@@ -443,9 +443,8 @@ class WSGIHandler:
                     framed = True
             lines.append(f"{name}: {value}\r\n")
         if code in _NO_BODY_CODES and length not in (None, "0"):
-            raise self.ApplicationError(
-                f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
-            )
+            message = f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
+            raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
         if not has_date:
             lines.append(_date.get())
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"

@@ -38,8 +38,8 @@ from ferrovent import __version__
 from ferrovent import socket as _cooperative
 from ferrovent._wsgi.body import FileWrapper, Input
 from ferrovent._wsgi.environ import Environ, SecureEnviron, WSGISecureEnviron
-from ferrovent._wsgi.handler import WSGIHandler
 from ferrovent._wsgi.handler import MAX_REQUEST_LINE as MAX_REQUEST_LINE  # gevent's name (the parser's limit)
+from ferrovent._wsgi.handler import WSGIHandler
 from ferrovent._wsgi.log import LoggingLogAdapter, make_log
 from ferrovent._wsgi.log import NoopLog as _NoopLog  # gevent's name: its tests pass one as ``log``
 from ferrovent.server import StreamServer

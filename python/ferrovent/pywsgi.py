@@ -19,8 +19,10 @@ refused request gets its status (400, 408, 414, 431, 501, 505) and the connectio
 shut down first, the client's remaining bytes drained briefly) so that the client reads the answer, not a reset.
 
 Application errors: an exception (``GreenletExit`` included) before any byte of the response left answers 500;
-after, the connection is closed. A body item that is not bytes is such an error. A body longer than the
-application's own Content-Length is cut there (logged once) and the connection closed.
+after, the connection is closed. A body item that is not bytes (or bytearray) is such an error, and so is a body
+for a 204 or 304, or a CR or LF in the status or a header (a ValueError from ``start_response``, as gevent's). A
+body longer than the application's own Content-Length is cut there (logged once) and the connection closed. An
+application that returns no body without calling ``start_response`` gets no response: the connection closes.
 
 Extensions: ``environ['ferrovent.socket']`` is the client socket. A request with an ``Upgrade`` header is an
 ordinary request, its body framed and timed like any other, until the application answers ``101``: the server

@@ -81,8 +81,9 @@ class WSGIHandler:
     """Serves the HTTP requests of one connection, one after the other, with the server's application.
 
     Made by the server for each connection as ``handler_class(socket, address, server)``; ``handle()`` runs the
-    connection to its end. Subclasses may override ``get_environ`` (add keys), ``log_request``,
-    ``format_request``, ``handle_error`` and ``log_error``.
+    connection to its end. Subclasses may override, as with gevent, ``get_environ`` (add keys), ``log_request``,
+    ``format_request``, ``handle_error``, ``log_error``, ``_print_unexpected_exc`` and ``read_requestline`` (read
+    the request line from ``rfile`` yourself).
     """
 
     protocol_version = "HTTP/1.1"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import _socket
 import sys
+from email.utils import formatdate
 from typing import Any, Callable, Optional
 
 from ferrovent import __version__
@@ -56,6 +57,11 @@ __all__ = [
     "SecureEnviron",
     "WSGISecureEnviron",
 ]
+
+
+def format_date_time(timestamp: float) -> bytes:
+    """``timestamp`` as an HTTP date (``b"Thu, 01 Jan 1970 00:00:00 GMT"``), bytes as gevent's helper returns."""
+    return formatdate(timestamp, usegmt=True).encode("latin-1")
 
 
 # -- the server ---------------------------------------------------------------------------------------------

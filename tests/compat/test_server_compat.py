@@ -204,6 +204,7 @@ def wsgi_well_formed_requests(lib, trace):
         ["secure repr", True],
         ["adapter", 42, None],
         ["hook", True],
+        ["date", "Thu, 01 Jan 1970 00:00:00 GMT", "Fri, 04 Dec 2026 09:30:48 GMT"],
     ]
 )
 def wsgi_input_environ_and_log_api(lib, trace):
@@ -251,6 +252,7 @@ def wsgi_input_environ_and_log_api(lib, trace):
     del adapter.thing
     trace.append(["adapter", before, adapter.get_thing()])
     trace.append(["hook", callable(pywsgi.WSGIHandler._print_unexpected_exc)])
+    trace.append(["date", *(pywsgi.format_date_time(when).decode() for when in (0, 1796376648))])
 
 
 def _rules_app(environ, start_response):

@@ -372,6 +372,57 @@ def wsgi_gevent_response_rules(lib, trace):
     server.stop()
 
 
+def _make_echo_upgrade_handler(pywsgi):
+    """A handler subclass taking the connection over the way gevent-websocket's does: its own run_application,
+    a 101 head sent with write(""), then ``rfile.read`` and ``socket.sendall``; other requests go to the app."""
+
+    class EchoUpgradeHandler(pywsgi.WSGIHandler):
+        def run_application(self):
+            if self.environ.get("HTTP_UPGRADE") != "echo":
+                return super().run_application()
+            self.start_response("101 Switching Protocols", [("Upgrade", "echo"), ("Connection", "Upgrade")])
+            self.close_connection = True  # as gevent-websocket does: gevent would read another request after
+            self.write("")
+            while (size := self.rfile.read(1)) and size != b"0":
+                self.socket.sendall(b"echo:" + self.rfile.read(int(size)))
+            self.result = []
+            self.process_result()
+
+    return EchoUpgradeHandler
+
+
+def _plain_app(environ, start_response):
+    start_response("200 OK", [("Content-Length", "5")])
+    return [b"plain"]
+
+
+@server_scenario(expected=[[101, "echo"], "echo:hi", "echo:there", "", [200, "plain"]])
+def wsgi_handler_subclass_takes_the_connection_over(lib, trace):
+    from tests.serving import read_full_response
+
+    socket = module(lib, "socket")
+    pywsgi = module(lib, "pywsgi")
+    handler = _make_echo_upgrade_handler(pywsgi)
+    server = pywsgi.WSGIServer(("127.0.0.1", 0), _plain_app, log=None, handler_class=handler)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        # The first message comes with the head: the handler reads it from what the server already received.
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n2hi")
+        status = int(stream.readline().split()[1])
+        head = dict(line.decode().strip().split(": ", 1) for line in iter(stream.readline, b"\r\n"))
+        trace.append([status, head["Upgrade"]])
+        trace.append(stream.read(7).decode())
+        conn.sendall(b"5there0")
+        trace.append(stream.read(10).decode())
+        trace.append(stream.read().decode())  # the handler returned: the server closes the connection
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = read_full_response(stream)
+        trace.append([status, body.decode()])
+    server.stop()
+
+
 # --- running --------------------------------------------------------------------------------------------------
 
 

@@ -258,15 +258,19 @@ class FileSource:
 
 class ConnectionReader:
     """``WSGIHandler.rfile``: a `Connection`'s incoming bytes as a binary file, for handlers that read (part of)
-    the request themselves; bytes left unread stay in the connection's buffer. Each wait for bytes is bounded by
-    ``timeout`` (`ClientTimeout`)."""
+    the request themselves, or the stream after a ``101``; bytes left unread stay in the connection's buffer.
+    Each wait for bytes is bounded by ``timeout`` (`ClientTimeout`; None: no bound, as a socket's file)."""
 
-    __slots__ = ("_conn", "timeout")
-    closed = False
+    __slots__ = ("_conn", "timeout", "closed")
 
     def __init__(self, conn: Connection, timeout: Optional[float]) -> None:
         self._conn = conn
         self.timeout = timeout
+        self.closed = False
+
+    def close(self) -> None:
+        """Marks the file closed; the connection itself is the server's to close."""
+        self.closed = True
 
     def _more(self) -> bool:
         """Receives more bytes into the buffer; False at the end of the stream."""

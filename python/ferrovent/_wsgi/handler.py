@@ -14,7 +14,6 @@ import errno
 import sys
 import time
 import traceback
-from collections.abc import Iterable
 from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -260,7 +259,7 @@ class WSGIHandler:
         what it does not consume stays for the request parser and ``wsgi.input``."""
         reader = self._reader
         if reader is None:
-            reader = self._reader = ConnectionReader(self._conn, self.server.header_timeout)
+            reader = self._reader = ConnectionReader(self._conn, None)
         return reader
 
     def _read_rest_of_head(self, start: bytes, started: float) -> Optional[tuple]:
@@ -361,15 +360,16 @@ class WSGIHandler:
         """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
         result = self.result = self.application(self.environ, self.start_response)
         try:
-            self.process_result(result)
+            self.process_result()
         finally:
             close = getattr(result, "close", None)
             self.result = None
             if close is not None:
                 close()
 
-    def process_result(self, result: Iterable[bytes]) -> None:
-        """Sends the response body the application returned."""
+    def process_result(self) -> None:
+        """Sends the response body the application returned (``self.result``, as gevent's handlers have it)."""
+        result = self.result
         if type(result) is list and len(result) == 1 and not self.headers_sent:
             self._write_first(result[0], len(result[0]))  # the common case: one bytes object, one send
         elif type(result) is FileWrapper and self._send_file(result):
@@ -477,6 +477,8 @@ class WSGIHandler:
 
     def write(self, data: bytes) -> None:
         """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""
+        if not data:
+            data = b""  # an empty str too: gevent's write lets it pass (handlers send a bare head with write(""))
         if self.headers_sent:
             if data:
                 self._write_more(data)

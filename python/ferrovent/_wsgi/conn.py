@@ -3,7 +3,8 @@ ahead, and whether the stream can still be trusted.
 
 `Connection` is what the request body (`ferrovent._wsgi.body.Input`) and the handler share: the body reads through
 it and records its failures on it, instead of reaching into the handler. Errors come out as the `ClientError`
-kinds, so the handler can tell a client's failure from the application's own.
+kinds, so the handler can tell a client's failure from the application's own. `FileSource` stands in for a
+`Connection` when an ``Input`` is made over a plain binary file; `ConnectionReader` is the handler's ``rfile``.
 """
 
 from __future__ import annotations

@@ -132,8 +132,12 @@ def ferrovent_verdict(data: bytes) -> Verdict:
         _, consumed, _, body = parsed
         if body == _core.CHUNKED:
             decoder = _core.ChunkedDecoder()
-            _, used = decoder.decode(data[consumed:])
-            return consumed + used if decoder.done else "incomplete"
+            end = consumed
+            while True:  # the data before bad framing comes first; the next call raises
+                payload, used = decoder.decode(data[end:])
+                end += used
+                if decoder.done or not payload:
+                    return end if decoder.done else "incomplete"
         return consumed + body if consumed + body <= len(data) else "incomplete"
     except _core.HttpParseError:
         return REFUSED

@@ -305,13 +305,23 @@ def test_chunked_decoder_partial_body_is_not_done():
 
 @pytest.mark.parametrize(
     "body",
-    [b"x\r\n", b"-5\r\n", b"5\nhello", b"5\r\nhelloX\r\n", b"1" * 20 + b"\r\n", b"1;" + b"e" * 5000 + b"\r\n"],
+    [b"x\r\n", b"-5\r\n", b"5\nhello", b"1" * 20 + b"\r\n", b"1;" + b"e" * 5000 + b"\r\n"],
 )
 def test_chunked_decoder_rejects_bad_framing_for_good(body):
     decoder = _core.ChunkedDecoder()
     with pytest.raises(_core.HttpParseError) as info:
         decoder.decode(body)
     assert info.value.status == 400
+    with pytest.raises(_core.HttpParseError):
+        decoder.decode(b"0\r\n\r\n")
+
+
+def test_chunked_decoder_hands_out_the_data_before_bad_framing_then_fails():
+    decoder = _core.ChunkedDecoder()
+    body = b"2\r\noh\r\n4\r\n hai\r\nX\r\n"
+    assert decoder.decode(body) == (b"oh hai", body.index(b"hai") + 3)
+    with pytest.raises(_core.HttpParseError):
+        decoder.decode(body[body.index(b"hai") + 3 :])
     with pytest.raises(_core.HttpParseError):
         decoder.decode(b"0\r\n\r\n")
 

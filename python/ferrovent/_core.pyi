@@ -159,7 +159,8 @@ class ChunkedDecoder:
         """Return ``(payload, used)``: the chunk data found in ``data`` and how many bytes of ``data`` were read.
 
         ``used`` is ``len(data)`` unless the body ended inside ``data``; the bytes from ``used`` on belong to the
-        next request. Once :attr:`done`, it returns ``(b"", 0)``."""
+        next request. Once :attr:`done`, it returns ``(b"", 0)``. When ``data`` has good chunk data and then bad
+        framing, that data comes first (``used`` stops where it ends) and the next call raises."""
 
     @property
     def done(self) -> bool:

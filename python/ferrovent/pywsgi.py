@@ -19,8 +19,10 @@ refused request gets its status (400, 408, 414, 431, 501, 505) and the connectio
 shut down first, the client's remaining bytes drained briefly) so that the client reads the answer, not a reset.
 
 Application errors: an exception (``GreenletExit`` included) before any byte of the response left answers 500;
-after, the connection is closed. A body item that is not bytes is such an error. A body longer than the
-application's own Content-Length is cut there (logged once) and the connection closed.
+after, the connection is closed. A body item that is not bytes (or bytearray) is such an error, and so is a body
+for a 204 or 304, or a CR or LF in the status or a header (a ValueError from ``start_response``, as gevent's). A
+body longer than the application's own Content-Length is cut there (logged once) and the connection closed. An
+application that returns no body without calling ``start_response`` gets no response: the connection closes.
 
 Extensions: ``environ['ferrovent.socket']`` is the client socket. A request with an ``Upgrade`` header is an
 ordinary request, its body framed and timed like any other, until the application answers ``101``: the server
@@ -32,14 +34,17 @@ from __future__ import annotations
 
 import _socket
 import sys
+from email.utils import formatdate
 from typing import Any, Callable, Optional
 
 from ferrovent import __version__
 from ferrovent import socket as _cooperative
 from ferrovent._wsgi.body import FileWrapper, Input
 from ferrovent._wsgi.environ import Environ, SecureEnviron, WSGISecureEnviron
+from ferrovent._wsgi.handler import MAX_REQUEST_LINE as MAX_REQUEST_LINE  # gevent's name (the parser's limit)
 from ferrovent._wsgi.handler import WSGIHandler
-from ferrovent._wsgi.log import LoggingLogAdapter, NoopLog, make_log
+from ferrovent._wsgi.log import LoggingLogAdapter, make_log
+from ferrovent._wsgi.log import NoopLog as _NoopLog  # gevent's name: its tests pass one as ``log``
 from ferrovent.server import StreamServer
 
 __all__ = [
@@ -52,6 +57,11 @@ __all__ = [
     "SecureEnviron",
     "WSGISecureEnviron",
 ]
+
+
+def format_date_time(timestamp: float) -> bytes:
+    """``timestamp`` as an HTTP date (``b"Thu, 01 Jan 1970 00:00:00 GMT"``), bytes as gevent's helper returns."""
+    return formatdate(timestamp, usegmt=True).encode("latin-1")
 
 
 # -- the server ---------------------------------------------------------------------------------------------
@@ -126,7 +136,7 @@ class WSGIServer(StreamServer):
     @property
     def _access_log(self) -> bool:
         """Whether requests are logged at all (False with ``log=None``): the handler skips the timing otherwise."""
-        return type(self.log) is not NoopLog
+        return type(self.log) is not _NoopLog
 
     def set_environ(self, environ: Optional[dict] = None) -> None:
         """Sets the keys every request's environ starts with: ``base_env``, the scheme, then ``environ``."""

@@ -3,7 +3,8 @@
 //! The keys are Python strings made once per process; values are Latin-1 decoded straight from the buffer (PEP
 //! 3333's "native strings"). Fields are added the way gevent's pywsgi adds them: `HTTP_` plus the upper-cased name
 //! with dashes turned into underscores, names containing an underscore dropped (they would collide with the dashed
-//! spelling), a repeated field joined to the value already in the environ with "," (Cookie with "; ").
+//! spelling), a repeated field joined to the value already in the environ with "," (a cookie field, any key
+//! containing "COOKIE", with "; ").
 
 use std::borrow::Cow;
 
@@ -228,7 +229,9 @@ fn build_environ<'py>(py: Python<'py>, head: &Head<'_>, base: &Bound<'py, PyDict
             None if field.name.contains(&b'_') => {}
             None => {
                 field_key(field.name, &mut key);
-                add_field(&env, &latin1(py, &key)?, latin1(py, field.value)?, false)?;
+                // As gevent: every key naming a cookie (Cookie2, ...) joins with "; ".
+                let cookie = key.windows(6).any(|w| w == b"COOKIE");
+                add_field(&env, &latin1(py, &key)?, latin1(py, field.value)?, cookie)?;
             }
         }
     }

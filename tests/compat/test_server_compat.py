@@ -187,6 +187,242 @@ def wsgi_well_formed_requests(lib, trace):
     server.stop()
 
 
+# --- gevent's pywsgi API details --------------------------------------------------------------------------------
+
+
+@server_scenario(
+    expected=[
+        ["read", "12"],
+        ["readline", "ab\n", "c"],
+        ["chunked", "12"],
+        ["short", "OSError"],
+        ["no length", ""],
+        ["continue", "HTTP/1.1 100 Continue\r\n\r\n", "x"],
+        ["MAX_REQUEST_LINE", 8192],
+        ["pickled", "dict", "dict", {"key": "value"}],
+        ["copy", "dict"],
+        ["secure repr", True],
+        ["adapter", 42, None],
+        ["hook", True],
+        ["date", "Thu, 01 Jan 1970 00:00:00 GMT", "Fri, 04 Dec 2026 09:30:48 GMT"],
+    ]
+)
+def wsgi_input_environ_and_log_api(lib, trace):
+    import copy
+    import io
+    import logging
+    import pickle
+
+    pywsgi = module(lib, "pywsgi")
+    trace.append(["read", pywsgi.Input(io.BytesIO(b"12"), content_length=2).read().decode()])
+    lines = pywsgi.Input(io.BytesIO(b"ab\ncd"), 4)
+    trace.append(["readline", lines.readline().decode(), lines.readline().decode()])
+    chunked = pywsgi.Input(io.BytesIO(b"1\r\n1\r\n1\r\n2\r\n0\r\n\r\n"), None, chunked_input=True)
+    trace.append(["chunked", chunked.read(10).decode()])
+    try:
+        pywsgi.Input(io.BytesIO(b"1"), content_length=2).read()
+        trace.append(["short", "no error"])
+    except OSError:
+        trace.append(["short", "OSError"])
+    trace.append(["no length", pywsgi.Input(io.BytesIO(b"data"), None).read().decode()])
+
+    class Sink:
+        sent = b""
+
+        def sendall(self, data):
+            Sink.sent += data
+
+    continued = pywsgi.Input(io.BytesIO(b"x"), 1, socket=Sink())
+    data = continued.read()
+    trace.append(["continue", Sink.sent.decode(), data.decode()])
+    trace.append(["MAX_REQUEST_LINE", pywsgi.MAX_REQUEST_LINE])
+    environ = pywsgi.SecureEnviron({"key": "value"})
+    restored = pickle.loads(pickle.dumps(environ))
+    trace.append(["pickled", type(restored).__name__, type(copy.copy(environ)).__name__, restored])
+    trace.append(["copy", type(copy.copy(pywsgi.Environ())).__name__])
+    trace.append(["secure repr", "value" not in repr(environ)])
+
+    class Logger(logging.Logger):
+        def get_thing(self):
+            return getattr(self, "thing", None)
+
+    adapter = pywsgi.LoggingLogAdapter(Logger("compat"))
+    adapter.thing = 42
+    before = adapter.get_thing()
+    del adapter.thing
+    trace.append(["adapter", before, adapter.get_thing()])
+    trace.append(["hook", callable(pywsgi.WSGIHandler._print_unexpected_exc)])
+    trace.append(["date", *(pywsgi.format_date_time(when).decode() for when in (0, 1796376648))])
+
+
+def _rules_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/cookies":
+        start_response("200 OK", [])
+        return [f"{environ['HTTP_COOKIE']}|{environ['HTTP_COOKIE2']}".encode()]
+    if path.startswith("/split-"):
+        status, headers = {
+            "/split-status": ("200 OK\r\nX: y", []),
+            "/split-name": ("200 OK", [("X\r\n", "y")]),
+            "/split-value": ("200 OK", [("X", "y\r\nZ: 1")]),
+        }[path]
+        try:
+            start_response(status, headers)
+        except ValueError as error:
+            start_response("200 OK", [])
+            return [f"{type(error).__name__}: {error.args[0]}".encode()]
+    if path == "/304-body":
+        start_response("304 Not Modified", [])
+        return [b"body"]
+    if path == "/304-length":
+        try:
+            start_response("304 Not Modified", [("Content-Length", "100")])
+        except AssertionError as error:
+            start_response("200 OK", [])
+            return list(error.args)  # the message, as bytes
+    if path == "/bytearray":
+        start_response("200 OK", [])
+        return [bytearray(b"hello "), bytearray(b"world")]
+    if path == "/empty-yield":
+        start_response("200 OK", [])
+        return (piece for piece in (b"", b""))
+    if path == "/upgrade-flag":
+        start_response("200 OK", [("Content-Length", "5")])
+        return [str(environ["wsgi.input_terminated"]).encode().ljust(5)]
+    if path == "/read":
+        length = int(environ.get("CONTENT_LENGTH") or 6)
+        data = environ["wsgi.input"].read(length)
+        start_response("200 OK", [])
+        return [data]
+    start_response("417 Expectation Failed", [("Content-Length", "7")])
+    return [b"failure"]
+
+
+@server_scenario(
+    expected=[
+        [200, 'a="1"; b="2"|c="3"; d="4"'],
+        [200, "ValueError: carriage return or newline in status"],
+        [200, "ValueError: carriage return or newline in header name"],
+        [200, "ValueError: carriage return or newline in header value"],
+        [500, "Internal Server Error"],
+        [200, "Invalid Content-Length for 304 response: '100' (must be absent or zero)"],
+        [200, "hello world"],
+        [200, "chunked", ""],
+        [200, "False"],
+        ["interim", "HTTP/1.1 100 Continue"],
+        [200, "testing"],
+        [417, "failure"],
+        [200, "again"],
+        [200, "oh hai"],
+        ["then", ""],
+    ],
+    reports=("AssertionError",),
+)
+def wsgi_gevent_response_rules(lib, trace):
+    from tests.serving import read_full_response
+
+    socket = module(lib, "socket")
+    server = module(lib, "pywsgi").WSGIServer(("127.0.0.1", 0), _rules_app, log=None)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+
+    def exchange(*requests: bytes) -> None:
+        with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+            for request in requests:
+                conn.sendall(request)
+                status, headers, body = read_full_response(stream)
+                if "transfer-encoding" in headers:
+                    trace.append([status, headers["transfer-encoding"], body.decode()])
+                else:
+                    trace.append([status, body.decode().strip()])
+
+    cookies = b'Cookie: a="1"\r\nCookie2: c="3"\r\nCookie2: d="4"\r\nCookie: b="2"\r\n'
+    exchange(b"GET /cookies HTTP/1.1\r\nHost: t\r\n" + cookies + b"\r\n")
+    exchange(*(b"GET /split-%s HTTP/1.1\r\nHost: t\r\n\r\n" % part for part in (b"status", b"name", b"value")))
+    exchange(b"GET /304-body HTTP/1.1\r\nHost: t\r\n\r\n")
+    exchange(
+        b"GET /304-length HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /bytearray HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /empty-yield HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    exchange(b"GET /upgrade-flag HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\n\r\n")
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        # The 100 Continue comes at the application's first read, even when the body came with the head.
+        conn.sendall(b"PUT /read HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\ntesting")
+        trace.append(["interim", stream.readline().decode().strip()])
+        stream.readline()
+        trace.append(list(read_full_response(stream)[::2]))
+        trace[-1][1] = trace[-1][1].decode()
+        # An unread body the client sent anyway is dropped, and the connection goes on.
+        conn.sendall(b"PUT /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\nunwanted!")
+        status, _, body = read_full_response(stream)
+        trace.append([status, body.decode()])
+        conn.sendall(b"POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nagain")
+        status, _, body = read_full_response(stream)
+        trace.append([status, body.decode()])
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        # A request line smuggled as a trailer: the data before it is read; then the connection closes.
+        conn.sendall(
+            b"POST /read HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\noh\r\n4\r\n hai\r\n"
+            b"0\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        status, _, body = read_full_response(stream)
+        trace.append([status, body.decode()])
+        trace.append(["then", stream.read().decode()])
+    server.stop()
+
+
+def _make_echo_upgrade_handler(pywsgi):
+    """A handler subclass taking the connection over the way gevent-websocket's does: its own run_application,
+    a 101 head sent with write(""), then ``rfile.read`` and ``socket.sendall``; other requests go to the app."""
+
+    class EchoUpgradeHandler(pywsgi.WSGIHandler):
+        def run_application(self):
+            if self.environ.get("HTTP_UPGRADE") != "echo":
+                return super().run_application()
+            self.start_response("101 Switching Protocols", [("Upgrade", "echo"), ("Connection", "Upgrade")])
+            self.close_connection = True  # as gevent-websocket does: gevent would read another request after
+            self.write("")
+            while (size := self.rfile.read(1)) and size != b"0":
+                self.socket.sendall(b"echo:" + self.rfile.read(int(size)))
+            self.result = []
+            self.process_result()
+
+    return EchoUpgradeHandler
+
+
+def _plain_app(environ, start_response):
+    start_response("200 OK", [("Content-Length", "5")])
+    return [b"plain"]
+
+
+@server_scenario(expected=[[101, "echo"], "echo:hi", "echo:there", "", [200, "plain"]])
+def wsgi_handler_subclass_takes_the_connection_over(lib, trace):
+    from tests.serving import read_full_response
+
+    socket = module(lib, "socket")
+    pywsgi = module(lib, "pywsgi")
+    handler = _make_echo_upgrade_handler(pywsgi)
+    server = pywsgi.WSGIServer(("127.0.0.1", 0), _plain_app, log=None, handler_class=handler)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        # The first message comes with the head: the handler reads it from what the server already received.
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n2hi")
+        status = int(stream.readline().split()[1])
+        head = dict(line.decode().strip().split(": ", 1) for line in iter(stream.readline, b"\r\n"))
+        trace.append([status, head["Upgrade"]])
+        trace.append(stream.read(7).decode())
+        conn.sendall(b"5there0")
+        trace.append(stream.read(10).decode())
+        trace.append(stream.read().decode())  # the handler returned: the server closes the connection
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = read_full_response(stream)
+        trace.append([status, body.decode()])
+    server.stop()
+
+
 # --- running --------------------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ferrovent._core import ChunkedDecoder, HttpParseError
-from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, InvalidClientInput
+from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, FileSource, InvalidClientInput
 
 #: How much one receive asks for while reading a body.
 BODY_READ = 256 * 1024
@@ -24,7 +24,8 @@ class Input:
     Framed by Content-Length or by the chunked coding; reads past the end return b"". A body that ends early or
     is badly framed raises an OSError (and the server answers 400); a client too slow to send raises
     ``socket.timeout``. With ``Expect: 100-continue`` the interim ``100 Continue`` is sent on the first read
-    that needs bytes from the client.
+    (none if the application never reads: a body the client sent anyway is then dropped if it is all received
+    with the response, else the connection closes).
 
     Body bytes are taken from the connection a block at a time into ``_block``, and handed out from position
     ``_pos`` on: each call copies only the bytes it returns, however small the reads.
@@ -33,37 +34,41 @@ class Input:
     __slots__ = ("_conn", "_left", "_decoder", "_block", "_pos", "_continue")
 
     def __init__(
-        self, conn: Optional[Connection], length: int, chunked: bool = False, expect_continue: bool = False
+        self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False
     ) -> None:
-        self._conn = conn
-        self._left = length  # Content-Length bytes not yet taken from the connection (unused when chunked)
-        self._decoder = ChunkedDecoder() if chunked else None
-        self._block = b""  # body bytes taken from the connection (decoded, if chunked)
+        """gevent's signature: the body is read from ``rfile`` (the server passes its `Connection`; any binary
+        file works), ``content_length`` bytes of it (None: none), or chunked. Given a ``socket``, the interim
+        ``100 Continue`` is sent to it before the first read."""
+        self._conn = rfile if rfile is None or type(rfile) is Connection else FileSource(rfile, socket)
+        self._left = content_length or 0  # Content-Length bytes not yet taken from the stream (unused when chunked)
+        self._decoder = ChunkedDecoder() if chunked_input else None
+        self._block = b""  # body bytes taken from the stream (decoded, if chunked)
         self._pos = 0  # how much of _block was handed out
-        self._continue = expect_continue
+        self._continue = socket is not None
 
     # -- primitives --
 
-    def _receive(self, size: int) -> bytes:
-        """Bytes from the socket for the body (at least one); sends the pending 100 Continue first."""
+    def _send_continue(self) -> None:
+        """Sends the interim 100 Continue the client asked for, before the first read of the body (as gevent does,
+        even when some of the body is already received)."""
+        self._continue = False
         conn = self._conn
-        if self._continue:
-            self._continue = False
-            try:
-                conn.send(_CONTINUE)
-            except ClientError as error:
-                raise conn.input_failed(error) from error
-        return conn.receive_body(size)
+        try:
+            conn.send(_CONTINUE)
+        except ClientError as error:
+            raise conn.input_failed(error) from error
 
     def _fill(self) -> bool:
         """Takes the next block of the body from the connection; False at the body's end."""
+        if self._continue:
+            self._send_continue()
         conn = self._conn
         decoder = self._decoder
         if decoder is None:
             left = self._left
             if left <= 0:
                 return False
-            data = conn.buffer or self._receive(min(left, BODY_READ))
+            data = conn.buffer or conn.receive_body(min(left, BODY_READ))
             if len(data) > left:
                 conn.buffer = data[left:]
                 data = data[:left]
@@ -75,7 +80,7 @@ class Input:
             while not data:
                 if decoder.done:
                     return False
-                raw = conn.buffer or self._receive(BODY_READ)
+                raw = conn.buffer or conn.receive_body(BODY_READ)
                 try:
                     data, used = decoder.decode(raw)
                 except HttpParseError as error:
@@ -185,13 +190,14 @@ class Input:
         """Whether `_discard` with ``budget`` will end the body, as far as can be told now, without waiting:
         asked when the response head leaves, so that a connection to be closed says so in that head.
 
-        A client still waiting for its 100 Continue will not send the body; a chunked body is decoded as far as
-        its bytes are already received, its rest being of unknown size.
+        A client waiting for its 100 Continue may hold the body back: only bytes already received count then (a
+        client may send the body without waiting). A chunked body is decoded as far as its bytes are already
+        received, its rest being of unknown size.
         """
-        if self._continue:
-            return self._exhausted()
         decoder = self._decoder
         if decoder is None:
+            if self._continue:
+                return self._left <= min(budget, len(self._conn.buffer))
             return self._left <= budget
         conn = self._conn
         while not decoder.done and conn.buffer:
@@ -209,7 +215,9 @@ class Input:
     def _discard(self, budget: int) -> bool:
         """Reads and drops what is left of the body, if at most ``budget`` bytes; True if the body is over."""
         if self._continue:
-            return self._exhausted()  # the client waits for our 100 Continue: it will not send the body
+            if not self._can_finish(budget):
+                return False  # the client may be waiting for our 100 Continue: it may never send the body
+            self._continue = False  # the whole body is received: dropping it needs no 100 Continue
         while budget > 0:
             data = self._take(min(budget, BODY_READ))
             if not data:
@@ -232,8 +240,10 @@ class UpgradeInput(Input):
 
     __slots__ = ("_raw",)
 
-    def __init__(self, conn: Connection, length: int, chunked: bool = False, expect_continue: bool = False) -> None:
-        Input.__init__(self, conn, length, chunked, expect_continue)
+    def __init__(
+        self, rfile: Any, content_length: Optional[int], socket: Any = None, chunked_input: bool = False
+    ) -> None:
+        Input.__init__(self, rfile, content_length, socket, chunked_input)
         self._raw = False
 
     def switch_protocols(self) -> None:

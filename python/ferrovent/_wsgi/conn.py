@@ -3,7 +3,8 @@ ahead, and whether the stream can still be trusted.
 
 `Connection` is what the request body (`ferrovent._wsgi.body.Input`) and the handler share: the body reads through
 it and records its failures on it, instead of reaching into the handler. Errors come out as the `ClientError`
-kinds, so the handler can tell a client's failure from the application's own.
+kinds, so the handler can tell a client's failure from the application's own. `FileSource` stands in for a
+`Connection` when an ``Input`` is made over a plain binary file; `ConnectionReader` is the handler's ``rfile``.
 """
 
 from __future__ import annotations
@@ -227,3 +228,85 @@ class Connection:
         """Drops the I/O driver and the buffer when the connection is over."""
         self.io = None
         self.buffer = b""
+
+
+class FileSource:
+    """A request body's bytes from a binary file (an ``Input`` made by hand, as gevent's ``Input(rfile, ...)``):
+    the part of `Connection` that ``Input`` uses. The ``100 Continue`` goes to ``socket``, if one is given."""
+
+    __slots__ = ("_read", "socket", "buffer", "input_error")
+
+    def __init__(self, rfile: Any, socket: Any) -> None:
+        self._read = getattr(rfile, "read1", None) or rfile.read  # read1: what is there, not a full block
+        self.socket = socket
+        self.buffer = b""
+        self.input_error: Optional[ClientError] = None
+
+    def send(self, data: bytes) -> None:
+        if self.socket is not None:
+            self.socket.sendall(data)
+
+    def receive_body(self, size: int) -> bytes:
+        data = self._read(size)
+        if not data:
+            raise self.input_failed(InvalidClientInput(errno.ECONNRESET, "the stream ended before the body's end"))
+        return bytes(data)
+
+    def input_failed(self, error: ClientError) -> ClientError:
+        self.input_error = error
+        return error
+
+
+class ConnectionReader:
+    """``WSGIHandler.rfile``: a `Connection`'s incoming bytes as a binary file, for handlers that read (part of)
+    the request themselves, or the stream after a ``101``; bytes left unread stay in the connection's buffer.
+    Each wait for bytes is bounded by ``timeout`` (`ClientTimeout`; None: no bound, as a socket's file)."""
+
+    __slots__ = ("_conn", "timeout", "closed")
+
+    def __init__(self, conn: Connection, timeout: Optional[float]) -> None:
+        self._conn = conn
+        self.timeout = timeout
+        self.closed = False
+
+    def close(self) -> None:
+        """Marks the file closed; the connection itself is the server's to close."""
+        self.closed = True
+
+    def _more(self) -> bool:
+        """Receives more bytes into the buffer; False at the end of the stream."""
+        data = self._conn.io.recv(_LINGER_READ, self.timeout)
+        if not data:
+            return False
+        self._conn.buffer += data
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """``size`` bytes (fewer at the end of the stream); all the rest if ``size`` is None or negative."""
+        conn = self._conn
+        while size is None or size < 0 or len(conn.buffer) < size:
+            if not self._more():
+                break
+        buf = conn.buffer
+        end = len(buf) if size is None or size < 0 else size
+        conn.buffer = buf[end:]
+        return buf[:end]
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        """One line with its b"\\n" (at most ``size`` bytes; fewer at the end of the stream)."""
+        limit = -1 if size is None else size
+        conn = self._conn
+        while True:
+            buf = conn.buffer
+            newline = buf.find(b"\n")
+            if newline >= 0 and (limit < 0 or newline < limit):
+                end = newline + 1
+                break
+            if 0 <= limit <= len(buf):
+                end = limit
+                break
+            if not self._more():
+                end = len(buf)
+                break
+        conn.buffer = buf[end:]
+        return buf[:end]

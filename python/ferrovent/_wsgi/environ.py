@@ -13,6 +13,10 @@ class Environ(dict):
     def copy(self) -> Environ:
         return self.__class__(self)
 
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        # Pickled and copied (copy.copy) as a plain dict: the class is the server's business, not the receiver's.
+        return (dict, (), None, None, iter(self.items()))
+
 
 class SecureEnviron(Environ):
     """An environ whose repr masks the values (for error reports): only ``whitelist_keys`` show."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import sys
 import time
-from collections.abc import Iterable
+import traceback
 from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -23,7 +23,14 @@ from greenlet import GreenletExit
 
 from ferrovent._core import HttpParseError, parse_request
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
-from ferrovent._wsgi.conn import ClientError, ClientGone, ClientTimeout, Connection, InvalidClientInput
+from ferrovent._wsgi.conn import (
+    ClientError,
+    ClientGone,
+    ClientTimeout,
+    Connection,
+    ConnectionReader,
+    InvalidClientInput,
+)
 from ferrovent.hub import get_hub
 
 if TYPE_CHECKING:
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
 _monotonic = time.monotonic
 _now = time.time
 
+#: The longest request line (its CRLF excluded): the parser's limit (longer: 414), and what `read_requestline` reads.
+MAX_REQUEST_LINE = 8192
 #: How much one receive asks for while reading a head.
 _HEAD_READ = 16 * 1024
 #: A body chunk at least this large is sent on its own rather than copied behind the head.
@@ -42,6 +51,8 @@ _NO_BODY_CODES = frozenset((204, 304))
 # The lengths of the response header names the server looks at: Date, Connection, Content-Length, Transfer-Encoding.
 _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
+#: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
+_BYTES = (bytes, bytearray)
 
 
 class _DateCache:
@@ -69,8 +80,9 @@ class WSGIHandler:
     """Serves the HTTP requests of one connection, one after the other, with the server's application.
 
     Made by the server for each connection as ``handler_class(socket, address, server)``; ``handle()`` runs the
-    connection to its end. Subclasses may override ``get_environ`` (add keys), ``log_request``,
-    ``format_request``, ``handle_error`` and ``log_error``.
+    connection to its end. Subclasses may override, as with gevent, ``get_environ`` (add keys), ``log_request``,
+    ``format_request``, ``handle_error``, ``log_error``, ``_print_unexpected_exc`` and ``read_requestline`` (read
+    the request line from ``rfile`` yourself).
     """
 
     protocol_version = "HTTP/1.1"
@@ -103,7 +115,11 @@ class WSGIHandler:
         self._linger = False  # input may be left unread when closing: drain it so the client sees our answer
         self._first = True  # no request head read yet: the wait for it is bounded by header_timeout
         self._log_requests = server._access_log
+        self._environ_class = server.environ_class  # each request's environ is one (the parser makes a dict)
         self._base_environ = self._connection_environ()
+        self._reader: Optional[ConnectionReader] = None
+        # gevent's read_requestline hook: a subclass reading the request line itself
+        self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -154,10 +170,13 @@ class WSGIHandler:
         if parsed is None:
             return False
         environ, consumed, keep_alive, body = parsed
+        if self._environ_class is not dict:
+            environ = self._environ_class(environ)
         self.environ = environ
         self.close_connection = not keep_alive
-        if body or "HTTP_UPGRADE" in environ:
-            self._input = environ["wsgi.input"] = self._make_input(environ, body)
+        upgrade = "HTTP_UPGRADE" in environ or environ.get("HTTP_CONNECTION", "").lower() == "upgrade"
+        if body or upgrade:
+            self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
             self._input = environ["wsgi.input"] = EMPTY_INPUT
         self.environ = environ = self.get_environ()
@@ -168,15 +187,14 @@ class WSGIHandler:
         """The environ of the request being served (override to add keys; call the parent's first)."""
         return self.environ
 
-    def _make_input(self, environ: dict, body: int) -> Input:
+    def _make_input(self, environ: dict, body: int, upgrade: bool) -> Input:
         expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
         kind = Input
-        if "HTTP_UPGRADE" in environ:
+        if upgrade:  # an Upgrade header, or gevent's other sign of one: "Connection: upgrade"
             environ["wsgi.input_terminated"] = False  # after a 101, the stream goes on past the body
             kind = UpgradeInput
-        if body < 0:  # CHUNKED
-            return kind(self._conn, 0, True, expect)
-        return kind(self._conn, body, False, expect)
+        # body < 0: chunked; the socket is given only to say that a 100 Continue is awaited (it goes through _conn)
+        return kind(self._conn, max(body, 0), self.socket if expect else None, body < 0)
 
     def _read_head(self) -> Optional[tuple]:
         """The next request head as ``parse_request`` returns it, or None when the connection should end.
@@ -188,6 +206,10 @@ class WSGIHandler:
         buf = self._conn.buffer
         first = self._first
         try:
+            if self._reads_requestline:
+                buf = self._hooked_requestline(server.header_timeout if first else server.keepalive_timeout)
+                if buf is None:
+                    return None
             if buf:  # pipelined: the next request is already there
                 self._conn.take_turns()
                 parsed = parse_request(buf, base)
@@ -212,6 +234,33 @@ class WSGIHandler:
         except ClientGone:
             pass
         return None
+
+    def read_requestline(self) -> str:
+        """gevent's hook for handlers that read the request line themselves, from ``rfile``: returns the line (str
+        or bytes, with its line end), or a false value to end the connection. Called only when a subclass
+        overrides it; the server's own parser reads the whole head in one go otherwise."""
+        return self.rfile.readline(MAX_REQUEST_LINE).decode("latin-1")
+
+    def _hooked_requestline(self, timeout: float) -> Optional[bytes]:
+        """Calls the subclass's `read_requestline`; the line goes back in front of the rest for the parser."""
+        reader = self.rfile
+        reader.timeout = timeout
+        line = self.read_requestline()
+        if not line:
+            return None
+        if isinstance(line, str):
+            line = line.encode("latin-1")
+        self._conn.buffer = buf = line + self._conn.buffer
+        return buf
+
+    @property
+    def rfile(self) -> ConnectionReader:
+        """The connection's incoming bytes as a binary file (``read``, ``readline``), as gevent's handlers have:
+        what it does not consume stays for the request parser and ``wsgi.input``."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = ConnectionReader(self._conn, None)
+        return reader
 
     def _read_rest_of_head(self, start: bytes, started: float) -> Optional[tuple]:
         """Accumulates a head that did not come in one piece, until it parses, within ``header_timeout``.
@@ -311,15 +360,16 @@ class WSGIHandler:
         """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
         result = self.result = self.application(self.environ, self.start_response)
         try:
-            self.process_result(result)
+            self.process_result()
         finally:
             close = getattr(result, "close", None)
             self.result = None
             if close is not None:
                 close()
 
-    def process_result(self, result: Iterable[bytes]) -> None:
-        """Sends the response body the application returned."""
+    def process_result(self) -> None:
+        """Sends the response body the application returned (``self.result``, as gevent's handlers have it)."""
+        result = self.result
         if type(result) is list and len(result) == 1 and not self.headers_sent:
             self._write_first(result[0], len(result[0]))  # the common case: one bytes object, one send
         elif type(result) is FileWrapper and self._send_file(result):
@@ -340,8 +390,12 @@ class WSGIHandler:
                     self._write_first(data, None)  # switching protocols: the head goes at the first yield
             if not self.headers_sent:
                 if self.status is None:
-                    raise self.ApplicationError("The application did not call start_response()")
-                self._write_first(b"", length if length is not None else 0)
+                    # As gevent: no response at all, and the connection closes so that the client is not left
+                    # waiting for one. (A body without start_response is an error: see _write_first.)
+                    self.log_error("The application returned without calling start_response(): connection closed")
+                    self.close_connection = True
+                    return
+                self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
         if self._chunked:
             self._send(_CHUNKED_END)
         self._check_length()
@@ -390,7 +444,8 @@ class WSGIHandler:
                     framed = True
             lines.append(f"{name}: {value}\r\n")
         if code in _NO_BODY_CODES and length not in (None, "0"):
-            raise self.ApplicationError(f"Invalid Content-Length for {code} response: {length!r} (must be absent or 0)")
+            message = f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
+            raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
         if not has_date:
             lines.append(_date.get())
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
@@ -403,7 +458,7 @@ class WSGIHandler:
                 lines.append("Connection: close\r\n")
         text = "".join(lines)
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-            raise ValueError("carriage return or newline in the status or a header", status, headers)
+            _refuse_line_breaks(status, headers)
         try:
             self._head = text.encode("latin-1")
         except UnicodeEncodeError:
@@ -417,10 +472,13 @@ class WSGIHandler:
         self._http11 = http11
         self._chunked = False
         self._cut = False
+        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
         return self.write
 
     def write(self, data: bytes) -> None:
         """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""
+        if not data:
+            data = b""  # an empty str too: gevent's write lets it pass (handlers send a bare head with write(""))
         if self.headers_sent:
             if data:
                 self._write_more(data)
@@ -438,7 +496,7 @@ class WSGIHandler:
             raise self._conn.input_error  # the application answered a request whose body could not be read
         if self.status is None:
             raise self.ApplicationError("The application did not call start_response()")
-        if type(data) is not bytes and not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
         if self._framed:
             head = self._head + b"\r\n"
@@ -450,7 +508,7 @@ class WSGIHandler:
         else:  # the body ends when the connection does
             self.close_connection = True
             head = self._head + b"\r\n"
-            if self.code != 101:
+            if self.code != 101 and not self._says_close:
                 head = _announce_close(head)
         if self.code == 101:
             self._conn.broken = True  # the application owns the connection from here on
@@ -458,11 +516,15 @@ class WSGIHandler:
                 self._input.switch_protocols()
         elif self._input is not EMPTY_INPUT and not self.close_connection and not self._body_can_finish():
             self.close_connection = True
-            head = _announce_close(head)
-        self.headers_sent = True
+            if not self._says_close:
+                head = _announce_close(head)
         if self._no_body or not data:
+            if data and self.code in _NO_BODY_CODES:
+                raise self.ApplicationError(f"The {self.code} response must have no body")
+            self.headers_sent = True
             self._send(head)
             return
+        self.headers_sent = True
         if self._provided_length is not None and len(data) > self._limit():
             data = self._cut_at_length(data)
         self.response_length += len(data)
@@ -478,7 +540,7 @@ class WSGIHandler:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
         if self._no_body:
             return
-        if type(data) is not bytes and not isinstance(data, bytes):
+        if type(data) is not bytes and not isinstance(data, _BYTES):
             raise TypeError(f"The response body must be bytes, not {type(data).__name__}")
         if self._provided_length is not None and self.response_length + len(data) > self._limit():
             data = self._cut_at_length(data)
@@ -563,16 +625,21 @@ class WSGIHandler:
         get_hub().handle_error(context, exc_type, value, tb)
         self._send_error_response(500)
 
+    #: Called, inside an ``except`` block, when the server's own error reporting fails (a log message that does
+    #: not format, an error log that raises): prints the traceback. Subclasses may override it.
+    _print_unexpected_exc = staticmethod(traceback.print_exc)
+
     def log_error(self, msg: str, *args: Any) -> None:
         """Writes a line to the server's error log."""
         try:
             message = msg % args if args else msg
         except Exception:
+            self._print_unexpected_exc()
             message = f"{msg!r} {args!r}"
         try:
             self.server.error_log.write(message + "\n")
         except Exception:
-            pass
+            self._print_unexpected_exc()
 
     # -- the access log --
 
@@ -598,7 +665,18 @@ class WSGIHandler:
     _chunked = False  # the server frames the body in chunks
     _cut = False  # the body was cut at the application's Content-Length
     _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
+    _says_close = False  # the head says Connection: close already
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _refuse_line_breaks(status: str, headers: list) -> None:
+    """Raises the ValueError gevent raises for a CR or LF in a header or the status (HTTP response splitting)."""
+    for name, value in headers:
+        if "\r" in name or "\n" in name:
+            raise ValueError("carriage return or newline in header name", name)
+        if "\r" in value or "\n" in value:
+            raise ValueError("carriage return or newline in header value", value)
+    raise ValueError("carriage return or newline in status", status)
 
 
 def _announce_close(head: bytes) -> bytes:

@@ -21,7 +21,9 @@ class NoopLog:
 
 
 class LoggingLogAdapter:
-    """Makes a ``logging.Logger`` usable as the server's ``log`` or ``error_log`` (writes at ``level``)."""
+    """Makes a ``logging.Logger`` usable as the server's ``log`` or ``error_log`` (writes at ``level``).
+
+    Other attributes are the logger's: read, set and deleted on it."""
 
     __slots__ = ("_logger", "_level")
 
@@ -43,6 +45,15 @@ class LoggingLogAdapter:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._logger, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in LoggingLogAdapter.__slots__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._logger, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._logger, name)
 
 
 def make_log(target: Any, level: int) -> Any:

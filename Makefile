@@ -1,7 +1,7 @@
 # ferrovent's everyday commands; CI runs the same steps (.ci/run).
 .DEFAULT_GOAL := help
 
-.PHONY: help build-dev lint test test-plain stdlib bench gevent-suite
+.PHONY: help build-dev lint test test-plain stdlib bench gevent-suite dist matrix
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -31,3 +31,9 @@ bench:  ## side-by-side benchmarks against stock gevent
 
 gevent-suite:  ## gevent's own tests on stock gevent and on ferrovent as gevent, compared (docs/gevent-suite.md)
 	python -m tests.gevent_suite.runner -j2 --json target/gevent-suite.json
+
+dist:  ## release sdist and manylinux wheels for every supported CPython into dist/, checked by auditwheel
+	bash .ci/dist
+
+matrix:  ## every supported CPython from its wheel in dist/: smoke test and the whole suite, outside the tree
+	bash .ci/matrix

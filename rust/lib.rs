@@ -2,6 +2,10 @@
 
 use pyo3::prelude::*;
 
+// The reactor is epoll (Linux) or kqueue (macOS, the BSDs) through mio's Unix fd API: say so at install time.
+#[cfg(not(unix))]
+compile_error!("ferrovent runs on Linux, macOS and the BSDs only: its reactor needs epoll or kqueue (no Windows support)");
+
 mod cpython;
 mod current;
 mod event_loop;

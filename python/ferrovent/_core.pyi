@@ -1,9 +1,33 @@
 """Type stubs for ferrovent._core, the Rust reactor."""
 
-from typing import Any, Callable, Final, Optional
+from typing import Any, Callable, Final, Optional, final
 
 from greenlet import greenlet
+from typing_extensions import Self
 
+__all__ = [
+    "__version__",
+    "Loop",
+    "sleep",
+    "small_frame_stacks",
+    "arena_cache",
+    "ThreadsafeHandle",
+    "WaitQueue",
+    "LinkCore",
+    "ItemQueue",
+    "TIMEOUT",
+    "BlockingSwitchOutError",
+    "InvalidSwitchError",
+    "InvalidThreadUseError",
+    "ConcurrentObjectUseError",
+    "run_current_greenlet",
+    "GreenletRun",
+    "greenlet_run",
+    "parse_request",
+    "CHUNKED",
+    "ChunkedDecoder",
+    "HttpParseError",
+]
 __version__: Final[str]
 
 class _TimedOut: ...
@@ -16,7 +40,7 @@ class InvalidSwitchError(AssertionError): ...
 class ConcurrentObjectUseError(AssertionError): ...
 class InvalidThreadUseError(RuntimeError): ...
 
-def sleep(seconds: float = 0, ref: bool = True) -> None:
+def sleep(seconds: float = 0.0, ref: bool = ...) -> None:
     """Park the current greenlet for ``seconds`` in the calling thread's loop; 0 yields."""
 
 def small_frame_stacks() -> Optional[bool]:
@@ -30,17 +54,19 @@ def arena_cache() -> bool:
 def run_current_greenlet() -> None:
     """``Greenlet.run``: runs the current Greenlet's function and records how it ended."""
 
+@final
 class GreenletRun:
     """The descriptor behind ``Greenlet.run``; it gives out ``run_current_greenlet``."""
 
 greenlet_run: GreenletRun
 
+@final
 class ThreadsafeHandle:
     def run_callback(self, func: Callable[..., Any], *args: Any) -> None:
         """Run ``func(*args)`` in the loop's thread; safe from any thread."""
 
 class Loop:
-    def __init__(self, hub: greenlet) -> None: ...
+    def __new__(cls, hub: greenlet) -> Loop: ...
     @property
     def hub(self) -> greenlet: ...
     def make_current(self) -> None: ...
@@ -58,19 +84,19 @@ class Loop:
     def wake_raise(self, greenlet: greenlet, exc: BaseException) -> bool: ...
     def throw(self, greenlet: greenlet, exc: BaseException) -> None: ...
     def run_callback(self, func: Callable[..., Any], *args: Any) -> None: ...
-    def call_later(self, seconds: float, func: Callable[..., Any], *args: Any, ref: bool = True) -> int: ...
-    def throw_later(self, seconds: float, greenlet: greenlet, exc: BaseException, ref: bool = True) -> int: ...
+    def call_later(self, seconds: float, func: Callable[..., Any], *args: Any, ref: bool = ...) -> int: ...
+    def throw_later(self, seconds: float, greenlet: greenlet, exc: BaseException, ref: bool = ...) -> int: ...
     def cancel_timer(self, id: int) -> bool: ...
     def timer_pending(self, id: int) -> bool: ...
     # waits (from a greenlet that is not the hub)
-    def sleep(self, seconds: float = 0, ref: bool = True) -> None: ...
-    def park(self, timeout: Optional[float] = None, ref: bool = True) -> Any: ...
+    def sleep(self, seconds: float = 0.0, ref: bool = ...) -> None: ...
+    def park(self, timeout: Optional[float] = None, ref: bool = ...) -> Any: ...
     def idle(self) -> None: ...
     def wait_read(
-        self, fd: int, timeout: Optional[float] = None, timeout_exc: Optional[BaseException] = None, ref: bool = True
+        self, fd: int, timeout: Optional[float] = None, timeout_exc: Optional[BaseException] = None, ref: bool = ...
     ) -> bool: ...
     def wait_write(
-        self, fd: int, timeout: Optional[float] = None, timeout_exc: Optional[BaseException] = None, ref: bool = True
+        self, fd: int, timeout: Optional[float] = None, timeout_exc: Optional[BaseException] = None, ref: bool = ...
     ) -> bool: ...
     def wait_fd(
         self,
@@ -78,7 +104,7 @@ class Loop:
         writable: bool,
         timeout: Optional[float] = None,
         timeout_exc: Optional[BaseException] = None,
-        ref: bool = True,
+        ref: bool = ...,
         exclusive: bool = False,
         persistent: bool = True,
     ) -> bool: ...
@@ -107,6 +133,7 @@ class Loop:
 #: ``body`` value of :func:`parse_request` for a ``Transfer-Encoding: chunked`` request body.
 CHUNKED: Final[int]
 
+@final
 class HttpParseError(ValueError):
     """A request the server must refuse: answer ``status`` (400, 414, 431, 501 or 505) and close the connection.
 
@@ -114,7 +141,7 @@ class HttpParseError(ValueError):
 
     status: int
     reason: str
-    def __init__(self, status: int, reason: str) -> None: ...
+    def __new__(cls, status: int, reason: str) -> HttpParseError: ...
 
 def parse_request(
     buf: bytes | bytearray | memoryview, base_environ: dict[str, Any]
@@ -146,6 +173,7 @@ def parse_request(
     ``bytes`` and read-only buffers are read in place; a bytearray has at most its first 64 KiB copied first.
     """
 
+@final
 class ChunkedDecoder:
     """Incremental decoder of one ``Transfer-Encoding: chunked`` request body.
 
@@ -166,11 +194,12 @@ class ChunkedDecoder:
     def done(self) -> bool:
         """Whether the last chunk and the trailer section have been read."""
 
+@final
 class WaitQueue:
     """A FIFO line of greenlets parked in a loop, and of links (callbacks), woken with no Python call per greenlet."""
     def __init__(self) -> None: ...
     def __len__(self) -> int: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def append(self, link: Any) -> None: ...
     def appendleft(self, link: Any) -> None: ...
     def remove(self, obj: Any) -> bool: ...
@@ -189,6 +218,7 @@ class WaitQueue:
 
 class LinkCore:
     """Rust base of ferrovent._linkable.Linkable: the line, the owner's loop, Event's flag and its methods."""
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
 
     _links: WaitQueue
     _loop: Optional[Loop]
@@ -202,6 +232,7 @@ class LinkCore:
 
 class ItemQueue:
     """Rust base of ferrovent.queue.SimpleQueue: its state and every call that does not wait."""
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
 
     queue: Any
     _maxsize: int
@@ -218,9 +249,9 @@ class ItemQueue:
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
-    def put(self, item: Any, block: object = True, timeout: Optional[float] = None) -> None: ...
+    def put(self, item: Any, block: object = ..., timeout: Optional[float] = None) -> None: ...
     def put_nowait(self, item: Any) -> None: ...
-    def get(self, block: object = True, timeout: Optional[float] = None) -> Any: ...
+    def get(self, block: object = ..., timeout: Optional[float] = None) -> Any: ...
     def get_nowait(self) -> Any: ...
     def _add(self, item: Any) -> None: ...
     def _pop(self) -> Any: ...

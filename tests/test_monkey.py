@@ -286,6 +286,12 @@ def test_python_m_ferrovent_monkey_runs_a_module(tmp_path):
 
 
 def test_python_m_ferrovent_monkey_without_a_target_prints_usage():
+    # As gevent's: the usage on stdout, and a successful exit; an unknown option is an error.
     proc = subprocess.run([sys.executable, "-m", "ferrovent.monkey"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: python -m ferrovent.monkey")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferrovent.monkey", "--no-such-module", "x.py"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 1
-    assert proc.stderr.startswith("usage: python -m ferrovent.monkey")
+    assert "Cannot patch 'no-such-module'" in proc.stderr

@@ -72,6 +72,12 @@ class _AliasLoader(importlib.abc.Loader):
         if self.own_spec is not None:
             module.__spec__ = self.own_spec
 
+    def get_code(self, fullname: str):
+        """The module's own code, for runpy (``python -m gevent.monkey`` runs ferrovent/monkey.py as __main__)."""
+        loader = getattr(self.own_spec, "loader", None)
+        get_code = getattr(loader, "get_code", None)
+        return get_code(self.own_spec.name) if get_code is not None else None
+
 
 class GeventAliasFinder(importlib.abc.MetaPathFinder):
     """``gevent`` and ``gevent.X`` resolved to ferrovent's modules."""

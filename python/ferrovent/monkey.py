@@ -213,13 +213,17 @@ def _patch_module(
 def _queue_warning(message: str, warnings_out: list[str] | None) -> None:
     """Queues ``message`` for the end of patch_all, or issues it now when patching one module on its own."""
     if warnings_out is None:
-        _warn([message], stacklevel=5)  # _warn, here, the patch function, its DoNotPatch wrapper, the caller
+        # Frames: _process_warnings, here, the patch function, its DoNotPatch wrapper, then the caller.
+        _process_warnings([message], stacklevel=5)
     else:
         warnings_out.append(message)
 
 
-def _warn(messages: list[str], stacklevel: int = 3) -> None:
-    """Issues the queued warnings as the caller of the public patch function (stacklevel 3)."""
+def _process_warnings(messages: list[str], stacklevel: int = 3) -> None:
+    """Issues the queued warnings as the caller of the public patch function (stacklevel 3).
+
+    gevent's name: test harnesses replace it to collect the warnings patch_all issues.
+    """
     if messages:
         import warnings
 
@@ -292,31 +296,35 @@ def patch_ssl(_warnings: list[str] | None = None) -> None:
     was_imported = "ssl" in sys.modules and hasattr(sys.modules["ssl"], "SSLContext")
     if _patch_module("ssl", _warnings=_warnings) is None or not (first_time and was_imported):
         return
-    stale = _stale_references(get_original("ssl", "SSLContext"))
-    if stale:
+    modules, subclasses = _stale_references(get_original("ssl", "SSLContext"))
+    if modules or subclasses:
         message = (
-            "ssl was imported before it was monkey-patched; these still use the original, blocking SSLContext "
-            f"and will not be cooperative: {', '.join(stale)}. Call monkey.patch_all() before other imports."
+            "ssl was imported before it was monkey-patched: what took the original, blocking SSLContext keeps it "
+            "and will not be cooperative. Call monkey.patch_all() before other imports."
         )
+        if modules:
+            message += f" Modules that had direct imports (NOT patched): {', '.join(modules)}."
+        if subclasses:
+            message += f" Subclasses (NOT patched): {', '.join(subclasses)}."
         _queue_warning(message, _warnings)
 
 
-def _stale_references(original: type) -> list[str]:
-    """Modules (other than ssl and ferrovent's) holding ``original`` in their globals, and its subclasses."""
+def _stale_references(original: type) -> tuple[list[str], list[str]]:
+    """Modules (other than ssl and ferrovent's) holding ``original`` in their globals; its subclasses."""
     import gc
 
-    found = []
+    modules, subclasses = [], []
     for referrer in gc.get_referrers(original):
         if isinstance(referrer, dict) and isinstance(referrer.get("__name__"), str):
             name = referrer["__name__"]
             if name == "ssl" or name == "ferrovent" or name.startswith("ferrovent."):
                 continue
             if any(value is original for value in referrer.values()):
-                found.append(f"module {name} ({referrer.get('__file__', '<unknown>')})")
+                modules.append(f"{name} ({referrer.get('__file__', '<unknown>')})")
         elif isinstance(referrer, type) and original in referrer.__bases__:
             if not referrer.__module__.startswith("ferrovent."):
-                found.append(f"subclass {referrer.__module__}.{referrer.__qualname__}")
-    return sorted(found)
+                subclasses.append(f"{referrer.__module__}.{referrer.__qualname__}")
+    return sorted(modules), sorted(subclasses)
 
 
 @_vetoable
@@ -509,7 +517,7 @@ def patch_all(
     messages: list[str] = []
     to_apply = _settings_to_apply(settings, messages)
     if not to_apply:
-        _warn(messages)
+        _process_warnings(messages)
         return None
     will_patch_all = events.GeventWillPatchAllEvent(to_apply, kwargs)
     try:
@@ -545,7 +553,7 @@ def patch_all(
         patch_contextvars()
     _notify(events.GeventDidPatchBuiltinModulesEvent(to_apply, kwargs))
     _notify(events.GeventDidPatchAllEvent(to_apply, kwargs))
-    _warn(messages)
+    _process_warnings(messages)
     _gevent_alias.warn_about_stock_gevent()
     return True
 

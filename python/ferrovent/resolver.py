@@ -4,7 +4,8 @@ A numeric address needs no lookup, so it is answered inline by the system resolv
 (which cannot block), starting no thread. ``localhost`` is answered inline too, from a fixed table (below). Any
 other name goes to the hub's `~ferrovent.threadpool.ThreadPool` (`DEFAULT_SIZE` threads, started on first need),
 whose result wakes the waiting greenlet through the loop's thread-safe inbox; other greenlets run meanwhile.
-Results and exceptions are the stdlib's own, since the stdlib functions compute them.
+Results and exceptions are the stdlib's own, since the stdlib functions compute them. With ``config.resolver =
+'block'`` (``GEVENT_RESOLVER=block``) lookups run in the calling thread instead, blocking the loop.
 
 ``localhost`` (RFC 6761: always the loopback) is not sent to the system resolver, which can go to DNS for it (for
 IPv6 when /etc/hosts lists only 127.0.0.1). Its addresses are the loopback ones /etc/hosts gives it (read once),
@@ -18,11 +19,21 @@ import functools
 import ipaddress
 from typing import Any
 
+from ferrovent._config import config
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
 from ferrovent.threadpool import hub_threadpool, is_worker_thread
 
-__all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
+__all__ = [
+    "BlockingResolver",
+    "ThreadResolver",
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+    "getfqdn",
+]
 
 #: The names of :mod:`socket` this module replaces (gevent's ``socket.__dns__``).
 __dns__ = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn")
@@ -35,8 +46,9 @@ _HOSTS_FILE = "/etc/hosts"
 
 
 def _blocking(func, *args):
-    """``func(*args)`` in the hub's thread pool, or right here in a pool thread (which may block)."""
-    if is_worker_thread():
+    """``func(*args)`` in the hub's thread pool; right here in a pool thread (which may block) or when
+    ``config.resolver`` says 'block'."""
+    if is_worker_thread() or config.resolver is BlockingResolver:
         return func(*args)
     hub = get_hub()
     if _gaierror not in hub.NOT_ERROR:  # a failed lookup is the caller's business, not an error to report
@@ -170,3 +182,31 @@ def _fqdn(name: str) -> str:
 def getfqdn(name: str = "") -> str:
     """:func:`socket.getfqdn`: the reverse lookup runs in the thread pool."""
     return _blocking(_fqdn, name)
+
+
+class ThreadResolver:
+    """gevent's resolver interface over this module's lookups, names looked up in the hub's thread pool (the
+    default ``config.resolver``, ``'thread'``)."""
+
+    def __init__(self, hub=None) -> None:
+        self.hub = hub
+
+    getaddrinfo = staticmethod(getaddrinfo)
+    gethostbyname = staticmethod(gethostbyname)
+    gethostbyname_ex = staticmethod(gethostbyname_ex)
+    gethostbyaddr = staticmethod(gethostbyaddr)
+    getnameinfo = staticmethod(getnameinfo)
+
+    def close(self) -> None:
+        """Nothing to release: the thread pool belongs to the hub."""
+
+
+class BlockingResolver(ThreadResolver):
+    """The system's resolver called in the calling thread, blocking the loop meanwhile (``config.resolver =
+    'block'``, gevent's ``gevent.resolver.blocking.Resolver``)."""
+
+    getaddrinfo = staticmethod(_getaddrinfo)
+    gethostbyname = staticmethod(_socket.gethostbyname)
+    gethostbyname_ex = staticmethod(_socket.gethostbyname_ex)
+    gethostbyaddr = staticmethod(_socket.gethostbyaddr)
+    getnameinfo = staticmethod(_socket.getnameinfo)

@@ -157,7 +157,7 @@ def _call_source_hook(source, when: str, target, items, warnings_out: list[str] 
         hook(target, items, lambda message: _queue_warning(message, warnings_out))
 
 
-def patch_module(target_module, source_module, items=None, _warnings=None, _replace=None) -> bool:
+def patch_module(target_module, source_module, items=None, _warnings=None, _replace=None, _did_event=True) -> bool:
     """Replaces the attributes ``items`` of ``target_module`` by those of the same names in ``source_module``.
 
     ``items`` defaults to ``source_module.__implements__`` (an AttributeError if it has none). Before copying,
@@ -183,7 +183,8 @@ def patch_module(target_module, source_module, items=None, _warnings=None, _repl
     else:
         _replace(source_module, target_module, items)
     _call_source_hook(source_module, "did", target_module, items, _warnings)
-    _notify(events.GeventDidPatchModuleEvent(target_module.__name__, source_module, target_module))
+    if _did_event:
+        _notify(events.GeventDidPatchModuleEvent(target_module.__name__, source_module, target_module))
     return True
 
 
@@ -388,24 +389,32 @@ def patch_thread(
     locks) to the current greenlet; ``_threading_local`` also replaces ``_threading_local.local``. Patch on the main
     thread: elsewhere a MonkeyPatchWarning says the main thread stays native.
     """
+    from ferrovent import events
+
     threading_module = _import("threading")  # first: it copies names out of _thread when it is imported
     green_threading = _import("ferrovent.threading")
-    _patch_module("_thread", _warnings=_warnings)
+    thread_module, green_thread = _import("_thread"), _import(SOURCE_OF["_thread"])
+    # As gevent: the will-patch events of _thread and threading, the patching (and _threading_local's, which has
+    # no events), then both did-patch events.
+    if not patch_module(thread_module, green_thread, _warnings=_warnings, _did_event=False):
+        return
     messages: list[str] = []
-    if threading:
 
-        def patch_threading(source, target, items):
-            messages.extend(
-                source._patch_threading(
-                    target, _patch_item, Event=Event, logging=logging, existing_locks=existing_locks
-                )
-            )
+    def patch_threading(source, target, items):
+        messages.extend(
+            source._patch_threading(target, _patch_item, Event=Event, logging=logging, existing_locks=existing_locks)
+        )
 
-        patch_module(threading_module, green_threading, _warnings=_warnings, _replace=patch_threading)
+    threading_patched = threading and patch_module(
+        threading_module, green_threading, _warnings=_warnings, _replace=patch_threading, _did_event=False
+    )
     if _threading_local:
-        _patch_module("_threading_local", ["local"], _warnings=_warnings)
+        _patch_item(_import("_threading_local"), "local", _import(SOURCE_OF["_threading_local"]).local)
     for message in messages:
         _queue_warning(message, _warnings)
+    _notify(events.GeventDidPatchModuleEvent(thread_module.__name__, green_thread, thread_module))
+    if threading_patched:
+        _notify(events.GeventDidPatchModuleEvent(threading_module.__name__, green_threading, threading_module))
 
 
 @_vetoable

@@ -27,6 +27,18 @@ import sys
 import types
 import warnings
 
+__all__ = [
+    "ENVIRONMENT_SWITCH",
+    "GEVENT_API_VERSION",
+    "GEVENT_API_VERSION_INFO",
+    "GeventAliasFinder",
+    "find_spec",
+    "install_as_gevent",
+    "install_from_environment",
+    "installed",
+    "warn_about_stock_gevent",
+]
+
 # The gevent release whose public API ferrovent implements and is tested against.
 GEVENT_API_VERSION = "26.9.0"
 GEVENT_API_VERSION_INFO = (26, 9, 0, "final", 0)

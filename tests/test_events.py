@@ -171,6 +171,10 @@ def test_patch_module_and_saved():
         except AttributeError as exc:
             print("AttributeError", "__implements__" in str(exc))
         print(monkey.patch_sys(), monkey.patch_builtins())
+        monkey.remove_item(target, "f")  # the plugin helpers gevent exposes
+        monkey.patch_item(target, "g", 1)
+        print(hasattr(target, "f"), monkey.get_original("target", "f"), target.g)
+        print(monkey.is_object_patched("target", "g"))
         """
     ).stdout.splitlines()
     assert out[0] == "False True new f"
@@ -178,6 +182,7 @@ def test_patch_module_and_saved():
     assert out[2] == "[('GeventWillPatchModuleEvent', 'target'), ('GeventDidPatchModuleEvent', 'target')]"
     assert out[3] == "AttributeError True"
     assert out[4] == "None None"
+    assert out[5:] == ["False old f 1", "False"]  # g did not exist before: nothing original to record
 
 
 def test_patch_all_records_its_arguments_in_saved():

@@ -129,14 +129,16 @@ def _import(name: str):
     return sys.modules[name]
 
 
-def _patch_item(module, name: str, new: Any) -> None:
+def patch_item(module, name: str, new: Any) -> None:
+    """Sets ``module.name`` to ``new``, recording the original for `get_original` (for plugins, as in gevent)."""
     old = getattr(module, name, _MISSING)
     if old is not _MISSING:
         _originals_by_module.setdefault(module.__name__, {}).setdefault(name, old)
     setattr(module, name, new)
 
 
-def _remove_item(module, name: str) -> None:
+def remove_item(module, name: str) -> None:
+    """Deletes ``module.name`` if present, recording the original for `get_original` (for plugins, as in gevent)."""
     old = getattr(module, name, _MISSING)
     if old is _MISSING:
         return
@@ -179,7 +181,7 @@ def patch_module(target_module, source_module, items=None, _warnings=None, _repl
         return False
     if _replace is None:
         for item in items:
-            _patch_item(target_module, item, getattr(source_module, item))
+            patch_item(target_module, item, getattr(source_module, item))
     else:
         _replace(source_module, target_module, items)
     _call_source_hook(source_module, "did", target_module, items, _warnings)
@@ -202,7 +204,7 @@ def _patch_module(
 
     def replace(source, target, items):
         for item in items:
-            _patch_item(target, item, getattr(source, item))
+            patch_item(target, item, getattr(source, item))
         if after is not None:
             after(source, target)
 
@@ -339,7 +341,7 @@ def patch_select(aggressive: bool = True) -> None:
     def remove_blocking(source, select_module):
         if aggressive:
             for name in _BLOCKING_SELECT:
-                _remove_item(select_module, name)
+                remove_item(select_module, name)
 
     _patch_module("select", after=remove_blocking)
 
@@ -367,7 +369,7 @@ def patch_selectors(aggressive: bool = True) -> None:
         if aggressive:
             for name in _BLOCKING_SELECTORS:
                 if name not in cooperative_selectors.__implements__:
-                    _remove_item(selectors_module, name)
+                    remove_item(selectors_module, name)
 
     _patch_module("selectors", after=adjust)
 
@@ -402,14 +404,14 @@ def patch_thread(
 
     def patch_threading(source, target, items):
         messages.extend(
-            source._patch_threading(target, _patch_item, Event=Event, logging=logging, existing_locks=existing_locks)
+            source._patch_threading(target, patch_item, Event=Event, logging=logging, existing_locks=existing_locks)
         )
 
     threading_patched = threading and patch_module(
         threading_module, green_threading, _warnings=_warnings, _replace=patch_threading, _did_event=False
     )
     if _threading_local:
-        _patch_item(_import("_threading_local"), "local", _import(SOURCE_OF["_threading_local"]).local)
+        patch_item(_import("_threading_local"), "local", _import(SOURCE_OF["_threading_local"]).local)
     for message in messages:
         _queue_warning(message, _warnings)
     _notify(events.GeventDidPatchModuleEvent(thread_module.__name__, green_thread, thread_module))

@@ -1,4 +1,4 @@
-"""Real peers for the end-to-end tests: a slow HTTP(S) server in another process, and a redis-server.
+"""Real peers for the end-to-end tests: a slow HTTP(S) server in another process, a redis-server and a PostgreSQL.
 
 The HTTP(S) server runs in its own process (``python -m tests.servers CERT KEY``), with a thread per
 connection, so the patched client under test is the only ferrovent in play. ``GET /data?size=N&delay=S`` waits
@@ -8,11 +8,14 @@ S seconds and then answers N bytes of `body(N)`, so a client can check the bytes
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,7 +95,7 @@ def slow_server(files: CertFiles | None = None) -> Iterator[str]:
         proc.stdout.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -112,7 +115,7 @@ def redis_server(directory: Path) -> Iterator[int]:
     """A throwaway redis-server on a free loopback port, persisting nothing; yields the port."""
     executable = shutil.which("redis-server") or REDIS_SERVER
     for _ in range(3):  # the free port may be taken between the probe and the bind: try another
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             + ["--dir", str(directory)],
@@ -133,6 +136,81 @@ def redis_server(directory: Path) -> Iterator[int]:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def _postgres_program(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, or in Debian's versioned directory (the newest version)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda path: int(path.parts[-3]))
+    return str(candidates[-1]) if candidates else None
+
+
+def postgres_available() -> bool:
+    return _postgres_program("initdb") is not None and _postgres_program("pg_ctl") is not None
+
+
+def _postgres_account() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as Debian's ``postgres`` account (or ``nobody``)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and no postgres or nobody account to run PostgreSQL as")
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[int]:
+    """A throwaway PostgreSQL cluster in a temporary directory, on a free loopback port, trusting local
+    connections (user ``postgres``, database ``postgres``); yields the port. Durability is off: it holds nothing."""
+    account = _postgres_account()
+    directory = Path(tempfile.mkdtemp(prefix="ferrovent-pg-"))  # not under pytest's 0700 tmp: the account reads it
+    data = directory / "data"
+    try:
+        if account is not None:
+            entry = pwd.getpwnam(account)
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+        as_account = {"user": account} if account is not None else {}
+        subprocess.run(
+            [_postgres_program("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            cwd=directory,
+            **as_account,
+        )
+        for _ in range(3):  # the free port may be taken between the probe and the bind: try another
+            port = free_port()
+            options = (
+                f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={directory} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
+            started = subprocess.run(
+                [_postgres_program("pg_ctl"), "-D", str(data), "-l", str(directory / "log"), "-w", "-t", "30"]
+                + ["-o", options, "start"],
+                capture_output=True,
+                cwd=directory,
+                **as_account,
+            )
+            if started.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"PostgreSQL did not start: {(directory / 'log').read_text(errors='replace')}")
+        try:
+            yield port
+        finally:
+            subprocess.run(
+                [_postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                cwd=directory,
+                **as_account,
+            )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from tests.child import run_child
 
 def test_defaults_and_attribute_access():
     from ferrovent.hub import Loop
-    from ferrovent.resolver import ThreadResolver
+    from ferrovent.resolver.thread import Resolver as ThreadResolver
     from ferrovent.threadpool import ThreadPool
 
     fresh = _config.Config()
@@ -26,19 +26,19 @@ def test_defaults_and_attribute_access():
 
 
 def test_set_in_code_by_short_name_path_or_object():
-    from ferrovent.resolver import BlockingResolver
+    from ferrovent.resolver.blocking import Resolver as BlockingResolver
 
     fresh = _config.Config()
     fresh.resolver = "block"
     assert fresh.resolver is BlockingResolver
-    fresh.set("resolver", "gevent.resolver.BlockingResolver")  # gevent's paths mean ferrovent's modules
+    fresh.set("resolver", "gevent.resolver.blocking.Resolver")  # gevent's paths mean ferrovent's modules
     assert fresh.resolver is BlockingResolver
     fresh.resolver = BlockingResolver
     assert fresh.resolver is BlockingResolver
 
 
 def test_environment(monkeypatch):
-    from ferrovent.resolver import BlockingResolver
+    from ferrovent.resolver.blocking import Resolver as BlockingResolver
 
     monkeypatch.setenv("GEVENT_RESOLVER", "nosuch.module.Resolver,ares,block")  # first usable wins
     monkeypatch.setenv("GEVENT_MONITOR_MEMORY_MAX", "2mb")
@@ -59,8 +59,6 @@ def test_environment(monkeypatch):
         ("GEVENT_LOOP", "libev-cext", "loop", "loop is its own"),
         ("GEVENT_LOOP", "libuv", "loop", "loop is its own"),
         ("GEVENT_BACKEND", "select", "libev_backend", "no libev backend"),
-        ("GEVENT_RESOLVER", "ares", "resolver", "no c-ares resolver"),
-        ("GEVENT_RESOLVER", "dnspython", "resolver", "no dnspython resolver"),
         ("GEVENT_MONITOR_THREAD_ENABLE", "1", "monitor_thread", "no monitoring thread"),
     ],
 )
@@ -70,6 +68,15 @@ def test_values_that_mean_nothing_on_ferrovent_are_refused(monkeypatch, variable
         getattr(_config.Config(), setting)
     with pytest.raises(ValueError, match=message):
         _config.Config().set(setting, value)
+
+
+@pytest.mark.parametrize("value, message", [("ares", "no c-ares resolver"), ("dnspython", "no dnspython resolver")])
+def test_gevents_other_resolvers_do_not_import(monkeypatch, value, message):
+    monkeypatch.setenv("GEVENT_RESOLVER", value)
+    with pytest.raises(ImportError, match=message):
+        _ = _config.Config().resolver
+    with pytest.raises(ImportError, match=message):
+        _config.Config().set("resolver", value)
 
 
 def test_invalid_values():

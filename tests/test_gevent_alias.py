@@ -125,3 +125,32 @@ def test_the_environment_switch_makes_gevent_ferrovent_from_start_up_and_in_chil
 def test_without_the_switch_gevent_is_stock_gevent():
     out = assert_ok(run_python("import gevent; print(hasattr(gevent, '__ferrovent__'))", env_switch="0"))
     assert out.strip() == "False"
+
+
+def test_patch_all_answers_libraries_that_ask_gevent_monkey_without_importing_gevent():
+    # psycopg 3 picks its wait function this way: a blocking C wait unless gevent's monkey says select is patched.
+    out = assert_ok(
+        run_python(
+            """
+            import sys
+            from ferrovent import monkey
+            monkey.patch_all()
+            asked = sys.modules["gevent.monkey"]
+            print(asked is monkey, asked.is_module_patched("select"), "gevent" in sys.modules)
+            import ferrovent
+            ferrovent.install_as_gevent()  # still allowed: nothing of stock gevent is imported
+            import gevent.monkey
+            print(gevent.monkey is monkey, gevent.__ferrovent__)
+            """
+        )
+    )
+    assert out.split() == ["True", "True", "False", "True", "True"]
+
+
+def test_stock_gevent_imported_after_patch_all_keeps_its_own_monkey():
+    for order in ("import gevent.monkey\nmonkey.patch_all()", "monkey.patch_all()\nimport gevent.monkey"):
+        code = "import warnings\nwarnings.simplefilter('ignore')\nfrom ferrovent import monkey\n" + order + "\n"
+        out = assert_ok(
+            run_python(code + "import sys\nprint(sys.modules['gevent.monkey'].__name__, gevent.monkey.__name__)")
+        )
+        assert out.split() == ["gevent.monkey", "gevent.monkey"]

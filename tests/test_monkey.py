@@ -51,7 +51,7 @@ def state():
         "select": select.select is ferrovent.select.select and not hasattr(select, "epoll"),
         "original epoll": monkey.get_original("select", "epoll") is not None,
         "selectors": selectors.DefaultSelector is ferrovent.selectors.DefaultSelector
-        and getattr(selectors, selectors.DefaultSelector.__name__) is selectors.DefaultSelector
+        and selectors.DefaultSelector is ferrovent.selectors.GeventSelector
         and getattr(selectors, "EpollSelector", None) is getattr(ferrovent.selectors, "EpollSelector", None),
         "ssl": ssl.SSLContext is ferrovent.ssl.SSLContext,
         "queries": monkey.is_module_patched("socket") and monkey.is_object_patched("socket", "socket")

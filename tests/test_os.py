@@ -20,7 +20,7 @@ def pipe():
     yield read_end, write_end
     for fd in (read_end, write_end):
         try:
-            os.close(fd)
+            fos.close(fd)  # tells the loop: a later fd with the same number must not inherit a stale registration
         except OSError:
             pass
 
@@ -92,3 +92,23 @@ def test_waitpid_parks_only_the_calling_greenlet():
     start = time.monotonic()
     assert fos.wait_child_exit(os.getpid() + 10**6, timeout=0.05) is True  # no such child: nothing to wait for
     assert time.monotonic() - start < 1
+
+
+def test_fork_and_watch_calls_back_and_leaves_the_child_for_waitpid():
+    seen = []
+    pid = fos.fork_and_watch(seen.append)
+    if not pid:
+        os._exit(7)
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        ferrovent.sleep(0.01)
+    assert [(child.pid, os.waitstatus_to_exitcode(child.rstatus)) for child in seen] == [(pid, 7)]
+    found, status = fos.waitpid(pid, os.WNOHANG)  # not reaped by the watch: the status is still there
+    assert (found, os.waitstatus_to_exitcode(status)) == (pid, 7)
+
+
+def test_tp_read_and_tp_write_run_in_the_thread_pool(pipe):
+    read_end, write_end = pipe
+    assert fos.tp_write(write_end, b"data") == 4
+    assert fos.tp_read(read_end, 10) == b"data"
+    assert ferrovent.get_hub().threadpool.size >= 1

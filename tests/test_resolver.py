@@ -6,6 +6,7 @@ compared with the stdlib for the families /etc/hosts answers (the stdlib asks DN
 
 from __future__ import annotations
 
+import importlib
 import io
 import signal
 import socket
@@ -240,3 +241,21 @@ def test_sigint_with_a_resolver_thread_alive_interrupts_the_main_greenlet_at_onc
     finally:
         child.kill()
         child.communicate()
+
+
+def test_resolver_objects_as_gevent_has_them():
+    from ferrovent.resolver import blocking, thread
+
+    for resolver_object in (thread.Resolver(), blocking.Resolver()):
+        assert resolver_object.getaddrinfo("127.0.0.1", 80, 0, socket.SOCK_STREAM) == socket.getaddrinfo(
+            "127.0.0.1", 80, 0, socket.SOCK_STREAM
+        )
+        assert resolver_object.gethostbyname("127.0.0.1") == "127.0.0.1"
+        resolver_object.close()
+    assert thread.Resolver().pool is ferrovent.get_hub().threadpool
+
+
+@pytest.mark.parametrize("backend", ["ares", "dnspython"])
+def test_resolvers_ferrovent_lacks_refuse_to_import(backend):
+    with pytest.raises(ImportError, match=f"ferrovent has no .*{backend[:3]}"):
+        importlib.import_module(f"ferrovent.resolver.{backend}")

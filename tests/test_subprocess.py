@@ -149,3 +149,16 @@ def test_a_pipe_handed_to_another_child_blocks_in_that_child():
     writer.communicate(b"piped")
     assert reader.communicate(timeout=10) == (b"PIPED", None)
     assert (writer.returncode, reader.returncode) == (0, 0)
+
+
+def test_unbuffered_stdin_writes_everything_as_a_blocking_pipe_does():
+    payload = b"x" * 300_000  # several pipe buffers: a non-blocking write would be short
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; print(len(sys.stdin.buffer.read()))"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    ) as proc:
+        assert proc.stdin.write(payload) == len(payload)
+        proc.stdin.close()
+        assert proc.stdout.read().strip() == b"300000"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 import time
 
@@ -110,8 +111,9 @@ def test_threads_start_on_need_and_stay_bounded(pool):
 
     results = [ferrovent.spawn(pool.spawn, job, i) for i in range(10)]  # spawn() itself waits for room
     ferrovent.sleep(0.05)
-    assert len(pool) == 3 and pool.size == 3
-    assert sum(not g.ready() for g in results) == 7  # the other seven spawns wait for room
+    # As gevent's: one job more than maxsize is accepted (it waits in the queue for the first free thread).
+    assert len(pool) == 4 and pool.size == 3
+    assert sum(not g.ready() for g in results) == 6  # the other six spawns wait for room
     assert len(os_threads() - before) == 3
     released.set()
     assert [g.get().get() for g in results] == [i * i for i in range(10)]
@@ -279,3 +281,82 @@ def test_a_forked_child_starts_its_own_threads():
 def test_the_hub_exposes_its_pool_as_gevent_does():
     hub = ferrovent.get_hub()
     assert hub.threadpool is hub_threadpool(hub)
+
+
+def test_a_job_runs_with_threadings_hooks_and_in_a_worker_greenlet(pool):
+    from greenlet import getcurrent
+
+    def hooks_in_job():
+        return sys.getprofile(), type(getcurrent()).__name__
+
+    profile = lambda *args: None  # noqa: E731
+    threading.setprofile(profile)
+    try:
+        assert pool.apply(hooks_in_job) == (profile, "_WorkerGreenlet")
+    finally:
+        threading.setprofile(None)
+    assert pool.apply(hooks_in_job) == (None, "_WorkerGreenlet")  # removed after the job, not kept by the thread
+    assert "ThreadPoolWorker" in repr(pool.apply(getcurrent))
+
+
+def test_idle_threads_exit_after_idle_task_timeout():
+    pool = ThreadPool(2, idle_task_timeout=0.05)
+    try:
+        assert pool.idle_task_timeout == 0.05
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+        deadline = time.monotonic() + 5
+        while pool.size and time.monotonic() < deadline:
+            ferrovent.sleep(0.01)
+        assert pool.size == 0
+        assert pool.apply(abs, (-3,)) == 3  # a thread starts again on need
+    finally:
+        pool.kill()
+
+
+def test_a_failing_job_setup_reaches_the_caller_and_the_thread_is_replaced(reported):
+    class FailingWorker(ThreadPool._WorkerGreenlet):
+        fail = True
+
+        def _before_run_task(self, *args):
+            if FailingWorker.fail:
+                raise LookupError("set-up")
+            super()._before_run_task(*args)
+
+    class Pool(ThreadPool):
+        _WorkerGreenlet = FailingWorker
+
+    pool = Pool(1)
+    try:
+        for _ in range(3):  # more than maxsize + 1: a lost slot would make spawn() wait for ever
+            with pytest.raises(LookupError):
+                pool.apply(abs, (-1,))
+        FailingWorker.fail = False
+        assert pool.apply(abs, (-1,)) == 1
+    finally:
+        pool.kill()
+
+
+def test_executor_future_exception_is_returned_as_concurrent_futures_does():
+    from ferrovent.threadpool import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as executor:
+        future = executor.submit(worker_fails)
+        assert isinstance(future.exception(timeout=5), ValueError)
+        with pytest.raises(ValueError):
+            future.result()
+
+
+def test_a_hub_a_job_started_in_a_worker_thread_ends_with_the_thread():
+    pool = ThreadPool(1)
+
+    def job_using_ferrovent():
+        ferrovent.sleep(0.001)  # makes a hub in the worker thread
+        return ferrovent.get_hub()
+
+    worker_hub = pool.apply(job_using_ferrovent)
+    assert worker_hub is not ferrovent.get_hub()
+    pool.kill()
+    deadline = time.monotonic() + 5
+    while not worker_hub.dead and time.monotonic() < deadline:
+        ferrovent.sleep(0.01)
+    assert worker_hub.dead and worker_hub.loop is None

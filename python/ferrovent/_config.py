@@ -11,11 +11,11 @@ Every setting gevent documents exists, validated as gevent validates it. What ea
 - honoured: ``resolver`` (``'thread'``, the default: lookups in the hub's thread pool; ``'block'``: lookups in
   the calling thread, blocking the loop) and ``threadpool`` (the class of the hub's pool). An import path
   beginning ``gevent.`` means ferrovent's module of that name, even without the gevent alias.
-- refused with a ValueError when set, or when read if the environment asks for it: what names a piece of gevent
-  ferrovent has no counterpart of. ``loop`` / ``GEVENT_LOOP`` other than ferrovent's own (libev and libuv are
-  gevent's C loops; ferrovent's is Rust), ``libev_backend`` / ``GEVENT_BACKEND``, ``resolver`` ``'ares'`` and
-  ``'dnspython'`` (skipped in a list of candidates, as gevent skips one that does not import), and
-  ``monitor_thread`` true (ferrovent has no monitoring thread).
+- refused when set, or when read if the environment asks for it: what names a piece of gevent ferrovent has no
+  counterpart of. With a ValueError: ``loop`` / ``GEVENT_LOOP`` other than ferrovent's own (libev and libuv are
+  gevent's C loops; ferrovent's is Rust), ``libev_backend`` / ``GEVENT_BACKEND``, and ``monitor_thread`` true
+  (ferrovent has no monitoring thread). With an ImportError saying why: ``resolver`` ``'ares'`` and
+  ``'dnspython'`` (skipped in a list of candidates, as gevent skips one that does not import).
 - kept but without effect, their feature being absent or not configurable: ``threadpool_idle_task_timeout``,
   ``format_context``, ``fileobject``, ``disable_watch_children``, ``trace_malloc``, ``track_greenlet_tree``, the
   monitoring thresholds (``max_blocking_time``, ``print_blocking_reports``, ``memory_monitor_period``,
@@ -244,27 +244,28 @@ class ByteCountSettingMixin(_PositiveValueMixin):
 
 # -- the settings -------------------------------------------------------------------------------------------
 
-_NO_ARES = "ferrovent has no c-ares resolver; it resolves names with the system's resolver in a thread"
-_NO_DNSPYTHON = "ferrovent has no dnspython resolver; it resolves names with the system's resolver in a thread"
-
 
 class Resolver(ImportableSetting, Setting):
     desc = """\
     Which resolver ferrovent's name lookups (socket.getaddrinfo, ...) use: 'thread' (the system's resolver in
     the hub's thread pool) or 'block' (the system's resolver in the calling thread, which blocks the loop).
-    gevent's 'ares' and 'dnspython' do not exist on ferrovent.
+    gevent's 'ares' and 'dnspython' do not exist on ferrovent: they fail to import, like a missing candidate.
     """
     default = ["thread", "dnspython", "ares", "block"]
-    shortname_map = {"thread": "ferrovent.resolver.ThreadResolver", "block": "ferrovent.resolver.BlockingResolver"}
-    refused = {"ares": _NO_ARES, "dnspython": _NO_DNSPYTHON}
+    shortname_map = {
+        "thread": "ferrovent.resolver.thread.Resolver",
+        "block": "ferrovent.resolver.blocking.Resolver",
+        "ares": "ferrovent.resolver.ares.Resolver",
+        "dnspython": "ferrovent.resolver.dnspython.Resolver",
+    }
 
     def _check(self, value: Any) -> Any:
-        from ferrovent.resolver import BlockingResolver, ThreadResolver
+        from ferrovent.resolver import blocking, thread
 
-        if value not in (ThreadResolver, BlockingResolver):
+        if value not in (thread.Resolver, blocking.Resolver):
             raise ValueError(
                 f"ferrovent's name lookups cannot go through {value!r}: choose 'thread' "
-                "(ferrovent.resolver.ThreadResolver) or 'block' (ferrovent.resolver.BlockingResolver)"
+                "(ferrovent.resolver.thread.Resolver) or 'block' (ferrovent.resolver.blocking.Resolver)"
             )
         return value
 

@@ -11,6 +11,9 @@ it, and run against ferrovent.
 Modules already imported under a ``gevent`` name before the alias is installed cannot be replaced; installing it
 then raises, since the program would run two hubs.
 
+Without the alias, ``monkey.patch_all()`` still enters its module as ``gevent.monkey`` in ``sys.modules`` (unless
+stock gevent is imported): libraries such as psycopg 3 look there to learn whether the stdlib is cooperative.
+
 ``FERROVENT_AS_GEVENT=1`` installs the alias from interpreter start-up (the wheel puts ``ferrovent-as-gevent.pth``
 in site-packages, which loads ``_ferrovent_startup``: the first ``import gevent`` installs it), for programs whose
 entry point imports gevent before any user code runs; child processes inherit the variable.
@@ -127,12 +130,19 @@ class GeventAliasFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(fullname, _AliasLoader(module), is_package=is_package)
 
 
+def _is_ferrovents(module) -> bool:
+    return getattr(module, "__ferrovent__", False) or getattr(module, "__name__", "").startswith("ferrovent.")
+
+
 def _foreign_gevent_modules() -> list[str]:
-    """Names under ``gevent`` already imported from somewhere other than this alias."""
-    ours = sys.modules.get("gevent")
-    if ours is not None and getattr(ours, "__ferrovent__", False):
+    """Names under ``gevent`` already imported from somewhere other than this alias (or `register_monkey`)."""
+    if _is_ferrovents(sys.modules.get("gevent")):
         return []
-    return sorted(name for name in sys.modules if name == "gevent" or name.startswith("gevent."))
+    return sorted(
+        name
+        for name, module in sys.modules.items()
+        if (name == "gevent" or name.startswith("gevent.")) and not _is_ferrovents(module)
+    )
 
 
 def _installed_finder() -> GeventAliasFinder | None:
@@ -185,7 +195,36 @@ class _StockGeventWatcher(importlib.abc.MetaPathFinder):
         if fullname == "gevent" and not installed():
             sys.meta_path.remove(self)
             _warn_stock_gevent(["gevent"])
+            if _is_ferrovents(sys.modules.get("gevent.monkey")):
+                return _stock_gevent_with_its_monkey()
         return None
+
+
+def _stock_gevent_with_its_monkey():
+    """Stock gevent's spec, loading its own ``gevent.monkey`` in place of `register_monkey`'s entry: the statement
+    ``import gevent.monkey`` looked that entry up before importing gevent, so the attribute must be there after."""
+    stock = importlib.machinery.PathFinder.find_spec("gevent")
+    if stock is None:
+        return None  # no stock gevent: the entry stays, for libraries that ask later
+    del sys.modules["gevent.monkey"]
+    locations = stock.submodule_search_locations
+    loader = _StockLoaderThenMonkey(stock)
+    return importlib.util.spec_from_file_location(
+        "gevent", stock.origin, loader=loader, submodule_search_locations=locations
+    )
+
+
+class _StockLoaderThenMonkey(importlib.abc.Loader):
+    def __init__(self, stock_spec) -> None:
+        self.stock_spec = stock_spec
+
+    def create_module(self, spec):
+        return self.stock_spec.loader.create_module(self.stock_spec)
+
+    def exec_module(self, module) -> None:
+        module.__spec__, module.__loader__ = self.stock_spec, self.stock_spec.loader
+        self.stock_spec.loader.exec_module(module)
+        importlib.import_module("gevent.monkey")
 
 
 def _warn_stock_gevent(names: list[str]) -> None:
@@ -196,6 +235,19 @@ def _warn_stock_gevent(names: list[str]) -> None:
         RuntimeWarning,
         stacklevel=4,
     )
+
+
+def register_monkey() -> None:
+    """After patching: ``sys.modules["gevent.monkey"]`` is ferrovent's monkey, unless stock gevent is imported.
+
+    Libraries look there, without importing gevent, to learn whether the stdlib was made cooperative: psycopg 3
+    then waits through the patched ``select`` instead of blocking the whole loop in its C wait function. The
+    answer is true: ferrovent's ``is_module_patched`` reports ferrovent's own patches. It is also the module
+    ``import gevent.monkey`` gives once ferrovent is installed as gevent.
+    """
+    if "gevent.monkey" in sys.modules or _foreign_gevent_modules():
+        return
+    sys.modules["gevent.monkey"] = sys.modules["ferrovent.monkey"]
 
 
 def warn_about_stock_gevent() -> None:

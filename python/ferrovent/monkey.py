@@ -565,6 +565,7 @@ def patch_all(
     _notify(events.GeventDidPatchBuiltinModulesEvent(to_apply, kwargs))
     _notify(events.GeventDidPatchAllEvent(to_apply, kwargs))
     _process_warnings(messages)
+    _gevent_alias.register_monkey()
     _gevent_alias.warn_about_stock_gevent()
     return True
 

@@ -1,27 +1,40 @@
-"""Cooperative helpers for raw file descriptors and child processes, as gevent's ``os`` module offers them.
+"""Cooperative helpers for raw file descriptors and child processes, as gevent's ``os`` module offers them; every
+other public name of :mod:`os` is here too, as the stdlib has it (``ferrovent.os.pipe`` is ``os.pipe``).
 
 `nb_read` and `nb_write` read and write a non-blocking fd (a pipe, a tty, a socket) parking only the current
-greenlet while it is not ready; `make_nonblocking` prepares an fd for them. `close` closes an fd after telling the
-loop, so greenlets waiting on it wake with OSError(EBADF) and a later fd with the same number starts clean.
-`waitpid` parks only the calling greenlet until a child has something to report; `fork` is ``os.fork`` (the hub
-re-creates its poller in every forked child by itself, see ``ferrovent.hub.reinit``). These three are the names of
-:mod:`os` that monkey-patching replaces (``__implements__``).
+greenlet while it is not ready; `make_nonblocking` prepares an fd for them. `tp_read` and `tp_write` do the read or
+write in the hub's thread pool instead, for fds that cannot be made non-blocking (regular files). `close` closes an
+fd after telling the loop, so greenlets waiting on it wake with OSError(EBADF) and a later fd with the same number
+starts clean. `waitpid` parks only the calling greenlet until a child has something to report. `fork` is
+``os.fork`` (the hub re-creates its poller in every forked child by itself, see ``ferrovent.hub.reinit``), as are
+`fork_gevent` and `forkpty_gevent` (``os.forkpty``); `fork_and_watch` and `forkpty_and_watch` also watch the child
+from the parent and call a callback when it exits, without reaping it. ``close``, ``fork`` and ``waitpid``
+are the names monkey-patching replaces (``__implements__``).
 """
 
 from __future__ import annotations
 
 import os as _os
 import time as _time
+from os import path  # noqa: F401  (a name of os, as the rest)
 from typing import Any, Callable, Optional
 
 from greenlet import getcurrent
+from greenlet import greenlet as _raw_greenlet
 
-from ferrovent.hub import fork, get_hub, get_hub_if_exists  # noqa: F401  (fork: os.fork's replacement)
+from ferrovent import hub as _hub
+from ferrovent._stdlib import copy_public_names
+from ferrovent.hub import get_hub, get_hub_if_exists
 from ferrovent.monkey import get_original
 
 __implements__ = ["close", "fork", "waitpid"]
-__extensions__ = ["make_nonblocking", "nb_read", "nb_write", "wait_child_exit"]
+__extensions__ = ["make_nonblocking", "nb_read", "nb_write", "tp_read", "tp_write", "wait_child_exit"]
+if hasattr(_os, "fork"):
+    __extensions__ += ["fork_gevent", "fork_and_watch"]
+if hasattr(_os, "forkpty"):
+    __extensions__ += ["forkpty", "forkpty_gevent", "forkpty_and_watch"]
 __all__ = __implements__ + __extensions__
+__imports__ = [name for name in copy_public_names(_os, globals()) if name not in __all__]
 
 _original_close = _os.close
 _original_waitpid = get_original("os", "waitpid")
@@ -81,6 +94,16 @@ def nb_write(fd: int, buf: Any) -> int:
     return _retrying(_os.write, fd, buf, True)
 
 
+def tp_read(fd: int, n: int) -> bytes:
+    """Reads up to ``n`` bytes from ``fd`` in the hub's thread pool: only this greenlet waits, whatever the fd."""
+    return get_hub().threadpool.apply(_os.read, (fd, n))
+
+
+def tp_write(fd: int, buf: Any) -> int:
+    """Writes ``buf`` (or some of it) to ``fd`` in the hub's thread pool; returns the number of bytes written."""
+    return get_hub().threadpool.apply(_os.write, (fd, buf))
+
+
 def wait_child_exit(pid: int, timeout: Optional[float] = None) -> bool:
     """Parks the current greenlet until child ``pid`` has exited (it can then be reaped without blocking), or
     ``timeout`` passes: True if it has exited. Uses a pidfd where the OS has them; elsewhere polls
@@ -116,17 +139,137 @@ def waitpid(pid: int, options: int) -> tuple[int, int]:
     """
     hub = get_hub_if_exists()
     if options & _os.WNOHANG or hub is None or getcurrent() is hub:
-        return _original_waitpid(pid, options)
-    found = _original_waitpid(pid, options | _os.WNOHANG)
+        return _reap(pid, options)
+    found = _reap(pid, options | _os.WNOHANG)
     if found[0]:
         return found
     if pid > 0 and options == 0 and hasattr(_os, "pidfd_open"):
         wait_child_exit(pid)
-        return _original_waitpid(pid, options)
+        return _reap(pid, options)
     delay = 0.0005
     while True:
         delay = min(delay * 2, _MAX_POLL_DELAY)
         hub.loop.sleep(delay)
-        found = _original_waitpid(pid, options | _os.WNOHANG)
+        found = _reap(pid, options | _os.WNOHANG)
         if found[0]:
             return found
+
+
+def _reap(pid: int, options: int) -> tuple[int, int]:
+    """The OS's ``waitpid``; a child watched by `fork_and_watch` that it reaps has its callback called."""
+    found = _original_waitpid(pid, options)
+    if found[0] in _watched_children and (_os.WIFEXITED(found[1]) or _os.WIFSIGNALED(found[1])):
+        _tell_watcher(found[0], found[1])
+    return found
+
+
+if hasattr(_os, "fork"):
+    fork = fork_gevent = _hub.fork
+
+    def fork_and_watch(
+        callback: Optional[Callable[[Any], Any]] = None,
+        loop: Any = None,
+        ref: bool = False,
+        fork: Callable[[], int] = fork_gevent,
+    ) -> int:
+        """``fork()``, and in the parent a watch on the child: when it exits, ``callback(child)`` runs in the hub
+        of ``loop`` (default: this thread's), ``child`` having ``pid``, ``rpid`` and ``rstatus`` (its wait status).
+        The child is not reaped: `waitpid` (or anyone) still gets its status. With ``ref`` false the watch does not
+        keep the loop running. Returns what ``fork`` returned."""
+        pid = fork()
+        if pid:
+            _watch_child(pid, callback, loop, ref)
+        return pid
+
+
+if hasattr(_os, "forkpty"):
+    forkpty = forkpty_gevent = _os.forkpty
+
+    def forkpty_and_watch(
+        callback: Optional[Callable[[Any], Any]] = None,
+        loop: Any = None,
+        ref: bool = False,
+        forkpty: Callable[[], tuple[int, int]] = forkpty_gevent,
+    ) -> tuple[int, int]:
+        """`fork_and_watch` with ``forkpty()``: returns ``(pid, master_fd)``; the fd is left blocking."""
+        pid, master_fd = forkpty()
+        if pid:
+            _watch_child(pid, callback, loop, ref)
+        return pid, master_fd
+
+
+class _ExitedChild:
+    """What a `fork_and_watch` callback is given (the attributes of gevent's child watcher)."""
+
+    __slots__ = ("pid", "rpid", "rstatus")
+
+    def __init__(self, pid: int, status: int) -> None:
+        self.pid = self.rpid = pid
+        self.rstatus = status
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} pid={self.pid} rstatus={self.rstatus}>"
+
+
+def _exit_status(pid: int, options: int = 0) -> Optional[int]:
+    """The wait status of the exited child ``pid``, leaving it unreaped; None if it has not exited (with WNOHANG)."""
+    info = _os.waitid(_os.P_PID, pid, _os.WEXITED | _os.WNOWAIT | options)
+    if info is None:
+        return None
+    if info.si_code == _os.CLD_EXITED:
+        return (info.si_status & 0xFF) << 8
+    return info.si_status | (0x80 if info.si_code == _os.CLD_DUMPED else 0)
+
+
+#: Children of `fork_and_watch` not exited yet: pid -> (callback, loop).
+_watched_children: dict[int, tuple[Optional[Callable[[Any], Any]], Any]] = {}
+
+
+def _tell_watcher(pid: int, status: int) -> None:
+    """Child ``pid`` exited with ``status``: its `fork_and_watch` callback runs in the watching loop (once)."""
+    callback, loop = _watched_children.pop(pid)
+    if callback is not None:
+        loop.run_callback(callback, _ExitedChild(pid, status))
+
+
+def _wait_for_exit(pid: int, loop: Any, ref: bool) -> None:
+    """Parks until child ``pid`` has exited or is no longer watched, reaping nothing."""
+    exit_fd = None
+    if hasattr(_os, "pidfd_open"):
+        try:
+            exit_fd = _os.pidfd_open(pid)
+        except OSError:  # gone already, or not a child we can watch: its status says which
+            return
+    if exit_fd is not None:
+        try:
+            loop.wait_fd(exit_fd, False, ref=ref)
+        finally:
+            close(exit_fd)
+        return
+    delay = 0.0005
+    while pid in _watched_children and _exit_status(pid, _os.WNOHANG) is None:
+        delay = min(delay * 2, _MAX_POLL_DELAY)
+        loop.sleep(delay, ref=ref)
+
+
+def _watch_child(pid: int, callback: Optional[Callable[[Any], Any]], loop: Any, ref: bool) -> None:
+    """Starts a greenlet in ``loop``'s hub that waits for child ``pid`` to exit, then has ``callback`` called.
+
+    The child is left unreaped: its status is read with ``WNOWAIT``. If `waitpid` reaps it first, `waitpid` has
+    the callback called; if something else reaps it first, the status is lost and the callback is not called.
+    """
+    loop = loop or get_hub().loop
+    _watched_children[pid] = (callback, loop)
+
+    def watch() -> None:
+        try:
+            _wait_for_exit(pid, loop, ref)
+            if pid not in _watched_children:
+                return  # waitpid reaped it, and saw to the callback
+            status = _exit_status(pid)
+        except ChildProcessError:  # reaped by someone else: its status is gone
+            _watched_children.pop(pid, None)
+            return
+        _tell_watcher(pid, status)
+
+    loop.start(_raw_greenlet(watch, loop.hub))

@@ -4,8 +4,8 @@ Every public name of :mod:`selectors` is here. ``SelectSelector`` and ``PollSele
 ferrovent's cooperative ``select()`` and ``poll()``. The selectors backed by a kernel object (``EpollSelector``,
 ``KqueueSelector``, ``DevpollSelector``) wait on that object's own fd, which is readable exactly when the selector
 has events: the greenlet parks in the loop on it, then asks the selector with a zero timeout, so the answer is the
-stdlib's and waiting costs one fd however many are registered. ``DefaultSelector`` is the cooperative version of
-the class the stdlib picked as its default.
+stdlib's and waiting costs one fd however many are registered. `GeventSelector`, gevent's selector, is the
+cooperative version of the class the stdlib picked as its default, and is ``DefaultSelector``, as in gevent.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ class SelectSelector(__selectors__.SelectSelector):
 class _WaitsOnItsOwnFd:
     """For selectors with an fd of their own (epoll, kqueue, /dev/poll): park on it, then ask with timeout 0."""
 
+    hub = None  # the hub whose loop select() waits in (None: the calling thread's)
+
     def select(self, timeout: Optional[float] = None) -> list[tuple[Any, int]]:
         """The ready ``(key, events)`` pairs, waiting up to ``timeout`` seconds (None: forever)."""
-        wait = partial(get_hub().loop.wait_read, self.fileno())
+        wait = partial((self.hub or get_hub()).loop.wait_read, self.fileno())
         return _cooperative._level_wait(partial(super().select, 0), wait, timeout)
 
     def close(self) -> None:
@@ -70,5 +72,26 @@ for _name in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
         __implements__.append(_name)
 del _name
 
-DefaultSelector = _COOPERATIVE[__selectors__.DefaultSelector]
-__all__ = sorted({*_copied, *__implements__})
+
+class GeventSelector(_COOPERATIVE[__selectors__.DefaultSelector]):
+    """The selector to use with ferrovent (``DefaultSelector``): the stdlib's default kind, whose ``select()``
+    blocks only the current greenlet. ``hub``: the hub whose loop it waits in (default: the calling thread's).
+    As with every selector, unregister a file before closing it.
+    """
+
+    def __init__(self, hub: Any = None) -> None:
+        super().__init__()
+        if hub is not None:
+            self.hub = hub
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> __selectors__.SelectorKey:
+        """Registers ``fileobj`` (an fd or an object with ``fileno()``) for ``events``; raises ValueError for an
+        invalid mask or file descriptor (a closed one, say), KeyError if it is registered already."""
+        try:
+            return super().register(fileobj, events, data)
+        except OSError as error:
+            raise ValueError("Invalid file descriptor") from error
+
+
+DefaultSelector = GeventSelector
+__all__ = sorted({*_copied, *__implements__, "GeventSelector"})

@@ -18,8 +18,11 @@ import types
 from subprocess import *  # noqa: F403  (every public name of the stdlib module)
 from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
 
-from ferrovent.fileobject import FileObject, GreenFileIO
-from ferrovent.greenlet import Greenlet, joinall
+from ferrovent._core import sleep
+from ferrovent._fileobjectposix import GreenFileIO, GreenOpenDescriptor
+from ferrovent.event import AsyncResult
+from ferrovent.fileobject import FileObject  # noqa: F401  (gevent's subprocess module offers it)
+from ferrovent.greenlet import Greenlet, joinall, killall
 from ferrovent.os import wait_child_exit
 
 __implements__ = ["Popen", "call", "check_call", "check_output", "run", "getoutput", "getstatusoutput"]
@@ -33,7 +36,11 @@ def _green_pipe(fileobj, writing, bufsize):
     """Replaces one of Popen's pipe file objects with a cooperative one, layered as Popen layered it."""
     if fileobj is None:
         return None
-    binary = FileObject(os.dup(fileobj.fileno()), "wb" if writing else "rb", bufsize=bufsize)
+    # Binary here (the text layer is remade below, as Popen made it); Popen's bufsize=1 means line buffering,
+    # which only that text layer does. Unbuffered writes write everything, as they do to a blocking pipe.
+    buffering = -1 if bufsize == 1 else bufsize
+    mode = "wb" if writing else "rb"
+    binary = GreenOpenDescriptor(os.dup(fileobj.fileno()), mode, buffering=buffering, atomic_write=writing).opened()
     if isinstance(fileobj, io.TextIOWrapper):
         replacement = io.TextIOWrapper(
             binary,
@@ -59,7 +66,15 @@ def _raw(pipe):
 
 
 class Popen(_subprocess.Popen):
-    """subprocess.Popen whose wait(), communicate() and pipes cooperate with other greenlets."""
+    """subprocess.Popen whose wait(), communicate() and pipes cooperate with other greenlets.
+
+    It can be waited on as greenlets are (``ferrovent.wait([popen])``, ``iwait``): `rawlink` calls back once the
+    child has exited and been reaped. Leaving a ``with`` block stops the greenlets a ``communicate()`` left
+    behind, and closes the pipes even while another greenlet of this thread is parked reading one.
+    """
+
+    _communicating_greenlets = None  # communicate()'s greenlets, once it started: one per pipe
+    _exited = None  # AsyncResult set to the returncode, made by the first rawlink
 
     def __init__(self, args, bufsize=-1, *more, **kwargs):
         super().__init__(args, bufsize, *more, **kwargs)
@@ -78,6 +93,42 @@ class Popen(_subprocess.Popen):
             if not os.get_blocking(fd):
                 os.set_blocking(fd, True)
         return handles
+
+    def rawlink(self, callback):
+        """Calls ``callback(self)`` in the hub once the child has exited (``returncode`` is then set)."""
+        if self._exited is None:
+            self._exited = AsyncResult()
+            self._exit_links = {}
+            Greenlet.spawn(self._report_exit)
+        relay = self._exit_links[callback] = lambda _result: callback(self)
+        self._exited.rawlink(relay)
+
+    def unlink(self, callback):
+        """Removes a callback added by `rawlink`."""
+        relay = self._exit_links.pop(callback, None) if self._exited is not None else None
+        if relay is not None:
+            self._exited.unlink(relay)
+
+    def _report_exit(self):
+        self._exited.set(self.wait())
+
+    def __exit__(self, exc_type, value, traceback):
+        # communicate()'s greenlets are stopped first; a greenlet of ours parked reading a pipe through its buffered
+        # layer holds that layer's lock, which close() would find taken ("reentrant call"): its raw file is closed
+        # instead, waking it with EBADF, and it gets to run (and leave the layer) before the stdlib's __exit__.
+        if self._communicating_greenlets:
+            killall([worker for worker in self._communicating_greenlets if not worker.dead])
+        busy = False
+        for pipe in (self.stdout, self.stderr):
+            if pipe:
+                try:
+                    pipe.close()
+                except RuntimeError:
+                    _raw(pipe).close()
+                    busy = True
+        if busy:
+            sleep(0)
+        super().__exit__(exc_type, value, traceback)
 
     def _wait(self, timeout):
         if self.returncode is not None:
@@ -101,10 +152,10 @@ class Popen(_subprocess.Popen):
         if not self._communication_started:
             self._fileobj2output = {pipe: [] for pipe in (self.stdout, self.stderr) if pipe}
             self._save_input(input)
-            if self.stdin:
-                self._feeder = Greenlet.spawn(self._feed_stdin)
-            self._drainers = [Greenlet.spawn(self._drain, pipe) for pipe in self._fileobj2output]
-        workers = [w for w in [getattr(self, "_feeder", None), *self._drainers] if w is not None]
+            feeder = [Greenlet.spawn(self._feed_stdin)] if self.stdin else []
+            drainers = [Greenlet.spawn(self._drain, pipe) for pipe in self._fileobj2output]
+            self._communicating_greenlets = feeder + drainers
+        workers = self._communicating_greenlets
         remaining = self._remaining_time(endtime)
         done = joinall(workers, timeout=remaining)
         if len(done) < len(workers):

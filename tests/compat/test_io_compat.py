@@ -1,4 +1,5 @@
-"""Cooperative I/O scenarios (socket, select, poll, selectors, ssl) run on stock gevent and on ferrovent.
+"""Cooperative I/O scenarios (socket, select, poll, selectors, ssl, file objects, os, thread pool, subprocess) run
+on stock gevent and on ferrovent.
 
 Each scenario runs in a fresh process on one implementation, through ``tests.compat.runner``'s script mode: this
 file is the script, with the scenario's name as argument, and ``import ferrovent`` there gives the implementation
@@ -364,6 +365,323 @@ def tls_both_ends(lib, trace):
         client_context(cert, m.ssl).wrap_socket(silent, server_hostname=HOSTNAME)
     except OSError as exc:  # gevent raises SSLError, the stdlib TimeoutError; ferrovent's is both
         trace.append(["handshake against a silent peer", "timed out" in str(exc), took(start, 0.19)])
+
+
+# --- file objects, os, thread pool, subprocess -------------------------------------------------------------------
+
+
+def files(lib) -> SimpleNamespace:
+    names = ("fileobject", "os", "threadpool", "selectors", "subprocess")
+    return SimpleNamespace(**{name: importlib.import_module(f"{lib.__name__}.{name}") for name in names})
+
+
+def ticking(lib, trace: list, count: int = 3) -> None:
+    """Spawns a greenlet that traces ``count`` ticks 5 ms apart: seen before a result, they show it parked."""
+
+    def ticker():
+        for i in range(count):
+            trace.append(f"tick {i}")
+            lib.sleep(0.005)
+
+    lib.spawn(ticker)
+
+
+FILE_CLASSES = ("FileObjectPosix", "FileObjectThread", "FileObjectBlock")
+
+
+@io_scenario(
+    expected=[
+        [name, "str", "snow\u2603\n", "bytes", "snow\u2603\n", True, True, [True, False, False], True]
+        for name in FILE_CLASSES
+    ]
+    + [
+        ["rtb", "ValueError", "can't have text and binary mode at once"],
+        ["rb with encoding", "ValueError", "binary mode doesn't take an encoding argument"],
+        ["bufsize and buffering", "TypeError"],
+        ["default", "FileObjectPosix"],
+    ]
+)
+def file_objects_follow_open(lib, trace):
+    import os
+    import tempfile
+
+    m = files(lib)
+    for name in FILE_CLASSES:
+        cls = getattr(m.fileobject, name)
+        fd, path = tempfile.mkstemp()
+        os.close(fd)
+        try:
+            with cls(path, "w", encoding="utf-8") as f:
+                f.write("snow\N{SNOWMAN}\n")
+            with cls(path, encoding="utf-8") as f:
+                text = f.read()
+            with cls(path, "rb") as f:
+                data = f.read()
+            named = cls(path)
+            named.close()
+            with open(path, "rb") as raw, cls(raw, "rb", close=False) as over_file:
+                over_file.seek(4)
+                seeked = over_file.read(3) == "\N{SNOWMAN}".encode()
+            r, w = os.pipe()
+            read1 = [hasattr(cls(r, "rb", close=False), "read1"), hasattr(cls(r, "rt", close=False), "read1")]
+            reader = cls(r)
+            read1.append(hasattr(reader, "read1"))
+            reader.close()
+            os.close(w)
+            trace.append(
+                [
+                    name,
+                    type(text).__name__,
+                    text,
+                    type(data).__name__,
+                    data.decode(),
+                    named.closed and named.name == path,
+                    seeked,
+                    read1,
+                    named.close() is None,  # a second close does nothing
+                ]
+            )
+        finally:
+            os.remove(path)
+    for label, kwargs in (("rtb", {"mode": "rtb"}), ("rb with encoding", {"mode": "rb", "encoding": "ascii"})):
+        try:
+            m.fileobject.FileObjectBlock(1, **kwargs)
+        except ValueError as exc:
+            trace.append([label, "ValueError", str(exc)])
+    try:
+        m.fileobject.FileObjectBlock(1, "rb", bufsize=0, buffering=0)
+    except TypeError:
+        trace.append(["bufsize and buffering", "TypeError"])
+    trace.append(["default", m.fileobject.FileObject.__name__])
+
+
+@io_scenario(
+    expected=[
+        step
+        for name in ("FileObjectPosix", "FileObjectThread")
+        for step in (
+            name,
+            "tick 0",
+            "tick 1",
+            "tick 2",
+            "wrote",
+            ["read", "hello\n", True],
+            "fd closed with the object",
+        )
+    ]
+)
+def file_object_reads_park_only_the_caller(lib, trace):
+    import os
+
+    m = files(lib)
+    for name in ("FileObjectPosix", "FileObjectThread"):
+        cls = getattr(m.fileobject, name)
+        r, w = os.pipe()
+        reader, writer = cls(r, "r"), cls(w, "w")
+        trace.append(name)
+        ticking(lib, trace)
+
+        def write_later(writer=writer):
+            lib.sleep(0.1)
+            trace.append("wrote")
+            writer.write("hello\n")
+            writer.close()
+
+        lib.spawn(write_later)
+        start = time.monotonic()
+        line = reader.readline()
+        trace.append(["read", line, took(start, 0.09)])
+        reader.close()
+        try:
+            os.close(r)
+        except OSError:
+            trace.append("fd closed with the object")
+
+
+@io_scenario(
+    expected=[
+        ["apply", 9, "apply_async is a greenlet", True, "callback", [16]],
+        ["map", [0, 1, 4, 9], "map_async", [0, 1, 4, 9], "imap", [0, 1, 4, 9], "imap_unordered", [0, 1, 4, 9]],
+        ["maxsize+1 accepted", 3, "the next waits", True, "size", 2],
+        ["raised", "ValueError", "reported", True],
+        ["thread result", True],
+    ],
+    reports=("ValueError",),
+)
+def thread_pool_maps_and_counts(lib, trace):
+    import threading
+
+    m = files(lib)
+    pool = m.threadpool.ThreadPool(2)
+    got = []
+    glet = pool.apply_async(pow, (4, 2), callback=got.append)
+    glet.join()
+    lib.sleep(0)
+    trace.append(
+        ["apply", pool.apply(pow, (3, 2)), "apply_async is a greenlet", isinstance(glet, lib.Greenlet), "callback", got]
+    )
+    squares = [x * x for x in range(4)]
+    trace.append(
+        [
+            "map",
+            pool.map(lambda x: x * x, range(4)),
+            "map_async",
+            pool.map_async(lambda x: x * x, range(4)).get(),
+            "imap",
+            list(pool.imap(lambda x: x * x, range(4))),
+            "imap_unordered",
+            sorted(pool.imap_unordered(lambda x: x * x, range(4))),
+        ]
+    )
+    assert trace[-1][1] == squares
+    release = threading.Event()  # a real Event: the jobs block their threads on it
+    held = [pool.spawn(release.wait, 5) for _ in range(3)]
+    waiter = lib.spawn(pool.spawn, release.wait, 5)
+    lib.sleep(0.05)
+    trace.append(["maxsize+1 accepted", len(pool), "the next waits", not waiter.ready(), "size", pool.size])
+    release.set()
+    for job in [*held, waiter.get()]:
+        job.get()
+
+    def fail():
+        raise ValueError("in a thread")
+
+    try:
+        pool.apply(fail)
+    except ValueError:
+        trace.append(["raised", "ValueError", "reported", True])
+    trace.append(["thread result", hasattr(m.threadpool, "ThreadResult")])
+    pool.kill()
+
+
+@io_scenario(
+    expected=[
+        ["timed out", "TimeoutError"],
+        ["result", 42, "others ran", True, "done", True, "callbacks", 1],
+        ["lib.wait", True, "cf.wait", True, "as_completed", True, "immediate callback", True],
+    ]
+)
+def thread_pool_executor_futures(lib, trace):
+    import concurrent.futures as cf
+
+    m = files(lib)
+    executor = m.threadpool.ThreadPoolExecutor(2)
+    future = executor.submit(lambda: (time.sleep(0.2), 42)[1])
+    calls = []
+    future.add_done_callback(calls.append)
+    try:
+        future.result(timeout=0.01)
+    except cf.TimeoutError:
+        trace.append(["timed out", "TimeoutError"])
+    other = lib.spawn(lambda: "other")
+    value = future.result()
+    lib.sleep(0)
+    trace.append(["result", value, "others ran", other.ready(), "done", future.done(), "callbacks", len(calls)])
+    second = executor.submit(pow, 2, 3)
+    immediate = []
+    trace.append(
+        [
+            "lib.wait",
+            lib.wait([second]) == [second],
+            "cf.wait",
+            list(cf.wait([future]).done) == [future],
+            "as_completed",
+            list(cf.as_completed([future])) == [future],
+            "immediate callback",
+            (future.add_done_callback(immediate.append), immediate == [future])[1],
+        ]
+    )
+
+    executor.shutdown()
+
+
+@io_scenario(
+    expected=[
+        ["stdlib names", True, True, True],
+        ["tp_write", 5, "tp_read", "hello"],
+        ["nb_read", "tick 0", "tick 1", "tick 2", "wrote", "later"],
+        ["forked child", 3, "callback", [3]],
+    ]
+)
+def os_functions(lib, trace):
+    import os
+
+    m = files(lib)
+    trace.append(["stdlib names", m.os.pipe is os.pipe, m.os.getpid is os.getpid, m.os.path is os.path])
+    r, w = m.os.pipe()
+    trace.append(["tp_write", m.os.tp_write(w, b"hello"), "tp_read", m.os.tp_read(r, 10).decode()])
+    m.os.make_nonblocking(r)
+    steps = ["nb_read"]
+    ticking(lib, steps)
+
+    def write_later():
+        lib.sleep(0.1)
+        steps.append("wrote")
+        os.write(w, b"later")
+
+    lib.spawn(write_later)
+    steps.append(m.os.nb_read(r, 10).decode())
+    trace.append(steps)
+    exits = []
+    pid = m.os.fork_and_watch(lambda child: exits.append(os.waitstatus_to_exitcode(child.rstatus)))
+    if not pid:
+        os._exit(3)
+    _, status = m.os.waitpid(pid, 0)
+    lib.sleep(0.05)
+    trace.append(["forked child", os.waitstatus_to_exitcode(status), "callback", exits])
+
+
+@io_scenario(
+    expected=[
+        ["default is GeventSelector", True],
+        ["ready", ["a"]],
+        ["closed fd", "ValueError"],
+    ]
+)
+def gevent_selector(lib, trace):
+    import os
+
+    m = files(lib)
+    sock = io(lib).socket
+    trace.append(["default is GeventSelector", m.selectors.DefaultSelector is m.selectors.GeventSelector])
+    a, b = sock.socketpair()
+    with m.selectors.GeventSelector() as selector:
+        selector.register(a, m.selectors.EVENT_READ, "a")
+        lib.spawn_later(0.05, b.sendall, b"x")
+        trace.append(["ready", [key.data for key, _ in selector.select(timeout=5)]])
+    closed = sock.socket()
+    os.close(closed.fileno())
+    try:
+        m.selectors.GeventSelector().register(closed, m.selectors.EVENT_READ)
+    except ValueError:
+        trace.append(["closed fd", "ValueError"])
+    try:
+        closed.close()
+    except OSError:
+        pass
+
+
+@io_scenario(
+    expected=[
+        ["waited", 11, "others ran", True],
+        ["left the block", True, True, True],
+    ]
+)
+def popen_as_a_waitable(lib, trace):
+    import sys
+
+    m = files(lib)
+    popen = m.subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(11)"])
+    other = lib.spawn(lambda: "other")
+    lib.wait([popen])
+    trace.append(["waited", popen.poll(), "others ran", other.ready()])
+    child = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with m.subprocess.Popen(child, stdout=m.subprocess.PIPE) as popen:
+        reader = lib.spawn(popen.stdout.read)  # parked in the pipe, inside the buffered layer
+        lib.sleep(0.1)
+        popen.kill()
+    reader.join(5)
+    trace.append(["left the block", popen.stdout.closed, popen.poll() is not None, reader.ready()])
 
 
 # --- running --------------------------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ whose result wakes the waiting greenlet through the loop's thread-safe inbox; ot
 Results and exceptions are the stdlib's own, since the stdlib functions compute them. With ``config.resolver =
 'block'`` (``GEVENT_RESOLVER=block``) lookups run in the calling thread instead, blocking the loop.
 
+gevent's resolver classes are in the submodules: ``thread.Resolver`` (these functions, the default),
+``blocking.Resolver`` (the system resolver called directly, blocking the thread). gevent's ``ares`` and
+``dnspython`` resolvers are not part of ferrovent: importing those modules raises ImportError saying so.
+
 ``localhost`` (RFC 6761: always the loopback) is not sent to the system resolver, which can go to DNS for it (for
 IPv6 when /etc/hosts lists only 127.0.0.1). Its addresses are the loopback ones /etc/hosts gives it (read once),
 else 127.0.0.1 and ::1; IPv6 first, as the system resolver sorts them.
@@ -22,18 +26,10 @@ from typing import Any
 from ferrovent._config import config
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
+from ferrovent.resolver.blocking import Resolver as _BlockingResolver
 from ferrovent.threadpool import hub_threadpool, is_worker_thread
 
-__all__ = [
-    "BlockingResolver",
-    "ThreadResolver",
-    "getaddrinfo",
-    "gethostbyname",
-    "gethostbyname_ex",
-    "gethostbyaddr",
-    "getnameinfo",
-    "getfqdn",
-]
+__all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
 
 #: The names of :mod:`socket` this module replaces (gevent's ``socket.__dns__``).
 __dns__ = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn")
@@ -48,7 +44,7 @@ _HOSTS_FILE = "/etc/hosts"
 def _blocking(func, *args):
     """``func(*args)`` in the hub's thread pool; right here in a pool thread (which may block) or when
     ``config.resolver`` says 'block'."""
-    if is_worker_thread() or config.resolver is BlockingResolver:
+    if is_worker_thread() or config.resolver is _BlockingResolver:
         return func(*args)
     hub = get_hub()
     if _gaierror not in hub.NOT_ERROR:  # a failed lookup is the caller's business, not an error to report
@@ -182,31 +178,3 @@ def _fqdn(name: str) -> str:
 def getfqdn(name: str = "") -> str:
     """:func:`socket.getfqdn`: the reverse lookup runs in the thread pool."""
     return _blocking(_fqdn, name)
-
-
-class ThreadResolver:
-    """gevent's resolver interface over this module's lookups, names looked up in the hub's thread pool (the
-    default ``config.resolver``, ``'thread'``)."""
-
-    def __init__(self, hub=None) -> None:
-        self.hub = hub
-
-    getaddrinfo = staticmethod(getaddrinfo)
-    gethostbyname = staticmethod(gethostbyname)
-    gethostbyname_ex = staticmethod(gethostbyname_ex)
-    gethostbyaddr = staticmethod(gethostbyaddr)
-    getnameinfo = staticmethod(getnameinfo)
-
-    def close(self) -> None:
-        """Nothing to release: the thread pool belongs to the hub."""
-
-
-class BlockingResolver(ThreadResolver):
-    """The system's resolver called in the calling thread, blocking the loop meanwhile (``config.resolver =
-    'block'``, gevent's ``gevent.resolver.blocking.Resolver``)."""
-
-    getaddrinfo = staticmethod(_getaddrinfo)
-    gethostbyname = staticmethod(_socket.gethostbyname)
-    gethostbyname_ex = staticmethod(_socket.gethostbyname_ex)
-    gethostbyaddr = staticmethod(_socket.gethostbyaddr)
-    getnameinfo = staticmethod(_socket.getnameinfo)

@@ -1,0 +1,76 @@
+"""Starting and stopping the programs of the real-library tests, each in its own process group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+
+from tests.child import ROOT
+from tests.servers import free_port
+
+AS_GEVENT = [sys.executable, "-m", "tests.integrations.as_gevent"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
+    """``how`` to the whole group (gunicorn's workers too), SIGKILL if it is still there after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, how)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], env: dict | None = None, stop_signal: signal.Signals = signal.SIGTERM
+) -> Iterator[tuple[subprocess.Popen, Callable[[], str]]]:
+    """Runs ``command`` from the repository root; yields the process and a function giving its output so far."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env={**ENV, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+        def output() -> str:
+            log.flush()
+            log.seek(0)
+            return log.read()
+
+        try:
+            yield proc, output
+        finally:
+            _stop(proc, stop_signal)
+
+
+@contextlib.contextmanager
+def listening(command_for_port: Callable[[int], list[str]], env: dict | None = None) -> Iterator[int]:
+    """Runs ``command_for_port(port)`` on a free loopback port until it accepts connections; yields the port."""
+    for _ in range(3):  # the free port may be taken between the probe and the bind: try another
+        port = free_port()
+        with running(command_for_port(port), env) as (proc, output):
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline and not _accepts(port):
+                time.sleep(0.02)
+            if proc.poll() is None and _accepts(port):
+                yield port
+                return
+            failure = output()
+    raise RuntimeError(f"{command_for_port(0)} did not start listening:\n{failure}")

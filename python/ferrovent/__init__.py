@@ -8,6 +8,7 @@ from sys import getswitchinterval, setswitchinterval
 
 from greenlet import GreenletExit, getcurrent
 
+from ferrovent._config import config
 from ferrovent._core import __version__, sleep
 from ferrovent._gevent_alias import install_as_gevent
 from ferrovent.exceptions import (
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidThreadUseError",
     "LoopExit",
     "Timeout",
+    "config",
     "fork",
     "get_hub",
     "getcurrent",

@@ -30,6 +30,18 @@ import sys
 import types
 import warnings
 
+__all__ = [
+    "ENVIRONMENT_SWITCH",
+    "GEVENT_API_VERSION",
+    "GEVENT_API_VERSION_INFO",
+    "GeventAliasFinder",
+    "find_spec",
+    "install_as_gevent",
+    "install_from_environment",
+    "installed",
+    "warn_about_stock_gevent",
+]
+
 # The gevent release whose public API ferrovent implements and is tested against.
 GEVENT_API_VERSION = "26.9.0"
 GEVENT_API_VERSION_INFO = (26, 9, 0, "final", 0)
@@ -74,6 +86,12 @@ class _AliasLoader(importlib.abc.Loader):
         # Already executed; the import system gave it the alias's spec: give back its own (reload, pickling).
         if self.own_spec is not None:
             module.__spec__ = self.own_spec
+
+    def get_code(self, fullname: str):
+        """The module's own code, for runpy (``python -m gevent.monkey`` runs ferrovent/monkey.py as __main__)."""
+        loader = getattr(self.own_spec, "loader", None)
+        get_code = getattr(loader, "get_code", None)
+        return get_code(self.own_spec.name) if get_code is not None else None
 
 
 class GeventAliasFinder(importlib.abc.MetaPathFinder):

@@ -63,10 +63,13 @@ def is_worker_thread() -> bool:
 
 
 def hub_threadpool(hub: Hub) -> ThreadPool:
-    """``hub``'s own pool of `DEFAULT_SIZE` threads (gevent's ``hub.threadpool``), created on first use."""
+    """``hub``'s own pool of `DEFAULT_SIZE` threads (gevent's ``hub.threadpool``), created on first use, of the
+    class ``config.threadpool`` names (`ThreadPool` by default)."""
     pool = vars(hub).get("_threadpool")
     if pool is None:
-        pool = hub._threadpool = ThreadPool(DEFAULT_SIZE, hub)
+        from ferrovent._config import config
+
+        pool = hub._threadpool = config.threadpool(DEFAULT_SIZE, hub)
     return pool
 
 

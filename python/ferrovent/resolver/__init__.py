@@ -4,7 +4,8 @@ A numeric address needs no lookup, so it is answered inline by the system resolv
 (which cannot block), starting no thread. ``localhost`` is answered inline too, from a fixed table (below). Any
 other name goes to the hub's `~ferrovent.threadpool.ThreadPool` (`DEFAULT_SIZE` threads, started on first need),
 whose result wakes the waiting greenlet through the loop's thread-safe inbox; other greenlets run meanwhile.
-Results and exceptions are the stdlib's own, since the stdlib functions compute them.
+Results and exceptions are the stdlib's own, since the stdlib functions compute them. With ``config.resolver =
+'block'`` (``GEVENT_RESOLVER=block``) lookups run in the calling thread instead, blocking the loop.
 
 gevent's resolver classes are in the submodules: ``thread.Resolver`` (these functions, the default),
 ``blocking.Resolver`` (the system resolver called directly, blocking the thread). gevent's ``ares`` and
@@ -22,8 +23,10 @@ import functools
 import ipaddress
 from typing import Any
 
+from ferrovent._config import config
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
+from ferrovent.resolver.blocking import Resolver as _BlockingResolver
 from ferrovent.threadpool import hub_threadpool, is_worker_thread
 
 __all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
@@ -39,8 +42,9 @@ _HOSTS_FILE = "/etc/hosts"
 
 
 def _blocking(func, *args):
-    """``func(*args)`` in the hub's thread pool, or right here in a pool thread (which may block)."""
-    if is_worker_thread():
+    """``func(*args)`` in the hub's thread pool; right here in a pool thread (which may block) or when
+    ``config.resolver`` says 'block'."""
+    if is_worker_thread() or config.resolver is _BlockingResolver:
         return func(*args)
     hub = get_hub()
     if _gaierror not in hub.NOT_ERROR:  # a failed lookup is the caller's business, not an error to report

@@ -2,6 +2,10 @@
 
 Every greenlet spawned on a thread has that thread's hub as its parent. A greenlet that waits parks in the loop
 and switches away; the hub's loop switches back to it when its fd, timer or wake arrives.
+
+As ``gevent.hub``, the module also offers the low-level `Waiter`, ``_get_hub`` (the thread's hub or None) and the
+functions gevent re-exports here (``sleep``, ``kill``, ``idle``, ``spawn_raw``, ``iwait``, ``wait``, ``signal``),
+the latter looked up on first use, since their modules import this one.
 """
 
 from __future__ import annotations
@@ -11,13 +15,54 @@ import sys
 import time
 import traceback
 from _thread import _local as _thread_local  # the real per-thread local, even after monkey-patching threading
+from _thread import get_ident as get_thread_ident
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import Loop as _CoreLoop
+from ferrovent._core import sleep
+from ferrovent._ident import IdentRegistry
+from ferrovent._waiter import Waiter
 from ferrovent.exceptions import HubDestroyed, LoopExit
 
-__all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub", "reinit", "fork"]
+__all__ = [
+    "getcurrent",
+    "GreenletExit",
+    "spawn_raw",
+    "sleep",
+    "kill",
+    "signal",
+    "reinit",
+    "get_hub",
+    "Hub",
+    "Waiter",
+    "Loop",
+    "get_hub_if_exists",
+    "set_hub",
+    "fork",
+]
+
+# gevent.hub's re-exports whose modules import this one: name -> (module, name there), imported on first use.
+_REEXPORTED_LATE = {
+    "spawn_raw": ("ferrovent.greenlet", "spawn_raw"),
+    "iwait": ("ferrovent.greenlet", "iwait"),
+    "wait": ("ferrovent.greenlet", "wait"),
+    "kill": ("ferrovent", "kill"),
+    "idle": ("ferrovent", "idle"),
+    "signal": ("ferrovent.signal", "signal_handler"),
+}
+
+
+def __getattr__(name):
+    try:
+        module_name, attribute = _REEXPORTED_LATE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
 
 
 class Loop(_CoreLoop):
@@ -43,11 +88,28 @@ class Hub(greenlet):
     #: Exceptions that, raised in the hub, are re-raised in the main greenlet (the hub's parent).
     SYSTEM_ERROR = (KeyboardInterrupt, SystemExit, SystemError)
 
+    #: How many hubs were made in this process; each hub's `minimal_ident` is its place in that count.
+    _made = 0
+
     def __init__(self):
         greenlet.__init__(self)
         self.loop = Loop(self)
         self.loop.make_current()
         self.exception_stream = sys.stderr
+        Hub._made += 1
+        #: A small number naming this hub (gevent's); its greenlets' numbers come from `ident_registry`.
+        self.minimal_ident = Hub._made
+        #: The OS thread this hub runs in.
+        self.thread_ident = get_thread_ident()
+        self.name = ""
+
+    @property
+    def ident_registry(self) -> IdentRegistry:
+        """Numbers this hub's greenlets (``Greenlet.minimal_ident``): small, reused once a greenlet is gone."""
+        registry = self.__dict__.get("_ident_registry")
+        if registry is None:
+            registry = self._ident_registry = IdentRegistry()
+        return registry
 
     def run(self):
         """Runs the loop; each time it runs out, raises LoopExit in the parent and waits to be needed again."""
@@ -136,6 +198,30 @@ class Hub(greenlet):
 
         return hub_threadpool(self)
 
+    @threadpool.setter
+    def threadpool(self, pool):
+        """Replaces the pool (the old one is killed); None makes a fresh one on next use."""
+        old = self.__dict__.pop("_threadpool", None)
+        if old is not None and old is not pool:
+            old.kill()
+        if pool is not None:
+            self._threadpool = pool
+
+    @property
+    def resolver(self):
+        """What resolves names for this hub (gevent's ``Hub.resolver``): ``gethostbyname``, ``getaddrinfo``... By
+        default the `ferrovent.resolver` module; assigning None restores it."""
+        chosen = self.__dict__.get("_resolver")
+        if chosen is None:
+            import ferrovent.resolver  # imported late: the resolver imports this module
+
+            return ferrovent.resolver
+        return chosen
+
+    @resolver.setter
+    def resolver(self, value):
+        self._resolver = value
+
     @property
     def main_greenlet(self):
         return self.parent
@@ -174,6 +260,9 @@ def get_hub() -> Hub:
 def get_hub_if_exists():
     """The calling thread's hub, or None if it has none yet."""
     return getattr(_hubs, "hub", None)
+
+
+_get_hub = get_hub_if_exists  # gevent.hub's name for it
 
 
 def set_hub(hub):

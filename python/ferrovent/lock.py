@@ -22,6 +22,7 @@ from greenlet import getcurrent
 
 from ferrovent._linkable import Linkable
 from ferrovent.hub import get_hub_if_exists, main_greenlet_of
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
@@ -130,7 +131,12 @@ class Semaphore(Linkable):
             return True
         if not blocking:
             return False
+        if isinstance(timeout, Timeout):
+            return wait_bounded_by(timeout, self._acquire_waiting_forever, False)
         return self._acquire_waiting(timeout)
+
+    def _acquire_waiting_forever(self) -> bool:
+        return self._acquire_waiting(None)
 
     def __enter__(self):
         self.acquire()
@@ -140,7 +146,7 @@ class Semaphore(Linkable):
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Waits until a unit is free (without taking it) or ``timeout`` passes; returns the counter."""
-        if self.counter <= 0 and self._park(timeout):
+        if self.counter <= 0 and self._park_until(timeout):
             self._lost_wake()  # we take nothing: the unit we were woken for goes to the next in line
         return self.counter
 

@@ -12,12 +12,12 @@ import itertools
 import operator
 import sys
 import time
-from collections import deque
 from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import TIMEOUT, greenlet_run
+from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
 
@@ -568,8 +568,7 @@ def spawn_raw(function, *args, **kwargs):
     return g
 
 
-def _never_ready():
-    return False
+_TIMED_OUT = object()  # what iwait's timer hands its waiter
 
 
 class _ReadyIterator:
@@ -611,39 +610,26 @@ def _iter_ready(objects, timeout, count):
     count = len(objects) if count is None else min(count, len(objects))
     if count <= 0:
         return
-    loop = get_hub().loop
-    waiter = getcurrent()
-    arrived = deque()
-    parked_here = []  # non-empty only while the waiter is parked in this iwait, not in its caller's code
-
-    def on_ready(obj):
-        arrived.append(obj)
-        if parked_here:
-            loop.wake(waiter)
-
-    linked = []
+    hub = get_hub()
+    # Every object is linked, ready or not, so they arrive in the order the hub notifies them; each notification
+    # resumes the iterating greenlet at once, from the hub, as gevent's does.
+    arrivals = MultipleWaiter(hub)
+    arrive = arrivals.switch
     for obj in objects:
-        if getattr(obj, "ready", _never_ready)():
-            arrived.append(obj)
-        else:
-            obj.rawlink(on_ready)
-            linked.append(obj)
-    deadline = None if timeout is None else time.monotonic() + timeout
+        obj.rawlink(arrive)
+    timer = None if timeout is None else hub.loop.call_later(timeout, arrive, _TIMED_OUT)
     try:
         for _ in range(count):
-            while not arrived:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                parked_here.append(True)
-                try:
-                    timed_out = loop.park(remaining) is TIMEOUT
-                finally:
-                    parked_here.clear()
-                if timed_out:
-                    return
-            yield arrived.popleft()
+            obj = arrivals.get()
+            arrivals.clear()
+            if obj is _TIMED_OUT:
+                return
+            yield obj
     finally:
-        for obj in linked:
-            obj.unlink(on_ready)
+        if timer is not None:
+            hub.loop.cancel_timer(timer)
+        for obj in objects:
+            obj.unlink(arrive)
 
 
 def wait(objects=None, timeout=None, count=None):

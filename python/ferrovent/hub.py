@@ -23,7 +23,7 @@ from ferrovent._core import Loop as _CoreLoop
 from ferrovent._core import sleep
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
-from ferrovent.exceptions import HubDestroyed, LoopExit
+from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 
 __all__ = [
     "getcurrent",
@@ -168,6 +168,24 @@ class Hub(greenlet):
         except LoopExit:
             return True
         return False
+
+    def wait(self, watcher):
+        """Parks the current greenlet until ``watcher`` (a loop watcher, not started) fires; stops it after.
+
+        The watcher is started with a `Waiter`'s ``switch``; anything else switching into the greenlet meanwhile is
+        an InvalidSwitchError.
+        """
+        waiter = Waiter(self)
+        watcher.start(waiter.switch, waiter)
+        try:
+            woken_by = waiter.get()
+            if woken_by is not waiter:
+                raise InvalidSwitchError(
+                    f"Invalid switch into {getcurrent()}: got {woken_by!r} (expected {waiter!r}; waiting on "
+                    f"{self!r} with {watcher!r})"
+                )
+        finally:
+            watcher.stop()
 
     def destroy(self, destroy_loop=None):
         """Stops this hub for good and forgets it as its thread's hub; a later get_hub() makes a new one.

@@ -10,6 +10,7 @@ import time
 import ferrovent
 import pytest
 from ferrovent import util
+from ferrovent.event import Event
 from ferrovent.exceptions import ConcurrentObjectUseError
 from ferrovent.hub import Waiter, get_hub
 from ferrovent.local import local
@@ -82,7 +83,7 @@ def test_spawning_stack_is_kept_when_asked(monkeypatch):
 
 
 def test_iwait_timeout_stops_the_iteration():
-    never = ferrovent.event.Event()
+    never = Event()
     started = time.monotonic()
     assert list(ferrovent.iwait([never], timeout=0.05)) == []
     assert 0.04 < time.monotonic() - started < 5

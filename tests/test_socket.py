@@ -577,3 +577,9 @@ def test_an_unreferenced_socket_does_not_keep_the_loop_alive():
         assert ferrovent.wait(timeout=5) is True  # only an unreferenced wait is left: the loop runs out
         right.sendall(b"!")
         assert reader.get(timeout=5) == b"!"
+
+
+def test_sock_is_the_socket_itself():
+    # gevent's sockets wrap a C socket in ``_sock``; code written for them may reach for it.
+    with socket.socket() as sock:
+        assert sock._sock is sock

@@ -58,8 +58,9 @@ class Linkable(LinkCore):
         raise NotImplementedError
 
     def linkcount(self) -> int:
-        """How many links (waiting greenlets and callbacks) are registered."""
-        return len(self._links)
+        """How many links (waiting greenlets and callbacks) are registered; a callback counts until it has run."""
+        scheduled = self._scheduled
+        return len(self._links) + (len(scheduled) if scheduled else 0)
 
     # -- links ------------------------------------------------------------------------------------------
 

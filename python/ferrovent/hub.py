@@ -65,6 +65,10 @@ def __getattr__(name):
     return value
 
 
+def __dir__():
+    return sorted({*globals(), *_REEXPORTED_LATE})
+
+
 class Loop(_CoreLoop):
     """The Rust loop, plus the entry point other OS threads use (gevent's ``loop.run_callback_threadsafe``)."""
 

@@ -142,6 +142,12 @@ class socket(__socket__.socket):
         return self._timeout
 
     @property
+    def _sock(self) -> socket:
+        """gevent's sockets wrap the C-level socket object here, and some libraries reach for it; a ferrovent
+        socket is that object itself."""
+        return self
+
+    @property
     def ref(self) -> bool:
         """True (the default) if a greenlet waiting on this socket keeps the loop running; set it to False for a
         socket whose waits alone should not keep the program alive."""

@@ -154,6 +154,8 @@ def timeout_instance_as_timeout(lib, trace):
     expected=[
         ["first ready", "b"],
         ["links left after the with", 0],
+        ["both ready: the first, the other still linked", True, 1],
+        ["unlinked on exit", 0],
         ["spawn callback saw", ["cb", "cb", "cb"]],
         ["after removal", ["cb", "cb", "cb"]],
         ["child shares its spawner's tree locals", True, True],
@@ -168,6 +170,11 @@ def greenlet_extras(lib, trace):
     with lib.iwait([a, b]) as ready:
         trace.append(["first ready", "b" if next(ready) is b else "a"])
     trace.append(["links left after the with", a.linkcount()])
+    first, second = module(lib, "lock").Semaphore(), module(lib, "lock").Semaphore()
+    with lib.iwait((first, second)) as ready:
+        came = next(ready)
+        trace.append(["both ready: the first, the other still linked", came is first, second.linkcount()])
+    trace.append(["unlinked on exit", second.linkcount()])
 
     seen = []
 

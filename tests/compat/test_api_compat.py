@@ -101,6 +101,7 @@ def hub_waiter_and_names(lib, trace):
         ["Greenlet.join returns", True],
         ["Greenlet.get raises it", True],
         ["Semaphore.acquire", False],
+        ["RLock.acquire", False],
         ["its own exception", "KeyError"],
         ["ready: no timer started", True, False],
     ]
@@ -135,6 +136,9 @@ def timeout_instance_as_timeout(lib, trace):
 
     semaphore = lock_module.Semaphore(0)
     trace.append(["Semaphore.acquire", semaphore.acquire(timeout=Timeout(0.01))])
+    held = lock_module.RLock()
+    lib.spawn(held.acquire).join()  # another greenlet holds it
+    trace.append(["RLock.acquire", held.acquire(timeout=Timeout(0.01))])
 
     try:
         event_module.Event().wait(timeout=Timeout(0.01, KeyError))

@@ -88,3 +88,51 @@ def test_iwait_timeout_stops_the_iteration():
     assert list(ferrovent.iwait([never], timeout=0.05)) == []
     assert 0.04 < time.monotonic() - started < 5
     assert never.linkcount() == 0
+
+
+def test_hub_names_its_thread_and_numbers_its_greenlets():
+    import threading
+
+    hub = get_hub()
+    assert hub.main_hub and hub.thread_ident == threading.get_ident()
+    seen = []
+
+    def in_thread():
+        other = get_hub()
+        seen.append((other.main_hub, other.minimal_ident != hub.minimal_ident))
+        other.destroy()
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(5)
+    assert seen == [(False, True)]
+    first, second = ferrovent.spawn(lambda: None), ferrovent.spawn(lambda: None)
+    assert {first.minimal_ident, second.minimal_ident} == {hub.ident_registry.get_ident(g) for g in (first, second)}
+    ferrovent.joinall([first, second])
+
+
+def test_a_hub_subclass_may_choose_its_loop_class():
+    from ferrovent.hub import Hub, Loop, set_hub
+
+    class CountingLoop(Loop):
+        made = 0
+
+        def __init__(self, hub):
+            Loop.__init__(self, hub)
+            CountingLoop.made += 1
+
+    class MyHub(Hub):
+        loop_class = CountingLoop
+
+    def in_thread():
+        hub = MyHub()
+        set_hub(hub)  # so that destroy() releases it as the thread's hub
+        assert isinstance(hub.loop, CountingLoop)
+        hub.destroy()
+
+    import threading
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(5)
+    assert CountingLoop.made == 1

@@ -16,6 +16,7 @@ import time
 import traceback
 from _thread import _local as _thread_local  # the real per-thread local, even after monkey-patching threading
 from _thread import get_ident as get_thread_ident
+from threading import main_thread as threading_main_thread
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -84,6 +85,9 @@ def _utc_timestamp():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+_MAIN_THREAD_IDENT = threading_main_thread().ident
+
+
 class Hub(greenlet):
     """The greenlet that runs a thread's event loop."""
 
@@ -92,12 +96,15 @@ class Hub(greenlet):
     #: Exceptions that, raised in the hub, are re-raised in the main greenlet (the hub's parent).
     SYSTEM_ERROR = (KeyboardInterrupt, SystemExit, SystemError)
 
+    #: The class of the loop each hub makes (a subclass of `Loop`).
+    loop_class = Loop
+
     #: How many hubs were made in this process; each hub's `minimal_ident` is its place in that count.
     _made = 0
 
     def __init__(self):
         greenlet.__init__(self)
-        self.loop = Loop(self)
+        self.loop = self.loop_class(self)
         self.loop.make_current()
         self.exception_stream = sys.stderr
         Hub._made += 1
@@ -106,6 +113,11 @@ class Hub(greenlet):
         #: The OS thread this hub runs in.
         self.thread_ident = get_thread_ident()
         self.name = ""
+
+    @property
+    def main_hub(self) -> bool:
+        """True for the hub of the main thread."""
+        return self.thread_ident == _MAIN_THREAD_IDENT
 
     @property
     def ident_registry(self) -> IdentRegistry:

@@ -29,10 +29,7 @@ from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 __all__ = [
     "getcurrent",
     "GreenletExit",
-    "spawn_raw",
     "sleep",
-    "kill",
-    "signal",
     "reinit",
     "get_hub",
     "Hub",
@@ -41,6 +38,7 @@ __all__ = [
     "get_hub_if_exists",
     "set_hub",
     "fork",
+    *("spawn_raw", "kill", "signal"),  # provided by __getattr__ below
 ]
 
 # gevent.hub's re-exports whose modules import this one: name -> (module, name there), imported on first use.

@@ -76,7 +76,6 @@ def _format_threads(lines: list[str], thread_stacks: bool, limit: Optional[int],
         lines.append("".join(traceback.format_stack(frame, limit)) if thread_stacks else "\t...stack elided...")
 
 
-
 def format_run_info(
     thread_stacks: bool = True,
     greenlet_stacks: bool = True,
@@ -225,7 +224,10 @@ class GreenletTree:
             self._render_locals(layout)
         children = sorted(
             self.child_trees,
-            key=lambda tree: (getattr(tree.greenlet, "minimal_ident", -1), getattr(tree.greenlet, "ready", _finished)()),
+            key=lambda tree: (
+                getattr(tree.greenlet, "minimal_ident", -1),
+                getattr(tree.greenlet, "ready", _finished)(),
+            ),
         )
         for index, child in enumerate(children):
             layout.child(child._render(layout.deeper()), last=index == len(children) - 1)

@@ -87,7 +87,7 @@ def _nothing():
 
 def _dispatch(signalnum, frame):
     for registration in list(_registered.get(signalnum, ())):
-        _spawn(_raising_in_main, registration.handler, *registration.args, **registration.kwargs)
+        registration._start()
 
 
 class signal_handler:
@@ -100,6 +100,9 @@ class signal_handler:
 
     _keepalive = None  # while ``ref`` is true: a referenced timer that never fires, owned by this handler's loop
 
+    #: The class of the greenlet each delivery runs in (None: ``ferrovent.Greenlet``).
+    greenlet_class = None
+
     def __init__(self, signalnum, handler, *args, **kwargs):
         if not callable(handler):
             raise TypeError("signal handler must be callable.")
@@ -111,6 +114,16 @@ class signal_handler:
         if not registrations:
             _replaced[signalnum] = _std_signal(signalnum, _dispatch)
         registrations.append(self)
+
+    def _start(self):
+        if self.greenlet_class is None:
+            _spawn(self.handle)
+        else:
+            self.greenlet_class(self.handle).start()
+
+    def handle(self):
+        """Calls the handler (in the greenlet of one delivery); what it raises goes to the main greenlet."""
+        _raising_in_main(self.handler, *self.args, **self.kwargs)
 
     @property
     def ref(self):

@@ -142,6 +142,16 @@ class socket(__socket__.socket):
         return self._timeout
 
     @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self._closed
+
+    @property
+    def hub(self):
+        """The hub its waits park in: the calling thread's."""
+        return get_hub()
+
+    @property
     def _sock(self) -> socket:
         """gevent's sockets wrap the C-level socket object here, and some libraries reach for it; a ferrovent
         socket is that object itself."""

@@ -14,6 +14,7 @@ import errno
 import functools
 import importlib
 import json
+import os
 import signal as std_signal
 import sys
 from pathlib import Path
@@ -279,6 +280,8 @@ class _NeverFires:
         ["ref", True, False],
         ["send to a closed socket", True],
         ["signal_handler.ref", False, True, False],
+        ["delivered in the greenlet_class", ["usr1"], True],
+        ["closed", False, True],
     ]
 )
 def sockets_and_signals(lib, trace):
@@ -308,6 +311,34 @@ def sockets_and_signals(lib, trace):
         trace.append(["signal_handler.ref", *states])
     finally:
         handler.cancel()
+
+    ran_in = []
+
+    class Delivery(lib.Greenlet):
+        pass
+
+    class MyHandler(lib.signal_handler):
+        greenlet_class = Delivery
+
+    delivered = module(lib, "event").Event()
+
+    def on_signal(name):
+        ran_in.append(isinstance(lib.getcurrent(), Delivery))
+        delivered.set()
+        return name
+
+    handler = MyHandler(std_signal.SIGUSR1, on_signal, "usr1")
+    try:
+        os.kill(os.getpid(), std_signal.SIGUSR1)
+        delivered.wait(5)
+        trace.append(["delivered in the greenlet_class", ["usr1"] if ran_in else [], all(ran_in)])
+    finally:
+        handler.cancel()
+
+    sock = socket_module.socket()
+    before = sock.closed
+    sock.close()
+    trace.append(["closed", before, sock.closed])
 
 
 # --- backdoor -------------------------------------------------------------------------------------------------

@@ -99,6 +99,10 @@ def hub_waiter_and_names(lib, trace):
         ["AsyncResult.get raises it", True],
         ["Queue.get raises it", True],
         ["Queue.put raises it", True],
+        ["Queue.peek raises it", True],
+        ["Channel.get raises it", True],
+        ["Queue.join", False],
+        ["Group.join", False],
         ["Greenlet.join returns", True],
         ["Greenlet.get raises it", True],
         ["Semaphore.acquire", False],
@@ -128,6 +132,13 @@ def timeout_instance_as_timeout(lib, trace):
     full = queue_module.Queue(1)
     full.put(1)
     trace.append(["Queue.put raises it", raised_by(lambda t: full.put(2, timeout=t))])
+    trace.append(["Queue.peek raises it", raised_by(lambda t: queue_module.Queue().peek(timeout=t))])
+    trace.append(["Channel.get raises it", raised_by(lambda t: queue_module.Channel().get(timeout=t))])
+    trace.append(["Queue.join", full.join(timeout=Timeout(0.01))])
+    group = module(lib, "pool").Group()
+    group.spawn(lib.sleep, 10)
+    trace.append(["Group.join", group.join(timeout=Timeout(0.01))])
+    group.kill()
 
     sleeper = lib.spawn(lib.sleep, 10)
     sleeper.join(timeout=Timeout(0.01))

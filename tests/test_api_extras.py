@@ -136,3 +136,24 @@ def test_a_hub_subclass_may_choose_its_loop_class():
     worker.start()
     worker.join(5)
     assert CountingLoop.made == 1
+
+
+def test_waiting_inside_the_hub_is_refused():
+    from ferrovent.exceptions import BlockingSwitchOutError
+
+    outcome = []
+
+    def in_hub():
+        try:
+            Waiter().get()
+        except BlockingSwitchOutError as error:
+            outcome.append(str(error))
+
+    get_hub().loop.run_callback(in_hub)
+    ferrovent.sleep(0.01)
+    assert outcome == ["Impossible to call blocking function in the event loop callback"]
+
+
+def test_event_wait_refuses_a_timeout_that_is_neither_seconds_nor_a_timeout():
+    with pytest.raises(TypeError, match="not str"):
+        Event().wait("soon")

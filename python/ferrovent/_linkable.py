@@ -185,6 +185,8 @@ class Linkable(LinkCore):
 
     def _wait_bounded(self, timeout: Timeout) -> bool:
         """Event.wait (Rust) with a Timeout instance for ``timeout``: False if it fired first."""
+        if not isinstance(timeout, Timeout):
+            raise TypeError(f"timeout must be a number, None or a Timeout, not {type(timeout).__name__}")
         return wait_bounded_by(timeout, self._wait_for_flag, False)
 
     def _lost_wake(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ferrovent.exceptions import ConcurrentObjectUseError
+from ferrovent.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 
 __all__ = ["Waiter", "MultipleWaiter"]
 
@@ -101,7 +101,10 @@ class Waiter:
             getcurrent().throw(*outcome)
         if self.greenlet is not None:
             raise ConcurrentObjectUseError(f"This Waiter is already used by {self.greenlet!r}")
-        self.greenlet = getcurrent()
+        current = getcurrent()
+        if current is self.hub:
+            raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+        self.greenlet = current
         try:
             return self.hub.switch()
         finally:

@@ -157,3 +157,25 @@ def test_waiting_inside_the_hub_is_refused():
 def test_event_wait_refuses_a_timeout_that_is_neither_seconds_nor_a_timeout():
     with pytest.raises(TypeError, match="not str"):
         Event().wait("soon")
+
+
+def test_hub_repr_says_when_it_is_destroyed():
+    import threading
+
+    seen = []
+
+    def in_thread():
+        hub = get_hub()
+        hub.threadpool  # made on first use, shown in the repr
+        seen.append(repr(hub))
+        hub.destroy()
+        seen.append(repr(hub))
+        seen.append((hub._threadpool, hub._resolver))
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(5)
+    alive, destroyed, leftovers = seen
+    assert alive.startswith("<Hub '' at 0x") and "threadpool=<ThreadPool" in alive and "thread_ident=0x" in alive
+    assert " destroyed " in destroyed and "threadpool" not in destroyed
+    assert leftovers == (None, None)

@@ -112,6 +112,16 @@ class Hub(greenlet):
         self.thread_ident = get_thread_ident()
         self.name = ""
 
+    def __repr__(self):
+        loop = self.loop
+        state = "destroyed" if loop is None else f"iteration={loop.iteration}"
+        described = f"<{type(self).__name__} {self.name!r} at {hex(id(self))} {state}"
+        for name in ("_resolver", "_threadpool"):
+            value = self.__dict__.get(name)
+            if value is not None:
+                described += f" {name[1:]}={value!r}"
+        return f"{described} thread_ident={hex(self.thread_ident)}>"
+
     @property
     def main_hub(self) -> bool:
         """True for the hub of the main thread."""
@@ -213,6 +223,7 @@ class Hub(greenlet):
         pool = self.__dict__.pop("_threadpool", None)
         if pool is not None:
             pool.kill()
+        self._threadpool = self._resolver = None
         loop = self.loop
         if loop is None:
             return

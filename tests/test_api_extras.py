@@ -179,3 +179,24 @@ def test_hub_repr_says_when_it_is_destroyed():
     assert alive.startswith("<Hub '' at 0x") and "threadpool=<ThreadPool" in alive and "thread_ident=0x" in alive
     assert " destroyed " in destroyed and "threadpool" not in destroyed
     assert leftovers == (None, None)
+
+
+def test_spawn_tree_locals_of_a_long_chain_of_spawners():
+    depth = 3000  # deeper than the recursion limit: the chain is walked, not recursed
+    done = Event()
+    chain = []
+
+    def link(level):
+        chain.append(ferrovent.getcurrent())
+        if level < depth:
+            ferrovent.spawn(link, level + 1)
+        else:
+            done.set()
+        done.wait()
+
+    ferrovent.spawn(link, 1)
+    done.wait(10)
+    assert chain[-1].spawn_tree_locals is chain[0].spawn_tree_locals
+    chain[0].spawn_tree_locals["shared"] = True
+    assert chain[len(chain) // 2].spawn_tree_locals == {"shared": True}
+    ferrovent.sleep(0.01)

@@ -197,7 +197,15 @@ class Greenlet(greenlet):
         excepted: each greenlet it spawns starts a tree of its own)."""
         shared = self._tree_locals
         if shared is None:
-            shared = self._tree_locals = _tree_locals_of_spawner(self.spawning_greenlet())
+            # Up the chain of spawners that have no dict yet (a loop: the chain may be long), then down it.
+            chain = [self]
+            spawner = self.spawning_greenlet()
+            while isinstance(spawner, Greenlet) and spawner._tree_locals is None:
+                chain.append(spawner)
+                spawner = spawner.spawning_greenlet()
+            shared = spawner._tree_locals if isinstance(spawner, Greenlet) else _tree_locals_of_spawner(spawner)
+            for glet in chain:
+                glet._tree_locals = shared
         return shared
 
     @spawn_tree_locals.setter

@@ -166,7 +166,7 @@ def test_hub_repr_says_when_it_is_destroyed():
 
     def in_thread():
         hub = get_hub()
-        hub.threadpool  # made on first use, shown in the repr
+        assert hub.threadpool is not None  # made on first use, shown in the repr
         seen.append(repr(hub))
         hub.destroy()
         seen.append(repr(hub))

@@ -142,11 +142,20 @@ impl LinkCore {
     ///
     /// Returns True if the flag was set before or during the wait, False if the timeout expired first. A caller
     /// that finds the flag already set while earlier waiters are still being woken runs after them. A wait not
-    /// in the owner's loop (the first wait, or one from another thread) goes through `Linkable._park`.
+    /// in the owner's loop (the first wait, or one from another thread) goes through `Linkable._park`. A
+    /// timeout that is not a number (a `Timeout` instance) goes to `Linkable._wait_bounded`.
     #[pyo3(signature = (timeout=None))]
-    fn _wait_for_flag(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+    fn _wait_for_flag(slf: &Bound<'_, Self>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let py = slf.py();
         let me = slf.get();
+        let timeout = match timeout {
+            None => None,
+            Some(given) => match given.extract::<f64>() {
+                Ok(seconds) => Some(seconds),
+                Err(_) if me.flag.get() => None,
+                Err(_) => return slf.call_method1(intern!(py, "_wait_bounded"), (given,))?.extract(),
+            },
+        };
         if me.flag.get() {
             if me.dispatching.get() {
                 me.yield_to_woken(py)?;

@@ -176,6 +176,21 @@ def test_tls_stream_server(tmp_path):
             assert sock.recv(100) == b"secret"
 
 
+def test_a_failure_to_wrap_is_the_wrappers_error(tmp_path):
+    files = make_self_signed(tmp_path)
+    server = StreamServer(("127.0.0.1", 0), echo, keyfile=str(files.key), certfile=str(files.cert))
+
+    class WrapFailed(Exception):
+        pass
+
+    def failing_wrap(client_socket, **wrap_args):
+        raise WrapFailed(client_socket)
+
+    server.wrap_socket = failing_wrap
+    with pytest.raises(WrapFailed):  # not an error about the socket it was given (here, none at all)
+        server.wrap_socket_and_handle(None, None)
+
+
 def test_datagram_server():
     def factory():
         def reply(data, address):

@@ -554,3 +554,32 @@ def test_cancel_wait_raises_in_the_waiter():
             waiter.get(timeout=5)
         assert isinstance(info.value, socket.cancel_wait_ex)
         assert info.value.errno == errno.EBADF
+
+
+def test_send_timeout_bounds_this_call_only():
+    left, right = socket.socketpair()
+    with left, right:
+        chunk = b"x" * 65536
+        started = time.monotonic()
+        with pytest.raises(socket.timeout):
+            while True:  # the peer never reads: the buffers fill, then this send waits and times out
+                left.send(chunk, timeout=0.05)
+        assert time.monotonic() - started < 5
+        assert left.gettimeout() is None  # the socket's own timeout is untouched
+
+
+def test_an_unreferenced_socket_does_not_keep_the_loop_alive():
+    left, right = socket.socketpair()
+    with left, right:
+        left.ref = False
+        reader = ferrovent.spawn(left.recv, 1)
+        ferrovent.sleep(0.01)  # the reader now waits
+        assert ferrovent.wait(timeout=5) is True  # only an unreferenced wait is left: the loop runs out
+        right.sendall(b"!")
+        assert reader.get(timeout=5) == b"!"
+
+
+def test_sock_is_the_socket_itself():
+    # gevent's sockets wrap a C socket in ``_sock``; code written for them may reach for it.
+    with socket.socket() as sock:
+        assert sock._sock is sock

@@ -29,6 +29,7 @@ from greenlet import getcurrent
 from ferrovent._core import LinkCore, WaitQueue
 from ferrovent.exceptions import InvalidThreadUseError
 from ferrovent.hub import get_hub, get_hub_if_exists
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = ["Linkable"]
 
@@ -57,8 +58,9 @@ class Linkable(LinkCore):
         raise NotImplementedError
 
     def linkcount(self) -> int:
-        """How many links (waiting greenlets and callbacks) are registered."""
-        return len(self._links)
+        """How many links (waiting greenlets and callbacks) are registered; a callback counts until it has run."""
+        scheduled = self._scheduled
+        return len(self._links) + (len(scheduled) if scheduled else 0)
 
     # -- links ------------------------------------------------------------------------------------------
 
@@ -170,6 +172,22 @@ class Linkable(LinkCore):
         if self.ready():  # made ready by another OS thread, which saw no owner to notify
             return self._ready_before_parking()
         return self._links.wait(loop, timeout, front, None, self._lost_wake)
+
+    def _park_until(self, timeout) -> bool:
+        """``_park(timeout)`` for the public waits, whose ``timeout`` may also be a Timeout instance: False if it
+        fired (see ``ferrovent.timeout``)."""
+        if isinstance(timeout, Timeout):
+            return wait_bounded_by(timeout, self._park_forever, False)
+        return self._park(timeout)
+
+    def _park_forever(self) -> bool:
+        return self._park(None)
+
+    def _wait_bounded(self, timeout: Timeout) -> bool:
+        """Event.wait (Rust) with a Timeout instance for ``timeout``: False if it fired first."""
+        if not isinstance(timeout, Timeout):
+            raise TypeError(f"timeout must be a number, None or a Timeout, not {type(timeout).__name__}")
+        return wait_bounded_by(timeout, self._wait_for_flag, False)
 
     def _lost_wake(self) -> None:
         """A woken greenlet left without using its wake (Event, AsyncResult: nothing was consumed)."""

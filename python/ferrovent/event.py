@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ferrovent._linkable import Linkable
-from ferrovent.timeout import Timeout
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = ["Event", "AsyncResult"]
 
@@ -131,7 +131,9 @@ class AsyncResult(Linkable):
         if not self._exc_info:
             if not block:
                 raise Timeout()
-            if not self._park(timeout):
+            if isinstance(timeout, Timeout):
+                wait_bounded_by(timeout, self._park_forever)
+            elif not self._park(timeout):
                 raise Timeout(timeout)
             if self._value is not _UNSET:
                 return self._value
@@ -154,7 +156,7 @@ class AsyncResult(Linkable):
             if self._dispatching:
                 self._yield_to_woken()
         else:
-            self._park(timeout)
+            self._park_until(timeout)
         return self.value
 
     def cancel(self) -> bool:

@@ -1,4 +1,10 @@
-"""Greenlet: a greenlet that runs a function in the hub's loop and keeps its result, exception and links."""
+"""Greenlet: a greenlet that runs a function in the hub's loop and keeps its result, exception and links.
+
+Also the module-level waits (``joinall``, ``killall``, ``iwait``, ``wait``) and ``spawn_raw``. Each greenlet
+knows the greenlet that created it (``spawning_greenlet``, a weak reference) and shares a dict with it
+(``spawn_tree_locals``, made on first use), which ``ferrovent.util.GreenletTree`` shows; callbacks registered with
+``Greenlet.add_spawn_callback`` see every Greenlet as it is started.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,14 @@ import itertools
 import operator
 import sys
 import time
-from collections import deque
+from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import TIMEOUT, greenlet_run
+from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import get_hub
-from ferrovent.timeout import Timeout
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = ["Greenlet", "joinall", "killall", "iwait", "wait", "spawn_raw"]
 
@@ -21,7 +28,6 @@ _SCHEDULED = "scheduled"
 _RAN = "ran"
 _CANCELLED = "cancelled"
 
-_idents = itertools.count(1)
 _finish_counter = itertools.count(1)
 _finish_order = operator.attrgetter("_finish_order")
 _SUCCESS = (None, None, None)
@@ -102,7 +108,13 @@ class Greenlet(greenlet):
         "_links",
         "_links_scheduled",
         "_finish_order",
+        "spawning_greenlet",
+        "_tree_locals",
     )
+
+    #: How many frames of the spawner's stack ``spawning_stack`` keeps (gevent keeps 10). 0, the default here,
+    #: keeps none: taking them costs about a third of a spawn. A subclass (or this class) may set it.
+    spawning_stack_limit = 0
 
     def __init__(self, run=None, *args, **kwargs):
         hub = get_hub()
@@ -123,6 +135,12 @@ class Greenlet(greenlet):
         self._links = ()  # replaced by a list on the first link
         self._links_scheduled = False
         self._finish_order = 0  # when it became ready, among all Greenlets: joinall reports in this order
+        spawner = getcurrent()
+        #: A weak reference to the greenlet that created this one.
+        self.spawning_greenlet = ref(spawner)
+        self._tree_locals = None  # made (or taken from the spawner) on first use
+        if self.spawning_stack_limit:
+            self.spawning_stack = _stack_summary(sys._getframe(1), self.spawning_stack_limit)
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -168,10 +186,60 @@ class Greenlet(greenlet):
 
     @property
     def minimal_ident(self):
-        """A small integer naming this greenlet."""
+        """A small integer naming this greenlet, unique among the live greenlets of its hub (its parent)."""
         if self._ident is None:
-            self._ident = next(_idents)
+            self._ident = self.parent.ident_registry.get_ident(self)
         return self._ident
+
+    @property
+    def spawn_tree_locals(self):
+        """A dict shared by every greenlet spawned, directly or not, from the same greenlet (the main greenlet
+        excepted: each greenlet it spawns starts a tree of its own)."""
+        shared = self._tree_locals
+        if shared is None:
+            # Up the chain of spawners that have no dict yet (a loop: the chain may be long), then down it.
+            chain = [self]
+            spawner = self.spawning_greenlet()
+            while isinstance(spawner, Greenlet) and spawner._tree_locals is None:
+                chain.append(spawner)
+                spawner = spawner.spawning_greenlet()
+            shared = spawner._tree_locals if isinstance(spawner, Greenlet) else _tree_locals_of_spawner(spawner)
+            for glet in chain:
+                glet._tree_locals = shared
+        return shared
+
+    @spawn_tree_locals.setter
+    def spawn_tree_locals(self, value):
+        self._tree_locals = value
+
+    @property
+    def spawning_stack(self):
+        """The first frames of the spawner's stack when this greenlet was made (see ``spawning_stack_limit``), as
+        a ``traceback.StackSummary``, or None."""
+        return self.__dict__.get("spawning_stack") if hasattr(self, "__dict__") else None
+
+    @spawning_stack.setter
+    def spawning_stack(self, value):
+        self.__dict__["spawning_stack"] = value
+
+    @staticmethod
+    def add_spawn_callback(callback):
+        """Calls ``callback(greenlet)`` each time any Greenlet is started (``start``, ``start_later``, ``spawn``),
+        before it is scheduled. Adding a callback twice registers it once."""
+        global _spawn_callbacks
+        if _spawn_callbacks is None:
+            _spawn_callbacks = []
+        if callback not in _spawn_callbacks:
+            _spawn_callbacks.append(callback)
+
+    @staticmethod
+    def remove_spawn_callback(callback):
+        """Removes a callback added with `add_spawn_callback` (nothing happens if it is not registered)."""
+        global _spawn_callbacks
+        if _spawn_callbacks is not None and callback in _spawn_callbacks:
+            _spawn_callbacks.remove(callback)
+            if not _spawn_callbacks:
+                _spawn_callbacks = None
 
     @property
     def name(self):
@@ -211,12 +279,16 @@ class Greenlet(greenlet):
     def start(self):
         """Schedules it to run in this loop iteration (after everything already ready)."""
         if self._start_state is None:
+            if _spawn_callbacks is not None:
+                _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
             self._hub.loop.start(self)
 
     def start_later(self, seconds):
         """Schedules it to run ``seconds`` from now."""
         if self._start_state is None:
+            if _spawn_callbacks is not None:
+                _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
             self._start_timer = self._hub.loop.call_later(seconds, self.switch)
 
@@ -332,8 +404,11 @@ class Greenlet(greenlet):
     # -- waiting ----------------------------------------------------------------------------------------
 
     def join(self, timeout=None):
-        """Waits until it finishes or ``timeout`` passes. Returns None either way."""
-        self._wait_finished(timeout)
+        """Waits until it finishes or ``timeout`` (seconds, or a Timeout instance) passes. Returns None either way."""
+        if isinstance(timeout, Timeout):
+            wait_bounded_by(timeout, self._wait_finished_forever, False)
+        else:
+            self._wait_finished(timeout)
 
     def get(self, block=True, timeout=None):
         """Returns its value, or re-raises its exception with the original traceback.
@@ -344,7 +419,9 @@ class Greenlet(greenlet):
         if not self.ready():
             if not block:
                 raise Timeout()
-            if not self._wait_finished(timeout):
+            if isinstance(timeout, Timeout):
+                wait_bounded_by(timeout, self._wait_finished_forever)
+            elif not self._wait_finished(timeout):
                 raise Timeout(timeout)
         if self.successful():
             return self.value
@@ -371,6 +448,9 @@ class Greenlet(greenlet):
             return True
         finally:
             self._unlink_waiter(waiter)
+
+    def _wait_finished_forever(self):
+        return self._wait_finished(None)
 
     def _raise_exception(self):
         _, value, tb = self._exc_info
@@ -454,6 +534,32 @@ class Greenlet(greenlet):
                 self._hub.handle_error((link, self), *sys.exc_info())
 
 
+_spawn_callbacks = None  # the callbacks of Greenlet.add_spawn_callback, in the order added; None when there are none
+
+
+def _call_spawn_callbacks(starting):
+    for callback in list(_spawn_callbacks):
+        callback(starting)
+
+
+def _tree_locals_of_spawner(spawner):
+    """The spawn-tree dict a greenlet made by ``spawner`` shares (a new one if ``spawner`` is a main greenlet or
+    gone); a plain greenlet spawner gets it as its attribute, as a Greenlet has it as a property."""
+    if spawner is None or spawner.parent is None:
+        return {}
+    try:
+        return spawner.spawn_tree_locals
+    except AttributeError:
+        shared = spawner.spawn_tree_locals = {}
+        return shared
+
+
+def _stack_summary(frame, limit):
+    import traceback  # imported late: only spawns that keep their spawner's stack need it
+
+    return traceback.StackSummary.extract(traceback.walk_stack(frame), limit=limit, lookup_lines=False)
+
+
 def spawn_raw(function, *args, **kwargs):
     """Runs ``function(*args, **kwargs)`` in a plain greenlet (no result keeping, no links): the cheapest spawn."""
     if not callable(function):
@@ -463,19 +569,48 @@ def spawn_raw(function, *args, **kwargs):
         g = greenlet(lambda: function(*args, **kwargs), hub)
     else:
         g = greenlet(function, hub)
+    spawner = getcurrent()
+    g.spawning_greenlet = ref(spawner)
+    g.spawn_tree_locals = _tree_locals_of_spawner(spawner)
     hub.loop.start(g)
     return g
 
 
-def _never_ready():
-    return False
+_TIMED_OUT = object()  # what iwait's timer hands its waiter
+
+
+class _ReadyIterator:
+    """What `iwait` returns: an iterator that is also a context manager, whose exit stops the waiting (unlinks
+    every object) even if the iteration was left early."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items):
+        self._items = items
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._items)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, t, v, tb):
+        self._items.close()
 
 
 def iwait(objects, timeout=None, count=None):
     """Yields each of ``objects`` (greenlets, events, anything with rawlink/unlink) as it becomes ready.
 
-    Stops after ``count`` objects, or when ``timeout`` seconds have passed since the first call.
+    Stops after ``count`` objects, or when ``timeout`` seconds have passed since the first call. Usable as a
+    context manager (``with iwait(objects) as ready: ...``), whose exit stops waiting for the rest.
     """
+    return _ReadyIterator(_iter_ready(objects, timeout, count))
+
+
+def _iter_ready(objects, timeout, count):
     if objects is None:
         yield get_hub().join(timeout=timeout)
         return
@@ -483,39 +618,26 @@ def iwait(objects, timeout=None, count=None):
     count = len(objects) if count is None else min(count, len(objects))
     if count <= 0:
         return
-    loop = get_hub().loop
-    waiter = getcurrent()
-    arrived = deque()
-    parked_here = []  # non-empty only while the waiter is parked in this iwait, not in its caller's code
-
-    def on_ready(obj):
-        arrived.append(obj)
-        if parked_here:
-            loop.wake(waiter)
-
-    linked = []
+    hub = get_hub()
+    # Every object is linked, ready or not, so they arrive in the order the hub notifies them; each notification
+    # resumes the iterating greenlet at once, from the hub, as gevent's does.
+    arrivals = MultipleWaiter(hub)
+    arrive = arrivals.switch
     for obj in objects:
-        if getattr(obj, "ready", _never_ready)():
-            arrived.append(obj)
-        else:
-            obj.rawlink(on_ready)
-            linked.append(obj)
-    deadline = None if timeout is None else time.monotonic() + timeout
+        obj.rawlink(arrive)
+    timer = None if timeout is None else hub.loop.call_later(timeout, arrive, _TIMED_OUT)
     try:
         for _ in range(count):
-            while not arrived:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                parked_here.append(True)
-                try:
-                    timed_out = loop.park(remaining) is TIMEOUT
-                finally:
-                    parked_here.clear()
-                if timed_out:
-                    return
-            yield arrived.popleft()
+            obj = arrivals.get()
+            arrivals.clear()
+            if obj is _TIMED_OUT:
+                return
+            yield obj
     finally:
-        for obj in linked:
-            obj.unlink(on_ready)
+        if timer is not None:
+            hub.loop.cancel_timer(timer)
+        for obj in objects:
+            obj.unlink(arrive)
 
 
 def wait(objects=None, timeout=None, count=None):

@@ -2,6 +2,10 @@
 
 Every greenlet spawned on a thread has that thread's hub as its parent. A greenlet that waits parks in the loop
 and switches away; the hub's loop switches back to it when its fd, timer or wake arrives.
+
+As ``gevent.hub``, the module also offers the low-level `Waiter`, ``_get_hub`` (the thread's hub or None) and the
+functions gevent re-exports here (``sleep``, ``kill``, ``idle``, ``spawn_raw``, ``iwait``, ``wait``, ``signal``),
+the latter looked up on first use, since their modules import this one.
 """
 
 from __future__ import annotations
@@ -11,13 +15,57 @@ import sys
 import time
 import traceback
 from _thread import _local as _thread_local  # the real per-thread local, even after monkey-patching threading
+from _thread import get_ident as get_thread_ident
+from threading import main_thread as threading_main_thread
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import Loop as _CoreLoop
-from ferrovent.exceptions import HubDestroyed, LoopExit
+from ferrovent._core import sleep
+from ferrovent._ident import IdentRegistry
+from ferrovent._waiter import Waiter
+from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 
-__all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub", "reinit", "fork"]
+__all__ = [
+    "getcurrent",
+    "GreenletExit",
+    "sleep",
+    "reinit",
+    "get_hub",
+    "Hub",
+    "Waiter",
+    "Loop",
+    "get_hub_if_exists",
+    "set_hub",
+    "fork",
+    *("spawn_raw", "kill", "signal"),  # provided by __getattr__ below
+]
+
+# gevent.hub's re-exports whose modules import this one: name -> (module, name there), imported on first use.
+_REEXPORTED_LATE = {
+    "spawn_raw": ("ferrovent.greenlet", "spawn_raw"),
+    "iwait": ("ferrovent.greenlet", "iwait"),
+    "wait": ("ferrovent.greenlet", "wait"),
+    "kill": ("ferrovent", "kill"),
+    "idle": ("ferrovent", "idle"),
+    "signal": ("ferrovent.signal", "signal_handler"),
+}
+
+
+def __getattr__(name):
+    try:
+        module_name, attribute = _REEXPORTED_LATE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_REEXPORTED_LATE})
 
 
 class Loop(_CoreLoop):
@@ -35,6 +83,9 @@ def _utc_timestamp():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+_MAIN_THREAD_IDENT = threading_main_thread().ident
+
+
 class Hub(greenlet):
     """The greenlet that runs a thread's event loop."""
 
@@ -43,11 +94,46 @@ class Hub(greenlet):
     #: Exceptions that, raised in the hub, are re-raised in the main greenlet (the hub's parent).
     SYSTEM_ERROR = (KeyboardInterrupt, SystemExit, SystemError)
 
+    #: The class of the loop each hub makes (a subclass of `Loop`).
+    loop_class = Loop
+
+    #: How many hubs were made in this process; each hub's `minimal_ident` is its place in that count.
+    _made = 0
+
     def __init__(self):
         greenlet.__init__(self)
-        self.loop = Loop(self)
+        self.loop = self.loop_class(self)
         self.loop.make_current()
         self.exception_stream = sys.stderr
+        Hub._made += 1
+        #: A small number naming this hub (gevent's); its greenlets' numbers come from `ident_registry`.
+        self.minimal_ident = Hub._made
+        #: The OS thread this hub runs in.
+        self.thread_ident = get_thread_ident()
+        self.name = ""
+
+    def __repr__(self):
+        loop = self.loop
+        state = "destroyed" if loop is None else f"iteration={loop.iteration}"
+        described = f"<{type(self).__name__} {self.name!r} at {hex(id(self))} {state}"
+        for name in ("_resolver", "_threadpool"):
+            value = self.__dict__.get(name)
+            if value is not None:
+                described += f" {name[1:]}={value!r}"
+        return f"{described} thread_ident={hex(self.thread_ident)}>"
+
+    @property
+    def main_hub(self) -> bool:
+        """True for the hub of the main thread."""
+        return self.thread_ident == _MAIN_THREAD_IDENT
+
+    @property
+    def ident_registry(self) -> IdentRegistry:
+        """Numbers this hub's greenlets (``Greenlet.minimal_ident``): small, reused once a greenlet is gone."""
+        registry = self.__dict__.get("_ident_registry")
+        if registry is None:
+            registry = self._ident_registry = IdentRegistry()
+        return registry
 
     def run(self):
         """Runs the loop; each time it runs out, raises LoopExit in the parent and waits to be needed again."""
@@ -107,6 +193,24 @@ class Hub(greenlet):
             return True
         return False
 
+    def wait(self, watcher):
+        """Parks the current greenlet until ``watcher`` (a loop watcher, not started) fires; stops it after.
+
+        The watcher is started with a `Waiter`'s ``switch``; anything else switching into the greenlet meanwhile is
+        an InvalidSwitchError.
+        """
+        waiter = Waiter(self)
+        watcher.start(waiter.switch, waiter)
+        try:
+            woken_by = waiter.get()
+            if woken_by is not waiter:
+                raise InvalidSwitchError(
+                    f"Invalid switch into {getcurrent()}: got {woken_by!r} (expected {waiter!r}; waiting on "
+                    f"{self!r} with {watcher!r})"
+                )
+        finally:
+            watcher.stop()
+
     def destroy(self, destroy_loop=None):
         """Stops this hub for good and forgets it as its thread's hub; a later get_hub() makes a new one.
 
@@ -119,6 +223,7 @@ class Hub(greenlet):
         pool = self.__dict__.pop("_threadpool", None)
         if pool is not None:
             pool.kill()
+        self._threadpool = self._resolver = None
         loop = self.loop
         if loop is None:
             return
@@ -135,6 +240,30 @@ class Hub(greenlet):
         from ferrovent.threadpool import hub_threadpool  # imported late: threadpool imports this module
 
         return hub_threadpool(self)
+
+    @threadpool.setter
+    def threadpool(self, pool):
+        """Replaces the pool (the old one is killed); None makes a fresh one on next use."""
+        old = self.__dict__.pop("_threadpool", None)
+        if old is not None and old is not pool:
+            old.kill()
+        if pool is not None:
+            self._threadpool = pool
+
+    @property
+    def resolver(self):
+        """What resolves names for this hub (gevent's ``Hub.resolver``): ``gethostbyname``, ``getaddrinfo``... By
+        default the `ferrovent.resolver` module; assigning None restores it."""
+        chosen = self.__dict__.get("_resolver")
+        if chosen is None:
+            import ferrovent.resolver  # imported late: the resolver imports this module
+
+            return ferrovent.resolver
+        return chosen
+
+    @resolver.setter
+    def resolver(self, value):
+        self._resolver = value
 
     @property
     def main_greenlet(self):
@@ -174,6 +303,9 @@ def get_hub() -> Hub:
 def get_hub_if_exists():
     """The calling thread's hub, or None if it has none yet."""
     return getattr(_hubs, "hub", None)
+
+
+_get_hub = get_hub_if_exists  # gevent.hub's name for it
 
 
 def set_hub(hub):

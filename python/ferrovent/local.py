@@ -17,7 +17,7 @@ from weakref import ref
 
 from greenlet import getcurrent
 
-__all__ = ["local"]
+__all__ = ["local", "all_local_dicts_for_greenlet"]
 
 _get = object.__getattribute__
 _set = object.__setattr__
@@ -141,3 +141,22 @@ class local:
             raise AttributeError(f"{type(self).__name__!r} object attribute '__dict__' is read-only")
         _enter(self)
         _delete(self, name)
+
+
+def all_local_dicts_for_greenlet(greenlet: Any) -> list:
+    """The attributes every live `local` holds for ``greenlet``: a list of ``((type, id), dict)`` pairs, the type
+    and id of the local object and its attribute dict as seen from that greenlet. A debugging aid (it walks the
+    garbage collector's objects, so it costs time in proportion to the heap)."""
+    import gc
+
+    key = id(greenlet)
+    found = []
+    for impl in gc.get_objects():
+        if type(impl) is not _LocalImpl:
+            continue
+        localdict = impl.dicts.get(key)
+        watcher = impl.watchers.get(key)
+        owner = impl.owner()
+        if localdict is not None and watcher is not None and watcher() is greenlet and owner is not None:
+            found.append(((type(owner), id(owner)), localdict))
+    return found

@@ -22,6 +22,7 @@ from greenlet import getcurrent
 
 from ferrovent._linkable import Linkable
 from ferrovent.hub import get_hub_if_exists, main_greenlet_of
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
@@ -130,7 +131,16 @@ class Semaphore(Linkable):
             return True
         if not blocking:
             return False
+        return self._acquire_waiting_until(timeout)
+
+    def _acquire_waiting_until(self, timeout) -> bool:
+        """``_acquire_waiting`` for a timeout that may also be a Timeout instance (False if it fires)."""
+        if isinstance(timeout, Timeout):
+            return wait_bounded_by(timeout, self._acquire_waiting_forever, False)
         return self._acquire_waiting(timeout)
+
+    def _acquire_waiting_forever(self) -> bool:
+        return self._acquire_waiting(None)
 
     def __enter__(self):
         self.acquire()
@@ -140,7 +150,7 @@ class Semaphore(Linkable):
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Waits until a unit is free (without taking it) or ``timeout`` passes; returns the counter."""
-        if self.counter <= 0 and self._park(timeout):
+        if self.counter <= 0 and self._park_until(timeout):
             self._lost_wake()  # we take nothing: the unit we were woken for goes to the next in line
         return self.counter
 
@@ -257,11 +267,14 @@ class DummySemaphore:
 
 
 def _thread_timeout(blocking: bool, timeout: Optional[float]) -> Optional[float]:
-    """Checks ``_thread``-style acquire arguments; returns the wait in seconds (None: forever, 0: do not wait)."""
+    """Checks ``_thread``-style acquire arguments; returns the wait in seconds (None: forever, 0: do not wait), or
+    the Timeout instance given as ``timeout``."""
     if timeout is None or timeout == -1:
         return None if blocking else 0
     if not blocking:
         raise ValueError("can't specify a timeout for a non-blocking call")
+    if isinstance(timeout, Timeout):
+        return timeout
     if timeout < 0:
         raise ValueError("timeout value must be positive")
     if timeout > TIMEOUT_MAX:
@@ -295,7 +308,7 @@ class Lock(BoundedSemaphore):
             return True
         if wait == 0:
             return False
-        return self._acquire_waiting(wait)
+        return self._acquire_waiting_until(wait)
 
     def release(self) -> None:
         """Unlocks it; RuntimeError if it is not locked."""
@@ -344,7 +357,7 @@ class RLock:
         block = self._block
         if block.counter > 0:
             block.counter -= 1
-        elif wait == 0 or not block._acquire_waiting(wait):
+        elif wait == 0 or not block._acquire_waiting_until(wait):
             return False
         self._owner = me
         self._count = 1

@@ -23,6 +23,7 @@ import queue as _stdlib_queue
 import types
 import warnings
 from collections import deque
+from functools import partial
 from heapq import heapify, heappop, heappush
 from time import monotonic
 from typing import Any, Optional
@@ -32,6 +33,7 @@ from greenlet import getcurrent
 from ferrovent._core import ItemQueue, WaitQueue
 from ferrovent.event import Event
 from ferrovent.hub import get_hub
+from ferrovent.timeout import Timeout, wait_bounded_by
 
 __all__ = [
     "Queue",
@@ -58,7 +60,7 @@ else:
 
 
 def _check_timeout(block: bool, timeout: Optional[float]) -> None:
-    if block and timeout is not None and timeout < 0:
+    if block and timeout is not None and not isinstance(timeout, Timeout) and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
 
 
@@ -192,6 +194,8 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             self._add(item)
         elif not block or getcurrent() is self.hub:  # the hub cannot wait
             raise Full
+        elif isinstance(timeout, Timeout):
+            wait_bounded_by(timeout, partial(self._put_waiting, item, None))
         else:
             self._put_waiting(item, timeout)
 
@@ -256,6 +260,8 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             raise Empty
         if not block:
             raise Empty
+        if isinstance(timeout, Timeout):
+            return wait_bounded_by(timeout, partial(self._get_slow, True, None, peek))
         getters = self.getters
         deadline = None if timeout is None else monotonic() + timeout
         front = False
@@ -436,7 +442,9 @@ class Channel(_ReadUntilStop):
             return
         if current is self.hub:
             raise Full
-        if not self.putters.wait(loop, timeout if block else 0, False, item):
+        if block and isinstance(timeout, Timeout):
+            wait_bounded_by(timeout, partial(self.putters.wait, loop, None, False, item))
+        elif not self.putters.wait(loop, timeout if block else 0, False, item):
             raise Full
 
     def put_nowait(self, item: Any) -> None:
@@ -450,7 +458,9 @@ class Channel(_ReadUntilStop):
         if getcurrent() is self.hub:
             raise Empty
         box = []
-        if not self.getters.wait(loop, timeout if block else 0, False, box):
+        if block and isinstance(timeout, Timeout):
+            wait_bounded_by(timeout, partial(self.getters.wait, loop, None, False, box))
+        elif not self.getters.wait(loop, timeout if block else 0, False, box):
             raise Empty
         return box[0]
 

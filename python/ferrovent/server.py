@@ -109,11 +109,14 @@ class StreamServer(BaseServer):
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         """Handshakes TLS on the accepted socket (in the handler's greenlet), then calls ``handle``."""
-        timeout = client_socket.gettimeout()
-        if self.handshake_timeout is not None:
-            client_socket.settimeout(self.handshake_timeout)
+        timeout = handshake_timeout = self.handshake_timeout
+        if handshake_timeout is not None:
+            timeout = client_socket.gettimeout()
+            client_socket.settimeout(handshake_timeout)
+        # The wrapped socket inherits the timeout; a failure to wrap is the wrapper's error, whatever it was given.
         with self.wrap_socket(client_socket, **self.ssl_args) as tls_socket:
-            tls_socket.settimeout(timeout)
+            if handshake_timeout is not None:
+                tls_socket.settimeout(timeout)
             return self.handle(tls_socket, address)
 
 

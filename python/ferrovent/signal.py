@@ -50,10 +50,10 @@ class _GreenHandler:
             self.handler(signalnum, frame)
 
 
-def _raising_in_main(handler, signalnum, frame):
+def _raising_in_main(handler, *args, **kwargs):
     """Runs a handler the hub received; what it raises goes to the main greenlet (the hub's parent)."""
     try:
-        handler(signalnum, frame)
+        handler(*args, **kwargs)
     except GreenletExit:
         raise  # this greenlet was killed: nothing for the main greenlet
     except BaseException:
@@ -78,17 +78,30 @@ _registered: dict[int, list] = {}
 _replaced: dict[int, object] = {}
 
 
+_FOREVER = 10.0 * 365 * 24 * 3600  # a ten-year timer: the keep-alive of a referenced signal_handler
+
+
+def _nothing():
+    pass
+
+
 def _dispatch(signalnum, frame):
     for registration in list(_registered.get(signalnum, ())):
-        _spawn(registration.handler, *registration.args, **registration.kwargs)
+        registration._start()
 
 
 class signal_handler:
-    """Calls ``handler(*args, **kwargs)`` in a new greenlet each time the process gets ``signalnum``.
+    """Calls ``handler(*args, **kwargs)`` in a new greenlet each time the process gets ``signalnum``; what it
+    raises is raised in the main greenlet, as for ``signal.signal`` handlers (see the module's notes).
 
-    It does not keep the loop alive. `cancel()` stops it; once every handler of a signal is cancelled, the signal's
-    previous handler is restored.
+    It does not keep the loop alive unless ``ref`` is set to True. `cancel()` stops it; once every handler of a
+    signal is cancelled, the signal's previous handler is restored.
     """
+
+    _keepalive = None  # while ``ref`` is true: a referenced timer that never fires, owned by this handler's loop
+
+    #: The class of the greenlet each delivery runs in (None: ``ferrovent.Greenlet``).
+    greenlet_class = None
 
     def __init__(self, signalnum, handler, *args, **kwargs):
         if not callable(handler):
@@ -102,7 +115,35 @@ class signal_handler:
             _replaced[signalnum] = _std_signal(signalnum, _dispatch)
         registrations.append(self)
 
+    def _start(self):
+        if self.greenlet_class is None:
+            _spawn(self.handle)
+        else:
+            self.greenlet_class(self.handle).start()
+
+    def handle(self):
+        """Calls the handler (in the greenlet of one delivery); what it raises goes to the main greenlet."""
+        _raising_in_main(self.handler, *self.args, **self.kwargs)
+
+    @property
+    def ref(self):
+        """Whether waiting for this signal keeps the loop (and ``join``, ``wait()``...) running; False by default."""
+        return self._keepalive is not None
+
+    @ref.setter
+    def ref(self, value):
+        if bool(value) == self.ref:
+            return
+        if value:
+            loop = get_hub().loop
+            self._keepalive = (loop, loop.call_later(_FOREVER, _nothing))
+        else:
+            loop, timer = self._keepalive
+            self._keepalive = None
+            loop.cancel_timer(timer)
+
     def cancel(self):
+        self.ref = False
         registrations = _registered.get(self.signalnum, [])
         if self in registrations:
             registrations.remove(self)

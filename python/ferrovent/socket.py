@@ -15,7 +15,9 @@ greenlet), ``0`` raises BlockingIOError, a number raises ``socket.timeout`` ("ti
 Two greenlets waiting to read (or to write) the same socket at once is an error (ConcurrentObjectUseError), as in
 gevent. Closing a socket wakes the greenlets waiting on it with OSError(EBADF).
 
-Extensions, as in gevent: `wait_read`, `wait_write`, `wait_readwrite` and `cancel_wait`.
+Extensions, as in gevent: `wait_read`, `wait_write`, `wait_readwrite`, `wait` (on a watcher) and `cancel_wait`;
+on the socket, ``ref`` (false: its waits do not keep the loop alive) and ``send(..., timeout=)`` (this call's own
+timeout instead of the socket's).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Optional
 from ferrovent import resolver as _resolver
 from ferrovent import selectors as _cooperative_selectors
 from ferrovent._stdlib import copy_public_names, rebind, rebind_users
+from ferrovent.exceptions import ConcurrentObjectUseError
 from ferrovent.hub import get_hub
 from ferrovent.os import _forget_fd
 from ferrovent.select import _wait_any
@@ -91,7 +94,7 @@ def _resolve(sock: socket, address: Any) -> Any:
 class socket(__socket__.socket):
     """A stdlib socket whose blocking calls park only the current greenlet."""
 
-    __slots__ = ("_timeout",)
+    __slots__ = ("_timeout", "_unreferenced")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None) -> None:
         super().__init__(family, type, proto, fileno)
@@ -138,23 +141,52 @@ class socket(__socket__.socket):
         """The timeout, as ``gettimeout()`` returns it."""
         return self._timeout
 
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self._closed
+
+    @property
+    def hub(self):
+        """The hub its waits park in: the calling thread's."""
+        return get_hub()
+
+    @property
+    def _sock(self) -> socket:
+        """gevent's sockets wrap the C-level socket object here, and some libraries reach for it; a ferrovent
+        socket is that object itself."""
+        return self
+
+    @property
+    def ref(self) -> bool:
+        """True (the default) if a greenlet waiting on this socket keeps the loop running; set it to False for a
+        socket whose waits alone should not keep the program alive."""
+        return not getattr(self, "_unreferenced", False)
+
+    @ref.setter
+    def ref(self, value: bool) -> None:
+        self._unreferenced = not value
+
     # -- waiting ------------------------------------------------------------------------------------------
 
-    def _wait_and_retry(self, op: Any, writable: bool, *args: Any) -> Any:
-        """After ``op`` failed with EAGAIN: waits for the fd, retries, and so on until it succeeds or times out."""
-        timeout = self._timeout
+    def _wait_and_retry(self, op: Any, writable: bool, *args: Any, timeout: Any = _NONE) -> Any:
+        """After ``op`` failed with EAGAIN: waits for the fd, retries, and so on until it succeeds or times out
+        (after the socket's timeout, or ``timeout`` if given)."""
+        if timeout is _NONE:
+            timeout = self._timeout
         wait_fd = get_hub().loop.wait_fd
         fd = _sock_fileno(self)
+        referenced = self.ref
         if timeout is None:
             while True:
-                wait_fd(fd, writable, None, None, True, True)
+                wait_fd(fd, writable, None, None, referenced, True)
                 try:
                     return op(self, *args)
                 except BlockingIOError:
                     pass
         deadline = _monotonic() + timeout
         while True:
-            if not wait_fd(fd, writable, timeout, None, True, True):
+            if not wait_fd(fd, writable, timeout, None, referenced, True):
                 raise _timeout_error("timed out")
             try:
                 return op(self, *args)
@@ -200,14 +232,15 @@ class socket(__socket__.socket):
 
     # -- sending ------------------------------------------------------------------------------------------
 
-    def send(self, data: Any, flags: int = 0) -> int:
-        """Sends some of ``data``; returns how many bytes were sent."""
+    def send(self, data: Any, flags: int = 0, timeout: Any = _NONE) -> int:
+        """Sends some of ``data``; returns how many bytes were sent. ``timeout``, if given, replaces the socket's
+        timeout for this call."""
         try:
             return _sock_send(self, data, flags)
         except BlockingIOError:
-            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
+            if (self._timeout if timeout is _NONE else timeout) == 0.0 or flags & _MSG_DONTWAIT:
                 raise
-        return self._wait_and_retry(_sock_send, True, data, flags)
+        return self._wait_and_retry(_sock_send, True, data, flags, timeout=timeout)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Sends all of ``data``; the timeout bounds the whole call. On error, how much was sent is unknown."""
@@ -236,7 +269,7 @@ class socket(__socket__.socket):
                 timeout = deadline - _monotonic()
                 if timeout <= 0:
                     raise _timeout_error("timed out")
-            if not get_hub().loop.wait_fd(_sock_fileno(self), True, timeout, None, True, True):
+            if not get_hub().loop.wait_fd(_sock_fileno(self), True, timeout, None, self.ref, True):
                 raise _timeout_error("timed out")
         return None
 
@@ -271,7 +304,7 @@ class socket(__socket__.socket):
                 timeout = deadline - _monotonic()
                 if timeout <= 0:
                     raise _timeout_error("timed out")
-            if not get_hub().loop.wait_fd(_sock_fileno(self), True, timeout, None, True, True):
+            if not get_hub().loop.wait_fd(_sock_fileno(self), True, timeout, None, self.ref, True):
                 raise _timeout_error("timed out")
             if error != EAGAIN:  # in progress: writable means done, and SO_ERROR says how it went
                 error = self.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
@@ -400,6 +433,22 @@ def wait_readwrite(fileno: int, timeout: Optional[float] = None, timeout_exc: An
         raise _timeout_exception(timeout, timeout_exc)
 
 
+def wait(io: Any, timeout: Optional[float] = None, timeout_exc: Any = _NONE) -> None:
+    """Parks the current greenlet until the watcher ``io`` (not started; see ``ferrovent.hub.Hub.wait``) fires.
+
+    After ``timeout`` seconds raises ``timeout_exc`` (default ``socket.timeout("timed out")``). A watcher that
+    already has a callback is in use by another greenlet: ConcurrentObjectUseError.
+    """
+    if io.callback is not None:
+        raise ConcurrentObjectUseError(f"This socket is already used by another greenlet: {io.callback!r}")
+    expiry = _timeout_exception(timeout, timeout_exc)
+    timer = Timeout._start_new_or_dummy(timeout, expiry)
+    try:
+        get_hub().wait(io)
+    finally:
+        timer.close()
+
+
 def cancel_wait(fileno: Any, error: Any = cancel_wait_ex) -> None:
     """Wakes every greenlet waiting on ``fileno`` (an fd or an object with ``fileno()``) by raising ``error``.
 
@@ -410,5 +459,5 @@ def cancel_wait(fileno: Any, error: Any = cancel_wait_ex) -> None:
 
 
 __implements__ = ["socket", "SocketType", *sorted(_rebound), *_resolver.__dns__]
-__extensions__ = ["cancel_wait", "wait_read", "wait_write", "wait_readwrite"]
+__extensions__ = ["cancel_wait", "wait", "wait_read", "wait_write", "wait_readwrite"]
 __all__ = sorted({*__socket__.__all__, *__implements__, *__extensions__})

@@ -1,4 +1,11 @@
-"""Timeout: an exception raised in a greenlet after a delay, usable as a context manager; and with_timeout."""
+"""Timeout: an exception raised in a greenlet after a delay, usable as a context manager; and with_timeout.
+
+Wherever gevent takes ``timeout=`` on a blocking call (``Event.wait``, ``AsyncResult.get``, ``Greenlet.join``,
+``Queue.get``, ``Semaphore.acquire``...), a Timeout instance may be given instead of seconds: `wait_bounded_by`
+runs the wait under it. It is started unless already pending and closed when the wait ends; if it fires, the calls
+that report a timeout by their return value (``wait``, ``join``, ``acquire``) return as timed out, and those that
+raise (``get``, ``put``, ``peek``) raise it. A Timeout made with another exception raises that exception in both.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from ferrovent.hub import get_hub
 __all__ = ["Timeout", "with_timeout"]
 
 _NONE = object()
+#: `wait_bounded_by`'s ``expired`` for the calls that let the Timeout propagate.
+RAISE = object()
 
 
 class _NoTimeout:
@@ -135,3 +144,21 @@ def with_timeout(seconds, function, *args, **kwds):
             raise
     finally:
         timeout.cancel()
+
+
+def wait_bounded_by(timeout: Timeout, wait, expired=RAISE):
+    """Runs ``wait()`` (a wait with no time limit of its own) under the Timeout instance ``timeout``.
+
+    Returns what ``wait()`` returns, or ``expired`` if ``timeout`` fired (raising itself); with ``expired`` left as
+    `RAISE`, the Timeout propagates. See the module's notes.
+    """
+    if not timeout.pending:
+        timeout.start()
+    try:
+        return wait()
+    except Timeout as fired:
+        if fired is not timeout or expired is RAISE:
+            raise
+        return expired
+    finally:
+        timeout.close()

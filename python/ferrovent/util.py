@@ -1,19 +1,30 @@
-"""Small utilities: ``wrap_errors`` (return chosen exceptions instead of raising them) and ``format_run_info`` /
-``print_run_info`` (a dump of every thread's and every greenlet's stack, for debugging a stuck program)."""
+"""Small utilities: ``wrap_errors`` (return chosen exceptions instead of raising them); for debugging a stuck
+program, ``format_run_info`` / ``print_run_info`` (every thread's stack, and every greenlet as a `GreenletTree`:
+who spawned whom, parents, stacks, spawn-tree and greenlet locals); ``assert_switches`` (fail a block of code that
+does not yield to other greenlets); ``clear_stack_frames``."""
 
 from __future__ import annotations
 
 import functools
 import gc
+import pprint
 import sys
 import threading
 import traceback
 from _thread import get_ident
+from time import perf_counter
 from typing import IO, Any, Callable, Optional, Union
 
 from greenlet import getcurrent, greenlet
 
-__all__ = ["wrap_errors", "format_run_info", "print_run_info"]
+__all__ = [
+    "wrap_errors",
+    "format_run_info",
+    "print_run_info",
+    "GreenletTree",
+    "assert_switches",
+    "clear_stack_frames",
+]
 
 _RULE = "*" * 80
 
@@ -49,31 +60,11 @@ class wrap_errors:
         return getattr(self.__func, name)
 
 
-def _ancestry(glet: Any) -> tuple[Any, int]:
-    """The root of ``glet``'s parent chain (a thread's main greenlet: one thread's greenlets share it) and its
-    depth below that root."""
-    depth = 0
-    while glet.parent is not None:
-        glet = glet.parent
-        depth += 1
-    return glet, depth
-
-
 def _describe(glet: Any) -> str:
     try:
         return repr(glet)
     except Exception:  # a broken __repr__ must not stop the dump
         return object.__repr__(glet)
-
-
-def _state(glet: Any, current: Any) -> str:
-    if glet is current:
-        return "current"
-    if glet.dead:
-        return "dead"
-    if not glet:
-        return "not started"
-    return "suspended"
 
 
 def _format_threads(lines: list[str], thread_stacks: bool, limit: Optional[int], current_ident: int) -> None:
@@ -83,24 +74,6 @@ def _format_threads(lines: list[str], thread_stacks: bool, limit: Optional[int],
         current = ") (CURRENT" if ident == current_ident else ""
         lines += [_RULE, f"Thread 0x{ident:x} ({names.get(ident)}{current})\n"]
         lines.append("".join(traceback.format_stack(frame, limit)) if thread_stacks else "\t...stack elided...")
-
-
-def _format_greenlets(lines: list[str], greenlet_stacks: bool, limit: Optional[int]) -> None:
-    lines += [_RULE, "* Greenlets", _RULE]
-    current = getcurrent()
-    our_root = _ancestry(current)[0]
-    found = [(obj, *_ancestry(obj)) for obj in gc.get_objects() if isinstance(obj, greenlet)]
-    # This thread's greenlets first; within a thread, the main greenlet, then the hub, then the others.
-    found.sort(key=lambda entry: (entry[1] is not our_root, id(entry[1]), entry[2]))
-    for glet, root, _ in found:
-        lines.append(f"{_describe(glet)} ({_state(glet, current)})")
-        if glet.parent is not None:
-            lines.append(f" : Parent: {_describe(glet.parent)}")
-        if not greenlet_stacks or root is not our_root:
-            continue  # another thread's stacks are not ours to read consistently
-        frame = sys._getframe(2) if glet is current else glet.gr_frame
-        if frame is not None:
-            lines.extend("   " + line for line in "".join(traceback.format_stack(frame, limit)).splitlines())
 
 
 def format_run_info(
@@ -116,7 +89,11 @@ def format_run_info(
     """
     lines: list[str] = []
     _format_threads(lines, thread_stacks, limit, get_ident() if current_thread_ident is None else current_thread_ident)
-    _format_greenlets(lines, greenlet_stacks, limit)
+    lines += [_RULE, "* Greenlets", _RULE]
+    for tree in sorted(GreenletTree.forest(), key=lambda tree: "" if tree.is_current_tree else repr(tree.greenlet)):
+        lines.append("---- Thread boundary")
+        running = greenlet_stacks and tree.is_current_tree  # another thread's stacks are not ours to read
+        lines.extend(tree.format_lines({"running_stacks": running, "running_stack_limit": limit}))
     return lines
 
 
@@ -130,3 +107,251 @@ def print_run_info(
     stream = sys.stderr if file is None else file
     for line in format_run_info(thread_stacks, greenlet_stacks, limit):
         print(line, file=stream)
+
+
+def _finished() -> bool:
+    return False
+
+
+class _Layout:
+    """Draws one level of a GreenletTree: a node's label, then its data lines (``:``-marked at the top level) and
+    its children's blocks joined by ``+---`` heads and ``|`` rails. Data lines are tuples until placed, so a parent
+    can tell them from its children's rails."""
+
+    def __init__(self, details: dict, depth: int = 0) -> None:
+        self.lines: list = []
+        self.details = details
+        self.depth = depth
+
+    def deeper(self) -> _Layout:
+        return _Layout(self.details, self.depth + 1)
+
+    def label(self, text: str) -> None:
+        self.lines.append(text)
+
+    def data(self, text: str, marker: str = ":") -> None:
+        if self.details:
+            self.lines.append((f" {marker if not self.depth else ' '}    {text}",))
+
+    def multidata(self, text: str) -> None:
+        for line in text.splitlines():
+            self.data(line)
+
+    def child(self, block: list, last: bool) -> None:
+        head, *rest = block
+        self.lines.append(f" +--- {head}")
+        for line in rest:
+            if isinstance(line, tuple):
+                self.data(line[0], " " if last else ":")
+            else:
+                self.lines.append(f" {' ' if last else '|'}   {line}")
+
+
+class GreenletTree:
+    """The greenlets of a thread arranged by who spawned whom (``spawning_greenlet``; a greenlet with no known
+    spawner hangs from its thread's main greenlet). ``str()`` is the bare tree; `format` adds details (parents,
+    running and spawning stacks, spawn-tree locals, greenlet locals). `forest` has a tree per thread, and
+    `current_tree` the calling thread's. The output is for people; its exact form may change.
+    """
+
+    #: What `format` shows, unless told otherwise.
+    DEFAULT_DETAILS = {"running_stacks": True, "running_stack_limit": None, "spawning_stacks": True, "locals": True}
+
+    is_current_tree = False
+
+    def __init__(self, glet: Any) -> None:
+        self.greenlet = glet
+        self.child_trees: list[GreenletTree] = []
+
+    def add_child(self, tree: GreenletTree) -> None:
+        if tree is not self:
+            self.child_trees.append(tree)
+
+    @property
+    def root(self) -> bool:
+        """True for a thread's main greenlet."""
+        return self.greenlet.parent is None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.greenlet, name)
+
+    def format_lines(self, details: Union[bool, dict] = True) -> list[str]:
+        """The tree's lines; ``details`` true for `DEFAULT_DETAILS`, a dict to override some, false for none."""
+        if isinstance(details, dict):
+            details = {**self.DEFAULT_DETAILS, **details}
+        else:
+            details = dict(self.DEFAULT_DETAILS) if details else {}
+        return [line[0] if isinstance(line, tuple) else line for line in self._render(_Layout(details))]
+
+    def format(self, details: Union[bool, dict] = True) -> str:
+        """`format_lines` as one string."""
+        return "\n".join(self.format_lines(details))
+
+    def __str__(self) -> str:
+        return self.format(False)
+
+    def _label(self) -> str:
+        glet = self.greenlet
+        label = _describe(glet)
+        if not glet:  # not running: finished or never started
+            if getattr(glet, "ready", _finished)():
+                label += "; finished"
+                if getattr(glet, "value", None) is not None:
+                    label += " with value " + repr(glet.value)[:30]
+                elif getattr(glet, "exception", None) is not None:
+                    label += " with exception " + repr(glet.exception)
+            else:
+                label += "; not running"
+        return label
+
+    def _render(self, layout: _Layout) -> list:
+        glet = self.greenlet
+        details = layout.details
+        layout.label(self._label())
+        layout.data("Parent: " + _describe(glet.parent))
+        if glet and details.get("running_stacks") and glet.gr_frame is not None:
+            layout.data("Running:")
+            layout.multidata("".join(traceback.format_stack(glet.gr_frame, details.get("running_stack_limit"))))
+        spawning_stack = getattr(glet, "spawning_stack", None)
+        if spawning_stack and details.get("spawning_stacks"):
+            layout.data("Spawned at:")
+            layout.multidata("".join(spawning_stack.format()))
+        tree_locals = getattr(glet, "spawn_tree_locals", None)
+        if tree_locals and tree_locals is not getattr(_spawner(glet), "spawn_tree_locals", None):
+            layout.data("Spawn Tree Locals")
+            layout.multidata(pprint.pformat(tree_locals))
+        if details.get("locals"):
+            self._render_locals(layout)
+        children = sorted(
+            self.child_trees,
+            key=lambda tree: (
+                getattr(tree.greenlet, "minimal_ident", -1),
+                getattr(tree.greenlet, "ready", _finished)(),
+            ),
+        )
+        for index, child in enumerate(children):
+            layout.child(child._render(layout.deeper()), last=index == len(children) - 1)
+        return layout.lines
+
+    def _render_locals(self, layout: _Layout) -> None:
+        from ferrovent.local import all_local_dicts_for_greenlet  # imported late: a debugging path
+
+        found = [(kind, values) for kind, values in all_local_dicts_for_greenlet(self.greenlet) if values]
+        if found:
+            layout.data("Greenlet Locals:")
+            for (kind, ident), values in found:
+                layout.data(f"  Local {kind} at {hex(ident)}")
+                layout.multidata("    " + pprint.pformat(values))
+
+    @classmethod
+    def _forest(cls) -> tuple[dict, GreenletTree]:
+        main = _tree_root(getcurrent())
+        trees = {main: cls(main)}
+        roots = {main: trees[main]}
+        trees[main].is_current_tree = True
+        for glet in _reachable_greenlets():
+            spawner = _spawner(glet)
+            if spawner is None:
+                spawner = _tree_root(glet)
+            if spawner not in trees:
+                trees[spawner] = cls(spawner)
+                if spawner is _tree_root(spawner):
+                    roots[spawner] = trees[spawner]
+            if glet not in trees:
+                trees[glet] = cls(glet)
+            trees[spawner].add_child(trees[glet])
+        return roots, trees[main]
+
+    @classmethod
+    def forest(cls) -> list[GreenletTree]:
+        """One tree per thread that has greenlets."""
+        return list(cls._forest()[0].values())
+
+    @classmethod
+    def current_tree(cls) -> GreenletTree:
+        """The calling thread's tree."""
+        return cls._forest()[1]
+
+
+def _spawner(glet: Any) -> Any:
+    spawning = getattr(glet, "spawning_greenlet", None)
+    return spawning() if spawning is not None else None
+
+
+def _tree_root(glet: Any) -> Any:
+    """A thread's main greenlet, or the nearest ancestor marked ``greenlet_tree_is_root``."""
+    while glet.parent is not None and not getattr(glet, "greenlet_tree_is_root", False):
+        glet = glet.parent
+    return glet
+
+
+def _reachable_greenlets() -> list:
+    return [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, greenlet) and not getattr(obj, "greenlet_tree_is_ignored", False)
+    ]
+
+
+class _FailedToSwitch(AssertionError):
+    """Raised by `assert_switches` when its block did not switch as required."""
+
+
+class assert_switches:
+    """A context manager that fails (AssertionError) if its block does not let other greenlets run.
+
+    With no ``max_blocking_time``, the block must switch at least once. With one, the block may run that many
+    seconds without switching: between any two switches (``hub_only`` false) or between visits to the hub
+    (``hub_only`` true). An exception from the block passes through unchanged. The tracer used is ``.tracer``.
+    """
+
+    def __init__(self, max_blocking_time: Optional[float] = None, hub_only: bool = False) -> None:
+        self.max_blocking_time = max_blocking_time
+        self.hub_only = hub_only
+        self.hub = None
+        self.tracer = None
+        self._entered = None
+
+    def __enter__(self) -> assert_switches:
+        from ferrovent import _tracer
+        from ferrovent.hub import get_hub
+
+        self.hub = hub = get_hub()
+        if not self.max_blocking_time:
+            self.tracer = _tracer.GreenletTracer()
+        elif self.hub_only:
+            self.tracer = _tracer.HubSwitchTracer(hub, self.max_blocking_time)
+        else:
+            self.tracer = _tracer.MaxSwitchTracer(hub, self.max_blocking_time)
+        self._entered = perf_counter()
+        self.tracer.monitor_current_greenlet_blocking()
+        return self
+
+    def __exit__(self, t, v, tb) -> None:
+        tracer, hub = self.tracer, self.hub
+        tracer.kill()
+        self.tracer = self.hub = None
+        if t is not None:
+            return
+        blocked = tracer.did_block_hub(hub)
+        if not blocked:
+            return
+        elapsed = perf_counter() - self._entered
+        message = "To the hub" if self.hub_only else "To any greenlet"
+        message += f" in {elapsed:.4f} seconds"
+        if self.max_blocking_time:
+            message += f" (max allowed {self.max_blocking_time:.4f} seconds)"
+        report = tracer.did_block_hub_report(hub, blocked[1], {})
+        raise _FailedToSwitch(message + "\n" + "\n".join(report))
+
+
+def clear_stack_frames(frame: Any) -> None:
+    """Clears the local variables of ``frame`` and every frame below it, as far as Python allows (a frame still
+    executing keeps its locals), to break reference cycles through them."""
+    while frame is not None:
+        try:
+            frame.clear()
+        except RuntimeError:  # still executing
+            pass
+        frame.f_locals.clear()
+        frame = frame.f_back

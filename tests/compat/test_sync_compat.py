@@ -677,7 +677,6 @@ def test_sync_scenario(name, impl_name):
 
 
 # Import-only checks (both libraries in this process, nothing switches): the public names are gevent's.
-NOT_PROVIDED = {"util": {"GreenletTree", "assert_switches"}}  # gevent debugging extras ferrovent leaves out
 CLASSES = {
     "event": ["Event", "AsyncResult"],
     "lock": ["Semaphore", "BoundedSemaphore", "DummySemaphore", "RLock"],
@@ -687,10 +686,10 @@ CLASSES = {
 }
 
 
-@pytest.mark.parametrize("module", ["event", "lock", "queue", "pool", "local", "util"])
+@pytest.mark.parametrize("module", ["event", "lock", "queue", "pool", "local", "util", "hub", "greenlet", "timeout"])
 def test_public_names_match_gevent(module):
     ours, theirs = (importlib.import_module(f"{lib}.{module}") for lib in ("ferrovent", "gevent"))
-    assert set(theirs.__all__) - set(dir(ours)) == NOT_PROVIDED.get(module, set())
+    assert set(theirs.__all__) - set(dir(ours)) == set()
     for name in CLASSES.get(module, []):
         public = {attr for attr in dir(getattr(theirs, name)) if not attr.startswith("_")} - {"next"}  # Py2 alias
         assert {attr for attr in public if not hasattr(getattr(ours, name), attr)} == set(), name

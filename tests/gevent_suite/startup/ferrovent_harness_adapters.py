@@ -5,7 +5,9 @@ harness reaches into a few private corners of gevent; each adapter here supplies
 only when ferrovent has no module of that name, and never a piece of the API the tests exercise:
 
 - ``gevent._compat`` (``sysinfo``, ``testcase``, ``timing``, ``util``): platform flags, ``perf_counter``,
-  ``get_clock_info``, ``get_this_psutil_process``.
+  ``get_clock_info``, ``get_this_psutil_process``. Test files import three more of its helpers, which are test
+  utilities and not gevent API: ``reraise`` (test__socket, hence test__ssl), ``NativeStrIO`` (test__util,
+  test__hub) and ``thread_mod_name`` (test___monitor, test__core_timer).
 - ``gevent._util`` (``testcase``, ``testrunner``): the ``Lazy`` and ``LazyOnClass`` descriptors.
 - ``gevent._config`` (``util``): ``validate_bool``.
 - ``gevent._hub_local`` (``errorhandler``, ``testcase``): ``get_hub_if_exists`` and ``get_hub_class``, the class
@@ -32,6 +34,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import io
 import os
 import sys
 import time
@@ -59,6 +62,10 @@ def _get_this_psutil_process():
     except ImportError:
         return None
     return psutil.Process()
+
+
+def _reraise(type_, value, tb=None):
+    raise value.with_traceback(tb)
 
 
 def _validate_bool(value) -> bool:
@@ -122,6 +129,9 @@ def _private_module(name: str) -> types.ModuleType:
         module.perf_counter = time.perf_counter
         module.get_clock_info = time.get_clock_info
         module.get_this_psutil_process = _get_this_psutil_process
+        module.reraise = _reraise
+        module.NativeStrIO = io.StringIO
+        module.thread_mod_name = "_thread"
     elif name == "gevent._util":
         module.Lazy = _Lazy
         module.LazyOnClass = _LazyOnClass

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-class _Reports(io.StringIO):
-    """A stream written by the server's thread and read by the test's."""
+class SharedLog(io.StringIO):
+    """A stream written by the server's thread and read by the test's (the hub's reports, a server's log)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,7 +36,7 @@ class ServerThread:
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self.factory = factory
-        self.reports = _Reports()
+        self.reports = SharedLog()
         self.server: Any = None
         self.port = 0
         self._ready = threading.Event()

@@ -4,28 +4,15 @@ beyond the Content-Length the application announced, and a closed connection whe
 
 from __future__ import annotations
 
-import io
-import threading
-
 import pytest
 from ferrovent import pywsgi
 from greenlet import GreenletExit
 
-from tests.serving import ServerThread, read_full_response, read_until_close
+from tests.serving import ServerThread, SharedLog, read_full_response, read_until_close
 
 pytestmark = pytest.mark.timeout(30)
 
 FORGED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
-
-
-class _Log(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self.lock:
-            return super().write(text)
 
 
 def _app(environ, start_response):
@@ -50,7 +37,7 @@ def _app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def errors():
-    return _Log()
+    return SharedLog()
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +76,8 @@ def test_non_bytes_after_the_head_closes_the_connection(server):
 
 @pytest.mark.parametrize("path", ["/longer-one-piece", "/longer-pieces"])
 def test_body_longer_than_its_content_length_is_cut_logged_once_and_closed(server, errors, path):
-    with errors.lock:
-        before = errors.getvalue().count("more than its Content-Length")
+    before = errors.text().count("more than its Content-Length")
     status, _, body, rest = _get_then_more(server, path)
     assert (status, body) == (200, b"hello")
     assert rest == b""  # neither the forged response nor an answer to the pipelined request
-    with errors.lock:
-        assert errors.getvalue().count("more than its Content-Length") == before + 1
+    assert errors.text().count("more than its Content-Length") == before + 1

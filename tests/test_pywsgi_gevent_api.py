@@ -4,30 +4,14 @@ in tests/compat/test_server_compat.py): handler hooks, the environ class, and ho
 
 from __future__ import annotations
 
-import io
-import threading
 from wsgiref.validate import validator
 
 import pytest
 from ferrovent import pywsgi
 
-from tests.serving import ServerThread, read_full_response, read_until_close
+from tests.serving import ServerThread, SharedLog, read_full_response, read_until_close
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class _Log(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self.lock:
-            return super().write(text)
-
-    def text(self) -> str:
-        with self.lock:
-            return self.getvalue()
 
 
 def _app(environ, start_response):
@@ -58,7 +42,7 @@ class _PolicyHandler(pywsgi.WSGIHandler):
 
 @pytest.fixture(scope="module")
 def errors():
-    return _Log()
+    return SharedLog()
 
 
 @pytest.fixture(scope="module")

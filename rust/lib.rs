@@ -18,6 +18,7 @@ mod run;
 mod timers;
 mod wait;
 mod waitqueue;
+mod watchers;
 
 /// Cargo's semver as a PEP 440 version ("0.1.0-alpha.1" becomes "0.1.0a1").
 fn pep440_version() -> String {
@@ -46,5 +47,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     greenlet_run::register(m)?;
     http::register(m)?;
+    watchers::register(m)?;
     Ok(())
 }

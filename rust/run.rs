@@ -29,6 +29,7 @@ use crate::event_loop::{FdWaiter, Loop};
 use crate::greenlet_api;
 use crate::ready::{Ready, TimerAction, Wake};
 use crate::timers::Nanos;
+use crate::watchers::Callback;
 
 /// How many backlog entries run between two looks at the clock, and so the fewest a drain runs.
 pub(crate) const CLOCK_CHECK_EVERY: u32 = 50;
@@ -136,6 +137,10 @@ impl Loop {
             }
             Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
             Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Callback(handle) => match Callback::take(handle.bind(py)) {
+                Some((func, args)) => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+                None => Ok(()),
+            },
             Ready::Timer(id) => {
                 let action = self.timers.borrow_mut().take(id);
                 match action {
@@ -203,7 +208,8 @@ impl Loop {
 
     /// How long the next poll may block: not at all while work is ready.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() {
+        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() || self.watchers.poll_must_not_block()
+        {
             return Some(Duration::ZERO);
         }
         let next = self.timers.borrow_mut().next_deadline();
@@ -293,9 +299,11 @@ impl Loop {
             if !self.alive() && self.idle_waiters.borrow().is_empty() {
                 return Ok(());
             }
+            self.run_prepare_watchers(py);
             let mut arrivals = Vec::new();
             self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
             self.expire_timers(&mut arrivals);
+            self.collect_watchers(py, &mut arrivals);
             self.put_ahead(arrivals);
             self.run_idle(py);
             self.check_signals(py);

@@ -15,20 +15,17 @@ from _thread import _local as _thread_local  # the real per-thread local, even a
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import Loop as _CoreLoop
+from ferrovent._watchers import WatcherLoop, wait_on
 from ferrovent.exceptions import HubDestroyed, LoopExit
 
 __all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub", "reinit", "fork"]
 
 
-class Loop(_CoreLoop):
-    """The Rust loop, plus the entry point other OS threads use (gevent's ``loop.run_callback_threadsafe``)."""
+class Loop(WatcherLoop, _CoreLoop):
+    """The Rust loop, with gevent's watcher API (``loop.io``, ``timer``, ...) and ``run_callback_threadsafe``."""
 
     def __init__(self, hub):
         self._threadsafe = self.threadsafe()
-
-    def run_callback_threadsafe(self, func, *args):
-        """Run ``func(*args)`` in this loop's thread soon; safe to call from any thread."""
-        self._threadsafe.run_callback(func, *args)
 
 
 def _utc_timestamp():
@@ -94,6 +91,10 @@ class Hub(greenlet):
         except Exception:  # a broken __repr__ must not hide the original error
             described = object.__repr__(context)
         stream.write(f" {described} failed with {getattr(type, '__name__', 'exception')}\n\n")
+
+    def wait(self, watcher):
+        """Parks the current greenlet until ``watcher`` fires once (gevent's ``Hub.wait``)."""
+        return wait_on(self, watcher)
 
     def join(self, timeout=None):
         """Waits for the loop to run out of work: True if it did, False if ``timeout`` passed first."""

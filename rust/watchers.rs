@@ -187,21 +187,22 @@ impl Loop {
         }
     }
 
-    /// Adds the callbacks of ready io watchers and of check watchers to what the poll brought, then those of idle
-    /// watchers if nothing at all is to run.
+    /// Adds the callbacks of ready io watchers to what the poll brought, then those of idle watchers if nothing
+    /// else is to run, then those of check watchers.
     pub(crate) fn collect_watchers(&self, py: Python<'_>, arrivals: &mut Vec<Ready>) {
         for (func, revents) in self.watchers.ready_io(py) {
             let args = PyTuple::new(py, [revents]).map(Bound::unbind);
             arrivals.extend(args.ok().map(|args| Ready::Call { func, args }));
         }
         let no_args = || PyTuple::empty(py).unbind();
-        for func in self.watchers.callbacks(py, Kind::Check) {
-            arrivals.push(Ready::Call { func, args: no_args() });
-        }
+        // As libev's: prepare, check and idle callbacks do not count as something else to do.
         if arrivals.is_empty() && self.ready.borrow().is_empty() {
             for func in self.watchers.callbacks(py, Kind::Idle) {
                 arrivals.push(Ready::Call { func, args: no_args() });
             }
+        }
+        for func in self.watchers.callbacks(py, Kind::Check) {
+            arrivals.push(Ready::Call { func, args: no_args() });
         }
     }
 

@@ -71,13 +71,18 @@ _CHILD_POLL_INTERVAL = 0.05
 _STAT_DEFAULT_INTERVAL = 0.1
 
 
+def _no_more_keywords(kwargs):
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments: {', '.join(kwargs)}")
+
+
 class watcher:
     """What every watcher has: ``start``/``stop``/``close``, ``active``, ``ref``, ``callback``, ``args``."""
 
     def __init__(self, loop, ref=True, priority=None):
         self.loop = loop
         self._ref = bool(ref)
-        self._priority = priority
+        self._priority = 0 if priority is None else priority
         self._callback = None
         self._args = None
         self._active = False
@@ -91,8 +96,9 @@ class watcher:
         raise NotImplementedError
 
     # -- the API
-    def start(self, callback, *args):
+    def start(self, callback, *args, **kwargs):
         """Calls ``callback(*args)`` in the hub each time the watched event happens, until ``stop()``."""
+        _no_more_keywords(kwargs)
         if callback is None:
             raise TypeError("callback must be callable, not None")
         if not callable(callback):
@@ -234,9 +240,10 @@ class io(watcher):
         self._pass_events = False
         self._watch_id = None
 
-    def start(self, callback, *args, pass_events=False):
-        self._pass_events = pass_events
-        super().start(callback, *args)
+    def start(self, callback, *args, **kwargs):
+        """As `watcher.start`; ``pass_events=True`` passes the ready events first."""
+        self._pass_events = kwargs.pop("pass_events", False)
+        super().start(callback, *args, **kwargs)
 
     def _activate(self):
         self._watch_id = _core.watch_io(self.loop, self.fd, self._events, self._on_ready)
@@ -334,10 +341,11 @@ class timer(watcher):
         self.repeat = repeat
         self._timer_id = None
 
-    def start(self, callback, *args, update=None):
-        if update:
+    def start(self, callback, *args, **kwargs):
+        """As `watcher.start`; ``update=True`` refreshes the loop's time first."""
+        if kwargs.pop("update", False):
             self.loop.update_now()
-        super().start(callback, *args)
+        super().start(callback, *args, **kwargs)
 
     def _activate(self):
         self._schedule(self.after)

@@ -208,7 +208,9 @@ impl Loop {
 
     /// How long the next poll may block: not at all while work is ready.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() || self.watchers.poll_must_not_block()
+        if !self.ready.borrow().is_empty()
+            || !self.idle_waiters.borrow().is_empty()
+            || self.watchers.poll_must_not_block()
         {
             return Some(Duration::ZERO);
         }

@@ -107,7 +107,8 @@ impl Watchers {
 
     /// The io watchers whose fds are ready, as `(callback, revents)`; one zero-timeout poll(2) for all of them.
     /// A watcher whose fd is no longer open gets `READ | WRITE | ERROR` once and is stopped, as libev does.
-    fn ready_io(&self, py: Python<'_>) -> Vec<(Py<PyAny>, u32)> {
+    /// `gone` gets the fds of watchers stopped that way.
+    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(Py<PyAny>, u32)> {
         let watched: Vec<(u64, usize, u32)> = self
             .list
             .borrow()
@@ -120,7 +121,11 @@ impl Watchers {
         }
         let mut pollfds: Vec<libc::pollfd> = watched
             .iter()
-            .map(|&(_, fd, events)| libc::pollfd { fd: RawFd::try_from(fd).unwrap_or(-1), events: poll_bits(events), revents: 0 })
+            .map(|&(_, fd, events)| libc::pollfd {
+                fd: RawFd::try_from(fd).unwrap_or(-1),
+                events: poll_bits(events),
+                revents: 0,
+            })
             .collect();
         let count = libc::nfds_t::try_from(pollfds.len()).unwrap_or(libc::nfds_t::MAX);
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
@@ -130,7 +135,7 @@ impl Watchers {
             return Vec::new();
         }
         let mut fired = Vec::new();
-        for (&(id, _, events), pollfd) in watched.iter().zip(&pollfds) {
+        for (&(id, fd, events), pollfd) in watched.iter().zip(&pollfds) {
             let revents = libev_bits(pollfd.revents, events);
             if revents == 0 {
                 continue;
@@ -138,6 +143,7 @@ impl Watchers {
             let callback = self.list.borrow().iter().find(|w| w.id == id).map(|w| w.callback.clone_ref(py));
             if revents & ERROR != 0 {
                 drop(self.remove(id)); // its fd is gone: called once more, then stopped
+                gone.push(fd);
             } else {
                 self.io_hot.set(true);
             }
@@ -190,9 +196,13 @@ impl Loop {
     /// Adds the callbacks of ready io watchers to what the poll brought, then those of idle watchers if nothing
     /// else is to run, then those of check watchers.
     pub(crate) fn collect_watchers(&self, py: Python<'_>, arrivals: &mut Vec<Ready>) {
-        for (func, revents) in self.watchers.ready_io(py) {
+        let mut gone = Vec::new();
+        for (func, revents) in self.watchers.ready_io(py, &mut gone) {
             let args = PyTuple::new(py, [revents]).map(Bound::unbind);
             arrivals.extend(args.ok().map(|args| Ready::Call { func, args }));
+        }
+        for fd in gone {
+            self.release_if_transient(fd); // so that a new fd with the same number is registered afresh
         }
         let no_args = || PyTuple::empty(py).unbind();
         // As libev's: prepare, check and idle callbacks do not count as something else to do.

@@ -13,12 +13,11 @@ import sys
 import textwrap
 import threading
 
-import pytest
-from greenlet import getcurrent
-
 import ferrovent
+import pytest
 from ferrovent import core
 from ferrovent.hub import get_hub
+from greenlet import getcurrent
 
 
 def turn_until(condition, limit: float = 5.0) -> bool:
@@ -40,12 +39,17 @@ def test_closing_the_fd_of_an_active_io_watcher_calls_it_once_with_error_and_sto
     ferrovent.sleep(0.02)
     assert events == [core.READ | core.WRITE | core.ERROR]
     assert not watcher.active
-    # the loop goes on with a new fd that may reuse the number
+    # a new fd that takes the number over is registered afresh: a blocked poll wakes for it
+    old_number = watcher.fd
     r2, w2 = socket.socketpair()
+    assert old_number in (r2.fileno(), w2.fileno())
+    readable = r2 if r2.fileno() == old_number else w2
+    other = w2 if readable is r2 else r2
+    threading.Timer(0.05, other.send, (b"x",)).start()
+    assert loop.wait_read(readable.fileno(), timeout=5)
     seen = []
-    again = loop.io(r2.fileno(), core.READ)
+    again = loop.io(readable.fileno(), core.READ)
     again.start(seen.append, "ready")
-    w2.send(b"x")
     assert turn_until(lambda: seen)
     again.stop()
     for s in (w, r2, w2):
@@ -181,9 +185,8 @@ def test_loop_api_shape():
 
 def test_interfaces_are_provided():
     pytest.importorskip("zope.interface")
-    from zope.interface.verify import verifyObject
-
     from ferrovent._interfaces import ICallback, ILoop, IWatcher
+    from zope.interface.verify import verifyObject
 
     loop = get_hub().loop
     verifyObject(ILoop, loop)

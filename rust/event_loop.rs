@@ -283,6 +283,11 @@ impl Loop {
             for obj in ready.iter().flat_map(Ready::objects) {
                 visit.call(obj)?;
             }
+            for entry in ready.iter() {
+                if let Ready::Callback(handle) = entry {
+                    handle.get().traverse(&visit)?;
+                }
+            }
         }
         if let Ok(timers) = self.timers.try_borrow() {
             for obj in timers.actions().flat_map(TimerAction::objects) {

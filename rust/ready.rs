@@ -53,7 +53,7 @@ impl Ready {
             }
             Ready::Throw { greenlet, exc } => vec![greenlet, exc],
             Ready::Call { func, args } => vec![func, args.as_any()],
-            Ready::Callback(handle) => vec![handle.as_any()],
+            Ready::Callback(handle) => vec![handle.as_any()], // and what it holds: see Loop::__traverse__
             Ready::Timer(_) => Vec::new(),
         }
     }

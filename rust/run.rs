@@ -29,7 +29,6 @@ use crate::event_loop::{FdWaiter, Loop};
 use crate::greenlet_api;
 use crate::ready::{Ready, TimerAction, Wake};
 use crate::timers::Nanos;
-use crate::watchers::Callback;
 
 /// How many backlog entries run between two looks at the clock, and so the fewest a drain runs.
 pub(crate) const CLOCK_CHECK_EVERY: u32 = 50;
@@ -137,7 +136,7 @@ impl Loop {
             }
             Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
             Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
-            Ready::Callback(handle) => match Callback::take(handle.bind(py)) {
+            Ready::Callback(handle) => match handle.get().take() {
                 Some((func, args)) => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
                 None => Ok(()),
             },

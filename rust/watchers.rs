@@ -18,6 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -270,23 +271,38 @@ pub fn unwatch(lp: &Bound<'_, Loop>, id: u64) -> PyResult<bool> {
 }
 
 /// The handle `loop.run_callback` returns: true while the call is still to run; `stop()` cancels it.
-#[pyclass(module = "ferrovent._core", name = "callback")]
+///
+/// Not tracked by the garbage collector, so that scheduling a callback costs one small allocation and no
+/// collections: while pending it is held by the loop's ready queue, whose traversal shows the collector what it
+/// holds (`traverse`); once run or stopped it holds nothing.
+#[pyclass(frozen, module = "ferrovent._core", name = "callback")]
 pub struct Callback {
-    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    call: Mutex<Option<(Py<PyAny>, Py<PyTuple>)>>,
 }
 
 impl Callback {
     pub(crate) fn scheduled(func: Py<PyAny>, args: Py<PyTuple>) -> Self {
-        Self { call: Some((func, args)) }
+        Self { call: Mutex::new(Some((func, args))) }
+    }
+
+    fn call(&self) -> MutexGuard<'_, Option<(Py<PyAny>, Py<PyTuple>)>> {
+        self.call.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes the call out, once: None if it was stopped or has run.
-    pub(crate) fn take(slf: &Bound<'_, Self>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        slf.try_borrow_mut().ok().and_then(|mut cb| cb.call.take())
+    pub(crate) fn take(&self) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        self.call().take()
     }
 
-    pub(crate) fn objects(&self) -> Vec<&Py<PyAny>> {
-        self.call.iter().flat_map(|(func, args)| [func, args.as_any()]).collect()
+    /// Shows the garbage collector what a pending call holds (for the loop's traversal).
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(call) = self.call.try_lock() {
+            if let Some((func, args)) = call.as_ref() {
+                visit.call(func)?;
+                visit.call(args)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -299,56 +315,47 @@ impl Callback {
     }
 
     /// Runs the call now if it is still pending (the thread-safe path queues the handle itself).
-    fn __call__(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let Some((func, args)) = Self::take(slf) else { return Ok(()) };
-        func.bind(slf.py()).call1(args.bind(slf.py())).map(drop)
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((func, args)) = self.take() else { return Ok(()) };
+        func.bind(py).call1(args.bind(py)).map(drop)
     }
 
     /// Cancels the call if it has not run.
-    fn stop(&mut self) {
-        self.call = None;
+    fn stop(&self) {
+        let dropped = self.take();
+        drop(dropped); // after the lock is released: dropping may run Python code
     }
 
     /// The same as `stop()`.
-    fn close(&mut self) {
-        self.call = None;
+    fn close(&self) {
+        self.stop();
     }
 
     #[getter]
     fn pending(&self) -> bool {
-        self.call.is_some()
+        self.call().is_some()
     }
 
     fn __bool__(&self) -> bool {
-        self.call.is_some()
+        self.pending()
     }
 
     #[getter]
     fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.call.as_ref().map(|(func, _)| func.clone_ref(py))
+        self.call().as_ref().map(|(func, _)| func.clone_ref(py))
     }
 
     #[getter]
     fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.call.as_ref().map(|(_, args)| args.clone_ref(py))
+        self.call().as_ref().map(|(_, args)| args.clone_ref(py))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        match &self.call {
+        let call = self.call().as_ref().map(|(func, args)| (func.clone_ref(py), args.clone_ref(py)));
+        match call {
             Some((func, args)) => format!("<callback {} args={}>", func.bind(py), args.bind(py)),
             None => "<callback stopped>".to_owned(),
         }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for obj in self.objects() {
-            visit.call(obj)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&mut self) {
-        self.call = None;
     }
 }
 

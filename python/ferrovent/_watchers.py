@@ -30,7 +30,7 @@ import sys
 import threading
 import weakref
 
-from greenlet import getcurrent
+from greenlet import GreenletExit, getcurrent
 
 from ferrovent import _core
 from ferrovent._core import ERROR, READ, WRITE
@@ -153,7 +153,9 @@ class watcher:
             return
         try:
             callback(*extra, *args)
-        except:  # noqa: E722 -- everything the callback raises goes to the hub, as in gevent
+        except GreenletExit:
+            raise  # thrown into the hub itself (it is being destroyed): that ends the loop
+        except BaseException:  # everything else the callback raises goes to the hub, as in gevent
             self._report(*sys.exc_info())
         if not self._active and self._callback is callback:
             self._callback = self._args = None  # one-shot and not restarted by its callback

@@ -660,17 +660,26 @@ class WatcherLoop:
 
     def run(self, nowait=False, once=False):
         """Runs the loop. In the hub: until nothing referenced is left. From another greenlet of the loop's
-        thread: ``nowait``/``once`` give the loop one turn; otherwise it waits until the loop has nothing left."""
-        hub = self.hub
-        if getcurrent() is hub:
+        thread: until the loop has nothing referenced left; with ``once``, for one iteration (its poll blocks until
+        something happens); with ``nowait``, for one iteration whose poll does not block."""
+        if getcurrent() is self.hub:
             _core.Loop.run(self)
-        elif nowait or once:
-            self.sleep(0)
-        else:
-            try:
-                self.park(None, ref=False)  # nothing wakes this: it ends when the loop runs out (LoopExit)
-            except LoopExit:
-                pass
+            return
+        turn = None
+        if nowait or once:
+            # woken after the poll of the next iteration, with what it brought already run; without blocking
+            # in that poll for ``nowait`` (an idle watcher keeps it from blocking)
+            turn = [check(self, ref=False)] + ([idle(self, ref=False)] if nowait else [])
+            turn[0].start(self.wake, getcurrent())
+            if nowait:
+                turn[1].start(lambda: None)
+        try:
+            self.park(None, ref=False)  # otherwise nothing wakes this: it ends when the loop runs out (LoopExit)
+        except LoopExit:
+            pass
+        finally:
+            for w in turn or ():
+                w.close()
 
     def destroy(self):
         """Stops the loop; the watchers still on it never run again."""

@@ -453,8 +453,9 @@ impl Loop {
         self.park_current(py, timeout, r#ref)
     }
 
-    /// Parks the current greenlet until the loop has nothing else to run.
-    fn idle(&self, py: Python<'_>) -> PyResult<()> {
+    /// Parks the current greenlet until the loop has nothing else to run (`ferrovent.idle()`; gevent's
+    /// `loop.idle()` makes an idle watcher instead).
+    fn park_until_idle(&self, py: Python<'_>) -> PyResult<()> {
         self.check_thread()?;
         self.idle_current(py)
     }

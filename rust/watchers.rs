@@ -369,3 +369,35 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ERROR", ERROR)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_bits_ask_for_what_the_watcher_watches() {
+        assert_eq!(poll_bits(READ), libc::POLLIN);
+        assert_eq!(poll_bits(WRITE), libc::POLLOUT);
+        assert_eq!(poll_bits(READ | WRITE), libc::POLLIN | libc::POLLOUT);
+    }
+
+    #[test]
+    fn libev_bits_keep_to_the_watched_directions() {
+        assert_eq!(libev_bits(libc::POLLIN, READ), READ);
+        assert_eq!(libev_bits(libc::POLLIN, WRITE), 0);
+        assert_eq!(libev_bits(libc::POLLOUT, READ | WRITE), WRITE);
+        assert_eq!(libev_bits(0, READ | WRITE), 0);
+    }
+
+    #[test]
+    fn a_hang_up_or_error_makes_every_watched_direction_ready() {
+        assert_eq!(libev_bits(libc::POLLHUP, READ), READ);
+        assert_eq!(libev_bits(libc::POLLERR, READ | WRITE), READ | WRITE);
+        assert_eq!(libev_bits(libc::POLLHUP, WRITE), WRITE);
+    }
+
+    #[test]
+    fn a_closed_fd_reports_error_with_both_directions() {
+        assert_eq!(libev_bits(libc::POLLNVAL, READ), READ | WRITE | ERROR);
+    }
+}

@@ -685,6 +685,13 @@ class WatcherLoop:
         """Stops the loop; the watchers still on it never run again."""
         self.stop()
 
+    def __repr__(self):
+        default = " default" if self.default else ""
+        return (
+            f"<{type(self).__name__} at {id(self):#x}{default} ready={self.ready_count} timers={self.timer_count}"
+            f" parked={self.parked_count}>"
+        )
+
 
 setattr(WatcherLoop, "async", WatcherLoop.async_)  # gevent's name before ``async`` became a keyword
 

@@ -148,6 +148,48 @@ def c_like_call_patterns(lib, trace):
     trace.append(["watchers left active", any(w.active for w in watchers)])
 
 
+@watcher_scenario([["ready", [True, True, True]], ["timed out", [True, True, True]], ["slept", True]])
+def c_like_wait_hooks(lib, trace):
+    """uWSGI's wait hooks, called from request greenlets: an io watcher and a timer both started with the current
+    greenlet's ``switch`` (and themselves as argument), then ``hub.switch()``; what comes back says which fired."""
+    from greenlet import getcurrent
+
+    hub = lib.get_hub()
+
+    def wait_fd(fd, events, timeout):
+        watcher = hub.loop.io(fd, events)
+        timer = hub.loop.timer(timeout)
+        current = getcurrent()
+        watcher.start(current.switch, watcher)
+        timer.start(current.switch, timer)
+        fired = hub.switch()
+        timer.stop()
+        watcher.stop()
+        return fired is watcher
+
+    def sleep_ms(ms):
+        timer = hub.loop.timer(ms / 1000.0)
+        timer.start(getcurrent().switch, timer)
+        fired = hub.switch()
+        timer.stop()
+        return fired is timer
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    readers = [lib.spawn(wait_fd, r.fileno(), 1, 5.0) for r, _ in pairs]
+    lib.sleep(0.02)
+    for _, w in pairs:
+        w.send(b"x")
+    trace.append(["ready", [g.get() for g in readers]])
+    for r, _ in pairs:
+        r.recv(1)
+    waiting = [lib.spawn(wait_fd, r.fileno(), 1, 0.05) for r, _ in pairs]
+    trace.append(["timed out", [g.get() is False for g in waiting]])
+    trace.append(["slept", lib.spawn(sleep_ms, 20).get()])
+    for pair in pairs:
+        for s in pair:
+            s.close()
+
+
 @watcher_scenario([["signal", "SIGUSR1", True], ["stopped", False]])
 def signal_watcher_runs_in_hub(lib, trace):
     hub = lib.get_hub()

@@ -253,3 +253,30 @@ def test_child_watcher_for_any_child():
     assert turn_until(lambda: seen)
     w.stop()
     assert seen == [(pid, 5)]
+
+
+def test_a_finished_threads_hub_with_pending_callbacks_and_watchers_is_collected():
+    """run_callback's handle is not tracked by the garbage collector: the loop's traversal must show what it holds."""
+    import gc
+    import weakref
+
+    refs = []
+
+    def body():
+        hub = get_hub()
+
+        class Holder:
+            pass
+
+        holder = Holder()
+        holder.hub = hub
+        hub.loop.run_callback(lambda: holder)  # pending, and its closure leads back to the hub
+        hub.loop.timer(10).start(lambda: holder)  # an active watcher too
+        refs.extend([weakref.ref(hub), weakref.ref(holder)])
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    for _ in range(3):
+        gc.collect()
+    assert [r() for r in refs] == [None, None]

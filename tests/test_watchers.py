@@ -280,3 +280,15 @@ def test_a_finished_threads_hub_with_pending_callbacks_and_watchers_is_collected
     for _ in range(3):
         gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+def test_the_events_placeholder_is_replaced_by_the_ready_events():
+    loop = get_hub().loop
+    r, w = socket.socketpair()
+    got = []
+    watcher = loop.io(w.fileno(), core.WRITE)
+    watcher.start(lambda events, tag: (got.append((events, tag)), watcher.stop()), core.EVENTS, "tag")
+    assert turn_until(lambda: got)
+    assert got == [(core.WRITE, "tag")]
+    r.close()
+    w.close()

@@ -42,6 +42,7 @@ __all__ = [
     "WRITE",
     "READWRITE",
     "ERROR",
+    "EVENTS",
     "MINPRI",
     "MAXPRI",
     "watcher",
@@ -61,6 +62,16 @@ __all__ = [
 ]
 
 READWRITE = READ | WRITE
+
+
+class _EventsPlaceholder:
+    """``core.EVENTS``: an io watcher's first argument that is this gets the ready events in its place."""
+
+    def __repr__(self):
+        return "gevent.core.EVENTS"
+
+
+EVENTS = _EventsPlaceholder()
 # libev's priority range; the Rust loop runs callbacks in arrival order, so a priority is recorded, not used
 MINPRI = -2
 MAXPRI = 2
@@ -146,9 +157,12 @@ class watcher:
         self._active = False
         self._sync_ref()
 
-    def _run(self, *extra):
-        """Runs the callback in the hub; an error is reported with this watcher as its context."""
-        callback, args = self._callback, self._args
+    def _run(self, *extra, args=None):
+        """Runs the callback in the hub, with ``extra`` before its arguments (``args`` instead of them if given);
+        an error is reported with this watcher as its context."""
+        callback = self._callback
+        if args is None:
+            args = self._args
         if callback is None:
             return
         try:
@@ -263,6 +277,8 @@ class io(watcher):
             self._finished()
         if self._pass_events:
             self._run(revents)
+        elif self._args and self._args[0] is EVENTS:  # the placeholder stands for the events
+            self._run(revents, args=self._args[1:])
         else:
             self._run()
 

@@ -18,6 +18,7 @@ from greenlet import getcurrent, greenlet
 from ferrovent._core import Loop as _CoreLoop
 from ferrovent._watchers import (
     ERROR,
+    EVENTS,
     MAXPRI,
     MINPRI,
     READ,
@@ -57,6 +58,7 @@ __all__ = [
     "WRITE",
     "READWRITE",
     "ERROR",
+    "EVENTS",
     "NONE",
     "MINPRI",
     "MAXPRI",

@@ -114,8 +114,6 @@ class watcher:
             raise TypeError("callback must be callable, not None")
         if not callable(callback):
             raise TypeError(f"Expected callable, not {callback!r}")
-        if self.loop is None:
-            raise ValueError("operation on a closed watcher")
         self._callback = callback
         self._args = args
         if not self._active:
@@ -162,7 +160,7 @@ class watcher:
         an error is reported with this watcher as its context."""
         callback = self._callback
         if args is None:
-            args = self._args
+            args = self._args or ()
         if callback is None:
             return
         try:
@@ -236,6 +234,12 @@ class watcher:
         return f"<{type(self).__name__} at {id(self):#x}{self._details()}{state}{ref}{cb}>"
 
 
+def _checked_events(events):
+    if events & ~READWRITE or not events & READWRITE:
+        raise ValueError(f"illegal event mask: {events!r}")
+    return events
+
+
 class io(watcher):
     """Calls back while ``fd`` is readable (``READ``) or writable (``WRITE``), level-triggered.
 
@@ -248,11 +252,9 @@ class io(watcher):
             fd = fd.fileno()
         if fd < 0:
             raise ValueError(f"fd must be non-negative: {fd!r}")
-        if events & ~READWRITE or not events & READWRITE:
-            raise ValueError(f"illegal event mask: {events!r}")
         super().__init__(loop, ref, priority)
         self.fd = fd
-        self._events = events
+        self._events = _checked_events(events)
         self._pass_events = False
         self._watch_id = None
 
@@ -296,9 +298,7 @@ class io(watcher):
     def events(self, value):
         if self._active:
             raise ValueError("Cannot change the events of an active io watcher")
-        if value & ~READWRITE or not value & READWRITE:
-            raise ValueError(f"illegal event mask: {value!r}")
-        self._events = value
+        self._events = _checked_events(value)
 
     @property
     def events_str(self):

@@ -58,7 +58,6 @@ __all__ = [
     "stat",
     "callback",
     "WatcherLoop",
-    "wait_on",
 ]
 
 READWRITE = READ | WRITE
@@ -710,13 +709,3 @@ class WatcherLoop:
 
 
 setattr(WatcherLoop, "async", WatcherLoop.async_)  # gevent's name before ``async`` became a keyword
-
-
-def wait_on(hub, watcher):
-    """``Hub.wait(watcher)``: parks the current greenlet until ``watcher`` fires once; stops it afterwards."""
-    lp = hub.loop
-    watcher.start(lp.wake, getcurrent())
-    try:
-        return lp.park()
-    finally:
-        watcher.stop()

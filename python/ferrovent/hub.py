@@ -15,7 +15,7 @@ from _thread import _local as _thread_local  # the real per-thread local, even a
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import Loop as _CoreLoop
-from ferrovent._watchers import WatcherLoop, wait_on
+from ferrovent._watchers import WatcherLoop
 from ferrovent.exceptions import HubDestroyed, LoopExit
 
 __all__ = ["Hub", "Loop", "get_hub", "get_hub_if_exists", "set_hub", "reinit", "fork"]
@@ -93,8 +93,12 @@ class Hub(greenlet):
         stream.write(f" {described} failed with {getattr(type, '__name__', 'exception')}\n\n")
 
     def wait(self, watcher):
-        """Parks the current greenlet until ``watcher`` fires once (gevent's ``Hub.wait``)."""
-        return wait_on(self, watcher)
+        """Parks the current greenlet until ``watcher`` (a loop watcher, not started) fires; stops it after."""
+        watcher.start(self.loop.wake, getcurrent())
+        try:
+            self.loop.park()
+        finally:
+            watcher.stop()
 
     def join(self, timeout=None):
         """Waits for the loop to run out of work: True if it did, False if ``timeout`` passed first."""

@@ -132,6 +132,9 @@ impl Watchers {
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
         // poll(2) only writes their `revents`.
         let found = unsafe { libc::poll(pollfds.as_mut_ptr(), count, 0) };
+        if found < 0 {
+            self.io_hot.set(true); // interrupted (a signal): look again next iteration, without blocking first
+        }
         if found <= 0 {
             return Vec::new();
         }

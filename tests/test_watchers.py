@@ -199,6 +199,20 @@ def test_interfaces_are_provided():
     ferrovent.sleep(0)
 
 
+def test_stock_gevents_interfaces_are_met():
+    """gevent's own ILoop/IWatcher/ICallback (the specification), checked by signature against ours."""
+    pytest.importorskip("zope.interface")
+    stock = pytest.importorskip("gevent._interfaces")
+    from zope.interface.verify import verifyObject
+
+    loop = get_hub().loop
+    verifyObject(stock.ILoop, loop, tentative=True)
+    for w in (loop.io(0, core.READ), loop.timer(1), loop.prepare(), loop.signal(2), loop.fork(), loop.child(1)):
+        verifyObject(stock.IWatcher, w, tentative=True)
+    verifyObject(stock.ICallback, loop.run_callback(lambda: None), tentative=True)
+    ferrovent.sleep(0)
+
+
 def test_fork_watcher_runs_in_the_child_only():
     script = textwrap.dedent(
         """

@@ -306,3 +306,15 @@ def test_the_events_placeholder_is_replaced_by_the_ready_events():
     assert got == [(core.WRITE, "tag")]
     r.close()
     w.close()
+
+
+def test_destroying_the_hubs_loop_leaves_it_running():
+    """pika's adapter destroys the loop it was given when it closes; the program's greenlets go on."""
+    loop = get_hub().loop
+    loop.destroy()
+    g = ferrovent.spawn(ferrovent.sleep, 0.01)
+    assert g.join(timeout=2) is None and g.dead
+    t = loop.timer(0.01)
+    fired = []
+    t.start(fired.append, 1)
+    assert turn_until(lambda: fired)

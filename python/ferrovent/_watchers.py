@@ -697,8 +697,9 @@ class WatcherLoop:
                 w.close()
 
     def destroy(self):
-        """Stops the loop; the watchers still on it never run again."""
-        self.stop()
+        """Leaves a hub's loop running: it lives as long as its hub, and ``hub.destroy()`` ends it. Libraries call
+        this when they are done with the loop (pika's adapter does when it closes) while the program's other
+        greenlets still need it."""
 
     def __repr__(self):
         default = " default" if self.default else ""

@@ -150,7 +150,7 @@ class loop(WatcherLoop, _CoreLoop):
 
     def destroy(self):
         """Stops the loop and ends the greenlet it runs in."""
-        super().destroy()
+        self.stop()
         runner = self.hub
         if not runner.dead and runner.parent is not None and getcurrent() is not runner:
             try:

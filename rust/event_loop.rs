@@ -24,6 +24,7 @@ use crate::poller::{Poller, Readiness};
 use crate::ready::{Inbox, Ready, TimerAction, Wake};
 use crate::run::Drain;
 use crate::timers::{Nanos, TimerHeap, TimerId};
+use crate::watchers::{Callback, Watchers};
 
 pyo3::create_exception!(
     ferrovent._core,
@@ -102,6 +103,8 @@ pub struct Loop {
     pub(crate) stopping: Cell<bool>,
     pub(crate) get_switch_interval: Py<PyAny>,
     pub(crate) readiness: RefCell<Vec<Readiness>>,
+    /// Callback watchers (gevent's `loop.io`, `prepare`, ...): rust/watchers.rs.
+    pub(crate) watchers: Watchers,
 }
 
 // SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
@@ -198,6 +201,9 @@ impl Loop {
 
     /// Drops a registration that nobody promised to close once its last waiter has gone.
     pub(crate) fn release_if_transient(&self, fd: usize) {
+        if self.watchers.watches_fd(fd) {
+            return;
+        }
         if self.fds.borrow_mut().release_if_transient(fd) {
             if let Some(poller) = self.poller.borrow().as_ref() {
                 poller.deregister(RawFd::try_from(fd).unwrap_or(-1));
@@ -263,6 +269,7 @@ impl Loop {
             stopping: Cell::new(false),
             get_switch_interval,
             readiness: RefCell::new(Vec::new()),
+            watchers: Watchers::default(),
         })
     }
 
@@ -275,6 +282,11 @@ impl Loop {
         if let Ok(ready) = self.ready.try_borrow() {
             for obj in ready.iter().flat_map(Ready::objects) {
                 visit.call(obj)?;
+            }
+            for entry in ready.iter() {
+                if let Ready::Callback(handle) = entry {
+                    handle.get().traverse(&visit)?;
+                }
             }
         }
         if let Ok(timers) = self.timers.try_borrow() {
@@ -297,7 +309,7 @@ impl Loop {
                 visit.call(obj)?;
             }
         }
-        Ok(())
+        self.watchers.traverse(&visit)
     }
 
     /// Makes this the calling thread's loop, used by the module-level waits.
@@ -392,12 +404,13 @@ impl Loop {
         Ok(())
     }
 
-    /// Schedules `func(*args)` to run in the hub, after everything already ready.
+    /// Schedules `func(*args)` to run in the hub, after everything already ready; the handle returned cancels it.
     #[pyo3(signature = (func, *args))]
-    fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
+    fn run_callback(&self, py: Python<'_>, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<Py<Callback>> {
         self.check_thread()?;
-        self.push_ready(Ready::Call { func, args });
-        Ok(())
+        let handle = Py::new(py, Callback::scheduled(func, args))?;
+        self.push_ready(Ready::Callback(handle.clone_ref(py)));
+        Ok(handle)
     }
 
     /// Runs `func(*args)` in the hub after `seconds`; returns a timer id for `cancel_timer`.
@@ -440,8 +453,9 @@ impl Loop {
         self.park_current(py, timeout, r#ref)
     }
 
-    /// Parks the current greenlet until the loop has nothing else to run.
-    fn idle(&self, py: Python<'_>) -> PyResult<()> {
+    /// Parks the current greenlet until the loop has nothing else to run (`ferrovent.idle()`; gevent's
+    /// `loop.idle()` makes an idle watcher instead).
+    fn park_until_idle(&self, py: Python<'_>) -> PyResult<()> {
         self.check_thread()?;
         self.idle_current(py)
     }
@@ -552,7 +566,8 @@ impl Loop {
         self.inbox.set_waker(poller.waker());
         *self.poller.borrow_mut() = Some(poller);
         self.fds.borrow_mut().forget_registrations();
-        let busy = self.fds.borrow().fds_with_waiters();
+        let mut busy = self.fds.borrow().fds_with_waiters();
+        busy.extend(self.watchers.watched_fds());
         for fd in busy {
             self.ensure_registered(fd, false)?;
         }

@@ -4,7 +4,9 @@ use pyo3::prelude::*;
 
 // The reactor is epoll (Linux) or kqueue (macOS, the BSDs) through mio's Unix fd API: say so at install time.
 #[cfg(not(unix))]
-compile_error!("ferrovent runs on Linux, macOS and the BSDs only: its reactor needs epoll or kqueue (no Windows support)");
+compile_error!(
+    "ferrovent runs on Linux, macOS and the BSDs only: its reactor needs epoll or kqueue (no Windows support)"
+);
 
 mod cpython;
 mod current;
@@ -22,6 +24,7 @@ mod run;
 mod timers;
 mod wait;
 mod waitqueue;
+mod watchers;
 
 /// Cargo's semver as a PEP 440 version ("0.1.0-alpha.1" becomes "0.1.0a1").
 fn pep440_version() -> String {
@@ -50,5 +53,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     greenlet_run::register(m)?;
     http::register(m)?;
+    watchers::register(m)?;
     Ok(())
 }

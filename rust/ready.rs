@@ -38,6 +38,8 @@ pub enum Ready {
     Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
     /// Call `func(*args)` in the hub.
     Call { func: Py<PyAny>, args: Py<PyTuple> },
+    /// Run a `loop.run_callback` handle's call, unless it was stopped.
+    Callback(Py<crate::watchers::Callback>),
     /// Run a fired timer's action, unless the timer was cancelled after it fired.
     Timer(TimerId),
 }
@@ -51,6 +53,7 @@ impl Ready {
             }
             Ready::Throw { greenlet, exc } => vec![greenlet, exc],
             Ready::Call { func, args } => vec![func, args.as_any()],
+            Ready::Callback(handle) => vec![handle.as_any()], // and what it holds: see Loop::__traverse__
             Ready::Timer(_) => Vec::new(),
         }
     }

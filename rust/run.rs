@@ -136,6 +136,10 @@ impl Loop {
             }
             Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
             Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Callback(handle) => match handle.get().take() {
+                Some((func, args)) => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+                None => Ok(()),
+            },
             Ready::Timer(id) => {
                 let action = self.timers.borrow_mut().take(id);
                 match action {
@@ -203,7 +207,10 @@ impl Loop {
 
     /// How long the next poll may block: not at all while work is ready.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.borrow().is_empty() || !self.idle_waiters.borrow().is_empty() {
+        if !self.ready.borrow().is_empty()
+            || !self.idle_waiters.borrow().is_empty()
+            || self.watchers.poll_must_not_block()
+        {
             return Some(Duration::ZERO);
         }
         let next = self.timers.borrow_mut().next_deadline();
@@ -293,9 +300,11 @@ impl Loop {
             if !self.alive() && self.idle_waiters.borrow().is_empty() {
                 return Ok(());
             }
+            self.run_prepare_watchers(py);
             let mut arrivals = Vec::new();
             self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
             self.expire_timers(&mut arrivals);
+            self.collect_watchers(py, &mut arrivals);
             self.put_ahead(arrivals);
             self.run_idle(py);
             self.check_signals(py);

@@ -63,7 +63,7 @@ spawn_later = Greenlet.spawn_later
 
 def idle(priority=0):
     """Waits until the loop has nothing else ready to run."""
-    get_hub().loop.idle()
+    get_hub().loop.park_until_idle()
 
 
 def kill(greenlet, exception=GreenletExit):

@@ -24,6 +24,7 @@ from ferrovent._core import Loop as _CoreLoop
 from ferrovent._core import sleep
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
+from ferrovent._watchers import WatcherLoop
 from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 
 __all__ = [
@@ -68,15 +69,11 @@ def __dir__():
     return sorted({*globals(), *_REEXPORTED_LATE})
 
 
-class Loop(_CoreLoop):
-    """The Rust loop, plus the entry point other OS threads use (gevent's ``loop.run_callback_threadsafe``)."""
+class Loop(WatcherLoop, _CoreLoop):
+    """The Rust loop, with gevent's watcher API (``loop.io``, ``timer``, ...) and ``run_callback_threadsafe``."""
 
     def __init__(self, hub):
         self._threadsafe = self.threadsafe()
-
-    def run_callback_threadsafe(self, func, *args):
-        """Run ``func(*args)`` in this loop's thread soon; safe to call from any thread."""
-        self._threadsafe.run_callback(func, *args)
 
 
 def _utc_timestamp():

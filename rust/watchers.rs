@@ -1,0 +1,406 @@
+//! Callback watchers: the loop's gevent-style face (`loop.io`, `prepare`, `check`, `idle`, `run_callback`'s handle)
+//! for libraries that integrate below the greenlet level (zmq.green, uWSGI's plugin, pika's adapter).
+//!
+//! Greenlets never come through here: they park in the fd table and the timer heap (wait.rs), and that path costs
+//! nothing more for watchers existing. A watcher is a Python callable the hub calls at a fixed point of each loop
+//! iteration (rust/run.rs):
+//!
+//! - prepare: just before the poll, called there and then;
+//! - io: after the poll, for as long as its fd is ready in a direction it watches (level-triggered, as with libev:
+//!   a callback that leaves data unread is called again on the next iteration). The poller stays edge-triggered;
+//!   its registration of the fd only ends a blocking poll. Each iteration with io watchers reads their fds' level
+//!   with one zero-timeout poll(2); while one was ready, the next poll does not block, since no new edge may come;
+//! - check: after the poll, beside the fd events and fired timers;
+//! - idle: after the poll, only when nothing else is to run; while one is active the poll does not block.
+//!
+//! Callbacks from the poll join the iteration's arrivals, so they run in the hub with errors reported. Liveness is
+//! not counted here: the Python watcher holds the loop's `add_ref` while it is active and referenced.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::event_loop::Loop;
+use crate::ready::Ready;
+
+/// libev's event bits, which gevent's API exposes (`READ`, `WRITE`, and `ERROR` for an fd that went bad).
+pub const READ: u32 = 1;
+pub const WRITE: u32 = 2;
+pub const ERROR: u32 = 0x8000_0000;
+
+/// When in an iteration a watcher's callback runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Io { fd: usize, events: u32 },
+    Prepare,
+    Check,
+    Idle,
+}
+
+struct Watch {
+    id: u64,
+    kind: Kind,
+    callback: Py<PyAny>,
+}
+
+/// The active watchers of one loop.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    list: RefCell<Vec<Watch>>,
+    next_id: Cell<u64>,
+    /// An io watcher's fd was ready at the last look (or one just started): the next poll must not block.
+    io_hot: Cell<bool>,
+}
+
+impl Watchers {
+    fn add(&self, kind: Kind, callback: Py<PyAny>) -> u64 {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        self.list.borrow_mut().push(Watch { id, kind, callback });
+        id
+    }
+
+    fn remove(&self, id: u64) -> Option<Watch> {
+        let mut list = self.list.borrow_mut();
+        let index = list.iter().position(|w| w.id == id)?;
+        Some(list.remove(index))
+    }
+
+    fn callbacks(&self, py: Python<'_>, kind: Kind) -> Vec<Py<PyAny>> {
+        self.list.borrow().iter().filter(|w| w.kind == kind).map(|w| w.callback.clone_ref(py)).collect()
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.list.borrow().iter().any(|w| w.kind == kind)
+    }
+
+    /// Whether an io watcher watches `fd` (its registration must outlive greenlet waits).
+    pub(crate) fn watches_fd(&self, fd: usize) -> bool {
+        self.list.borrow().iter().any(|w| matches!(w.kind, Kind::Io { fd: f, .. } if f == fd))
+    }
+
+    /// Fds io watchers watch, for re-registration after fork.
+    pub(crate) fn watched_fds(&self) -> Vec<usize> {
+        let list = self.list.borrow();
+        list.iter().filter_map(|w| if let Kind::Io { fd, .. } = w.kind { Some(fd) } else { None }).collect()
+    }
+
+    /// Whether the next poll must not block: an io watcher's fd may be ready with no edge to come, or an idle
+    /// watcher waits for a poll that finds nothing.
+    pub(crate) fn poll_must_not_block(&self) -> bool {
+        self.io_hot.get() || self.has(Kind::Idle)
+    }
+
+    /// Shows the garbage collector every callback held, unless the list is being changed right now.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(list) = self.list.try_borrow() {
+            for watch in list.iter() {
+                visit.call(&watch.callback)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The io watchers whose fds are ready, as `(callback, revents)`; one zero-timeout poll(2) for all of them.
+    /// A watcher whose fd is no longer open gets `READ | WRITE | ERROR` once and is stopped, as libev does.
+    /// `gone` gets the fds of watchers stopped that way.
+    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(Py<PyAny>, u32)> {
+        let watched: Vec<(u64, usize, u32)> = self
+            .list
+            .borrow()
+            .iter()
+            .filter_map(|w| if let Kind::Io { fd, events } = w.kind { Some((w.id, fd, events)) } else { None })
+            .collect();
+        self.io_hot.set(false);
+        if watched.is_empty() {
+            return Vec::new();
+        }
+        let mut pollfds: Vec<libc::pollfd> = watched
+            .iter()
+            .map(|&(_, fd, events)| libc::pollfd {
+                fd: RawFd::try_from(fd).unwrap_or(-1),
+                events: poll_bits(events),
+                revents: 0,
+            })
+            .collect();
+        let count = libc::nfds_t::try_from(pollfds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
+        // poll(2) only writes their `revents`.
+        let found = unsafe { libc::poll(pollfds.as_mut_ptr(), count, 0) };
+        if found < 0 {
+            self.io_hot.set(true); // interrupted (a signal): look again next iteration, without blocking first
+        }
+        if found <= 0 {
+            return Vec::new();
+        }
+        let mut fired = Vec::new();
+        for (&(id, fd, events), pollfd) in watched.iter().zip(&pollfds) {
+            let revents = libev_bits(pollfd.revents, events);
+            if revents == 0 {
+                continue;
+            }
+            let callback = self.list.borrow().iter().find(|w| w.id == id).map(|w| w.callback.clone_ref(py));
+            if revents & ERROR != 0 {
+                drop(self.remove(id)); // its fd is gone: called once more, then stopped
+                gone.push(fd);
+            } else {
+                self.io_hot.set(true);
+            }
+            fired.extend(callback.map(|callback| (callback, revents)));
+        }
+        fired
+    }
+}
+
+/// poll(2)'s request bits for libev's event bits.
+fn poll_bits(events: u32) -> libc::c_short {
+    let mut bits = 0;
+    if events & READ != 0 {
+        bits |= libc::POLLIN;
+    }
+    if events & WRITE != 0 {
+        bits |= libc::POLLOUT;
+    }
+    bits
+}
+
+/// libev's event bits for what poll(2) reported, limited to what the watcher asked for. A hang-up or an error
+/// makes every watched direction ready (the callback's I/O call reports what happened).
+fn libev_bits(revents: libc::c_short, events: u32) -> u32 {
+    if revents & libc::POLLNVAL != 0 {
+        return READ | WRITE | ERROR;
+    }
+    let failed = revents & (libc::POLLERR | libc::POLLHUP) != 0;
+    let mut bits = 0;
+    if events & READ != 0 && (failed || revents & libc::POLLIN != 0) {
+        bits |= READ;
+    }
+    if events & WRITE != 0 && (failed || revents & libc::POLLOUT != 0) {
+        bits |= WRITE;
+    }
+    bits
+}
+
+impl Loop {
+    /// Calls every prepare watcher, in the hub, just before the poll. Errors go to the hub's error handler.
+    pub(crate) fn run_prepare_watchers(&self, py: Python<'_>) {
+        for callback in self.watchers.callbacks(py, Kind::Prepare) {
+            let callback = callback.into_bound(py);
+            if let Err(err) = callback.call0() {
+                self.report_error(py, Some(&callback), err);
+            }
+        }
+    }
+
+    /// Adds the callbacks of ready io watchers to what the poll brought, then those of idle watchers if nothing
+    /// else is to run, then those of check watchers.
+    pub(crate) fn collect_watchers(&self, py: Python<'_>, arrivals: &mut Vec<Ready>) {
+        let mut gone = Vec::new();
+        for (func, revents) in self.watchers.ready_io(py, &mut gone) {
+            let args = PyTuple::new(py, [revents]).map(Bound::unbind);
+            arrivals.extend(args.ok().map(|args| Ready::Call { func, args }));
+        }
+        for fd in gone {
+            self.release_if_transient(fd); // so that a new fd with the same number is registered afresh
+        }
+        let no_args = || PyTuple::empty(py).unbind();
+        // As libev's: prepare, check and idle callbacks do not count as something else to do.
+        if arrivals.is_empty() && self.ready.borrow().is_empty() {
+            for func in self.watchers.callbacks(py, Kind::Idle) {
+                arrivals.push(Ready::Call { func, args: no_args() });
+            }
+        }
+        for func in self.watchers.callbacks(py, Kind::Check) {
+            arrivals.push(Ready::Call { func, args: no_args() });
+        }
+    }
+
+    fn check_watcher_thread(slf: &Bound<'_, Loop>) -> PyResult<()> {
+        slf.get().check_thread()
+    }
+
+    /// Registers a watched fd with the poller, so that its edges end a blocking poll. A regular file cannot be
+    /// registered; poll(2) reports it always ready, which the level check sees.
+    fn register_watched_fd(&self, fd: usize) -> PyResult<()> {
+        self.ensure_registered(fd, false).map(drop)
+    }
+}
+
+/// Starts calling `callback(revents)` in the hub whenever `fd` is ready for `events` (`READ`, `WRITE` or both).
+/// Returns the id `unwatch` takes.
+#[pyfunction]
+pub fn watch_io(r#loop: &Bound<'_, Loop>, fd: i64, events: u32, callback: Py<PyAny>) -> PyResult<u64> {
+    Loop::check_watcher_thread(r#loop)?;
+    let fd = usize::try_from(fd).map_err(|_| PyValueError::new_err(format!("invalid file descriptor: {fd}")))?;
+    if events & (READ | WRITE) == 0 || events & !(READ | WRITE) != 0 {
+        return Err(PyValueError::new_err(format!("illegal event mask: {events:#x}")));
+    }
+    let this = r#loop.get();
+    this.register_watched_fd(fd)?;
+    let id = this.watchers.add(Kind::Io { fd, events }, callback);
+    this.watchers.io_hot.set(true);
+    Ok(id)
+}
+
+/// Starts calling `callback()` in the hub at one point of each iteration: `"prepare"`, `"check"` or `"idle"`.
+#[pyfunction]
+pub fn watch_phase(r#loop: &Bound<'_, Loop>, phase: &str, callback: Py<PyAny>) -> PyResult<u64> {
+    Loop::check_watcher_thread(r#loop)?;
+    let kind = match phase {
+        "prepare" => Kind::Prepare,
+        "check" => Kind::Check,
+        "idle" => Kind::Idle,
+        other => return Err(PyValueError::new_err(format!("unknown watcher phase: {other:?}"))),
+    };
+    Ok(r#loop.get().watchers.add(kind, callback))
+}
+
+/// Stops a watcher `watch_io` or `watch_phase` started; False if it was already stopped.
+#[pyfunction]
+pub fn unwatch(r#loop: &Bound<'_, Loop>, id: u64) -> PyResult<bool> {
+    Loop::check_watcher_thread(r#loop)?;
+    let this = r#loop.get();
+    let Some(watch) = this.watchers.remove(id) else { return Ok(false) };
+    if let Kind::Io { fd, .. } = watch.kind {
+        this.release_if_transient(fd);
+    }
+    drop(watch); // may drop the last reference to the callback: no borrow is held here
+    Ok(true)
+}
+
+/// The handle `loop.run_callback` returns: true while the call is still to run; `stop()` cancels it.
+///
+/// Not tracked by the garbage collector, so that scheduling a callback costs one small allocation and no
+/// collections: while pending it is held by the loop's ready queue, whose traversal shows the collector what it
+/// holds (`traverse`); once run or stopped it holds nothing.
+#[pyclass(frozen, module = "ferrovent._core", name = "callback")]
+pub struct Callback {
+    call: Mutex<Option<(Py<PyAny>, Py<PyTuple>)>>,
+}
+
+impl Callback {
+    pub(crate) fn scheduled(func: Py<PyAny>, args: Py<PyTuple>) -> Self {
+        Self { call: Mutex::new(Some((func, args))) }
+    }
+
+    fn call(&self) -> MutexGuard<'_, Option<(Py<PyAny>, Py<PyTuple>)>> {
+        self.call.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the call out, once: None if it was stopped or has run.
+    pub(crate) fn take(&self) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        self.call().take()
+    }
+
+    /// Shows the garbage collector what a pending call holds (for the loop's traversal).
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(call) = self.call.try_lock() {
+            if let Some((func, args)) = call.as_ref() {
+                visit.call(func)?;
+                visit.call(args)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Callback {
+    #[new]
+    #[pyo3(signature = (func, *args))]
+    fn new(func: Py<PyAny>, args: Py<PyTuple>) -> Self {
+        Self::scheduled(func, args)
+    }
+
+    /// Runs the call now if it is still pending (the thread-safe path queues the handle itself).
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((func, args)) = self.take() else { return Ok(()) };
+        func.bind(py).call1(args.bind(py)).map(drop)
+    }
+
+    /// Cancels the call if it has not run.
+    fn stop(&self) {
+        let dropped = self.take();
+        drop(dropped); // after the lock is released: dropping may run Python code
+    }
+
+    /// The same as `stop()`.
+    fn close(&self) {
+        self.stop();
+    }
+
+    #[getter]
+    fn pending(&self) -> bool {
+        self.call().is_some()
+    }
+
+    fn __bool__(&self) -> bool {
+        self.pending()
+    }
+
+    #[getter]
+    fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.call().as_ref().map(|(func, _)| func.clone_ref(py))
+    }
+
+    #[getter]
+    fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.call().as_ref().map(|(_, args)| args.clone_ref(py))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let call = self.call().as_ref().map(|(func, args)| (func.clone_ref(py), args.clone_ref(py)));
+        match call {
+            Some((func, args)) => format!("<callback {} args={}>", func.bind(py), args.bind(py)),
+            None => "<callback stopped>".to_owned(),
+        }
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Callback>()?;
+    m.add_function(wrap_pyfunction!(watch_io, m)?)?;
+    m.add_function(wrap_pyfunction!(watch_phase, m)?)?;
+    m.add_function(wrap_pyfunction!(unwatch, m)?)?;
+    m.add("READ", READ)?;
+    m.add("WRITE", WRITE)?;
+    m.add("ERROR", ERROR)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_bits_ask_for_what_the_watcher_watches() {
+        assert_eq!(poll_bits(READ), libc::POLLIN);
+        assert_eq!(poll_bits(WRITE), libc::POLLOUT);
+        assert_eq!(poll_bits(READ | WRITE), libc::POLLIN | libc::POLLOUT);
+    }
+
+    #[test]
+    fn libev_bits_keep_to_the_watched_directions() {
+        assert_eq!(libev_bits(libc::POLLIN, READ), READ);
+        assert_eq!(libev_bits(libc::POLLIN, WRITE), 0);
+        assert_eq!(libev_bits(libc::POLLOUT, READ | WRITE), WRITE);
+        assert_eq!(libev_bits(0, READ | WRITE), 0);
+    }
+
+    #[test]
+    fn a_hang_up_or_error_makes_every_watched_direction_ready() {
+        assert_eq!(libev_bits(libc::POLLHUP, READ), READ);
+        assert_eq!(libev_bits(libc::POLLERR, READ | WRITE), READ | WRITE);
+        assert_eq!(libev_bits(libc::POLLHUP, WRITE), WRITE);
+    }
+
+    #[test]
+    fn a_closed_fd_reports_error_with_both_directions() {
+        assert_eq!(libev_bits(libc::POLLNVAL, READ), READ | WRITE | ERROR);
+    }
+}

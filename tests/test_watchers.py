@@ -1,0 +1,320 @@
+"""The loop's watcher API on ferrovent: what stock gevent cannot be compared on (it aborts, or it is ours only).
+
+The behaviours both share are in tests/compat/test_watchers_compat.py, run on both implementations.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import ferrovent
+import pytest
+from ferrovent import core
+from ferrovent.hub import get_hub
+from greenlet import getcurrent
+
+
+def turn_until(condition, limit: float = 5.0) -> bool:
+    for _ in range(int(limit / 0.005)):
+        if condition():
+            return True
+        ferrovent.sleep(0.005)
+    return condition()
+
+
+def test_closing_the_fd_of_an_active_io_watcher_calls_it_once_with_error_and_stops_it():
+    loop = get_hub().loop
+    r, w = socket.socketpair()
+    events = []
+    watcher = loop.io(r.fileno(), core.READ)
+    watcher.start(events.append, pass_events=True)
+    r.close()  # behind the watcher's back (gevent's libev aborts the process here)
+    assert turn_until(lambda: events)
+    ferrovent.sleep(0.02)
+    assert events == [core.READ | core.WRITE | core.ERROR]
+    assert not watcher.active
+    # a new fd that takes the number over is registered afresh: a blocked poll wakes for it
+    old_number = watcher.fd
+    r2, w2 = socket.socketpair()
+    assert old_number in (r2.fileno(), w2.fileno())
+    readable = r2 if r2.fileno() == old_number else w2
+    other = w2 if readable is r2 else r2
+    threading.Timer(0.05, other.send, (b"x",)).start()
+    assert loop.wait_read(readable.fileno(), timeout=5)
+    seen = []
+    again = loop.io(readable.fileno(), core.READ)
+    again.start(seen.append, "ready")
+    assert turn_until(lambda: seen)
+    again.stop()
+    for s in (w, r2, w2):
+        s.close()
+
+
+def test_greenlet_waits_on_a_watched_fd_do_not_end_its_registration():
+    """A greenlet's wait_read ends its transient registration, unless an io watcher still watches the fd."""
+    loop = get_hub().loop
+    r, w = socket.socketpair()
+    seen = []
+    watcher = loop.io(r.fileno(), core.READ)
+    w.send(b"1")
+    ferrovent.spawn(loop.wait_read, r.fileno()).join(timeout=2)
+    r.recv(10)
+    watcher.start(lambda: (seen.append(r.recv(10)), watcher.stop()))
+    ferrovent.sleep(0.02)
+    assert seen == []
+    threading.Timer(0.05, w.send, (b"2",)).start()  # arrives while the hub blocks in its poll
+    assert turn_until(lambda: seen)
+    assert seen == [b"2"]
+    r.close()
+    w.close()
+
+
+def test_callbacks_run_in_the_hub_and_errors_name_the_watcher(monkeypatch):
+    hub = get_hub()
+    stream = io.StringIO()
+    monkeypatch.setattr(hub, "exception_stream", stream)
+    where = []
+    t = hub.loop.timer(0)
+    t.start(lambda: where.append(getcurrent() is hub))
+    bad = hub.loop.timer(0)
+
+    def fail():
+        raise ValueError("from a watcher")
+
+    bad.start(fail)
+    ferrovent.sleep(0.02)
+    assert where == [True]
+    err = stream.getvalue()
+    assert "ValueError: from a watcher" in err
+    assert "<timer at 0x" in err and "failed with ValueError" in err
+
+
+def test_run_callback_threadsafe_from_many_threads():
+    loop = get_hub().loop
+    got = []
+    handles = []
+
+    def send(i):
+        handles.append(loop.run_callback_threadsafe(got.append, i))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert turn_until(lambda: len(got) == 20)
+    assert sorted(got) == list(range(20))
+    assert not any(handles)
+
+
+def test_async_sends_coalesce_and_wake_a_blocked_loop():
+    loop = get_hub().loop
+    calls = []
+    a = loop.async_()
+    a.start(calls.append, 1)
+    barrier = threading.Barrier(4)
+
+    def send():
+        barrier.wait()
+        for _ in range(100):
+            a.send()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert turn_until(lambda: calls)
+    ferrovent.sleep(0.02)
+    assert 1 <= len(calls) <= 400
+    a.stop()
+
+
+def test_a_loop_of_its_own():
+    lp = core.loop(default=False)
+    assert not lp.default and get_hub().loop.default
+    log = []
+    lp.run_callback(log.append, 1)
+    lp.run()
+    assert log == [1]
+    t = lp.timer(0.02)
+    t.start(log.append, 2)
+    lp.run()  # returns once the timer has run: nothing referenced is left
+    assert log == [1, 2]
+    lp.destroy()
+
+
+def test_run_from_a_greenlet_runs_the_hub_until_idle():
+    loop = get_hub().loop
+    count = []
+    loop.run_callback(count.append, 1)
+    loop.run()
+    assert count == [1]
+    loop.run_callback(count.append, 2)
+    loop.run(once=True)
+    assert count == [1, 2]
+
+
+def test_loop_api_shape():
+    loop = get_hub().loop
+    assert loop.backend == "default" and core.supported_backends() == ["default"]
+    assert loop.fileno() is None
+    assert 0 < loop.approx_timer_resolution <= 0.01
+    assert getattr(loop, "async") == loop.async_
+    loop.update_now()
+    assert loop.now() >= 0
+    with pytest.raises(ValueError):
+        loop.timer(1, repeat=-1)
+    with pytest.raises(ValueError):
+        loop.io(-1, core.READ)
+    with pytest.raises(ValueError):
+        loop.io(0, 4)
+    with pytest.raises(ValueError):
+        loop.signal(0)
+    with pytest.raises(TypeError):
+        loop.timer(1).start(None)
+    p = loop.prepare(priority=core.MAXPRI)
+    assert p.priority == core.MAXPRI and p.ref and not p.pending
+
+
+def test_interfaces_are_provided():
+    pytest.importorskip("zope.interface")
+    from ferrovent._interfaces import ICallback, ILoop, IWatcher
+    from zope.interface.verify import verifyObject
+
+    loop = get_hub().loop
+    verifyObject(ILoop, loop)
+    verifyObject(ILoop, core.loop(default=False))
+    for w in (loop.io(0, core.READ), loop.timer(1), loop.idle(), loop.async_(), loop.stat(".")):
+        verifyObject(IWatcher, w)
+    cb = loop.run_callback(lambda: None)
+    verifyObject(ICallback, cb)
+    verifyObject(ICallback, loop.run_callback_threadsafe(lambda: None))
+    ferrovent.sleep(0)
+
+
+def test_stock_gevents_interfaces_are_met():
+    """gevent's own ILoop/IWatcher/ICallback (the specification), checked by signature against ours."""
+    pytest.importorskip("zope.interface")
+    stock = pytest.importorskip("gevent._interfaces")
+    from zope.interface.verify import verifyObject
+
+    loop = get_hub().loop
+    verifyObject(stock.ILoop, loop, tentative=True)
+    for w in (loop.io(0, core.READ), loop.timer(1), loop.prepare(), loop.signal(2), loop.fork(), loop.child(1)):
+        verifyObject(stock.IWatcher, w, tentative=True)
+    verifyObject(stock.ICallback, loop.run_callback(lambda: None), tentative=True)
+    ferrovent.sleep(0)
+
+
+def test_fork_watcher_runs_in_the_child_only():
+    script = textwrap.dedent(
+        """
+        import os, ferrovent
+        from ferrovent.hub import get_hub
+        ran = []
+        w = get_hub().loop.fork(ref=False)
+        w.start(ran.append, "child")
+        pid = os.fork()
+        if pid == 0:
+            ferrovent.sleep(0.01)
+            os._exit(0 if ran == ["child"] else 1)
+        ferrovent.sleep(0.01)
+        _, status = os.waitpid(pid, 0)
+        print(ran, os.waitstatus_to_exitcode(status))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[] 0", out.stderr
+
+
+def test_gevent_core_and_interfaces_under_the_alias():
+    script = textwrap.dedent(
+        """
+        import ferrovent
+        ferrovent.install_as_gevent()
+        import gevent, gevent.core, gevent._interfaces
+        from gevent import core
+        loop = gevent.get_hub().loop
+        assert core.loop.__module__ == "ferrovent.core"
+        log = []
+        w = loop.io(0, core.READ | core.WRITE)
+        t = loop.timer(0.01)
+        t.start(log.append, "timer")
+        gevent.sleep(0.05)
+        print(log, gevent._interfaces.ILoop.providedBy(loop))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "['timer'] True", out.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_child_watcher_for_any_child():
+    loop = get_hub().loop
+    pid = os.fork()
+    if pid == 0:
+        os._exit(5)
+    w = loop.child(0)
+    seen = []
+    w.start(lambda: seen.append((w.rpid, os.waitstatus_to_exitcode(w.rstatus))))
+    assert turn_until(lambda: seen)
+    w.stop()
+    assert seen == [(pid, 5)]
+
+
+def test_a_finished_threads_hub_with_pending_callbacks_and_watchers_is_collected():
+    """run_callback's handle is not tracked by the garbage collector: the loop's traversal must show what it holds."""
+    import gc
+    import weakref
+
+    refs = []
+
+    def body():
+        hub = get_hub()
+
+        class Holder:
+            pass
+
+        holder = Holder()
+        holder.hub = hub
+        hub.loop.run_callback(lambda: holder)  # pending, and its closure leads back to the hub
+        hub.loop.timer(10).start(lambda: holder)  # an active watcher too
+        refs.extend([weakref.ref(hub), weakref.ref(holder)])
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    for _ in range(3):
+        gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+def test_the_events_placeholder_is_replaced_by_the_ready_events():
+    loop = get_hub().loop
+    r, w = socket.socketpair()
+    got = []
+    watcher = loop.io(w.fileno(), core.WRITE)
+    watcher.start(lambda events, tag: (got.append((events, tag)), watcher.stop()), core.EVENTS, "tag")
+    assert turn_until(lambda: got)
+    assert got == [(core.WRITE, "tag")]
+    r.close()
+    w.close()
+
+
+def test_destroying_the_hubs_loop_leaves_it_running():
+    """pika's adapter destroys the loop it was given when it closes; the program's greenlets go on."""
+    loop = get_hub().loop
+    loop.destroy()
+    g = ferrovent.spawn(ferrovent.sleep, 0.01)
+    assert g.join(timeout=2) is None and g.dead
+    t = loop.timer(0.01)
+    fired = []
+    t.start(fired.append, 1)
+    assert turn_until(lambda: fired)

@@ -7,6 +7,7 @@ during interpreter finalization, when greenlet no longer answers ``getcurrent()`
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,10 @@ def assert_quiet_exit(impl: str, name: str, expected: list[str]) -> None:
 
 @pytest.mark.parametrize("name", list(BOTH))
 def test_exits_quietly(name, impl_name):
+    if impl_name == "gevent" and sys.version_info < (3, 11) and name != "logging_at_exit_with_a_thread_still_waiting":
+        # Stock gevent is the reference only where it is quiet itself: before CPython 3.11, logging's handler
+        # clean-up at exit reaches gevent's get_ident, which raises "greenlet is being finalized".
+        pytest.skip("stock gevent prints at exit on CPython < 3.11")
     assert_quiet_exit(impl_name, name, BOTH[name])
 
 

@@ -116,13 +116,17 @@ def _entry_points(group: str) -> list[Any]:
     path = tuple(sys.path)
     if _entry_points_cache is None or _entry_points_cache[0] != path:
         _entry_points_cache = (path, metadata.entry_points())
-    found = _entry_points_cache[1].select(group=group)
+    installed = _entry_points_cache[1]
+    # CPython 3.9's entry_points() is a dict of groups; 3.10 added select().
+    found = installed.select(group=group) if hasattr(installed, "select") else installed.get(group, ())
     return [entry_point for entry_point in found if not _is_stock_gevents(entry_point)]
 
 
 def _is_stock_gevents(entry_point: Any) -> bool:
-    dist = getattr(entry_point, "dist", None)
-    return dist is not None and dist.name.lower() == "gevent"
+    dist = getattr(entry_point, "dist", None)  # CPython 3.10+; before, the module path tells
+    if dist is not None:
+        return dist.name.lower() == "gevent"
+    return entry_point.value.partition(":")[0].split(".")[0] == "gevent"
 
 
 def notify_and_call_entry_points(event: Any) -> None:

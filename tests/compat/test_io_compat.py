@@ -598,9 +598,9 @@ def thread_pool_executor_futures(lib, trace):
 @io_scenario(
     expected=[
         ["stdlib names", True, True, True],
+        ["forked child", 3, "callback", [3]],
         ["tp_write", 5, "tp_read", "hello"],
         ["nb_read", "tick 0", "tick 1", "tick 2", "wrote", "later"],
-        ["forked child", 3, "callback", [3]],
     ]
 )
 def os_functions(lib, trace):
@@ -608,6 +608,14 @@ def os_functions(lib, trace):
 
     m = files(lib)
     trace.append(["stdlib names", m.os.pipe is os.pipe, m.os.getpid is os.getpid, m.os.path is os.path])
+    # Fork before the thread pool has threads: stock gevent's child can hang when a pool thread holds a lock.
+    exits = []
+    pid = m.os.fork_and_watch(lambda child: exits.append(os.waitstatus_to_exitcode(child.rstatus)))
+    if not pid:
+        os._exit(3)
+    _, status = m.os.waitpid(pid, 0)
+    lib.sleep(0.05)
+    trace.append(["forked child", os.waitstatus_to_exitcode(status), "callback", exits])
     r, w = m.os.pipe()
     trace.append(["tp_write", m.os.tp_write(w, b"hello"), "tp_read", m.os.tp_read(r, 10).decode()])
     m.os.make_nonblocking(r)
@@ -622,13 +630,6 @@ def os_functions(lib, trace):
     lib.spawn(write_later)
     steps.append(m.os.nb_read(r, 10).decode())
     trace.append(steps)
-    exits = []
-    pid = m.os.fork_and_watch(lambda child: exits.append(os.waitstatus_to_exitcode(child.rstatus)))
-    if not pid:
-        os._exit(3)
-    _, status = m.os.waitpid(pid, 0)
-    lib.sleep(0.05)
-    trace.append(["forked child", os.waitstatus_to_exitcode(status), "callback", exits])
 
 
 @io_scenario(
@@ -692,12 +693,24 @@ def gevent_io_result(name: str) -> Result:
     return run_script_scenario("gevent", Path(__file__), name)
 
 
+# Scenarios stock gevent itself fails on older CPythons: there it is not run, and ferrovent is held to the expected
+# trace alone. name -> (first CPython where gevent passes, why).
+GEVENT_FAILS_BEFORE = {
+    "popen_as_a_waitable": ((3, 11), "gevent's Popen.__exit__ closing a pipe under a parked reader: reentrant call"),
+}
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", list(IO_SCENARIOS))
 def test_io_scenario(name, impl_name):
     expected = IO_SCENARIOS[name]
+    first_good, why = GEVENT_FAILS_BEFORE.get(name, ((0,), ""))
+    gevent_fails = sys.version_info < first_good
+    if gevent_fails and impl_name == "gevent":
+        pytest.skip(f"stock gevent fails this on CPython < {'.'.join(map(str, first_good))}: {why}")
     result = run_script_scenario(impl_name, Path(__file__), name)
-    check_agreement(result, expected.expected, expected.reports, impl_name, lambda: gevent_io_result(name))
+    oracle = (lambda: result) if gevent_fails else (lambda: gevent_io_result(name))
+    check_agreement(result, expected.expected, expected.reports, impl_name, oracle)
 
 
 def main(name: str) -> None:

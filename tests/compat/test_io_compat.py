@@ -598,7 +598,6 @@ def thread_pool_executor_futures(lib, trace):
 @io_scenario(
     expected=[
         ["stdlib names", True, True, True],
-        ["forked child", 3, "callback", [3]],
         ["tp_write", 5, "tp_read", "hello"],
         ["nb_read", "tick 0", "tick 1", "tick 2", "wrote", "later"],
     ]
@@ -608,14 +607,8 @@ def os_functions(lib, trace):
 
     m = files(lib)
     trace.append(["stdlib names", m.os.pipe is os.pipe, m.os.getpid is os.getpid, m.os.path is os.path])
-    # Fork before the thread pool has threads: stock gevent's child can hang when a pool thread holds a lock.
-    exits = []
-    pid = m.os.fork_and_watch(lambda child: exits.append(os.waitstatus_to_exitcode(child.rstatus)))
-    if not pid:
-        os._exit(3)
-    _, status = m.os.waitpid(pid, 0)
-    lib.sleep(0.05)
-    trace.append(["forked child", os.waitstatus_to_exitcode(status), "callback", exits])
+    # fork_and_watch is tested on ferrovent alone (tests/test_os.py): stock gevent's fork_and_watch followed by
+    # waitpid(pid, 0) hangs now and then, even in a plain script.
     r, w = m.os.pipe()
     trace.append(["tp_write", m.os.tp_write(w, b"hello"), "tp_read", m.os.tp_read(r, 10).decode()])
     m.os.make_nonblocking(r)

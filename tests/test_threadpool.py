@@ -149,10 +149,17 @@ def test_join_waits_for_every_job(pool):
 
 
 def test_size_and_maxsize(pool):
-    before = os_threads()
     pool.size = 2
-    started = os_threads() - before
-    assert pool.size == 2 and len(started) == 2
+    assert pool.size == 2
+    # Both threads, by their own word: two jobs that can only finish together run on two different threads.
+    both = threading.Barrier(2)
+
+    def thread_id():
+        both.wait(10)
+        return str(threading.get_native_id())
+
+    started = {result.get() for result in [pool.spawn(thread_id) for _ in range(2)]}
+    assert len(started) == 2 and started <= os_threads()
     with pytest.raises(ValueError):
         pool.size = 4
     with pytest.raises(ValueError):
@@ -163,7 +170,7 @@ def test_size_and_maxsize(pool):
         pool.maxsize = -1
     pool.kill()
     assert pool.size == 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while started & os_threads() and time.monotonic() < deadline:  # the threads end on their own
         ferrovent.sleep(0.01)
     assert not started & os_threads()

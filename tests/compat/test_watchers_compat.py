@@ -292,12 +292,17 @@ def async_send_from_threads(lib, trace):
 @watcher_scenario([["child", True, 3]])
 def child_watcher_reports_exit_status(lib, trace):
     loop = lib.get_hub().loop
+    gate_r, gate_w = os.pipe()  # the child exits only once the watcher is started: libev drops earlier exits
     pid = os.fork()
     if pid == 0:
+        os.read(gate_r, 1)
         os._exit(3)
+    os.close(gate_r)
     w = loop.child(pid)
     done = []
     w.start(lambda: done.append(w.rstatus))
+    os.write(gate_w, b"x")
+    os.close(gate_w)
     wait_until(lib, lambda: done)
     w.stop()
     trace.append(["child", w.rpid == pid, os.waitstatus_to_exitcode(done[0])])

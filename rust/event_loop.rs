@@ -90,6 +90,8 @@ pub struct Loop {
     pub(crate) poller: RefCell<Option<Poller>>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) ready: RefCell<VecDeque<Ready>>,
+    /// What the last poll brought, run in the middle of the next drain (rust/run.rs).
+    pub(crate) arrivals: RefCell<VecDeque<Ready>>,
     pub(crate) timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) fds: RefCell<FdTable<FdWaiter>>,
     pub(crate) lot: RefCell<ParkingLot>,
@@ -257,6 +259,7 @@ impl Loop {
             poller: RefCell::new(Some(poller)),
             inbox,
             ready: RefCell::new(VecDeque::new()),
+            arrivals: RefCell::new(VecDeque::new()),
             timers: RefCell::new(TimerHeap::default()),
             fds: RefCell::new(FdTable::default()),
             lot: RefCell::new(ParkingLot::default()),
@@ -279,11 +282,12 @@ impl Loop {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.hub)?;
         visit.call(&self.get_switch_interval)?;
-        if let Ok(ready) = self.ready.try_borrow() {
-            for obj in ready.iter().flat_map(Ready::objects) {
+        for queue in [&self.ready, &self.arrivals] {
+            let Ok(queue) = queue.try_borrow() else { continue };
+            for obj in queue.iter().flat_map(Ready::objects) {
                 visit.call(obj)?;
             }
-            for entry in ready.iter() {
+            for entry in queue.iter() {
                 if let Ready::Callback(handle) = entry {
                     handle.get().traverse(&visit)?;
                 }
@@ -574,10 +578,10 @@ impl Loop {
         Ok(())
     }
 
-    /// Entries waiting in the ready queue.
+    /// Entries waiting in the ready queue (with the arrivals of the last poll not yet run).
     #[getter]
     fn ready_count(&self) -> usize {
-        self.ready.borrow().len()
+        self.ready.borrow().len() + self.arrivals.borrow().len()
     }
 
     /// Pending timers.

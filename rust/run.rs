@@ -2,19 +2,22 @@
 //!
 //! # Fairness bound
 //!
-//! One loop iteration is one drain followed by one poll. A drain has two phases:
+//! One loop iteration is one drain followed by one poll. Two queues feed a drain: the **backlog**, the entries
+//! greenlets queue themselves (spawns, `sleep(0)`, wakes and callbacks), in FIFO order, and the **arrivals**, what
+//! the previous poll brought (fd events, calls from other threads, fired timers), in arrival order. A drain runs:
 //!
-//! 1. **Arrivals**: every entry the previous poll brought (fd events, fired timers, calls from other threads) runs,
-//!    whatever it costs. They sit at the front of the ready queue, in arrival order.
-//! 2. **Backlog**: then the rest of the queue (spawns, `sleep(0)`, wakes and callbacks queued by greenlets) runs in
-//!    FIFO order until it is empty or the switch interval (`sys.getswitchinterval()`, timed from the start of this
-//!    phase) is spent. The clock is read only every `CLOCK_CHECK_EVERY` entries, so each drain runs at least that
-//!    many backlog entries.
+//! 1. the backlog, until it is empty or the switch interval (`sys.getswitchinterval()`, timed from the start of the
+//!    drain) is spent. The clock is read only every `CLOCK_CHECK_EVERY` entries, so this runs at least that many;
+//! 2. every arrival, whatever it costs;
+//! 3. the backlog again, what is left of it, while the same switch interval lasts.
 //!
-//! Entries queued during a drain go to the back of the backlog. So an arrival runs in the next drain, and a backlog
-//! entry with `k` entries ahead of it runs within `ceil((k + 1) / CLOCK_CHECK_EVERY)` iterations, however much I/O
-//! arrives meanwhile: arrivals never spend the backlog's budget. This is gevent's bound: libev runs every watcher
-//! callback each iteration, and gevent's callback queue runs for its switch interval, checked every 50 callbacks.
+//! Entries queued during a drain go to the back of the backlog. So a backlog entry with `k` entries ahead of it runs
+//! within `ceil((k + 1) / CLOCK_CHECK_EVERY)` iterations, however much I/O arrives meanwhile: arrivals never pass
+//! older backlog and never spend its budget. And an arrival runs in the next drain, behind at most one switch
+//! interval of backlog, however long the backlog is. This is gevent's bound (its callback queue runs for the switch
+//! interval, checked every 50 callbacks, and libev runs every watcher callback each iteration) with one change: when
+//! the backlog is cut short, what is left of it runs before the next poll's wake-ups instead of after them. When
+//! the backlog empties (the usual case), the order is gevent's: wake-ups, then what they queued, then the next poll.
 //!
 //! No borrow of loop state is held while an entry runs: it may switch greenlets, which re-enter the loop.
 
@@ -33,21 +36,25 @@ use crate::timers::Nanos;
 /// How many backlog entries run between two looks at the clock, and so the fewest a drain runs.
 pub(crate) const CLOCK_CHECK_EVERY: u32 = 50;
 
+/// Which queue a drain takes from now (the three steps above).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Step {
+    #[default]
+    Backlog,
+    Arrivals,
+    BacklogLeft,
+}
+
 /// Where the current drain is: the state behind the fairness bound above.
 #[derive(Default)]
 pub(crate) struct Drain {
     /// True while the hub drains the ready queue: only then may a parking greenlet hand off directly.
     active: Cell<bool>,
-    /// Arrivals at the front of the ready queue still to run in this drain.
-    arrivals_left: Cell<usize>,
-    /// The switch interval read at the start of this drain.
-    interval: Cell<f64>,
-    /// Whether the backlog phase (and its clock) has begun.
-    in_backlog: Cell<bool>,
+    step: Cell<Step>,
     deadline: Cell<Nanos>,
     /// Backlog entries taken since the clock was last read.
     since_clock_check: Cell<u32>,
-    /// The backlog's switch interval is used up: this drain is over.
+    /// The switch interval is used up: the backlog is done for this drain.
     spent: Cell<bool>,
     /// Completed loop iterations (gevent's `loop.iteration`).
     iterations: Cell<u64>,
@@ -64,34 +71,33 @@ impl Drain {
 }
 
 impl Loop {
-    /// Takes the next entry this drain may run, or None once the drain is over (nothing ready, or the backlog's
-    /// budget is spent). An entry `accept` refuses is left at the front, and None returned.
+    /// Takes the next entry this drain may run, or None once the drain is over. An entry `accept` refuses is left
+    /// where it is, and None returned.
     pub(crate) fn take_next(&self, accept: impl Fn(&Ready) -> bool) -> Option<Ready> {
         let drain = &self.drain;
-        let arrival = drain.arrivals_left.get() > 0;
-        if !arrival {
-            if !drain.in_backlog.replace(true) {
-                drain.deadline.set(self.deadline_after(drain.interval.get()));
-                drain.since_clock_check.set(0);
+        if drain.step.get() == Step::Backlog && (self.ready.borrow().is_empty() || !self.backlog_budget_left()) {
+            drain.step.set(Step::Arrivals);
+        }
+        if drain.step.get() == Step::Arrivals {
+            let mut arrivals = self.arrivals.borrow_mut();
+            if !arrivals.is_empty() {
+                return if accept(arrivals.front()?) { arrivals.pop_front() } else { None };
             }
-            if !self.backlog_budget_left() {
-                return None;
-            }
+            drain.step.set(Step::BacklogLeft);
+        }
+        if drain.step.get() == Step::BacklogLeft && !self.backlog_budget_left() {
+            return None;
         }
         let mut ready = self.ready.borrow_mut();
         if !accept(ready.front()?) {
             return None;
         }
-        if arrival {
-            drain.arrivals_left.set(drain.arrivals_left.get() - 1);
-        } else {
-            drain.since_clock_check.set(drain.since_clock_check.get() + 1);
-        }
+        drain.since_clock_check.set(drain.since_clock_check.get() + 1);
         ready.pop_front()
     }
 
-    /// Whether the backlog phase may run another entry: always for the first `CLOCK_CHECK_EVERY` since the last
-    /// look at the clock, then only within the switch interval. Once spent, it stays spent for this drain.
+    /// Whether the backlog may run another entry: always for the first `CLOCK_CHECK_EVERY` since the last look at
+    /// the clock, then only within the switch interval. Once spent, it stays spent for this drain.
     fn backlog_budget_left(&self) -> bool {
         let drain = &self.drain;
         if drain.spent.get() {
@@ -108,9 +114,10 @@ impl Loop {
 
     fn drain_ready(&self, py: Python<'_>) -> PyResult<()> {
         let interval: f64 = self.get_switch_interval.bind(py).call0()?.extract()?;
-        self.drain.interval.set(interval);
-        self.drain.in_backlog.set(false);
+        self.drain.deadline.set(self.deadline_after(interval));
+        self.drain.since_clock_check.set(0);
         self.drain.spent.set(false);
+        self.drain.step.set(Step::Backlog);
         self.drain.active.set(true);
         let result = loop {
             let Some(entry) = self.take_next(|_| true) else { break Ok(()) };
@@ -119,8 +126,12 @@ impl Loop {
             }
         };
         self.drain.active.set(false);
-        // Arrivals not run (an error stopped the drain) stay at the front and count as backlog from now on.
-        self.drain.arrivals_left.set(0);
+        // Arrivals not run (an error stopped the drain) go to the front of the backlog.
+        let left = std::mem::take(&mut *self.arrivals.borrow_mut());
+        let mut ready = self.ready.borrow_mut();
+        for entry in left.into_iter().rev() {
+            ready.push_front(entry);
+        }
         result
     }
 
@@ -261,18 +272,14 @@ impl Loop {
         arrivals.extend(fired.into_iter().map(Ready::Timer));
     }
 
-    /// Puts what one poll brought ahead of the backlog, in arrival order, for the next drain's first phase.
-    fn put_ahead(&self, arrivals: Vec<Ready>) {
-        let mut ready = self.ready.borrow_mut();
-        self.drain.arrivals_left.set(arrivals.len());
-        for entry in arrivals.into_iter().rev() {
-            ready.push_front(entry);
-        }
+    /// Keeps what one poll brought, in arrival order, for the middle of the next drain.
+    fn queue_arrivals(&self, arrivals: Vec<Ready>) {
+        self.arrivals.borrow_mut().extend(arrivals);
     }
 
     /// Wakes idle waiters once nothing else is ready.
     fn run_idle(&self, py: Python<'_>) {
-        if !self.ready.borrow().is_empty() {
+        if !self.ready.borrow().is_empty() || !self.arrivals.borrow().is_empty() {
             return;
         }
         let waiters = std::mem::take(&mut *self.idle_waiters.borrow_mut());
@@ -305,7 +312,7 @@ impl Loop {
             self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
             self.expire_timers(&mut arrivals);
             self.collect_watchers(py, &mut arrivals);
-            self.put_ahead(arrivals);
+            self.queue_arrivals(arrivals);
             self.run_idle(py);
             self.check_signals(py);
             self.drain.iterations.set(self.drain.iterations.get() + 1);

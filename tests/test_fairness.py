@@ -1,8 +1,9 @@
 """The loop's fairness bound (rust/run.rs), counted in loop iterations rather than wall time.
 
-Each iteration runs everything its poll brought, then at least 50 backlog entries (more within the switch
-interval), so a greenlet with ``k`` entries ahead of it starts within about ``k / 50`` iterations however much I/O
-keeps arriving.
+Each iteration runs at least 50 backlog entries (more within the switch interval), then everything the previous
+poll brought, then more backlog while the interval lasts. So a greenlet with ``k`` entries ahead of it starts within
+about ``k / 50`` iterations however much I/O keeps arriving, and an I/O wake-up waits behind at most one switch
+interval of older backlog.
 """
 
 from __future__ import annotations
@@ -93,3 +94,40 @@ def test_a_spawned_greenlet_starts_within_the_bound_under_a_stream_of_io_with_cp
         for near, far in pairs:
             near.close()
             far.close()
+
+
+def test_a_wake_up_runs_after_one_switch_interval_of_older_backlog_and_before_the_rest():
+    # 200 workers of 0.2 ms each: every drain's backlog step is cut after 50 entries (10 ms > the 5 ms switch
+    # interval). The first worker makes a socket readable; its reader's wake-up arrives with the next poll and runs
+    # in the next drain after that drain's backlog step, ahead of the workers still waiting: older backlog first,
+    # but only one switch interval of it.
+    loop = ferrovent.get_hub().loop
+    near, far = green_socket.socketpair()
+    started_in: list[int] = []  # the iteration each worker started in, in start order
+    woke: list[tuple[int, int]] = []  # (iteration, workers started before it)
+
+    def reader() -> None:
+        near.recv(1)
+        woke.append((loop.iteration, len(started_in)))
+
+    def worker(index: int) -> None:
+        started_in.append(loop.iteration)
+        if index == 0:
+            far.send(b"x")
+        _burn(0.0002)
+
+    try:
+        reading = ferrovent.spawn(reader)
+        ferrovent.sleep(0)  # the reader is parked on its socket before the workers exist
+        workers = [ferrovent.spawn(worker, index) for index in range(WORKERS)]
+        ferrovent.joinall([reading, *workers], timeout=20)
+        assert len(started_in) == WORKERS
+        [(woke_in, workers_before)] = woke
+        assert woke_in == started_in[0] + 1, "the wake-up did not run in the drain after its poll"
+        in_that_drain = started_in.count(woke_in)
+        assert in_that_drain >= PER_DRAIN
+        assert workers_before == started_in.index(woke_in) + in_that_drain, "older backlog did not run first"
+        assert workers_before < WORKERS, "the wake-up waited for the whole backlog"
+    finally:
+        near.close()
+        far.close()

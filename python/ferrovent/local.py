@@ -13,7 +13,7 @@ between the two steps; code that does switch (a property that blocks) re-enters 
 from __future__ import annotations
 
 from typing import Any
-from weakref import ref
+from weakref import WeakSet, ref
 
 from greenlet import getcurrent
 
@@ -41,6 +41,7 @@ class _LocalImpl:
         self.args = args
         self.kwargs = kwargs
         self.owner = ref(owner)
+        _live_impls.add(self)
 
     def __del__(self) -> None:
         for watcher in self.watchers.values():
@@ -48,6 +49,10 @@ class _LocalImpl:
             unlink = getattr(greenlet, "unlink", None)
             if unlink is not None:
                 unlink(watcher.__callback__)
+
+
+# Every live local's implementation, for all_local_dicts_for_greenlet (a walk of the heap took seconds in a big one).
+_live_impls: WeakSet[_LocalImpl] = WeakSet()
 
 
 class _Forget:
@@ -145,15 +150,10 @@ class local:
 
 def all_local_dicts_for_greenlet(greenlet: Any) -> list:
     """The attributes every live `local` holds for ``greenlet``: a list of ``((type, id), dict)`` pairs, the type
-    and id of the local object and its attribute dict as seen from that greenlet. A debugging aid (it walks the
-    garbage collector's objects, so it costs time in proportion to the heap)."""
-    import gc
-
+    and id of the local object and its attribute dict as seen from that greenlet. A debugging aid."""
     key = id(greenlet)
     found = []
-    for impl in gc.get_objects():
-        if type(impl) is not _LocalImpl:
-            continue
+    for impl in list(_live_impls):
         localdict = impl.dicts.get(key)
         watcher = impl.watchers.get(key)
         owner = impl.owner()

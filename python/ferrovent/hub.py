@@ -97,6 +97,9 @@ class Hub(greenlet):
     #: How many hubs were made in this process; each hub's `minimal_ident` is its place in that count.
     _made = 0
 
+    #: The `ferrovent._monitor.PeriodicMonitoringThread` watching this hub, once started (``config.monitor_thread``).
+    periodic_monitoring_thread = None
+
     def __init__(self):
         greenlet.__init__(self)
         self.loop = self.loop_class(self)
@@ -135,9 +138,22 @@ class Hub(greenlet):
     def run(self):
         """Runs the loop; each time it runs out, raises LoopExit in the parent and waits to be needed again."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
+        self.start_periodic_monitoring_thread()
         while True:
             self.loop.run()
             self.parent.throw(LoopExit("This operation would block forever", self, []))
+
+    def start_periodic_monitoring_thread(self):
+        """Starts this hub's monitoring thread if ``config.monitor_thread`` is set and it is not running yet (the
+        hub does so when it starts); returns it, or None."""
+        if self.periodic_monitoring_thread is None:
+            from ferrovent._config import config
+
+            if config.monitor_thread:
+                from ferrovent._monitor import start_monitoring  # imported late: it imports monkey
+
+                self.periodic_monitoring_thread = start_monitoring(self)
+        return self.periodic_monitoring_thread
 
     def handle_error(self, context, type, value, tb):
         """Reports an exception from a greenlet or callback; system errors go on to the main greenlet."""
@@ -221,6 +237,9 @@ class Hub(greenlet):
         if pool is not None:
             pool.kill()
         self._threadpool = self._resolver = None
+        if self.periodic_monitoring_thread is not None:
+            self.periodic_monitoring_thread.kill()
+            self.periodic_monitoring_thread = None
         loop = self.loop
         if loop is None:
             return
@@ -319,6 +338,8 @@ def reinit(hub=None):
     hub = hub if hub is not None else get_hub_if_exists()
     if hub is not None and not hub.dead:
         hub.loop.reinit()
+        if hub.periodic_monitoring_thread is not None:
+            hub.periodic_monitoring_thread._on_fork()
 
 
 def fork():

@@ -83,8 +83,19 @@ def _utc_timestamp():
 _MAIN_THREAD_IDENT = threading_main_thread().ident
 
 
+class _StderrUnlessAssigned:
+    """``Hub.exception_stream``: ``sys.stderr`` as it is when read, unless a stream was assigned (None: print
+    nothing); ``del hub.exception_stream`` goes back to ``sys.stderr``."""
+
+    def __get__(self, hub, owner=None):
+        return self if hub is None else sys.stderr
+
+
 class Hub(greenlet):
     """The greenlet that runs a thread's event loop."""
+
+    #: Where errors and the monitoring thread's reports are written.
+    exception_stream = _StderrUnlessAssigned()
 
     #: Exceptions that are not reported when a greenlet or callback ends with them.
     NOT_ERROR = (GreenletExit, SystemExit)
@@ -104,7 +115,6 @@ class Hub(greenlet):
         greenlet.__init__(self)
         self.loop = self.loop_class(self)
         self.loop.make_current()
-        self.exception_stream = sys.stderr
         Hub._made += 1
         #: A small number naming this hub (gevent's); its greenlets' numbers come from `ident_registry`.
         self.minimal_ident = Hub._made
@@ -265,6 +275,11 @@ class Hub(greenlet):
             old.kill()
         if pool is not None:
             self._threadpool = pool
+
+    @threadpool.deleter
+    def threadpool(self):
+        """Forgets the pool (it is not killed, as with gevent); the next use makes a fresh one."""
+        self.__dict__.pop("_threadpool", None)
 
     @property
     def resolver(self):

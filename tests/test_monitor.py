@@ -249,3 +249,23 @@ def test_monitoring_functions_are_added_updated_and_removed(monitored):
         monitor.add_monitoring_function(looks, 0)
     with pytest.raises(ValueError):
         monitor.add_monitoring_function("not callable", 1)
+
+
+def test_a_thread_started_before_its_hub_runs_keeps_watching(settings):
+    settings(monitor_thread=True)
+    outcome: list = []
+
+    def in_a_thread():
+        hub = get_hub()  # not run yet: the hub greenlet is not started
+        monitor = hub.start_periodic_monitoring_thread()
+        looks = Looks()
+        monitor.add_monitoring_function(looks, 0.01)
+        looks.wait_for(3)
+        outcome.append(monitor.should_run)
+        hub.destroy(True)
+        outcome.append(monitor.should_run)
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join(BOUND)
+    assert outcome == [True, False]

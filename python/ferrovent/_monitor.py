@@ -189,7 +189,7 @@ class PeriodicMonitoringThread:
                 functions = self.monitoring_functions()
                 thread_sleep(self.calculate_sleep_time())
                 hub = self.hub
-                if not hub:  # gone, or a dead hub greenlet: nothing left to watch
+                if hub is None or hub.dead:  # nothing left to watch (a hub not started yet still will be)
                     self.kill()
                 if not self.should_run:  # killed while asleep
                     break

@@ -8,6 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -558,6 +559,11 @@ impl Loop {
         self.keepalive.set(self.keepalive.get().saturating_sub(1));
     }
 
+    /// A handle other OS threads use to read this loop's iteration count, the monitoring thread's heartbeat.
+    fn heartbeat(&self) -> Heartbeat {
+        Heartbeat { iterations: self.drain.heartbeat() }
+    }
+
     /// A handle other OS threads use to run callbacks in this loop.
     fn threadsafe(&self) -> ThreadsafeHandle {
         ThreadsafeHandle { inbox: Arc::clone(&self.inbox) }
@@ -602,6 +608,12 @@ impl Loop {
         self.fds.borrow().waiting()
     }
 
+    /// Fds registered with the poller (counted when asked).
+    #[getter]
+    fn registered_fd_count(&self) -> usize {
+        self.fds.borrow().registered()
+    }
+
     /// Completed loop iterations (one drain and one poll each).
     #[getter]
     fn iteration(&self) -> u64 {
@@ -612,6 +624,21 @@ impl Loop {
     #[getter]
     fn alive_now(&self) -> bool {
         self.alive()
+    }
+}
+
+/// A loop's iteration count, readable from any thread: it moves each time the loop completes a poll.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct Heartbeat {
+    iterations: Arc<AtomicU64>,
+}
+
+#[pymethods]
+impl Heartbeat {
+    /// The loop's completed iterations so far.
+    #[getter]
+    fn iterations(&self) -> u64 {
+        self.iterations.load(Ordering::Relaxed)
     }
 }
 

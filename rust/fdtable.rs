@@ -163,6 +163,11 @@ impl<W> FdTable<W> {
         self.slots.iter().flat_map(|s| s.readers.iter().chain(&s.writers)).map(|w| &w.waiter)
     }
 
+    /// Fds registered with the poller, counted on demand (for `python -m ferrovent info`, not the hot path).
+    pub fn registered(&self) -> usize {
+        self.slots.iter().filter(|s| s.registered).count()
+    }
+
     /// Waiters that keep the loop alive.
     pub fn referenced(&self) -> usize {
         self.referenced

@@ -38,11 +38,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     greenlet_api::init(py)?;
     cpython::init(py)?;
     m.add("__version__", pep440_version())?;
+    m.add("POLLER", poller::SYSTEM_POLLER)?;
     m.add_class::<event_loop::Loop>()?;
     m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(cpython::frame_stack::small_frame_stacks, m)?)?;
     m.add_function(wrap_pyfunction!(cpython::arena_cache, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
+    m.add_class::<event_loop::Heartbeat>()?;
     m.add_class::<waitqueue::WaitQueue>()?;
     m.add_class::<linkable::LinkCore>()?;
     m.add_class::<itemqueue::ItemQueue>()?;

@@ -8,6 +8,22 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+/// The system poller mio uses on this platform, as `python -m ferrovent info` names it.
+pub const SYSTEM_POLLER: &str = if cfg!(any(target_os = "linux", target_os = "android", target_os = "illumos")) {
+    "epoll"
+} else if cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)) {
+    "kqueue"
+} else {
+    "poll"
+};
+
 /// The token of the waker; fds use their own number as token.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 

@@ -20,8 +20,16 @@
 //! the backlog empties (the usual case), the order is gevent's: wake-ups, then what they queued, then the next poll.
 //!
 //! No borrow of loop state is held while an entry runs: it may switch greenlets, which re-enter the loop.
+//!
+//! # Heartbeat
+//!
+//! The iteration count is bumped right after each poll returns, with one relaxed store, into an atomic other threads
+//! read without the GIL-confined loop (`Heartbeat`, for ferrovent's monitoring thread). So the count moving means a
+//! poll completed; a count that stays put while the hub thread is not in the poll means the loop is blocked.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -56,8 +64,8 @@ pub(crate) struct Drain {
     since_clock_check: Cell<u32>,
     /// The switch interval is used up: the backlog is done for this drain.
     spent: Cell<bool>,
-    /// Completed loop iterations (gevent's `loop.iteration`).
-    iterations: Cell<u64>,
+    /// Completed polls, one per iteration (gevent's `loop.iteration`): the heartbeat, shared with `Heartbeat`.
+    iterations: Arc<AtomicU64>,
 }
 
 impl Drain {
@@ -66,7 +74,17 @@ impl Drain {
     }
 
     pub(crate) fn iterations(&self) -> u64 {
-        self.iterations.get()
+        self.iterations.load(Ordering::Relaxed)
+    }
+
+    /// The heartbeat counter itself, for a `Heartbeat` handle another thread reads.
+    pub(crate) fn heartbeat(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.iterations)
+    }
+
+    /// Counts one completed poll. Only the loop's thread writes, so a load and a store suffice (no read-modify-write).
+    fn beat(&self) {
+        self.iterations.store(self.iterations.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -310,12 +328,12 @@ impl Loop {
             self.run_prepare_watchers(py);
             let mut arrivals = Vec::new();
             self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
+            self.drain.beat();
             self.expire_timers(&mut arrivals);
             self.collect_watchers(py, &mut arrivals);
             self.queue_arrivals(arrivals);
             self.run_idle(py);
             self.check_signals(py);
-            self.drain.iterations.set(self.drain.iterations.get() + 1);
         }
     }
 }

@@ -59,7 +59,6 @@ def test_environment(monkeypatch):
         ("GEVENT_LOOP", "libev-cext", "loop", "loop is its own"),
         ("GEVENT_LOOP", "libuv", "loop", "loop is its own"),
         ("GEVENT_BACKEND", "select", "libev_backend", "no libev backend"),
-        ("GEVENT_MONITOR_THREAD_ENABLE", "1", "monitor_thread", "no monitoring thread"),
     ],
 )
 def test_values_that_mean_nothing_on_ferrovent_are_refused(monkeypatch, variable, value, setting, message):

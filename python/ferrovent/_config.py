@@ -8,19 +8,20 @@ pool exists for ``threadpool``).
 
 Every setting gevent documents exists, validated as gevent validates it. What each does on ferrovent:
 
-- honoured: ``resolver`` (``'thread'``, the default: lookups in the hub's thread pool; ``'block'``: lookups in
-  the calling thread, blocking the loop) and ``threadpool`` (the class of the hub's pool). An import path
-  beginning ``gevent.`` means ferrovent's module of that name, even without the gevent alias.
+- honoured: ``monitor_thread`` and its thresholds (``max_blocking_time``, ``print_blocking_reports``,
+  ``memory_monitor_period``, ``max_memory_usage``: see `ferrovent._monitor`), ``resolver`` (``'thread'``, the
+  default: lookups in the hub's thread pool; ``'block'``: lookups in the calling thread, blocking the loop) and
+  ``threadpool`` (the class of the hub's pool). An import path beginning ``gevent.`` means ferrovent's module of
+  that name, even without the gevent alias.
 - refused when set, or when read if the environment asks for it: what names a piece of gevent ferrovent has no
   counterpart of. With a ValueError: ``loop`` / ``GEVENT_LOOP`` other than ferrovent's own (libev and libuv are
-  gevent's C loops; ferrovent's is Rust), ``libev_backend`` / ``GEVENT_BACKEND``, and ``monitor_thread`` true
-  (ferrovent has no monitoring thread). With an ImportError saying why: ``resolver`` ``'ares'`` and
-  ``'dnspython'`` (skipped in a list of candidates, as gevent skips one that does not import).
+  gevent's C loops; ferrovent's is Rust) and ``libev_backend`` / ``GEVENT_BACKEND``. With an ImportError saying
+  why: ``resolver`` ``'ares'`` and ``'dnspython'`` (skipped in a list of candidates, as gevent skips one that does
+  not import).
 - kept but without effect, their feature being absent or not configurable: ``threadpool_idle_task_timeout``,
-  ``format_context``, ``fileobject``, ``disable_watch_children``, ``trace_malloc``, ``track_greenlet_tree``, the
-  monitoring thresholds (``max_blocking_time``, ``print_blocking_reports``, ``memory_monitor_period``,
-  ``max_memory_usage``: meaningful only with a monitoring thread) and the c-ares/dnspython options (``ares_*``,
-  ``resolver_nameservers``, ``resolver_timeout``). docs/differences.md lists them.
+  ``format_context``, ``fileobject``, ``disable_watch_children``, ``trace_malloc``, ``track_greenlet_tree`` and
+  the c-ares/dnspython options (``ares_*``, ``resolver_nameservers``, ``resolver_timeout``). docs/differences.md
+  lists them.
 
 ``python -m ferrovent._config`` prints every setting with its environment variable.
 """
@@ -373,22 +374,17 @@ class MonitorThread(BoolSettingMixin, Setting):
     name = "monitor_thread"
     environment_key = "GEVENT_MONITOR_THREAD_ENABLE"
     desc = """\
-    Whether each hub starts a thread watching for a blocked loop and memory use. ferrovent has no monitoring
-    thread: true is refused.
+    Whether each hub, when it starts, starts a thread that reports a blocked loop (``max_blocking_time``) and,
+    for the main thread's hub, memory use above ``max_memory_usage`` (ferrovent._monitor).
     """
     default = False
-
-    @staticmethod
-    def validate(value: Any) -> bool:
-        if validate_bool(value):
-            raise ValueError("ferrovent has no monitoring thread: monitor_thread cannot be enabled")
-        return False
 
 
 class MaxBlockingTime(FloatSettingMixin, Setting):
     name = "max_blocking_time"
     desc = """\
-    With the monitoring thread, how long (seconds) the loop may block before it is reported. Without effect.
+    With the monitoring thread, how long (seconds) the loop may go without polling, while greenlets run, before
+    it is reported; also the period of that check.
     """
     default = 0.1
 
@@ -397,7 +393,8 @@ class PrintBlockingReports(BoolSettingMixin, Setting):
     name = "print_blocking_reports"
     environment_key = "GEVENT_MONITOR_PRINT_BLOCKING_REPORTS"
     desc = """\
-    With the monitoring thread, whether a blocked loop is reported in detail. Without effect.
+    With the monitoring thread, whether a blocked loop is reported on the hub's exception stream (the
+    EventLoopBlocked event is notified either way).
     """
     default = True
 
@@ -406,7 +403,7 @@ class MonitorMemoryPeriod(FloatSettingMixin, Setting):
     name = "memory_monitor_period"
     environment_key = "GEVENT_MONITOR_MEMORY_PERIOD"
     desc = """\
-    With the monitoring thread, seconds between memory checks. Without effect.
+    With the monitoring thread, seconds between memory checks (at least 2; psutil must be installed).
     """
     default = 5
 
@@ -415,7 +412,8 @@ class MonitorMemoryMaxUsage(ByteCountSettingMixin, Setting):
     name = "max_memory_usage"
     environment_key = "GEVENT_MONITOR_MEMORY_MAX"
     desc = """\
-    With the monitoring thread, the memory use (bytes) above which events are emitted. Without effect.
+    With the monitoring thread, the memory use (bytes) above which MemoryUsageThresholdExceeded is notified
+    (and MemoryUsageUnderThreshold once back under it); unset, memory is not checked.
     """
     default = None
 

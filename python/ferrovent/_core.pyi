@@ -12,6 +12,8 @@ __all__ = [
     "small_frame_stacks",
     "arena_cache",
     "ThreadsafeHandle",
+    "Heartbeat",
+    "POLLER",
     "WaitQueue",
     "LinkCore",
     "ItemQueue",
@@ -41,6 +43,8 @@ class _TimedOut: ...
 
 #: Returned by ``Loop.park`` when its timeout expires.
 TIMEOUT: Final[_TimedOut]
+#: The system poller behind the loop: "epoll", "kqueue" or "poll".
+POLLER: Final[str]
 
 class BlockingSwitchOutError(AssertionError): ...
 class InvalidSwitchError(AssertionError): ...
@@ -66,6 +70,12 @@ class GreenletRun:
     """The descriptor behind ``Greenlet.run``; it gives out ``run_current_greenlet``."""
 
 greenlet_run: GreenletRun
+
+@final
+class Heartbeat:
+    @property
+    def iterations(self) -> int:
+        """The loop's completed iterations; readable from any thread."""
 
 @final
 class ThreadsafeHandle:
@@ -121,6 +131,7 @@ class Loop:
     def add_ref(self) -> None: ...
     def remove_ref(self) -> None: ...
     def threadsafe(self) -> ThreadsafeHandle: ...
+    def heartbeat(self) -> Heartbeat: ...
     def reinit(self) -> None: ...
     @property
     def ready_count(self) -> int: ...
@@ -130,6 +141,8 @@ class Loop:
     def parked_count(self) -> int: ...
     @property
     def fd_waiter_count(self) -> int: ...
+    @property
+    def registered_fd_count(self) -> int: ...
     @property
     def iteration(self) -> int: ...
     @property

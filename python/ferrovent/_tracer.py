@@ -12,7 +12,7 @@ from time import perf_counter
 
 from greenlet import getcurrent, settrace
 
-__all__ = ["GreenletTracer", "HubSwitchTracer", "MaxSwitchTracer"]
+__all__ = ["GreenletTracer", "HubSwitchTracer", "MaxSwitchTracer", "blocking_report"]
 
 
 class GreenletTracer:
@@ -58,18 +58,24 @@ class GreenletTracer:
 
     def did_block_hub_report(self, hub, active_greenlet, format_kwargs) -> list[str]:
         """Lines describing the block: which greenlet, the hub thread's stack, and the run info."""
-        from ferrovent.util import format_run_info  # imported late: util imports this module
+        return blocking_report(hub, active_greenlet, self, format_kwargs)
 
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        lines = ["=" * 80, f"\n{stamp} : Greenlet {active_greenlet} appears to be blocked", f"    Reported by {self}"]
-        ident = getattr(hub, "thread_ident", None)
-        frame = sys._current_frames().get(ident)
-        stack = traceback.format_stack(frame) if frame is not None else [f"Unknown: No thread found for hub {hub!r}\n"]
-        lines.append(f"Blocked Stack (for thread id {hex(ident or 0)}):")
-        lines.append("".join(stack))
-        lines.append("Info:")
-        lines.extend(format_run_info(**format_kwargs))
-        return lines
+
+def blocking_report(hub, active_greenlet, reporter, format_kwargs) -> list[str]:
+    """The lines of gevent's blocked-loop report: which greenlet, who noticed (``reporter``), the stack of the
+    hub's thread and `ferrovent.util.format_run_info` called with ``format_kwargs``."""
+    from ferrovent.util import format_run_info  # imported late: util imports this module
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = ["=" * 80, f"\n{stamp} : Greenlet {active_greenlet} appears to be blocked", f"    Reported by {reporter}"]
+    ident = getattr(hub, "thread_ident", None)
+    frame = sys._current_frames().get(ident)
+    stack = traceback.format_stack(frame) if frame is not None else [f"Unknown: No thread found for hub {hub!r}\n"]
+    lines.append(f"Blocked Stack (for thread id {hex(ident or 0)}):")
+    lines.append("".join(stack))
+    lines.append("Info:")
+    lines.extend(format_run_info(**format_kwargs))
+    return lines
 
 
 class _HubTracer(GreenletTracer):

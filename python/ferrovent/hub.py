@@ -83,8 +83,19 @@ def _utc_timestamp():
 _MAIN_THREAD_IDENT = threading_main_thread().ident
 
 
+class _StderrUnlessAssigned:
+    """``Hub.exception_stream``: ``sys.stderr`` as it is when read, unless a stream was assigned (None: print
+    nothing); ``del hub.exception_stream`` goes back to ``sys.stderr``."""
+
+    def __get__(self, hub, owner=None):
+        return self if hub is None else sys.stderr
+
+
 class Hub(greenlet):
     """The greenlet that runs a thread's event loop."""
+
+    #: Where errors and the monitoring thread's reports are written.
+    exception_stream = _StderrUnlessAssigned()
 
     #: Exceptions that are not reported when a greenlet or callback ends with them.
     NOT_ERROR = (GreenletExit, SystemExit)
@@ -97,11 +108,13 @@ class Hub(greenlet):
     #: How many hubs were made in this process; each hub's `minimal_ident` is its place in that count.
     _made = 0
 
+    #: The `ferrovent._monitor.PeriodicMonitoringThread` watching this hub, once started (``config.monitor_thread``).
+    periodic_monitoring_thread = None
+
     def __init__(self):
         greenlet.__init__(self)
         self.loop = self.loop_class(self)
         self.loop.make_current()
-        self.exception_stream = sys.stderr
         Hub._made += 1
         #: A small number naming this hub (gevent's); its greenlets' numbers come from `ident_registry`.
         self.minimal_ident = Hub._made
@@ -135,9 +148,22 @@ class Hub(greenlet):
     def run(self):
         """Runs the loop; each time it runs out, raises LoopExit in the parent and waits to be needed again."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
+        self.start_periodic_monitoring_thread()
         while True:
             self.loop.run()
             self.parent.throw(LoopExit("This operation would block forever", self, []))
+
+    def start_periodic_monitoring_thread(self):
+        """Starts this hub's monitoring thread if ``config.monitor_thread`` is set and it is not running yet (the
+        hub does so when it starts); returns it, or None."""
+        if self.periodic_monitoring_thread is None:
+            from ferrovent._config import config
+
+            if config.monitor_thread:
+                from ferrovent._monitor import start_monitoring  # imported late: it imports monkey
+
+                self.periodic_monitoring_thread = start_monitoring(self)
+        return self.periodic_monitoring_thread
 
     def handle_error(self, context, type, value, tb):
         """Reports an exception from a greenlet or callback; system errors go on to the main greenlet."""
@@ -221,6 +247,9 @@ class Hub(greenlet):
         if pool is not None:
             pool.kill()
         self._threadpool = self._resolver = None
+        if self.periodic_monitoring_thread is not None:
+            self.periodic_monitoring_thread.kill()
+            self.periodic_monitoring_thread = None
         loop = self.loop
         if loop is None:
             return
@@ -246,6 +275,11 @@ class Hub(greenlet):
             old.kill()
         if pool is not None:
             self._threadpool = pool
+
+    @threadpool.deleter
+    def threadpool(self):
+        """Forgets the pool (it is not killed, as with gevent); the next use makes a fresh one."""
+        self.__dict__.pop("_threadpool", None)
 
     @property
     def resolver(self):
@@ -319,6 +353,8 @@ def reinit(hub=None):
     hub = hub if hub is not None else get_hub_if_exists()
     if hub is not None and not hub.dead:
         hub.loop.reinit()
+        if hub.periodic_monitoring_thread is not None:
+            hub.periodic_monitoring_thread._on_fork()
 
 
 def fork():

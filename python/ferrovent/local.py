@@ -151,12 +151,19 @@ class local:
 def all_local_dicts_for_greenlet(greenlet: Any) -> list:
     """The attributes every live `local` holds for ``greenlet``: a list of ``((type, id), dict)`` pairs, the type
     and id of the local object and its attribute dict as seen from that greenlet. A debugging aid."""
-    key = id(greenlet)
-    found = []
+    return local_dicts_by_greenlet().get(id(greenlet), [])
+
+
+def local_dicts_by_greenlet() -> dict[int, list]:
+    """`all_local_dicts_for_greenlet` for every greenlet at once, by ``id(greenlet)``."""
+    found: dict[int, list] = {}
     for impl in list(_live_impls):
-        localdict = impl.dicts.get(key)
-        watcher = impl.watchers.get(key)
         owner = impl.owner()
-        if localdict is not None and watcher is not None and watcher() is greenlet and owner is not None:
-            found.append(((type(owner), id(owner)), localdict))
+        if owner is None:
+            continue
+        for key, localdict in impl.dicts.items():
+            watcher = impl.watchers.get(key)
+            greenlet = watcher() if watcher is not None else None
+            if greenlet is not None and id(greenlet) == key:
+                found.setdefault(key, []).append(((type(owner), id(owner)), localdict))
     return found

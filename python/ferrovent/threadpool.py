@@ -145,6 +145,15 @@ class ThreadResult:
                 self.exc_info = (self.exc_info[0], self.exc_info[1], None)
 
 
+def _let_own_hub_block() -> None:
+    """A worker waiting for its next job blocks its thread on purpose: if a job started a hub in this thread, that
+    hub's monitoring thread must not report the wait as a blocked loop."""
+    hub = get_hub_if_exists()
+    monitor = hub.periodic_monitoring_thread if hub is not None else None
+    if monitor is not None:
+        monitor.ignore_current_greenlet_blocking()
+
+
 class _WorkerGreenlet(greenlet):
     """One worker thread of a ThreadPool, running its loop as a greenlet of that thread.
 
@@ -182,6 +191,7 @@ class _WorkerGreenlet(greenlet):
         task = None
         try:
             while True:
+                _let_own_hub_block()
                 try:
                     task = self._tasks.get(timeout=timeout)
                 except Empty:

@@ -118,13 +118,15 @@ class _Layout:
     its children's blocks joined by ``+---`` heads and ``|`` rails. Data lines are tuples until placed, so a parent
     can tell them from its children's rails."""
 
-    def __init__(self, details: dict, depth: int = 0) -> None:
+    def __init__(self, details: dict, depth: int = 0, locals_by_greenlet: Optional[dict] = None) -> None:
         self.lines: list = []
         self.details = details
         self.depth = depth
+        #: Every greenlet's `local` dicts, by id, gathered once for the whole tree (one heap walk, not one per node).
+        self.locals_by_greenlet = locals_by_greenlet
 
     def deeper(self) -> _Layout:
-        return _Layout(self.details, self.depth + 1)
+        return _Layout(self.details, self.depth + 1, self.locals_by_greenlet)
 
     def label(self, text: str) -> None:
         self.lines.append(text)
@@ -181,7 +183,13 @@ class GreenletTree:
             details = {**self.DEFAULT_DETAILS, **details}
         else:
             details = dict(self.DEFAULT_DETAILS) if details else {}
-        return [line[0] if isinstance(line, tuple) else line for line in self._render(_Layout(details))]
+        found_locals = None
+        if details.get("locals"):
+            from ferrovent.local import local_dicts_by_greenlet  # imported late: a debugging path
+
+            found_locals = local_dicts_by_greenlet()
+        layout = _Layout(details, locals_by_greenlet=found_locals)
+        return [line[0] if isinstance(line, tuple) else line for line in self._render(layout)]
 
     def format(self, details: Union[bool, dict] = True) -> str:
         """`format_lines` as one string."""
@@ -234,9 +242,8 @@ class GreenletTree:
         return layout.lines
 
     def _render_locals(self, layout: _Layout) -> None:
-        from ferrovent.local import all_local_dicts_for_greenlet  # imported late: a debugging path
-
-        found = [(kind, values) for kind, values in all_local_dicts_for_greenlet(self.greenlet) if values]
+        by_greenlet = layout.locals_by_greenlet or {}
+        found = [(kind, values) for kind, values in by_greenlet.get(id(self.greenlet), []) if values]
         if found:
             layout.data("Greenlet Locals:")
             for (kind, ident), values in found:

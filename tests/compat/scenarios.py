@@ -827,3 +827,57 @@ def unexpected_switch_into_join_raises(lib, trace):
     trace.append(["still sleeping", sleeper.dead])
     sleeper.kill()
     trace.append(["killed", sleeper.dead])
+
+
+# --- the monitoring thread ----------------------------------------------------------------------------------------
+
+
+@scenario(
+    expected=[
+        ["quiet while switching", 0],
+        ["reported", 1, True, True, True],
+        ["once", 1],
+    ]
+)
+def monitoring_thread_reports_a_blocked_loop_once(lib, trace):
+    import io
+
+    events = importlib.import_module(f"{lib.__name__}.events")
+    RealEvent = importlib.import_module(f"{lib.__name__}.monkey").get_original("threading", "Event")
+    lib.config.monitor_thread = True
+    lib.config.max_blocking_time = 0.1
+    hub = lib.get_hub()
+    hub.exception_stream = stream = io.StringIO()
+    blocked, arrived = [], RealEvent()
+
+    def collect(event):
+        if isinstance(event, events.EventLoopBlocked):
+            blocked.append(event)
+            arrived.set()
+
+    events.subscribers.append(collect)
+    lib.sleep(0.01)  # the hub runs, and starts its monitoring thread
+    monitor = hub.periodic_monitoring_thread
+
+    def switching():  # busy, but every greenlet yields to the loop often
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            lib.sleep(0.005)
+
+    lib.joinall([lib.spawn(switching) for _ in range(3)])
+    trace.append(["quiet while switching", len(blocked)])
+
+    def culprit():
+        arrived.wait(10)  # a real wait: the whole thread, and so the loop, stops until the report
+
+    guilty = lib.spawn(culprit)
+    guilty.join()
+    report = stream.getvalue()
+    trace.append(
+        ["reported", len(blocked), blocked[0].greenlet is guilty, "in culprit" in report, "arrived.wait(10)" in report]
+    )
+    deadline = time.monotonic() + 0.5  # five more looks, the loop running: no second report
+    while time.monotonic() < deadline:
+        lib.sleep(0.02)
+    trace.append(["once", len(blocked)])
+    monitor.kill()

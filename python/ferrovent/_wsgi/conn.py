@@ -299,6 +299,10 @@ class ConnectionReader:
     def read(self, size: Optional[int] = -1) -> bytes:
         """``size`` bytes (fewer at the end of the stream); all the rest if ``size`` is None or negative."""
         conn = self._conn
+        buf = conn.buffer
+        if size is not None and 0 <= size <= len(buf):  # at hand: a WebSocket frame's header, then its payload
+            conn.buffer = buf[size:]
+            return buf[:size]
         while size is None or size < 0 or len(conn.buffer) < size:
             if not self._more():
                 break

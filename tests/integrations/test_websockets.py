@@ -27,7 +27,7 @@ pytest.importorskip("geventwebsocket")
 pytest.importorskip("flask_sock")
 pytest.importorskip("flask_socketio")
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)  # Socket.IO's echo takes about a minute on an idle machine (its client)
 
 CLIENTS = 50
 MESSAGES = 1000

@@ -156,9 +156,9 @@ class Connection:
     ``buffer`` holds bytes read ahead: body bytes, or the start of the next request head (pipelining).
     ``broken`` means the byte stream can no longer be trusted (a body failed, the app took the socket over):
     the connection closes after the current response. ``taken_over`` means the application reached for the raw
-    socket (``wsgi.input.rfile.raw._sock``, as simple-websocket does on gevent) and speaks on it itself: the
-    server sends nothing more, not even an error for a missing response. ``input_error`` is the body failure the
-    server answers for, whatever the application does.
+    socket (``wsgi.input.rfile.raw._sock``, as simple-websocket does on gevent) and speaks on it itself: its
+    request is the connection's last, and an application that then returns no response is not in error.
+    ``input_error`` is the body failure the server answers for, whatever the application does.
     """
 
     __slots__ = ("socket", "io", "buffer", "io_timeout", "broken", "taken_over", "input_error", "turn_ends")

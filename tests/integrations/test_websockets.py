@@ -1,6 +1,7 @@
 """WebSockets on ferrovent's WSGI server, through the stacks people use with gevent: gevent-websocket's
 `WebSocketHandler`, flask-sock (simple-websocket), Flask-SocketIO with ``async_mode='gevent'`` (over gevent-websocket,
-and over simple-websocket through python-engineio), and flask-sock under gunicorn's ferrovent worker.
+and over simple-websocket through python-engineio), flask-sock under gunicorn's ferrovent worker, and
+gevent-websocket's own gunicorn worker (gunicorn's gevent worker, ferrovent installed as gevent).
 
 Each server runs in its own process (tests/integrations/websocket_apps.py, ferrovent installed as gevent); the
 clients are websocket-client and python-socketio's client in threads of the test process. Every stack: 50 clients
@@ -31,28 +32,21 @@ pytestmark = pytest.mark.timeout(300)  # Socket.IO's echo takes about a minute o
 
 CLIENTS = 50
 MESSAGES = 1000
-STACKS = ["geventwebsocket", "flask_sock", "socketio", "socketio_simple", "gunicorn"]
+STACKS = ["geventwebsocket", "flask_sock", "socketio", "socketio_simple", "gunicorn", "gunicorn_geventwebsocket"]
 # Only these stacks speak plain WebSocket frames on /echo (Socket.IO has its own protocol above them).
-PLAIN = ["geventwebsocket", "flask_sock", "gunicorn"]
+PLAIN = ["geventwebsocket", "flask_sock", "gunicorn", "gunicorn_geventwebsocket"]
+# gunicorn 24 added a control socket in the working directory; older releases lack the flag.
+GUNICORN_OPTIONS = ["-w", "1", *(["--no-control-socket"] if gunicorn_release.version_info >= (24,) else [])]
 
 
 def _command(stack: str, port: int) -> list[str]:
-    if stack == "gunicorn":
-        # gunicorn 24 added a control socket in the working directory; older releases lack the flag.
-        options = ["--no-control-socket"] if gunicorn_release.version_info >= (24,) else []
-        return [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "ferrovent.gunicorn.Worker",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            *options,
-            "tests.integrations.websocket_apps:flask_sock_app()",
-        ]
+    bind = ["-b", f"127.0.0.1:{port}", *GUNICORN_OPTIONS]
+    if stack == "gunicorn":  # ferrovent's worker (no alias needed), flask-sock taking gunicorn's socket over
+        app = "tests.integrations.websocket_apps:flask_sock_app()"
+        return [sys.executable, "-m", "gunicorn", "-k", "ferrovent.gunicorn.Worker", *bind, app]
+    if stack == "gunicorn_geventwebsocket":  # gevent-websocket's own gunicorn worker, ferrovent installed as gevent
+        worker = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+        return [*AS_GEVENT, "gunicorn", "-k", worker, *bind, "tests.integrations.websocket_apps:gevent_websocket_app"]
     return [*AS_GEVENT, "tests.integrations.websocket_apps", stack, str(port)]
 
 

@@ -7,7 +7,8 @@ tests compare before and after clients that vanish. Stacks: ``geventwebsocket`` 
 ``gevent.pywsgi``), ``flask_sock`` (simple-websocket, on ``gevent.pywsgi`` after ``monkey.patch_all``),
 ``socketio`` (Flask-SocketIO, ``async_mode='gevent'`` and ``socketio.run``: its ``echo`` event is acknowledged
 with the message) and ``socketio_simple`` (the same with gevent-websocket out of reach, so that python-engineio
-takes simple-websocket). `flask_sock_app` makes the application gunicorn's ferrovent worker serves.
+takes simple-websocket). `flask_sock_app` makes the application gunicorn's ferrovent worker serves;
+`gevent_websocket_app` is what gevent-websocket's own gunicorn worker serves.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def flask_sock_app():
     return app
 
 
-def _gevent_websocket_app(environ, start_response):
+def gevent_websocket_app(environ, start_response):
+    """The echo on gevent-websocket's ``wsgi.websocket`` (gunicorn's gevent-websocket worker loads it too)."""
     websocket = environ.get("wsgi.websocket")
     if websocket is None:
         return _stats_response(start_response)
@@ -67,7 +69,7 @@ def geventwebsocket(port: str) -> None:
     from gevent import pywsgi
     from geventwebsocket.handler import WebSocketHandler
 
-    server = pywsgi.WSGIServer(("127.0.0.1", int(port)), _gevent_websocket_app, handler_class=WebSocketHandler)
+    server = pywsgi.WSGIServer(("127.0.0.1", int(port)), gevent_websocket_app, handler_class=WebSocketHandler)
     server.log = None
     server.serve_forever()
 

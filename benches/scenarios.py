@@ -259,6 +259,11 @@ def tcp_echo(lib: ModuleType, quick: bool) -> float:
     return wsgi_wrk.tcp_echo(lib.__name__, seconds=2 if quick else 5)
 
 
+def websocket_echo(lib: ModuleType, quick: bool) -> float:
+    """WebSocket echo messages/s through gevent-websocket on pywsgi, the client in another process (wsgi_wrk.py)."""
+    return wsgi_wrk.websocket_echo(lib.__name__, seconds=2 if quick else 5)
+
+
 def wsgi_fairness(lib: ModuleType, quick: bool) -> float:
     """p99 ms of a probe request beside a pipelining and an uploading connection (wsgi_busy.py)."""
     return wsgi_busy.fairness(lib.__name__, seconds=2 if quick else 5)
@@ -284,6 +289,7 @@ BENCHES = {
         Bench("wsgi_hello", "requests/s", True, wsgi_hello, tools=("wrk",)),
         Bench("wsgi_p99", "ms p99 latency", False, None, tools=("wrk",), measured_by="wsgi_hello"),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
+        Bench("websocket_echo", "messages/s", True, websocket_echo),
         Bench("wsgi_fairness", "ms p99 of a probe", False, wsgi_fairness),
         Bench("wsgi_readline", "ms for 8 MB of lines", False, wsgi_readline),
         Bench("fairness_50th", "ms to start the 50th", False, fairness),

@@ -13,7 +13,9 @@ and gevent only). Internal entry points, used by the above:
 
     python benches/wsgi_wrk.py serve-wsgi IMPL PORT        # the hello-world server; prints READY when listening
     python benches/wsgi_wrk.py serve-echo IMPL PORT        # an echo StreamServer; prints READY when listening
+    python benches/wsgi_wrk.py serve-websocket IMPL PORT   # gevent-websocket's echo on IMPL's pywsgi; READY
     python benches/wsgi_wrk.py echo-client PORT SECONDS N  # N connections ping-ponging 64 bytes; prints trips/s
+    python benches/wsgi_wrk.py echo-client PORT SECONDS N websocket  # the same as WebSocket messages
 
 Every server is configured alike: no access log, TCP_NODELAY on the listener (gevent's pywsgi does not set it by
 itself), keep-alive on (meinheld's is off unless asked for).
@@ -42,6 +44,8 @@ READY = "READY"
 WSGI_IMPLS = ("ferrovent", "gevent", "meinheld")
 ECHO_IMPLS = ("ferrovent", "gevent")
 ECHO_MESSAGE = b"x" * 64
+# ECHO_MESSAGE as a client's WebSocket frame: final binary, masked with a zero key (the payload goes as it is).
+WEBSOCKET_FRAME = bytes((0x82, 0x80 | len(ECHO_MESSAGE))) + bytes(4) + ECHO_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -95,17 +99,63 @@ def serve_echo(impl: str, port: int) -> None:
     server.serve_forever()
 
 
-def echo_client(port: int, seconds: float, connections: int) -> float:
-    """Round trips per second of `connections` sockets each sending 64 bytes and waiting for them back."""
+def _websocket_echo_app(environ: dict, start_response) -> list[bytes]:
+    websocket = environ["wsgi.websocket"]
+    receive, send = websocket.receive, websocket.send
+    while True:
+        message = receive()
+        if message is None:
+            return []
+        send(message)
+
+
+def serve_websocket(impl: str, port: int) -> None:
+    """gevent-websocket's echo on `impl`'s pywsgi (ferrovent installed as gevent for it) until killed."""
+    if impl == "ferrovent":
+        import ferrovent
+
+        ferrovent.install_as_gevent()
+    from gevent import pywsgi
+    from geventwebsocket.handler import WebSocketHandler
+
+    server = pywsgi.WSGIServer(("127.0.0.1", port), _websocket_echo_app, handler_class=WebSocketHandler, log=None)
+    server.init_socket()
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print(READY, flush=True)
+    server.serve_forever()
+
+
+def _open_websocket(sock: socket.socket) -> None:
+    """The client's side of the WebSocket handshake on a blocking socket."""
+    sock.sendall(
+        b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            raise RuntimeError(f"the server closed the connection during the handshake: {head!r}")
+        head += byte
+    if not head.startswith(b"HTTP/1.1 101 "):
+        raise RuntimeError(f"the WebSocket handshake was refused: {head!r}")
+
+
+def echo_client(port: int, seconds: float, connections: int, websocket: bool = False) -> float:
+    """Round trips per second of `connections` sockets each sending 64 bytes and waiting for them back: raw
+    bytes, or (``websocket``) a masked binary WebSocket message answered by an unmasked one."""
+    message, reply = (WEBSOCKET_FRAME, 2 + len(ECHO_MESSAGE)) if websocket else (ECHO_MESSAGE, len(ECHO_MESSAGE))
     selector = selectors.EpollSelector()
     pending = {}
     for _ in range(connections):
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if websocket:
+            _open_websocket(sock)
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
-        pending[sock] = len(ECHO_MESSAGE)
-        sock.send(ECHO_MESSAGE)
+        pending[sock] = reply
+        sock.send(message)
     trips = 0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -117,8 +167,8 @@ def echo_client(port: int, seconds: float, connections: int) -> float:
             pending[sock] -= len(data)
             if pending[sock] == 0:
                 trips += 1
-                pending[sock] = len(ECHO_MESSAGE)
-                sock.send(ECHO_MESSAGE)
+                pending[sock] = reply
+                sock.send(message)
     for sock in pending:
         sock.close()
     return trips / seconds
@@ -205,6 +255,14 @@ def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
+    """WebSocket echo messages/s through gevent-websocket on `impl`'s pywsgi, the client in another process."""
+    with _Server("serve-websocket", impl) as server:
+        argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections), "websocket"]
+        done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 # -- the standalone table -------------------------------------------------------------------------------------
 
 
@@ -246,11 +304,12 @@ def _table(rounds: int, seconds: float, impls: list[str]) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("serve-wsgi", "serve-echo"):
-        (serve_wsgi if sys.argv[1] == "serve-wsgi" else serve_echo)(sys.argv[2], int(sys.argv[3]))
+    servers = {"serve-wsgi": serve_wsgi, "serve-echo": serve_echo, "serve-websocket": serve_websocket}
+    if len(sys.argv) > 1 and sys.argv[1] in servers:
+        servers[sys.argv[1]](sys.argv[2], int(sys.argv[3]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "echo-client":
-        print(echo_client(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
+        print(echo_client(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5:] == ["websocket"]))
         return
     parser = argparse.ArgumentParser(description="WSGI and echo servers under load, side by side.")
     parser.add_argument("--rounds", type=int, default=3)

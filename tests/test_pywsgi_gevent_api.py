@@ -119,3 +119,73 @@ def test_print_unexpected_exc_is_called_when_the_error_log_fails():
         sock.sendall(b"BAD\r\n\r\n")  # refused: the refusal is logged
         assert read_until_close(sock).startswith(b"HTTP/1.1 400 ")
     assert calls == ["printed"]
+
+
+class _AttributeHandler(pywsgi.WSGIHandler):
+    """Reads and sets gevent's handler attributes as handler subclasses do (gevent-websocket sets all three after
+    start_response); ``/seen`` answers with what the handler showed."""
+
+    def start_response(self, status, headers, exc_info=None):
+        write = pywsgi.WSGIHandler.start_response(self, status, headers, exc_info)
+        if self.environ["PATH_INFO"] == "/unframed":
+            self.provided_content_length = False
+            self.response_use_chunked = False
+            self.provided_date = True
+            self.close_connection = True  # the body ends with the connection
+        return write
+
+    def run_application(self):
+        if self.environ["PATH_INFO"] != "/seen":
+            return pywsgi.WSGIHandler.run_application(self)
+        self.start_response("200 OK", [("Date", "Thu, 01 Jan 1970 00:00:00 GMT")])
+        seen = (
+            f"{self.headers['X-Thing']}|{self.headers.get('Content-Type')}|{self.content_length}|"
+            f"{self.wsgi_input.read()!r}|{self.provided_content_length}|{self.provided_date}|"
+            f"{self.connection_upgraded}"
+        ).encode()
+        self.write(seen)
+        self.result = []
+        self.process_result()  # the end of the chunked body
+
+
+def _stream_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return (piece for piece in (b"one;", b"two"))
+
+
+def test_gevent_handler_attributes_can_be_read_and_steer_the_framing():
+    factory = lambda: pywsgi.WSGIServer(  # noqa: E731
+        ("127.0.0.1", 0), _stream_app, log=None, error_log=None, handler_class=_AttributeHandler
+    )
+    with ServerThread(factory) as server:
+        with server.connect() as sock, sock.makefile("rb") as stream:
+            sock.sendall(
+                b"POST /seen HTTP/1.1\r\nHost: x\r\nx-thing: a\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 3\r\n\r\nabc"
+            )
+            status, headers, body = read_full_response(stream)
+        assert status == 200 and headers["date"] == "Thu, 01 Jan 1970 00:00:00 GMT"
+        # The request's headers and body through gevent's names; the app's Content-Length (None: none) and Date.
+        assert body == b"a|text/plain|3|b'abc'|None|Thu, 01 Jan 1970 00:00:00 GMT|False"
+        with server.connect() as sock:
+            sock.sendall(b"GET /unframed HTTP/1.1\r\nHost: x\r\n\r\n")
+            out = read_until_close(sock)
+        head, body = out.split(b"\r\n\r\n", 1)
+        assert body == b"one;two"  # neither chunked nor Content-Length: the subclass framed it (by the close)
+        assert b"Date:" not in head and b"Transfer-Encoding" not in head and b"Content-Length" not in head
+
+
+def _taking_over_app(environ, start_response):
+    sock = environ["wsgi.input"].rfile.raw._sock  # where simple-websocket looks on gevent
+    sock.sendall(b"spoken by the application")
+    return []  # and no start_response: the app answered on the socket itself
+
+
+def test_an_app_that_takes_the_socket_over_ends_the_connection_quietly():
+    errors = SharedLog()
+    factory = lambda: pywsgi.WSGIServer(("127.0.0.1", 0), _taking_over_app, log=None, error_log=errors)  # noqa: E731
+    with ServerThread(factory) as server, server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_until_close(sock) == b"spoken by the application"  # and no answer to the next request
+    assert errors.text() == ""
+    assert pywsgi.WSGIServer.base_env["SERVER_SOFTWARE"].startswith("gevent/")  # simple-websocket's test for it

@@ -15,7 +15,10 @@ What a worker does, in gunicorn's terms:
   for up to ``graceful_timeout`` (still notifying), kills what is left, and exits 0. SIGINT/SIGQUIT exit at once.
   No connection is closed unannounced on the way: every response from the stop on says ``Connection: close``;
 * ``keepalive`` is the idle keep-alive timeout; ``--keep-alive 0`` answers every request with ``Connection: close``;
-* logs requests through gunicorn's access log (``--access-logfile``) and errors through its error log.
+* logs requests through gunicorn's access log (``--access-logfile``) and errors through its error log;
+* an application that takes the socket over (a WebSocket through ``environ['gunicorn.socket']``) ends the
+  connection as gunicorn's own workers let it: by raising StopIteration, or by returning gunicorn's
+  ``ALREADY_HANDLED``; neither is logged as an error, and nothing more is sent on the socket.
 
 The master process never imports ferrovent's servers or patches anything: that happens in `init_process`.
 """
@@ -69,8 +72,22 @@ def _handler_class(worker: Worker) -> type:
             if not keep_alive:
                 self.close_connection = True
             WSGIHandler.handle_one_response(self)
-            if access_log:
+            if access_log and not self._conn.taken_over:  # gunicorn logs no access line for a taken-over socket
                 self._log_access(time.time() - started)
+
+        def run_application(self) -> None:
+            try:
+                WSGIHandler.run_application(self)
+            except StopIteration:
+                # gunicorn's convention: the application took the socket over (a WebSocket) and ends the
+                # connection by raising StopIteration, which is not an error.
+                self._conn.take_over()
+
+        def process_result(self) -> None:
+            if worker.is_already_handled(self.result):
+                self._conn.take_over()  # gunicorn's other convention for the same: the ALREADY_HANDLED result
+                return
+            WSGIHandler.process_result(self)
 
         def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
             if not worker.alive:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 
 from ferrovent import __version__
 from ferrovent import socket as _cooperative
+from ferrovent._gevent_alias import GEVENT_API_VERSION
 from ferrovent._wsgi.body import FileWrapper, Input
 from ferrovent._wsgi.environ import Environ, SecureEnviron, WSGISecureEnviron
 from ferrovent._wsgi.handler import MAX_REQUEST_LINE as MAX_REQUEST_LINE  # gevent's name (the parser's limit)
@@ -88,7 +89,11 @@ class WSGIServer(StreamServer):
     io_timeout = 60.0
     base_env = {
         "GATEWAY_INTERFACE": "CGI/1.1",
-        "SERVER_SOFTWARE": f"ferrovent/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}",
+        # gevent's product token first, as gevent's server says it: libraries pick their gevent code path by it
+        # (simple-websocket finds the socket to take over this way).
+        "SERVER_SOFTWARE": (
+            f"gevent/{GEVENT_API_VERSION} ferrovent/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
+        ),
         "SCRIPT_NAME": "",
         "wsgi.version": (1, 0),
         "wsgi.multithread": False,

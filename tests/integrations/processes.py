@@ -63,6 +63,15 @@ def running(
 @contextlib.contextmanager
 def listening(command_for_port: Callable[[int], list[str]], env: dict | None = None) -> Iterator[int]:
     """Runs ``command_for_port(port)`` on a free loopback port until it accepts connections; yields the port."""
+    with serving(command_for_port, env) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def serving(
+    command_for_port: Callable[[int], list[str]], env: dict | None = None
+) -> Iterator[tuple[int, Callable[[], str]]]:
+    """`listening`, also yielding a function that gives the program's output so far."""
     for _ in range(3):  # the free port may be taken between the probe and the bind: try another
         port = free_port()
         with running(command_for_port(port), env) as (proc, output):
@@ -70,7 +79,7 @@ def listening(command_for_port: Callable[[int], list[str]], env: dict | None = N
             while proc.poll() is None and time.monotonic() < deadline and not _accepts(port):
                 time.sleep(0.02)
             if proc.poll() is None and _accepts(port):
-                yield port
+                yield port, output
                 return
             failure = output()
     raise RuntimeError(f"{command_for_port(0)} did not start listening:\n{failure}")

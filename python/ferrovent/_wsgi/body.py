@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ferrovent._core import ChunkedDecoder, HttpParseError
-from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, FileSource, InvalidClientInput
+from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, ConnectionReader, FileSource, InvalidClientInput
 
 #: How much one receive asks for while reading a body.
 BODY_READ = 256 * 1024
@@ -45,6 +45,13 @@ class Input:
         self._block = b""  # body bytes taken from the stream (decoded, if chunked)
         self._pos = 0  # how much of _block was handed out
         self._continue = socket is not None
+
+    @property
+    def rfile(self) -> Optional[ConnectionReader]:
+        """The connection's byte stream under the body (None for a body that is not read from a connection), as
+        gevent's ``Input.rfile``: WebSocket libraries find the socket through it (``rfile.raw._sock``)."""
+        conn = self._conn
+        return ConnectionReader(conn, None) if type(conn) is Connection else None
 
     # -- primitives --
 

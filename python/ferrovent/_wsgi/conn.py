@@ -155,11 +155,13 @@ class Connection:
 
     ``buffer`` holds bytes read ahead: body bytes, or the start of the next request head (pipelining).
     ``broken`` means the byte stream can no longer be trusted (a body failed, the app took the socket over):
-    the connection closes after the current response. ``input_error`` is the body failure the server answers
-    for, whatever the application does.
+    the connection closes after the current response. ``taken_over`` means the application reached for the raw
+    socket (``wsgi.input.rfile.raw._sock``, as simple-websocket does on gevent) and speaks on it itself: its
+    request is the connection's last, and an application that then returns no response is not in error.
+    ``input_error`` is the body failure the server answers for, whatever the application does.
     """
 
-    __slots__ = ("socket", "io", "buffer", "io_timeout", "broken", "input_error", "turn_ends")
+    __slots__ = ("socket", "io", "buffer", "io_timeout", "broken", "taken_over", "input_error", "turn_ends")
 
     def __init__(self, sock: Any, io_timeout: Optional[float]) -> None:
         self.socket = sock
@@ -167,8 +169,13 @@ class Connection:
         self.buffer = b""
         self.io_timeout = io_timeout
         self.broken = False
+        self.taken_over = False
         self.input_error: Optional[ClientError] = None
         self.turn_ends = 0.0
+
+    def take_over(self) -> None:
+        """The application speaks on the socket itself from now on: this request is the connection's last."""
+        self.taken_over = self.broken = True
 
     def take_turns(self) -> None:
         """Lets the loop serve the other connections if this one has run for `TURN_SECONDS` without waiting."""
@@ -273,6 +280,14 @@ class ConnectionReader:
         """Marks the file closed; the connection itself is the server's to close."""
         self.closed = True
 
+    @property
+    def raw(self) -> Any:
+        """The socket under the stream, as a raw file whose ``_sock`` is the client socket: the shape of gevent's
+        ``rfile.raw``, where WebSocket libraries look for the socket to take over. Reaching for it hands the
+        connection to the application (`Connection.take_over`)."""
+        self._conn.take_over()
+        return self._conn.socket.makefile("rb", buffering=0)
+
     def _more(self) -> bool:
         """Receives more bytes into the buffer; False at the end of the stream."""
         data = self._conn.io.recv(_LINGER_READ, self.timeout)
@@ -284,6 +299,10 @@ class ConnectionReader:
     def read(self, size: Optional[int] = -1) -> bytes:
         """``size`` bytes (fewer at the end of the stream); all the rest if ``size`` is None or negative."""
         conn = self._conn
+        buf = conn.buffer
+        if size is not None and 0 <= size <= len(buf):  # at hand: a WebSocket frame's header, then its payload
+            conn.buffer = buf[size:]
+            return buf[:size]
         while size is None or size < 0 or len(conn.buffer) < size:
             if not self._more():
                 break

@@ -17,6 +17,7 @@ import traceback
 from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
+from http.client import HTTPMessage
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import GreenletExit
@@ -151,6 +152,76 @@ class WSGIHandler:
         if not env:
             return None
         return f"{env['REQUEST_METHOD']} {env['REQUEST_URI']} {env['SERVER_PROTOCOL']}"
+
+    @property
+    def content_length(self) -> int:
+        """The request's Content-Length (0 if none)."""
+        try:
+            return int(self.environ.get("CONTENT_LENGTH") or 0) if self.environ else 0
+        except ValueError:
+            return 0
+
+    @property
+    def headers(self) -> HTTPMessage:
+        """The request's headers as a message object (``get``, ``items``), as gevent's ``headers``; built from the
+        environ, so names come back in their canonical capitalisation."""
+        message = HTTPMessage()
+        for key, value in (self.environ or {}).items():
+            if key.startswith("HTTP_"):
+                message[key[5:].replace("_", "-").title()] = value
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+                message[key.replace("_", "-").title()] = value
+        return message
+
+    @property
+    def wsgi_input(self) -> Input:
+        """The request's ``wsgi.input`` as the server made it."""
+        return self._input
+
+    # -- gevent's response attributes, which handler subclasses read and set (gevent-websocket sets them all) --
+
+    @property
+    def provided_content_length(self) -> Any:
+        """The Content-Length the application gave, None if it gave none (the server frames the body then). Set to
+        False before the head leaves, the server adds no framing header of its own."""
+        return False if self._unframed else self._provided_length
+
+    @provided_content_length.setter
+    def provided_content_length(self, value: Any) -> None:
+        self._unframed = value is not None and not isinstance(value, str)
+        if self._unframed:
+            self._framed = True
+            self._provided_length = None
+        else:
+            self._provided_length = value
+
+    @property
+    def provided_date(self) -> Optional[str]:
+        """The Date the application gave, None if it gave none (the server adds one). Set to a true value before
+        the head leaves, the head goes without the server's Date."""
+        return self._provided_date
+
+    @provided_date.setter
+    def provided_date(self, value: Any) -> None:
+        self._provided_date = value
+        if value and self._date_line and not self.headers_sent:
+            self._head = self._head.replace(self._date_line.encode("latin-1"), b"", 1)
+            self._date_line = ""
+
+    @property
+    def response_use_chunked(self) -> bool:
+        """Whether the body is sent in chunks; decided when the head leaves, as gevent's (setting it before only
+        counts where the application or a subclass framed the body itself)."""
+        return self._chunked
+
+    @response_use_chunked.setter
+    def response_use_chunked(self, value: bool) -> None:
+        self._chunked = bool(value)
+
+    @property
+    def connection_upgraded(self) -> bool:
+        """Whether a ``101 Switching Protocols`` left: the connection then belongs to the application."""
+        return self.headers_sent and self.code == 101
 
     # -- the connection loop --
 
@@ -391,8 +462,10 @@ class WSGIHandler:
             if not self.headers_sent:
                 if self.status is None:
                     # As gevent: no response at all, and the connection closes so that the client is not left
-                    # waiting for one. (A body without start_response is an error: see _write_first.)
-                    self.log_error("The application returned without calling start_response(): connection closed")
+                    # waiting for one. (A body without start_response is an error: see _write_first.) An
+                    # application that took the socket over has answered on it itself.
+                    if not self._conn.taken_over:
+                        self.log_error("The application returned without calling start_response(): connection closed")
                     self.close_connection = True
                     return
                 self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
@@ -426,8 +499,8 @@ class WSGIHandler:
         except ValueError:
             raise ValueError(f"Invalid status {status!r}") from None
         lines = [f"HTTP/1.1 {status}\r\n"]
-        length = connection = None
-        has_date = framed = False
+        length = connection = provided_date = None
+        framed = False
         for name, value in headers:
             if type(name) is not str or type(value) is not str:
                 raise UnicodeError("The header name and value must be native strings", name, value)
@@ -439,15 +512,17 @@ class WSGIHandler:
                 elif lname == "connection":
                     connection = value.lower()
                 elif lname == "date":
-                    has_date = True
+                    provided_date = value
                 elif lname == "transfer-encoding":
                     framed = True
             lines.append(f"{name}: {value}\r\n")
         if code in _NO_BODY_CODES and length not in (None, "0"):
             message = f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
             raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
-        if not has_date:
-            lines.append(_date.get())
+        date_line = ""
+        if provided_date is None:
+            date_line = _date.get()
+            lines.append(date_line)
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
         if connection == "close":
             self.close_connection = True
@@ -467,6 +542,9 @@ class WSGIHandler:
         self.code = code
         self.response_headers = headers
         self._provided_length = length
+        self._provided_date = provided_date
+        self._date_line = date_line
+        self._unframed = False
         self._framed = framed or code < 200 or code in _NO_BODY_CODES
         self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
         self._http11 = http11
@@ -659,6 +737,9 @@ class WSGIHandler:
 
     # Defaults for the per-response state, before start_response sets it.
     _provided_length: Optional[str] = None
+    _provided_date: Optional[str] = None
+    _date_line = ""  # the Date line the server put in the head ("": none)
+    _unframed = False  # a subclass set provided_content_length = False: no framing header from the server
     _framed = False  # the application framed the body itself (Content-Length or Transfer-Encoding), or no body
     _no_body = False  # nothing may follow the head (HEAD, 1xx, 204, 304)
     _http11 = True

@@ -2,6 +2,10 @@
 //! a time (no pipelining, as wrk by default). A connection the server closes, or that fails, is replaced by a new
 //! one while the run lasts.
 //!
+//! As in wrk, a connection whose response just completed sends its next request after the current batch of poll
+//! events has been handled, not at once: requests reach the server in batches, as they do from wrk, so the two
+//! generators load a server alike.
+//!
 //! At the deadline no new request is sent; the requests in flight get up to `Plan::grace` to be answered, so every
 //! request the server received is either counted as answered or as an error.
 
@@ -78,6 +82,8 @@ enum Outcome {
     Blocked,
     /// It moved on to a phase that can make progress at once.
     Again,
+    /// Its next request is ready: send it after this batch of events.
+    Next,
     /// It is finished with: replace it (`Some`: after this error) or close it.
     Replace(Option<String>),
 }
@@ -95,18 +101,22 @@ pub fn run(plan: &Plan, streams: Vec<std::net::TcpStream>) -> io::Result<Tally> 
         poll.registry().register(&mut conn.stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
         conns.push(conn);
     }
-    for index in 0..conns.len() {
-        drive(&mut poll, &mut conns, index, plan, deadline, &mut tally)?;
-    }
+    let mut next: Vec<usize> = (0..conns.len()).collect();
     let mut events = Events::with_capacity(1024);
     let mut last_response = start;
     loop {
+        for index in std::mem::take(&mut next) {
+            if drive(&mut poll, &mut conns, index, plan, deadline, &mut tally)? {
+                next.push(index);
+            }
+        }
         let now = Instant::now();
         let stop = if now < deadline { deadline } else { deadline + plan.grace };
         if now >= stop || (now >= deadline && !conns.iter().any(Conn::in_flight)) {
             break;
         }
-        if let Err(err) = poll.poll(&mut events, Some(stop - now)) {
+        let timeout = if next.is_empty() { stop - now } else { Duration::ZERO };
+        if let Err(err) = poll.poll(&mut events, Some(timeout)) {
             if err.kind() == ErrorKind::Interrupted {
                 continue;
             }
@@ -114,7 +124,10 @@ pub fn run(plan: &Plan, streams: Vec<std::net::TcpStream>) -> io::Result<Tally> 
         }
         for event in &events {
             let answered = tally.answered + tally.errors;
-            drive(&mut poll, &mut conns, event.token().0, plan, deadline, &mut tally)?;
+            let index = event.token().0;
+            if drive(&mut poll, &mut conns, index, plan, deadline, &mut tally)? {
+                next.push(index);
+            }
             if tally.answered + tally.errors != answered {
                 last_response = Instant::now();
             }
@@ -128,7 +141,8 @@ pub fn run(plan: &Plan, streams: Vec<std::net::TcpStream>) -> io::Result<Tally> 
     Ok(tally)
 }
 
-/// Advances connection `index` as far as its socket allows, replacing it when it ends.
+/// Advances connection `index` as far as its socket allows, replacing it when it ends; true when its next request
+/// waits for the end of the batch.
 fn drive(
     poll: &mut Poll,
     conns: &mut [Conn],
@@ -136,11 +150,12 @@ fn drive(
     plan: &Plan,
     deadline: Instant,
     tally: &mut Tally,
-) -> io::Result<()> {
-    let Some(conn) = conns.get_mut(index) else { return Ok(()) };
+) -> io::Result<bool> {
+    let Some(conn) = conns.get_mut(index) else { return Ok(false) };
     loop {
         match advance(conn, plan, deadline, tally) {
-            Outcome::Blocked => return Ok(()),
+            Outcome::Blocked => return Ok(false),
+            Outcome::Next => return Ok(true),
             Outcome::Again => {}
             Outcome::Replace(error) => {
                 poll.registry().deregister(&mut conn.stream)?;
@@ -149,7 +164,7 @@ fn drive(
                 }
                 if Instant::now() >= deadline {
                     conn.phase = Phase::Closed;
-                    return Ok(());
+                    return Ok(false);
                 }
                 *conn = Conn::new(TcpStream::connect(plan.addr)?, Phase::Connecting);
                 poll.registry().register(&mut conn.stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
@@ -167,9 +182,6 @@ fn advance(conn: &mut Conn, plan: &Plan, deadline: Instant, tally: &mut Tally) -
             (Ok(None), Err(err)) if err.kind() == ErrorKind::NotConnected => Outcome::Blocked,
             (Ok(None), Err(err)) => Outcome::Replace(Some(format!("connect: {err}"))),
             (Ok(None), Ok(_)) => {
-                if Instant::now() >= deadline {
-                    return Outcome::Replace(None);
-                }
                 // Best effort: without it small requests may wait for delayed ACKs, but they still go out.
                 let _ = conn.stream.set_nodelay(true);
                 conn.phase = Phase::Writing;
@@ -179,6 +191,9 @@ fn advance(conn: &mut Conn, plan: &Plan, deadline: Instant, tally: &mut Tally) -
         Phase::Writing => {
             if conn.written == 0 {
                 conn.sent_at = Instant::now();
+                if conn.sent_at >= deadline {
+                    return Outcome::Replace(None);
+                }
             }
             while conn.written < plan.request.len() {
                 match conn.stream.write(&plan.request[conn.written..]) {
@@ -240,7 +255,7 @@ fn read_response(conn: &mut Conn, deadline: Instant, tally: &mut Tally) -> Outco
         }
         conn.phase = Phase::Writing;
         conn.written = 0;
-        return Outcome::Again;
+        return Outcome::Next;
     }
 }
 

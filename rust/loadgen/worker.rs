@@ -204,8 +204,9 @@ fn advance(conn: &mut Conn, plan: &Plan, deadline: Instant, tally: &mut Tally) -
                     Err(err) => return Outcome::Replace(Some(format!("write: {err}"))),
                 }
             }
+            // The response can only arrive after this, and its arrival is an edge the poll reports: no read now.
             conn.phase = Phase::Reading;
-            Outcome::Again
+            Outcome::Blocked
         }
         Phase::Reading => read_response(conn, deadline, tally),
     }

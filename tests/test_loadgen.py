@@ -29,8 +29,8 @@ class Counter:
             self.value += 1
 
 
-def _check_run(host_port: int, served: Counter, connections: int = 8) -> None:
-    report = http_load("127.0.0.1", host_port, "/", connections=connections, duration=SECONDS)
+def _check_run(port: int, served: Counter, connections: int = 8, threads: int = 1) -> None:
+    report = http_load("127.0.0.1", port, "/", connections=connections, duration=SECONDS, threads=threads)
     assert report.errors == 0, report.first_error
     assert report.requests > connections
     assert report.requests == served.value
@@ -38,6 +38,7 @@ def _check_run(host_port: int, served: Counter, connections: int = 8) -> None:
     assert 0 < report.p50_ms <= report.p99_ms <= report.max_ms
     assert report.seconds >= SECONDS
     assert report.requests_per_second == pytest.approx(report.requests / report.seconds)
+    assert (report.threads, report.connections) == (threads, connections)
     assert 0 < report.cpu_seconds and 0 < report.cpu_use <= 1.0
 
 
@@ -98,7 +99,7 @@ def threaded_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
 def test_counts_what_a_threaded_http_server_served(protocol: str) -> None:
     served = Counter()
     with threaded_server(_handler(served, protocol)) as port:
-        _check_run(port, served, connections=4)
+        _check_run(port, served, connections=5, threads=2)  # threads share the connections unevenly
 
 
 def test_error_statuses_are_errors_not_requests() -> None:

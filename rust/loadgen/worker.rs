@@ -166,7 +166,15 @@ fn drive(
                     conn.phase = Phase::Closed;
                     return Ok(false);
                 }
-                *conn = Conn::new(TcpStream::connect(plan.addr)?, Phase::Connecting);
+                match TcpStream::connect(plan.addr) {
+                    Ok(stream) => *conn = Conn::new(stream, Phase::Connecting),
+                    Err(err) => {
+                        // Out of ports or descriptors, say: this connection is lost for the rest of the run.
+                        tally.error(format!("connect: {err}"));
+                        conn.phase = Phase::Closed;
+                        return Ok(false);
+                    }
+                }
                 poll.registry().register(&mut conn.stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
             }
         }

@@ -31,11 +31,24 @@ def _number(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _ratio(bench: Bench, ferrovent: float | None, gevent: float | None) -> str:
+def _ratio(bench: Bench, ferrovent: float | None, gevent: float | None) -> float | None:
+    """How many times better ferrovent did than gevent, or None when a figure is missing or zero."""
     if ferrovent is None or gevent is None:
-        return "n/a"
+        return None
     better, worse = (ferrovent, gevent) if bench.higher_is_better else (gevent, ferrovent)
-    return f"{better / worse:.2f}x" if worse > 0 else "n/a"
+    return better / worse if worse > 0 else None
+
+
+def _medians(bench: Bench, samples: Samples) -> tuple[float | None, float | None]:
+    """ferrovent's and gevent's median for `bench` (None where it has no samples)."""
+    runs = [samples.get((bench.name, impl), []) for impl in COLUMNS]
+    ferrovent, gevent = (statistics.median(values) if values else None for values in runs)
+    return ferrovent, gevent
+
+
+def ratios(benches: list[Bench], samples: Samples) -> list[tuple[str, float | None]]:
+    """(bench, ratio) for every bench that compares the two (reference benches do not)."""
+    return [(bench.name, _ratio(bench, *_medians(bench, samples))) for bench in benches if not bench.reference]
 
 
 def _rounds(counts: dict[str, int]) -> str:
@@ -44,21 +57,27 @@ def _rounds(counts: dict[str, int]) -> str:
     return " / ".join(f"{impl} {count}" for impl, count in counts.items())
 
 
-def rows(benches: list[Bench], samples: Samples, impls: list[str], reference_impl: str) -> list[tuple[str, ...]]:
-    """One table row per bench, cells as strings in HEADINGS order; `impls` are the implementations that ran."""
+def rows(
+    benches: list[Bench], samples: Samples, impls: list[str], reference_impl: str, load_client: str
+) -> list[tuple[str, ...]]:
+    """One table row per bench, cells as strings in HEADINGS order; `impls` are the implementations that ran, and
+    `load_client` names the load generator of the benches that use one."""
     table = []
     for bench in benches:
         metric = f"{bench.unit} ({'higher' if bench.higher_is_better else 'lower'} is better)"
+        if bench.uses_load_client:
+            metric += f", load by {load_client}"
         if bench.reference:
             runs = samples.get((bench.name, reference_impl), [])
             cell = _number(statistics.median(runs)) if runs else "n/a"
             table.append((bench.name, metric, cell, cell, "reference", str(len(runs))))
             continue
-        runs = {impl: samples.get((bench.name, impl), []) for impl in COLUMNS}
-        ferrovent, gevent = (statistics.median(runs[impl]) if runs[impl] else None for impl in COLUMNS)
+        ferrovent, gevent = _medians(bench, samples)
         cells = [_number(median) if median is not None else "n/a" for median in (ferrovent, gevent)]
-        counts = {impl: len(runs[impl]) for impl in COLUMNS if impl in impls}
-        table.append((bench.name, metric, *cells, _ratio(bench, ferrovent, gevent), _rounds(counts)))
+        counts = {impl: len(samples.get((bench.name, impl), [])) for impl in COLUMNS if impl in impls}
+        ratio = _ratio(bench, ferrovent, gevent)
+        ratio_cell = f"{ratio:.2f}x" if ratio is not None else "n/a"
+        table.append((bench.name, metric, *cells, ratio_cell, _rounds(counts)))
     return table
 
 

@@ -1,27 +1,34 @@
 """Benchmark ferrovent against stock gevent, side by side in one run.
 
     python benches/run.py [--rounds N] [--impls ferrovent,gevent] [--only a,b] [--quick] [--markdown FILE]
+                          [--client wrk|http_load] [--svg FILE] [--note TEXT]
 
 Every measurement runs `benches/scenarios.py` in a fresh process. Rounds are interleaved: each round runs every
-bench on every implementation, alternating which implementation goes first.
+bench on every implementation, alternating which implementation goes first. The WSGI benches are loaded by wrk when
+it is installed, else by the generator that ships inside ferrovent (`ferrovent._core.http_load`). At the end the
+table is printed and the ratios are drawn as a bar chart (benches/results.svg unless --svg says otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import chart
 import machine
 import report
-from scenarios import BENCHES, REFERENCE_IMPL, Bench
+import wsgi_wrk
+from scenarios import BENCHES, CLIENT_CPU, REFERENCE_IMPL, Bench
 
 SCENARIOS = Path(__file__).with_name("scenarios.py")
+CHART = Path(__file__).with_name("results.svg")
 TIMEOUT_SECONDS = 120
+SATURATED = 0.9  # a load client on the CPU more than this share of the time may be what limits the figure
+CHART_TITLE = "ferrovent vs gevent: how many times better ferrovent does, per bench (log scale; > 1x: ferrovent)"
 
 
 def _names(choices: list[str]) -> Callable[[str], list[str]]:
@@ -44,16 +51,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", type=_names(list(BENCHES)), default=list(BENCHES), help="benches to run")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report as markdown")
+    parser.add_argument(
+        "--client",
+        choices=wsgi_wrk.LOAD_CLIENTS,
+        default=wsgi_wrk.default_load_client(),
+        help="load generator of the WSGI benches (default: wrk if installed, else ferrovent's http_load)",
+    )
+    parser.add_argument("--svg", type=Path, metavar="FILE", default=CHART, help=f"the chart's path ({CHART.name})")
+    parser.add_argument("--note", default="", help="a line for the chart's header, e.g. where it ran")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
 
 
-def measure(impl: str, bench: Bench, quick: bool) -> dict[str, float]:
-    """Run one measurement in a fresh interpreter: its figures by bench name. A failure is reported on stderr and
-    gives no figures."""
-    command = [sys.executable, str(SCENARIOS), impl, bench.name] + (["--quick"] if quick else [])
+def measure(impl: str, bench: Bench, quick: bool, client: str) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter: its figures by name. A failure is reported on stderr and gives
+    no figures."""
+    command = [sys.executable, str(SCENARIOS), impl, bench.name, "--client", client] + (["--quick"] if quick else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
@@ -64,8 +79,24 @@ def measure(impl: str, bench: Bench, quick: bool) -> dict[str, float]:
         return {}
     values = json.loads(done.stdout.strip().splitlines()[-1])["values"]
     for name, value in values.items():
-        print(f"  {name} on {impl}: {value:,.2f} {BENCHES[name].unit}", file=sys.stderr)
+        unit = BENCHES[name].unit if name in BENCHES else ""
+        print(f"  {name} on {impl}: {value:,.2f} {unit}", file=sys.stderr)
     return values
+
+
+def describe_client(client: str, cpu_shares: list[float]) -> tuple[tuple[str, str], list[str]]:
+    """The header line naming the WSGI benches' load client and its busiest CPU share, and a warning if it was
+    saturated."""
+    if not cpu_shares:
+        return ("Load client", f"{client} (WSGI benches)"), []
+    busiest = max(cpu_shares)
+    line = ("Load client", f"{client} (WSGI benches), at most {busiest:.0%} of its core busy")
+    if busiest < SATURATED:
+        return line, []
+    return line, [
+        f"The load client ({client}) kept its core {busiest:.0%} busy in one run: the WSGI figures may measure the "
+        "client, not the server."
+    ]
 
 
 def main() -> None:
@@ -79,14 +110,8 @@ def main() -> None:
     if not impls:
         sys.exit("nothing to run: none of the implementations imports")
     benches = [BENCHES[name] for name in args.only]
-    for bench in benches:
-        missing = [tool for tool in bench.tools if shutil.which(tool) is None]
-        if missing:
-            print(
-                f"skipping {bench.name}: needs {', '.join(missing)} (e.g. apt-get install {' '.join(missing)})",
-                file=sys.stderr,
-            )
-    benches = [bench for bench in benches if all(shutil.which(tool) for tool in bench.tools)]
+    if any(bench.uses_load_client for bench in benches):
+        print(f"the WSGI benches' load client: {args.client}", file=sys.stderr)
 
     wanted = {bench.name for bench in benches}
     runners = [BENCHES[name] for name in dict.fromkeys(bench.runner for bench in benches)]  # one run per figure set
@@ -96,16 +121,24 @@ def main() -> None:
         order = impls if round_index % 2 == 0 else impls[::-1]
         for runner in runners:
             for impl in [REFERENCE_IMPL] if runner.reference else order:
-                for name, value in measure(impl, runner, args.quick).items():
-                    if name in wanted:
+                for name, value in measure(impl, runner, args.quick, args.client).items():
+                    if name in wanted or name == CLIENT_CPU:
                         samples.setdefault((name, impl), []).append(value)
 
     header = machine.describe(probes) + [("Sizes", "quick" if args.quick else "full")]
-    table = report.rows(benches, samples, impls, REFERENCE_IMPL)
     footnotes = report.notes(benches)
+    if any(bench.uses_load_client for bench in benches):
+        cpu_shares = [share for (name, _), shares in samples.items() if name == CLIENT_CPU for share in shares]
+        client_line, warnings = describe_client(args.client, cpu_shares)
+        header.append(client_line)
+        footnotes += warnings
+    table = report.rows(benches, samples, impls, REFERENCE_IMPL, args.client)
     print(report.render_text(header, table, footnotes))
     if args.markdown:
         args.markdown.write_text(report.render_markdown(header, table, footnotes))
+    chart_header = header + ([("Note", args.note)] if args.note else [])
+    chart.write(args.svg, CHART_TITLE, chart_header, report.ratios(benches, samples), footnotes[:1])
+    print(f"chart written to {args.svg}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run one measurement in this (fresh) process and print it as one JSON line:
 
-    python benches/scenarios.py <impl> <bench> [--quick]
+    python benches/scenarios.py <impl> <bench> [--quick] [--client wrk|http_load]
 
 `impl` is the module to import (`gevent` or `ferrovent`); reference benches measure plain `greenlet` and take
 `greenlet` as their impl. `benches/run.py` drives this script once per measurement.
@@ -26,6 +26,10 @@ import wsgi_wrk
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REFERENCE_IMPL = "greenlet"
+CLIENT_CPU = "load_client_cpu"  # a figure of the WSGI run that is no bench: the share of its core the client used
+
+# The load generator of the WSGI benches (wsgi_wrk.LOAD_CLIENTS); set from --client by main().
+load_client = wsgi_wrk.default_load_client()
 
 
 Measure = Callable[[ModuleType, bool], "float | dict[str, float]"]
@@ -39,7 +43,7 @@ class Bench:
     # Returns this bench's figure, or a dict of figures by bench name when one run yields several.
     measure: Measure | None
     reference: bool = False
-    tools: tuple[str, ...] = ()  # programs it runs, besides Python
+    uses_load_client: bool = False  # measured under the load of `load_client` (wrk or ferrovent's http_load)
     measured_by: str | None = None  # the bench whose run also yields this one's figure (then `measure` is None)
 
     @property
@@ -213,10 +217,10 @@ def pool_imap_unordered(lib: ModuleType, quick: bool) -> float:
 
 
 def wsgi_hello(lib: ModuleType, quick: bool) -> dict[str, float]:
-    """Requests/s and p99 latency (ms) of pywsgi serving hello world to wrk (server and wrk in processes of their
-    own: wsgi_wrk.py), from one wrk run."""
-    result = wsgi_wrk.wsgi_hello(lib.__name__, seconds=2 if quick else 5)
-    return {"wsgi_hello": result.requests_per_second, "wsgi_p99": result.p99_ms}
+    """Requests/s and p99 latency (ms) of pywsgi serving hello world to `load_client` (server and client in
+    processes of their own: wsgi_wrk.py), from one run; and the share of its core the client used."""
+    result = wsgi_wrk.wsgi_hello(lib.__name__, load_client, seconds=2 if quick else 5)
+    return {"wsgi_hello": result.requests_per_second, "wsgi_p99": result.p99_ms, CLIENT_CPU: result.client_cpu}
 
 
 def _burn(seconds: float) -> None:
@@ -286,8 +290,8 @@ BENCHES = {
         Bench("queue_pingpong", "items/s", True, queue_pingpong),
         Bench("queue_unbounded", "items/s", True, queue_unbounded),
         Bench("pool_imap_unordered", "items/s", True, pool_imap_unordered),
-        Bench("wsgi_hello", "requests/s", True, wsgi_hello, tools=("wrk",)),
-        Bench("wsgi_p99", "ms p99 latency", False, None, tools=("wrk",), measured_by="wsgi_hello"),
+        Bench("wsgi_hello", "requests/s", True, wsgi_hello, uses_load_client=True),
+        Bench("wsgi_p99", "ms p99 latency", False, None, uses_load_client=True, measured_by="wsgi_hello"),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
         Bench("websocket_echo", "messages/s", True, websocket_echo),
         Bench("wsgi_fairness", "ms p99 of a probe", False, wsgi_fairness),
@@ -299,11 +303,14 @@ BENCHES = {
 
 
 def main() -> None:
+    global load_client
     parser = argparse.ArgumentParser(description="Run one benchmark measurement and print it as a JSON line.")
     parser.add_argument("impl", help="module to benchmark: gevent or ferrovent (greenlet for reference benches)")
     parser.add_argument("bench", choices=sorted(BENCHES))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--client", choices=wsgi_wrk.LOAD_CLIENTS, default=load_client, help="WSGI load generator")
     args = parser.parse_args()
+    load_client = args.client
     bench = BENCHES[args.bench]
     if bench.reference != (args.impl == REFERENCE_IMPL):
         parser.error(f"impl {REFERENCE_IMPL!r} goes with the reference benches, and only with them")

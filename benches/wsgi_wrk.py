@@ -1,21 +1,24 @@
-"""Servers under load from another process: a hello-world WSGI app under wrk, and TCP echo round trips.
+"""Servers under load from another process: a hello-world WSGI app under a load generator, and TCP echo round trips.
 
 The server runs in its own process pinned to CPU 0, the load generator in another pinned to CPU 1 (with `taskset`,
 when the machine has two CPUs or more), so neither steals the other's core.
 
-    python benches/wsgi_wrk.py [--rounds 3] [--seconds 5] [--impls ferrovent,gevent,meinheld]
+    python benches/wsgi_wrk.py [--rounds 3] [--seconds 5] [--impls ferrovent,gevent,meinheld] [--client wrk]
 
 prints the table (medians over rounds, implementations interleaved): requests/s and p99 latency of the WSGI app
-for ferrovent's and gevent's pywsgi and for meinheld, then echo round trips/s on each StreamServer. wrk comes from
-Debian's `wrk` package; meinheld from `pip install --no-deps meinheld` (skipped if it does not import).
-`benches/run.py --only wsgi_hello,wsgi_p99,tcp_echo` runs the same measurements inside the main table (ferrovent
-and gevent only). Internal entry points, used by the above:
+for ferrovent's and gevent's pywsgi and for meinheld, then echo round trips/s on each StreamServer. The load
+generator is wrk (Debian's `wrk` package) when it is installed, else `http_load`, the one that ships inside
+ferrovent's extension (`ferrovent._core.http_load`: the same shape of load, 50 keep-alive connections with one
+request in flight each); `--client` picks one. meinheld comes from `pip install --no-deps meinheld` (skipped if it
+does not import). `benches/run.py --only wsgi_hello,wsgi_p99,tcp_echo` runs the same measurements inside the main
+table (ferrovent and gevent only). Internal entry points, used by the above:
 
     python benches/wsgi_wrk.py serve-wsgi IMPL PORT        # the hello-world server; prints READY when listening
     python benches/wsgi_wrk.py serve-echo IMPL PORT        # an echo StreamServer; prints READY when listening
     python benches/wsgi_wrk.py serve-websocket IMPL PORT   # gevent-websocket's echo on IMPL's pywsgi; READY
     python benches/wsgi_wrk.py echo-client PORT SECONDS N  # N connections ping-ponging 64 bytes; prints trips/s
     python benches/wsgi_wrk.py echo-client PORT SECONDS N websocket  # the same as WebSocket messages
+    python benches/wsgi_wrk.py load-client PORT SECONDS N  # http_load with N connections; prints a JSON line
 
 Every server is configured alike: no access log, TCP_NODELAY on the listener (gevent's pywsgi does not set it by
 itself), keep-alive on (meinheld's is off unless asked for).
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
+import resource
 import selectors
 import shutil
 import socket
@@ -46,12 +51,20 @@ ECHO_IMPLS = ("ferrovent", "gevent")
 ECHO_MESSAGE = b"x" * 64
 # ECHO_MESSAGE as a client's WebSocket frame: final binary, masked with a zero key (the payload goes as it is).
 WEBSOCKET_FRAME = bytes((0x82, 0x80 | len(ECHO_MESSAGE))) + bytes(4) + ECHO_MESSAGE
+LOAD_CLIENTS = ("wrk", "http_load")
+WARM_UP_SECONDS, WARM_UP_CONNECTIONS = 1.0, 10
+
+
+def default_load_client() -> str:
+    """wrk when it is installed (the reference everyone knows), else the generator that ships with ferrovent."""
+    return "wrk" if shutil.which("wrk") else "http_load"
 
 
 @dataclass(frozen=True)
-class WrkResult:
+class LoadResult:
     requests_per_second: float
     p99_ms: float
+    client_cpu: float  # the share of its core the load generator used: near 1.0 it measured itself
 
 
 # -- the server processes -------------------------------------------------------------------------------------
@@ -223,7 +236,7 @@ class _Server:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _parse_wrk(output: str) -> WrkResult:
+def _parse_wrk(output: str, client_cpu: float) -> LoadResult:
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
@@ -231,20 +244,59 @@ def _parse_wrk(output: str) -> WrkResult:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     if errors is not None:
         raise RuntimeError(f"wrk saw errors:\n{output}")
-    return WrkResult(float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)])
+    return LoadResult(float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], client_cpu)
 
 
-def wsgi_hello(impl: str, seconds: float = 5.0, connections: int = 50) -> WrkResult:
-    """`wrk -t1 -c<connections> -d<seconds>s --latency` against `impl` serving the hello-world app."""
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wrk(port: int, seconds: float, connections: int) -> LoadResult:
+    """`wrk -t1 -c<connections> -d<seconds>s --latency` after a short warm-up; its CPU from the children's rusage."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk); --client http_load needs nothing")
+    url = f"http://127.0.0.1:{port}/"
+    warm_up = [wrk, "-t1", f"-c{WARM_UP_CONNECTIONS}", f"-d{WARM_UP_SECONDS:g}s", url]
+    subprocess.run(_pinned(LOAD_CPU, warm_up), capture_output=True, check=True)
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    cpu_before = _children_cpu_seconds()
+    done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True, check=True)
+    return _parse_wrk(done.stdout, (_children_cpu_seconds() - cpu_before) / seconds)
+
+
+def load_client(port: int, seconds: float, connections: int) -> dict[str, object]:
+    """ferrovent's http_load against 127.0.0.1:port after a short warm-up, in this process: its report."""
+    from ferrovent._core import http_load
+
+    http_load("127.0.0.1", port, connections=WARM_UP_CONNECTIONS, duration=WARM_UP_SECONDS)
+    report = http_load("127.0.0.1", port, connections=connections, duration=seconds)
+    return {
+        "requests_per_second": report.requests_per_second,
+        "p99_ms": report.p99_ms,
+        "cpu_use": report.cpu_use,
+        "errors": report.errors,
+        "first_error": report.first_error,
+    }
+
+
+def _http_load(port: int, seconds: float, connections: int) -> LoadResult:
+    """`load_client` in a process of its own on the load CPU, as wrk would run."""
+    argv = [sys.executable, str(HERE), "load-client", str(port), str(seconds), str(connections)]
+    done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["errors"] or report["p99_ms"] is None:
+        raise RuntimeError(f"http_load saw {report['errors']} errors, the first: {report['first_error']}")
+    return LoadResult(report["requests_per_second"], report["p99_ms"], report["cpu_use"])
+
+
+def wsgi_hello(impl: str, client: str, seconds: float = 5.0, connections: int = 50) -> LoadResult:
+    """`client` (wrk or http_load, one thread, `connections` keep-alive connections) against `impl` serving the
+    hello-world app for `seconds`."""
+    run = {"wrk": _wrk, "http_load": _http_load}[client]
     with _Server("serve-wsgi", impl) as server:
-        url = f"http://127.0.0.1:{server.port}/"
-        command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
-        subprocess.run(_pinned(LOAD_CPU, [wrk, "-t1", "-c10", "-d1s", url]), capture_output=True, check=True)
-        done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True, check=True)
-    return _parse_wrk(done.stdout)
+        return run(server.port, seconds, connections)
 
 
 def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
@@ -271,14 +323,14 @@ def _importable(impl: str) -> bool:
     return probe.returncode == 0
 
 
-def _table(rounds: int, seconds: float, impls: list[str]) -> str:
+def _table(rounds: int, seconds: float, impls: list[str], client: str) -> str:
     rates: dict[str, list[float]] = {impl: [] for impl in impls}
     p99s: dict[str, list[float]] = {impl: [] for impl in impls}
     echoes: dict[str, list[float]] = {impl: [] for impl in impls if impl in ECHO_IMPLS}
     for round_index in range(rounds):
         order = impls if round_index % 2 == 0 else impls[::-1]
         for impl in order:
-            result = wsgi_hello(impl, seconds)
+            result = wsgi_hello(impl, client, seconds)
             rates[impl].append(result.requests_per_second)
             p99s[impl].append(result.p99_ms)
             print(f"round {round_index + 1} {impl}: {result.requests_per_second:,.0f} req/s, p99 {result.p99_ms} ms")
@@ -287,8 +339,8 @@ def _table(rounds: int, seconds: float, impls: list[str]) -> str:
                 print(f"round {round_index + 1} {impl}: {echoes[impl][-1]:,.0f} echo round trips/s")
     median = {impl: statistics.median(values) for impl, values in rates.items()}
     lines = [
-        f"WSGI hello world, wrk -t1 -c50 -d{seconds:g}s, server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}; "
-        f"medians of {rounds} rounds",
+        f"WSGI hello world, {client} with 1 thread, 50 connections, {seconds:g} s; server on CPU {SERVER_CPU}, "
+        f"{client} on CPU {LOAD_CPU}; medians of {rounds} rounds",
         "",
         f"{'server':<12}{'requests/s':>14}{'p99 ms':>10}{'ferrovent is':>16}",
     ]
@@ -311,10 +363,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "echo-client":
         print(echo_client(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5:] == ["websocket"]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "load-client":
+        print(json.dumps(load_client(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))))
+        return
     parser = argparse.ArgumentParser(description="WSGI and echo servers under load, side by side.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--impls", default=",".join(WSGI_IMPLS))
+    parser.add_argument("--client", choices=LOAD_CLIENTS, default=default_load_client(), help="load generator")
     args = parser.parse_args()
     impls = []
     for impl in args.impls.split(","):
@@ -322,7 +378,7 @@ def main() -> None:
             impls.append(impl)
         else:
             print(f"skipping {impl}: it does not import", file=sys.stderr)
-    print(_table(args.rounds, args.seconds, impls))
+    print(_table(args.rounds, args.seconds, impls, args.client))
 
 
 if __name__ == "__main__":

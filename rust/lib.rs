@@ -17,6 +17,7 @@ mod greenlet_run;
 mod http;
 mod itemqueue;
 mod linkable;
+mod loadgen;
 mod parking;
 mod poller;
 mod ready;
@@ -55,6 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     greenlet_run::register(m)?;
     http::register(m)?;
+    loadgen::register(m)?;
     watchers::register(m)?;
     Ok(())
 }

@@ -29,6 +29,8 @@ __all__ = [
     "CHUNKED",
     "ChunkedDecoder",
     "HttpParseError",
+    "http_load",
+    "LoadReport",
     "callback",
     "watch_io",
     "watch_phase",
@@ -246,6 +248,61 @@ class ChunkedDecoder:
     @property
     def done(self) -> bool:
         """Whether the last chunk and the trailer section have been read."""
+
+# --- the load generator (rust/loadgen.rs) ---
+
+def http_load(
+    host: str,
+    port: int,
+    path: str = "/",
+    *,
+    connections: int = 50,
+    duration: float = 5.0,
+    threads: int = 1,
+) -> LoadReport:
+    """Keep ``connections`` HTTP/1.1 keep-alive connections to ``host:port`` busy with ``GET path`` for
+    ``duration`` seconds, one request in flight on each (no pipelining), on ``threads`` OS threads with the GIL
+    released; then wait up to 2 s for the requests in flight.
+
+    Responses may be framed by Content-Length, chunked, or the server's close; a closed connection is replaced.
+    Raises OSError (ConnectionRefusedError, ...) when a first connection cannot be opened, ValueError for bad
+    arguments; later failures are counted in :attr:`LoadReport.errors`."""
+
+@final
+class LoadReport:
+    """What a run of :func:`http_load` measured."""
+
+    @property
+    def requests(self) -> int:
+        """Requests answered with a 2xx or 3xx status."""
+    @property
+    def errors(self) -> int:
+        """Failed connections, malformed or cut responses, other statuses, requests unanswered in the grace."""
+    @property
+    def first_error(self) -> Optional[str]:
+        """What the first error was, if any."""
+    @property
+    def seconds(self) -> float:
+        """The run's length: the duration, or up to the last answer within the grace."""
+    @property
+    def requests_per_second(self) -> float: ...
+    @property
+    def p50_ms(self) -> Optional[float]:
+        """Median latency of the answered requests (None if none was)."""
+    @property
+    def p99_ms(self) -> Optional[float]: ...
+    @property
+    def max_ms(self) -> Optional[float]: ...
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the generator's threads used."""
+    @property
+    def cpu_use(self) -> float:
+        """``cpu_seconds`` over the threads' wall time: near 1.0 the generator was saturated and measured itself."""
+    @property
+    def threads(self) -> int: ...
+    @property
+    def connections(self) -> int: ...
 
 @final
 class WaitQueue:

@@ -141,7 +141,9 @@ impl LinkCore {
     /// Event.wait: blocks until the flag is set, or `timeout` seconds pass.
     ///
     /// Returns True if the flag was set before or during the wait, False if the timeout expired first. A caller
-    /// that finds the flag already set while earlier waiters are still being woken runs after them. A wait not
+    /// that comes while a `set()`'s waiters are still being woken is one of them, even if `clear()` came in
+    /// between (as in gevent, whose notification wakes every waiter present when it runs), and runs after the
+    /// earlier ones. A wait not
     /// in the owner's loop (the first wait, or one from another thread) goes through `Linkable._park`. A
     /// timeout that is not a number (a `Timeout` instance) goes to `Linkable._wait_bounded`.
     #[pyo3(signature = (timeout=None))]
@@ -152,14 +154,15 @@ impl LinkCore {
             None => None,
             Some(given) => match given.extract::<f64>() {
                 Ok(seconds) => Some(seconds),
-                Err(_) if me.flag.get() => None,
+                Err(_) if me.flag.get() || me.dispatching.get() => None,
                 Err(_) => return slf.call_method1(intern!(py, "_wait_bounded"), (given,))?.extract(),
             },
         };
+        if me.dispatching.get() {
+            me.yield_to_woken(py)?;
+            return Ok(true);
+        }
         if me.flag.get() {
-            if me.dispatching.get() {
-                me.yield_to_woken(py)?;
-            }
             return Ok(true);
         }
         if let Some(lp) = me.loop_.get(py) {

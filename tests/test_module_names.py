@@ -52,3 +52,12 @@ def test_the_resolver_has_no_stdlib_counterpart_and_says_its_names_are_its_own()
 
     assert getattr(resolver, "__implements__", None) is None
     assert resolver.__all__ == resolver.__extensions__ == list(resolver.__dns__)
+
+
+def test_contextvars_offers_the_stdlib_classes_greenlet_makes_cooperative():
+    import contextvars
+
+    from ferrovent import contextvars as green
+
+    assert green.__all__ == green.__imports__ == list(contextvars.__all__)
+    assert all(getattr(green, name) is getattr(contextvars, name) for name in green.__all__)

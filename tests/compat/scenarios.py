@@ -571,6 +571,37 @@ def loop_exit_when_nothing_can_wake_main(lib, trace):
 
 @scenario(
     expected=[
+        ["a", "a"],
+        ["b", "unset"],
+        ["a sees its own after b ran", "a"],
+        ["main", "main"],
+        ["copied context runs with main's value", "main"],
+    ]
+)
+def contextvars_module_values_are_per_greenlet(lib, trace):
+    from importlib import import_module
+
+    contextvars = import_module(f"{lib.__name__}.contextvars")
+    var = contextvars.ContextVar("var", default="unset")
+
+    def first():
+        var.set("a")
+        trace.append(["a", var.get()])
+        lib.sleep(0)
+        trace.append(["a sees its own after b ran", var.get()])
+
+    def second():
+        trace.append(["b", var.get()])
+
+    lib.joinall([lib.spawn(first), lib.spawn(second)])
+    var.set("main")
+    trace.append(["main", var.get()])
+    context = contextvars.copy_context()
+    trace.append(["copied context runs with main's value", lib.spawn(context.run, var.get).get()])
+
+
+@scenario(
+    expected=[
         ["new", False, False, False, False, None, None],
         ["scheduled", True, False, False],
         ["running", True, True, False, False],

@@ -140,34 +140,38 @@ impl LinkCore {
 
     /// Event.wait: blocks until the flag is set, or `timeout` seconds pass.
     ///
-    /// Returns True if the flag was set before or during the wait, False if the timeout expired first. A caller
-    /// that finds the flag already set while earlier waiters are still being woken runs after them. A wait not
-    /// in the owner's loop (the first wait, or one from another thread) goes through `Linkable._park`. A
-    /// timeout that is not a number (a `Timeout` instance) goes to `Linkable._wait_bounded`.
+    /// Returns True if the flag was set before or during the wait, False if the timeout expired first. A caller in
+    /// the owner's loop that comes while a `set()`'s waiters are still being woken is one of them, even if
+    /// `clear()` came in between (as in gevent, whose notification wakes every waiter present when it runs), and
+    /// runs after the earlier ones. A wait not in the owner's loop (the first wait, or one from another thread)
+    /// goes through `Linkable._park`. A timeout that is not a number (a `Timeout` instance) goes to
+    /// `Linkable._wait_bounded`.
     #[pyo3(signature = (timeout=None))]
     fn _wait_for_flag(slf: &Bound<'_, Self>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let py = slf.py();
         let me = slf.get();
-        let timeout = match timeout {
-            None => None,
-            Some(given) => match given.extract::<f64>() {
-                Ok(seconds) => Some(seconds),
-                Err(_) if me.flag.get() => None,
-                Err(_) => return slf.call_method1(intern!(py, "_wait_bounded"), (given,))?.extract(),
-            },
+        let owner_loop = || -> PyResult<Option<Bound<'_, Loop>>> {
+            match me.loop_.get(py) {
+                Some(lp) if crate::current::get(py)?.is(lp.bind(py)) => Ok(Some(lp.bind(py).clone())),
+                _ => Ok(None),
+            }
         };
-        if me.flag.get() {
+        if me.flag.get() || (me.dispatching.get() && owner_loop()?.is_some()) {
             if me.dispatching.get() {
                 me.yield_to_woken(py)?;
             }
             return Ok(true);
         }
-        if let Some(lp) = me.loop_.get(py) {
-            let lp = lp.bind(py);
-            if crate::current::get(py)?.is(lp) {
-                let links = me.links.borrow().clone_ref(py);
-                return WaitQueue::wait_in_line(links.bind(py), lp.get(), timeout, false, None, None);
-            }
+        let timeout = match timeout {
+            None => None,
+            Some(given) => match given.extract::<f64>() {
+                Ok(seconds) => Some(seconds),
+                Err(_) => return slf.call_method1(intern!(py, "_wait_bounded"), (given,))?.extract(),
+            },
+        };
+        if let Some(lp) = owner_loop()? {
+            let links = me.links.borrow().clone_ref(py);
+            return WaitQueue::wait_in_line(links.bind(py), lp.get(), timeout, false, None, None);
         }
         slf.call_method1(intern!(py, "_park"), (timeout,))?.extract()
     }

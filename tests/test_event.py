@@ -63,6 +63,22 @@ def test_set_then_clear_still_wakes_the_waiters_with_true():
     assert not event.is_set()
 
 
+def test_a_waiter_that_starts_during_the_wake_up_of_a_set_then_clear_is_woken_too():
+    # As in gevent: the wake-up runs behind the greenlets already queued, and takes every waiter it then finds.
+    event, log = Event(), []
+    early = ferrovent.spawn(waiter, event, log, "early")
+    ferrovent.sleep(0)
+    late = [
+        ferrovent.spawn(waiter, event, log, "late"),
+        ferrovent.spawn(lambda: log.append(("timeout", event.wait(ferrovent.Timeout(5))))),
+    ]
+    event.set()
+    event.clear()
+    after = ferrovent.spawn(lambda: log.append(("after", event.wait(0.01))))  # starts after the wake-up: waits
+    ferrovent.joinall([early, *late, after], raise_error=True)
+    assert log == [("early", True), ("late", True), ("timeout", True), ("after", False)]
+
+
 def test_a_late_waiter_on_a_set_event_runs_after_the_woken_ones():
     event, log = Event(), []
     blocked = [ferrovent.spawn(waiter, event, log, n) for n in range(2)]

@@ -11,6 +11,8 @@ import ferrovent
 import pytest
 from ferrovent import os as fos
 
+from tests.child import run_child
+
 pytestmark = pytest.mark.timeout(20)
 
 
@@ -26,7 +28,7 @@ def pipe():
 
 
 def test_names():
-    assert fos.__implements__ == ["close", "fork", "waitpid"]
+    assert fos.__implements__ == ["close", "fork", "waitpid", "forkpty"]
     for name in fos.__all__:
         assert callable(getattr(fos, name))
 
@@ -136,3 +138,20 @@ def test_nb_read_on_a_reused_fd_number_after_a_plain_close():
     finally:
         os.close(reused_read)
         os.close(reused_write)
+
+
+def test_patch_os_replaces_forkpty_and_its_child_runs_greenlets():
+    proc = run_child(
+        """
+        import os
+        from ferrovent import monkey; monkey.patch_os()
+        import ferrovent, ferrovent.os
+        assert os.forkpty is ferrovent.os.forkpty and os.fork is ferrovent.os.fork
+        pid, master = os.forkpty()
+        if pid == 0:  # the child: its hub works, with a fresh poller
+            ferrovent.joinall([ferrovent.spawn(ferrovent.sleep, 0.01) for _ in range(3)])
+            os._exit(7)
+        print(os.waitpid(pid, 0)[1] >> 8)
+        """
+    )
+    assert proc.stdout == "7\n"

@@ -95,6 +95,7 @@ class Linkable(LinkCore):
                 raise InvalidThreadUseError(owner, hub, getcurrent())
             self.hub = hub
             self._loop = hub.loop
+            self._dispatching = False  # a wake-up the old owner's loop never ran (its hub is gone)
         return self._loop
 
     # -- notification ---------------------------------------------------------------------------------------

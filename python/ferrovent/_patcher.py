@@ -2,8 +2,8 @@
 
 `MAPPING` is keyed by the module's gevent name, as gevent's private ``gevent._patcher.MAPPING`` is (tools and
 gevent's own tests read it through the ``gevent`` alias); `ferrovent.monkey` patches from the same table. It lists
-only modules ferrovent has: gevent's ``builtins`` and ``contextvars`` patches do nothing on Python 3, so ferrovent
-has no such modules.
+only modules ferrovent has: gevent's ``builtins`` patch does nothing on Python 3, so ferrovent has no such module;
+``contextvars`` is listed, though patching it does nothing either (its classes are the stdlib's).
 
 Imports nothing: monkey imports it before anything is patched.
 """
@@ -21,6 +21,7 @@ MAPPING = {
     "gevent.signal": "signal",
     "gevent.time": "time",
     "gevent.queue": "queue",
+    "gevent.contextvars": "contextvars",
 }
 
 _PREFIX = "gevent."

@@ -19,8 +19,10 @@ _UNSET = object()
 class Event(Linkable):
     """A flag greenlets can wait for, with the interface of ``threading.Event``.
 
-    ``set()`` wakes every greenlet waiting at that moment; each learns only that the flag was set at least once
-    while it waited (it may have been cleared again since). Once set, ``wait()`` returns at once until ``clear()``.
+    ``set()`` wakes every greenlet waiting at that moment, and those that start waiting before that wake-up is
+    through (it runs behind the greenlets already queued, as gevent's notification does); each learns only that
+    the flag was set at least once while it waited (it may have been cleared again since). Once set, ``wait()``
+    returns at once until ``clear()``.
     """
 
     __slots__ = ()

@@ -256,7 +256,7 @@ def _vetoable(patch: Callable[..., Any]) -> Callable[..., Any]:
 @_vetoable
 def patch_os() -> None:
     """Replaces the names of :mod:`os` listed in ``ferrovent.os.__implements__``: ``close`` (wakes the fd's
-    waiters), ``fork`` (`ferrovent.fork`) and ``waitpid`` (parks only the calling greenlet)."""
+    waiters), ``fork`` (`ferrovent.fork`), ``forkpty`` and ``waitpid`` (parks only the calling greenlet)."""
     _patch_module("os")
 
 

@@ -5,11 +5,11 @@ other public name of :mod:`os` is here too, as the stdlib has it (``ferrovent.os
 greenlet while it is not ready; `make_nonblocking` prepares an fd for them. `tp_read` and `tp_write` do the read or
 write in the hub's thread pool instead, for fds that cannot be made non-blocking (regular files). `close` closes an
 fd after telling the loop, so greenlets waiting on it wake with OSError(EBADF) and a later fd with the same number
-starts clean. `waitpid` parks only the calling greenlet until a child has something to report. `fork` is
-``os.fork`` (the hub re-creates its poller in every forked child by itself, see ``ferrovent.hub.reinit``), as are
-`fork_gevent` and `forkpty_gevent` (``os.forkpty``); `fork_and_watch` and `forkpty_and_watch` also watch the child
-from the parent and call a callback when it exits, without reaping it. ``close``, ``fork`` and ``waitpid``
-are the names monkey-patching replaces (``__implements__``).
+starts clean. `waitpid` parks only the calling greenlet until a child has something to report. `fork` and
+`fork_gevent` are ``os.fork``, `forkpty` and `forkpty_gevent` are ``os.forkpty`` (the hub re-creates its poller in
+every forked child by itself, see ``ferrovent.hub.reinit``); `fork_and_watch` and `forkpty_and_watch` also watch the
+child from the parent and call a callback when it exits, without reaping it. ``close``, ``fork``, ``forkpty`` and
+``waitpid`` are the names monkey-patching replaces (``__implements__``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ __extensions__ = ["make_nonblocking", "nb_read", "nb_write", "tp_read", "tp_writ
 if hasattr(_os, "fork"):
     __extensions__ += ["fork_gevent", "fork_and_watch"]
 if hasattr(_os, "forkpty"):
-    __extensions__ += ["forkpty", "forkpty_gevent", "forkpty_and_watch"]
+    __implements__ += ["forkpty"]
+    __extensions__ += ["forkpty_gevent", "forkpty_and_watch"]
 __all__ = __implements__ + __extensions__
 __imports__ = [name for name in copy_public_names(_os, globals()) if name not in __all__]
 
@@ -183,7 +184,13 @@ if hasattr(_os, "fork"):
 
 
 if hasattr(_os, "forkpty"):
-    forkpty = forkpty_gevent = _os.forkpty
+    _original_forkpty = _os.forkpty
+
+    def forkpty_gevent() -> tuple[int, int]:
+        """``os.forkpty()``: ``(pid, master_fd)``; the child's hub is ready to use, as after `fork`."""
+        return _original_forkpty()
+
+    forkpty = forkpty_gevent
 
     def forkpty_and_watch(
         callback: Optional[Callable[[Any], Any]] = None,

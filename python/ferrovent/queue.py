@@ -35,18 +35,16 @@ from ferrovent.event import Event
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
 
-__all__ = [
-    "Queue",
-    "SimpleQueue",
-    "JoinableQueue",
-    "UnboundQueue",
-    "PriorityQueue",
-    "LifoQueue",
-    "Channel",
-    "Empty",
-    "Full",
-    "ShutDown",
-]
+#: The classes of the stdlib's ``queue`` that ferrovent's replace (monkey-patching replaces these), the names taken
+#: from it as they are, and ferrovent's own additions; ``ShutDown`` is the stdlib's where it has one (3.13).
+__implements__ = ["Queue", "PriorityQueue", "LifoQueue", "SimpleQueue"]
+__imports__ = ["Empty", "Full"]
+__extensions__ = ["JoinableQueue", "UnboundQueue", "Channel"]
+if hasattr(_stdlib_queue, "ShutDown"):
+    __imports__.append("ShutDown")
+else:
+    __extensions__.append("ShutDown")
+__all__ = __implements__ + __imports__ + __extensions__
 
 Empty = _stdlib_queue.Empty
 Full = _stdlib_queue.Full

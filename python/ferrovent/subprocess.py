@@ -26,7 +26,9 @@ from ferrovent.greenlet import Greenlet, joinall, killall
 from ferrovent.os import wait_child_exit
 
 __implements__ = ["Popen", "call", "check_call", "check_output", "run", "getoutput", "getstatusoutput"]
-__all__ = list(_subprocess.__all__)
+#: The rest of the stdlib's public names, which are its own objects here.
+__imports__ = [name for name in _subprocess.__all__ if name not in __implements__]
+__all__ = __implements__ + __imports__
 
 _READ_SIZE = 32768
 _WRITE_SIZE = 65536

@@ -440,6 +440,27 @@ def throw_raises_inside_the_greenlet(lib, trace):
 # --- waiting ----------------------------------------------------------------------------------------------------
 
 
+@scenario(expected=[["early", True], ["late starter", True], ["after the wake-up", False]])
+def event_set_then_clear_wakes_whoever_waits_before_the_wake_up_runs(lib, trace):
+    # set() wakes its waiters from a callback queued behind the work already queued; a greenlet already spawned
+    # but not yet started, which waits on the event before that wake-up runs, is woken too, even though clear()
+    # came in between. One spawned after set() and clear() starts after the wake-up: it waits for the next set().
+    from importlib import import_module
+
+    event = import_module(f"{lib.__name__}.event").Event()
+
+    def waiter(name, timeout=None):
+        trace.append([name, event.wait(timeout)])
+
+    early = lib.spawn(waiter, "early")
+    lib.sleep(0)  # early is waiting; late has not started yet
+    late = lib.spawn(waiter, "late starter")
+    event.set()
+    event.clear()
+    after = lib.spawn(waiter, "after the wake-up", 0.05)
+    lib.joinall([early, late, after], raise_error=True)
+
+
 @scenario(
     expected=[
         ["timeout returns the finished ones", ["quick"], False],
@@ -546,6 +567,37 @@ def loop_exit_when_nothing_can_wake_main(lib, trace):
 
 
 # --- Greenlet ---------------------------------------------------------------------------------------------------
+
+
+@scenario(
+    expected=[
+        ["a", "a"],
+        ["b", "unset"],
+        ["a sees its own after b ran", "a"],
+        ["main", "main"],
+        ["copied context runs with main's value", "main"],
+    ]
+)
+def contextvars_module_values_are_per_greenlet(lib, trace):
+    from importlib import import_module
+
+    contextvars = import_module(f"{lib.__name__}.contextvars")
+    var = contextvars.ContextVar("var", default="unset")
+
+    def first():
+        var.set("a")
+        trace.append(["a", var.get()])
+        lib.sleep(0)
+        trace.append(["a sees its own after b ran", var.get()])
+
+    def second():
+        trace.append(["b", var.get()])
+
+    lib.joinall([lib.spawn(first), lib.spawn(second)])
+    var.set("main")
+    trace.append(["main", var.get()])
+    context = contextvars.copy_context()
+    trace.append(["copied context runs with main's value", lib.spawn(context.run, var.get).get()])
 
 
 @scenario(

@@ -149,6 +149,20 @@ def print_report(data: dict) -> None:
         )
 
 
+def print_failing_list(data: dict) -> None:
+    """Every test passing on stock gevent and not on ferrovent, grouped by file, each with its cause."""
+    by_file: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for name, test, why in lost_tests(data):
+        by_file[name].append((test, why))
+    result = data["totals"]
+    lost = result["passing_on_stock"] - result["passing_on_both"]
+    print(f"{lost} tests pass on stock gevent and not on ferrovent, in {len(by_file)} files")
+    for name, tests in by_file.items():
+        print(f"\n{name[:-3]} ({len(tests)})")
+        for test, why in tests:
+            print(f"  {test}: {why}")
+
+
 def print_causes(data: dict, top: int = 40) -> None:
     """The causes of the tests lost on ferrovent, biggest first, with the files and a few tests for each."""
     by_cause: dict[str, list[tuple[str, str]]] = defaultdict(list)

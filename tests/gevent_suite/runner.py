@@ -4,6 +4,7 @@
     python -m tests.gevent_suite.runner test__event test__queue --json out.json
     python -m tests.gevent_suite.runner --side ferrovent --stock-report baseline.json   # compare with a saved run
     python -m tests.gevent_suite.runner --summarize out.json  # the causes of what fails, biggest first
+    python -m tests.gevent_suite.runner --failing-list out.json   # every test lost on ferrovent, by file
     python -m tests.gevent_suite.runner --write-expectations run1.json run2.json      # CI's ratchet
 
 Each test file runs in a process of its own (``child.py``: ``python -m gevent.tests.X`` with a result class that
@@ -163,6 +164,12 @@ def _parse_args(argv):
     parser.add_argument("--summarize", type=Path, help="print the causes of failure in this --json report, and stop")
     parser.add_argument("--top", type=int, default=40, help="causes to print with --summarize (default 40)")
     parser.add_argument(
+        "--failing-list",
+        type=Path,
+        help="print every test of this --json report passing on stock gevent and not on ferrovent, by file, with "
+        "its cause, and stop",
+    )
+    parser.add_argument(
         "--write-expectations",
         nargs="+",
         type=Path,
@@ -182,6 +189,9 @@ def main(argv=None) -> int:
     args = _parse_args(argv)
     if args.summarize:
         report.print_causes(json.loads(args.summarize.read_text()), args.top)
+        return 0
+    if args.failing_list:
+        report.print_failing_list(json.loads(args.failing_list.read_text()))
         return 0
     if args.write_expectations:
         reports = [json.loads(path.read_text()) for path in args.write_expectations]

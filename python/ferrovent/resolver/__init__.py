@@ -29,7 +29,9 @@ from ferrovent.monkey import get_original
 from ferrovent.resolver.blocking import Resolver as _BlockingResolver
 from ferrovent.threadpool import hub_threadpool, is_worker_thread
 
-__all__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
+#: No stdlib module corresponds to this one: all its names are ferrovent's own.
+__extensions__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
+__all__ = list(__extensions__)
 
 #: The names of :mod:`socket` this module replaces (gevent's ``socket.__dns__``).
 __dns__ = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn")

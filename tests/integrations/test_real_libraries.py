@@ -20,7 +20,14 @@ import pytest
 
 from tests.child import ROOT
 from tests.integrations.processes import AS_GEVENT, ENV, listening, running
-from tests.integrations.scenarios import CONCURRENT_SLEEPS, SLEEP
+from tests.integrations.scenarios import (
+    CONCURRENT_SLEEPS,
+    PIKA_MESSAGES,
+    SLEEP,
+    ZMQ_IDLE_WAIT,
+    ZMQ_MESSAGES,
+    ZMQ_PEERS,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -151,3 +158,22 @@ def test_celery_gevent_pool(redis_url, monkeypatch):
             print(output())
             raise
     assert elapsed < OVERLAPPED, elapsed  # serialized: 25 s
+
+
+def test_pika_gevent_adapter_against_rabbitmq(rabbitmq_port):
+    result = run_scenario("pika_gevent", rabbitmq_port)
+    assert result["proof"] == "ferrovent"
+    assert result["failures"] == []
+    assert (result["received"], result["in_order"]) == (PIKA_MESSAGES, True), result
+    assert result["ticked"], result  # the adapter's loop is the hub's: other greenlets ran meanwhile
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_zmq_green_req_rep_and_pub_sub(transport, tmp_path):
+    result = run_scenario("zmq_green", transport, tmp_path)
+    assert result["proof"] == "ferrovent"
+    assert result["answered"] == ZMQ_PEERS * ZMQ_MESSAGES, result  # every REQ greenlet got each of its answers
+    assert result["intact"] == ZMQ_PEERS, result  # every subscriber got every message, in order
+    # Every greenlet waits in recv() on the loop: the process spends next to no CPU over the wait.
+    assert result["idle_wall"] >= ZMQ_IDLE_WAIT, result
+    assert result["idle_cpu"] < 0.1 * ZMQ_IDLE_WAIT, result

@@ -65,7 +65,8 @@ def test_the_gevent_modules_dict_holds_the_public_names():
             ferrovent.install_as_gevent()
             import gevent
             names = ("spawn", "sleep", "get_hub", "getcurrent", "signal_handler", "version_info")
-            print(all(vars(gevent)[name] is getattr(gevent, name) for name in names), vars(gevent)["spawn"] is ferrovent.spawn)
+            in_dict = all(vars(gevent)[name] is getattr(gevent, name) for name in names)
+            print(in_dict, vars(gevent)["spawn"] is ferrovent.spawn)
             """
         )
     )

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +180,44 @@ def test_zmq_green_req_rep_and_pub_sub(transport, tmp_path):
     # Every greenlet waits in recv() on the loop: the process spends next to no CPU over the wait.
     assert result["idle_wall"] >= ZMQ_IDLE_WAIT, result
     assert result["idle_cpu"] < 0.1 * ZMQ_IDLE_WAIT, result
+
+
+UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent))  # the one built for this interpreter
+
+
+@pytest.mark.skipif(UWSGI is None, reason="uwsgi is not installed in this environment (pip install uwsgi builds it)")
+def test_uwsgi_gevent_loop_serves_flask_and_reloads_a_worker_once(tmp_path):
+    log = tmp_path / "uwsgi.log"
+    # --die-on-term: uWSGI 2.0's master reloads on SIGTERM, the signal the test stops it with.
+    command = [UWSGI, "--home", sys.prefix, "--master", "--processes", "1", "--die-on-term", "--logto", str(log)]
+    command += ["--gevent", "100", "--gevent-monkey-patch", "--module", "tests.integrations.uwsgi_app:app"]
+    startup = {"PYTHONPATH": f"{ROOT / 'tests' / 'integrations' / 'uwsgi_startup'}:{ROOT}", "FERROVENT_AS_GEVENT": "1"}
+    with listening(lambda port: [*command, "--http-socket", f"127.0.0.1:{port}"], startup) as port:
+        url = f"http://127.0.0.1:{port}/sleep"
+        try:
+            proof, first_worker = proof_and_worker(f"{url}?0")
+            assert proof == "ferrovent"
+            elapsed, bodies = concurrent_gets(f"{url}?{SLEEP}", CONCURRENT_SLEEPS)
+            assert bodies == [f"ferrovent {first_worker}"] * CONCURRENT_SLEEPS
+            assert elapsed < OVERLAPPED, elapsed  # serialized: 25 s
+
+            os.kill(int(first_worker), signal.SIGHUP)  # the worker reloads: it ends its hub and the master respawns it
+            deadline = time.monotonic() + 20
+            while (worker := proof_and_worker(f"{url}?0")[1]) == first_worker and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker != first_worker
+            elapsed, bodies = concurrent_gets(f"{url}?{SLEEP}", CONCURRENT_SLEEPS)
+            assert bodies == [f"ferrovent {worker}"] * CONCURRENT_SLEEPS  # the same new worker, still serving
+            assert elapsed < OVERLAPPED, elapsed
+            output = log.read_text(errors="replace")
+            assert output.count("Respawned uWSGI worker") == 1 and "DAMN" not in output, output
+        except Exception:
+            print(log.read_text(errors="replace"))
+            raise
+
+
+def proof_and_worker(url: str) -> tuple[str, str]:
+    """One GET of a uwsgi_app page: the serving process's proof and pid."""
+    with urllib.request.urlopen(url, timeout=20) as response:
+        proof, worker = response.read().decode().split()
+    return proof, worker

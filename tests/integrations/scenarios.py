@@ -13,6 +13,8 @@ import time
 
 CONCURRENT_SLEEPS = 50
 SLEEP = 0.5
+# Each user of tests/integrations/locustfile_counted.py makes this many requests (imported there: no locust here).
+LOCUST_REQUESTS_PER_USER = 3
 
 
 def _timed(action) -> float:

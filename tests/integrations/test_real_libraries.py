@@ -9,6 +9,7 @@ overlap take about one wait, waits that serialize take their sum.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -25,12 +26,14 @@ from tests.child import ROOT
 from tests.integrations.processes import AS_GEVENT, ENV, listening, running
 from tests.integrations.scenarios import (
     CONCURRENT_SLEEPS,
+    LOCUST_REQUESTS_PER_USER,
     PIKA_MESSAGES,
     SLEEP,
     ZMQ_IDLE_WAIT,
     ZMQ_MESSAGES,
     ZMQ_PEERS,
 )
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -139,6 +142,30 @@ def test_locust_headless_against_flask():
     assert stats["num_failures"] == 0, stats
     # Each user asks for a 0.2 s page without pause: serialized users would make about seconds / 0.2 requests.
     assert stats["num_requests"] > 5 * seconds / 0.2, stats
+
+
+def test_locust_distributed_master_and_two_workers():
+    # Locust's master and workers talk over ZeroMQ through zmq.green: the workers connect before the master binds.
+    users, master_port = 20, free_port()
+    locust = [*AS_GEVENT, "locust", "-f", "tests/integrations/locustfile_counted.py"]
+    worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    master = [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)]
+    master += ["--expect-workers", "2", "--headless", "--only-summary", "--json", "--skip-log"]
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(
+            listening(lambda port: [sys.executable, "-m", "tests.integrations.apps", "flask", str(port)])
+        )
+        workers = [stack.enter_context(running(worker)) for _ in range(2)]
+        options = ["-u", str(users), "-r", str(users), "-t", "4s", "--host", f"http://127.0.0.1:{port}"]
+        done = subprocess.run([*master, *options], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+        worker_logs = [output() for _, output in workers]
+    assert done.returncode == 0, done.stderr
+    assert "PROOF ferrovent" in done.stderr
+    (stats,) = json.loads(done.stdout)
+    assert (stats["num_requests"], stats["num_failures"]) == (users * LOCUST_REQUESTS_PER_USER, 0), (stats, done.stderr)
+    for log in worker_logs:
+        assert "PROOF ferrovent" in log, log
+    assert sorted(log.count("USER STARTED") for log in worker_logs) == [users // 2] * 2, worker_logs
 
 
 def test_celery_gevent_pool(redis_url, monkeypatch):

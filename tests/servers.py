@@ -1,4 +1,5 @@
-"""Real peers for the end-to-end tests: a slow HTTP(S) server in another process, a redis-server and a PostgreSQL.
+"""Real peers for the end-to-end tests: a slow HTTP(S) server in another process, a redis-server, a PostgreSQL and a
+RabbitMQ broker.
 
 The HTTP(S) server runs in its own process (``python -m tests.servers CERT KEY``), with a thread per
 connection, so the patched client under test is the only ferrovent in play. ``GET /data?size=N&delay=S`` waits
@@ -11,6 +12,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -26,6 +28,8 @@ from tests.tls_helpers import CertFiles, server_context
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_SERVER = "/usr/bin/redis-server"
+# Debian's rabbitmq-server package: the program itself (/usr/sbin/rabbitmq-server would switch to the rabbitmq user).
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
 def body(size: int) -> bytes:
@@ -99,6 +103,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on the loopback ``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _answers_ping(port: int) -> bool:
@@ -211,6 +224,64 @@ def postgres_server() -> Iterator[int]:
             )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def rabbitmq_available() -> bool:
+    return os.access(RABBITMQ_SERVER, os.X_OK) and shutil.which("epmd") is not None
+
+
+def stop_group(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
+    """``how`` to the process's whole group (a started session: its children too), SIGKILL if it is still there
+    after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, how)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def rabbitmq_server(directory: Path) -> Iterator[int]:
+    """A throwaway RabbitMQ broker on a free loopback port, its data, logs and Erlang cookie in ``directory``; yields
+    the AMQP port (user and password ``guest``). It gets its own epmd on a free port, started and stopped here, so
+    nothing stays running and no system-wide epmd is touched. Starting takes about 6 s."""
+    epmd_port, amqp_port, dist_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "HOME": str(directory),  # the Erlang cookie
+        "ERL_EPMD_PORT": str(epmd_port),
+        "RABBITMQ_NODENAME": "ferrovent-test@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(amqp_port),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_LOGS": str(directory / "rabbit.log"),
+        # none of the system's configuration: these files do not exist
+        "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+    }
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    epmd = subprocess.Popen([shutil.which("epmd"), "-port", str(epmd_port)], **quiet)
+    try:
+        broker = subprocess.Popen([RABBITMQ_SERVER], env=env, cwd=directory, **quiet)
+        try:
+            deadline = time.monotonic() + 60
+            while broker.poll() is None and time.monotonic() < deadline and not accepts(amqp_port):
+                time.sleep(0.1)
+            if broker.poll() is not None or not accepts(amqp_port):
+                log = directory / "rabbit.log"
+                raise RuntimeError(f"RabbitMQ did not start: {log.read_text(errors='replace') if log.exists() else ''}")
+            yield amqp_port
+        finally:
+            stop_group(broker)
+    finally:
+        stop_group(epmd)
 
 
 if __name__ == "__main__":

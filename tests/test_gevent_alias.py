@@ -56,6 +56,23 @@ def test_gevent_modules_are_ferrovents_own_modules():
     assert out.split() == ["[0,", "1,", "2]", "26.9.0", "(26,", "9,", "0)", ferrovent.__version__]
 
 
+def test_the_gevent_modules_dict_holds_the_public_names():
+    # uWSGI's gevent plugin reads gevent.__dict__ from C, where a module __getattr__ does not answer.
+    out = assert_ok(
+        run_python(
+            """
+            import ferrovent
+            ferrovent.install_as_gevent()
+            import gevent
+            names = ("spawn", "sleep", "get_hub", "getcurrent", "signal_handler", "version_info")
+            in_dict = all(vars(gevent)[name] is getattr(gevent, name) for name in names)
+            print(in_dict, vars(gevent)["spawn"] is ferrovent.spawn)
+            """
+        )
+    )
+    assert out.split() == ["True", "True"]
+
+
 def test_a_gevent_module_ferrovent_lacks_is_not_found():
     out = assert_ok(
         run_python(

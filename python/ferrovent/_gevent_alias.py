@@ -105,6 +105,9 @@ class GeventAliasFinder(importlib.abc.MetaPathFinder):
         import ferrovent
 
         package = _GeventPackage("gevent", ferrovent.__doc__)
+        # C code reads the module's dict directly, past __getattr__ (uWSGI's gevent plugin looks up spawn, sleep,
+        # get_hub, getcurrent and signal_handler there): the public names are in it from the start.
+        package.__dict__.update((name, getattr(ferrovent, name)) for name in ferrovent.__all__)
         package.__version__ = GEVENT_API_VERSION
         package.version_info = GEVENT_API_VERSION_INFO
         package.__path__ = []  # a package: submodules are found by this finder, or in stock gevent's test packages

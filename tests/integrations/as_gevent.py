@@ -27,9 +27,14 @@ class StockGeventBlocker(importlib.abc.MetaPathFinder):
         return None
 
 
+def block_stock_gevent() -> None:
+    """Right behind the alias (or ``FERROVENT_AS_GEVENT``'s start-up hook), in front of the path finders."""
+    sys.meta_path.insert(1, StockGeventBlocker())
+
+
 def install() -> None:
     ferrovent.install_as_gevent()
-    sys.meta_path.insert(1, StockGeventBlocker())
+    block_stock_gevent()
 
 
 @functools.cache

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,30 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 
 from tests.child import ROOT
-from tests.servers import free_port
+from tests.servers import accepts, free_port, stop_group
 
 AS_GEVENT = [sys.executable, "-m", "tests.integrations.as_gevent"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
-    """``how`` to the whole group (gunicorn's workers too), SIGKILL if it is still there after 10 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, how)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -57,7 +36,7 @@ def running(
         try:
             yield proc, output
         finally:
-            _stop(proc, stop_signal)
+            stop_group(proc, stop_signal)
 
 
 @contextlib.contextmanager
@@ -76,9 +55,9 @@ def serving(
         port = free_port()
         with running(command_for_port(port), env) as (proc, output):
             deadline = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < deadline and not _accepts(port):
+            while proc.poll() is None and time.monotonic() < deadline and not accepts(port):
                 time.sleep(0.02)
-            if proc.poll() is None and _accepts(port):
+            if proc.poll() is None and accepts(port):
                 yield port, output
                 return
             failure = output()

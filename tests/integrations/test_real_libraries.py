@@ -9,18 +9,31 @@ overlap take about one wait, waits that serialize take their sum.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.child import ROOT
 from tests.integrations.processes import AS_GEVENT, ENV, listening, running
-from tests.integrations.scenarios import CONCURRENT_SLEEPS, SLEEP
+from tests.integrations.scenarios import (
+    CONCURRENT_SLEEPS,
+    LOCUST_REQUESTS_PER_USER,
+    PIKA_MESSAGES,
+    SLEEP,
+    ZMQ_IDLE_WAIT,
+    ZMQ_MESSAGES,
+    ZMQ_PEERS,
+)
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -131,6 +144,30 @@ def test_locust_headless_against_flask():
     assert stats["num_requests"] > 5 * seconds / 0.2, stats
 
 
+def test_locust_distributed_master_and_two_workers():
+    # Locust's master and workers talk over ZeroMQ through zmq.green: the workers connect before the master binds.
+    users, master_port = 20, free_port()
+    locust = [*AS_GEVENT, "locust", "-f", "tests/integrations/locustfile_counted.py"]
+    worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    master = [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)]
+    master += ["--expect-workers", "2", "--headless", "--only-summary", "--json", "--skip-log"]
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(
+            listening(lambda port: [sys.executable, "-m", "tests.integrations.apps", "flask", str(port)])
+        )
+        workers = [stack.enter_context(running(worker)) for _ in range(2)]
+        options = ["-u", str(users), "-r", str(users), "-t", "4s", "--host", f"http://127.0.0.1:{port}"]
+        done = subprocess.run([*master, *options], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+        worker_logs = [output() for _, output in workers]
+    assert done.returncode == 0, done.stderr
+    assert "PROOF ferrovent" in done.stderr
+    (stats,) = json.loads(done.stdout)
+    assert (stats["num_requests"], stats["num_failures"]) == (users * LOCUST_REQUESTS_PER_USER, 0), (stats, done.stderr)
+    for log in worker_logs:
+        assert "PROOF ferrovent" in log, log
+    assert sorted(log.count("USER STARTED") for log in worker_logs) == [users // 2] * 2, worker_logs
+
+
 def test_celery_gevent_pool(redis_url, monkeypatch):
     monkeypatch.setenv("CELERY_REDIS_URL", redis_url)  # this process is the client: same application, same broker
     from celery import group
@@ -151,3 +188,63 @@ def test_celery_gevent_pool(redis_url, monkeypatch):
             print(output())
             raise
     assert elapsed < OVERLAPPED, elapsed  # serialized: 25 s
+
+
+def test_pika_gevent_adapter_against_rabbitmq(rabbitmq_port):
+    result = run_scenario("pika_gevent", rabbitmq_port)
+    assert result["proof"] == "ferrovent"
+    assert result["failures"] == []
+    assert (result["received"], result["in_order"]) == (PIKA_MESSAGES, True), result
+    assert result["ticked"], result  # the adapter's loop is the hub's: other greenlets ran meanwhile
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_zmq_green_req_rep_and_pub_sub(transport, tmp_path):
+    result = run_scenario("zmq_green", transport, tmp_path)
+    assert result["proof"] == "ferrovent"
+    assert result["answered"] == ZMQ_PEERS * ZMQ_MESSAGES, result  # every REQ greenlet got each of its answers
+    assert result["intact"] == ZMQ_PEERS, result  # every subscriber got every message, in order
+    # Every greenlet waits in recv() on the loop: the process spends next to no CPU over the wait.
+    assert result["idle_wall"] >= ZMQ_IDLE_WAIT, result
+    assert result["idle_cpu"] < 0.1 * ZMQ_IDLE_WAIT, result
+
+
+UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent))  # the one built for this interpreter
+
+
+@pytest.mark.skipif(UWSGI is None, reason="uwsgi is not installed in this environment (pip install uwsgi builds it)")
+def test_uwsgi_gevent_loop_serves_flask_and_reloads_a_worker_once(tmp_path):
+    log = tmp_path / "uwsgi.log"
+    # --die-on-term: uWSGI 2.0's master reloads on SIGTERM, the signal the test stops it with.
+    command = [UWSGI, "--home", sys.prefix, "--master", "--processes", "1", "--die-on-term", "--logto", str(log)]
+    command += ["--gevent", "100", "--gevent-monkey-patch", "--module", "tests.integrations.uwsgi_app:app"]
+    startup = {"PYTHONPATH": f"{ROOT / 'tests' / 'integrations' / 'uwsgi_startup'}:{ROOT}", "FERROVENT_AS_GEVENT": "1"}
+    with listening(lambda port: [*command, "--http-socket", f"127.0.0.1:{port}"], startup) as port:
+        url = f"http://127.0.0.1:{port}/sleep"
+        try:
+            proof, first_worker = proof_and_worker(f"{url}?0")
+            assert proof == "ferrovent"
+            elapsed, bodies = concurrent_gets(f"{url}?{SLEEP}", CONCURRENT_SLEEPS)
+            assert bodies == [f"ferrovent {first_worker}"] * CONCURRENT_SLEEPS
+            assert elapsed < OVERLAPPED, elapsed  # serialized: 25 s
+
+            os.kill(int(first_worker), signal.SIGHUP)  # the worker reloads: it ends its hub and the master respawns it
+            deadline = time.monotonic() + 20
+            while (worker := proof_and_worker(f"{url}?0")[1]) == first_worker and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker != first_worker
+            elapsed, bodies = concurrent_gets(f"{url}?{SLEEP}", CONCURRENT_SLEEPS)
+            assert bodies == [f"ferrovent {worker}"] * CONCURRENT_SLEEPS  # the same new worker, still serving
+            assert elapsed < OVERLAPPED, elapsed
+            output = log.read_text(errors="replace")
+            assert output.count("Respawned uWSGI worker") == 1 and "DAMN" not in output, output
+        except Exception:
+            print(log.read_text(errors="replace"))
+            raise
+
+
+def proof_and_worker(url: str) -> tuple[str, str]:
+    """One GET of a uwsgi_app page: the serving process's proof and pid."""
+    with urllib.request.urlopen(url, timeout=20) as response:
+        proof, worker = response.read().decode().split()
+    return proof, worker

@@ -186,6 +186,19 @@ def test_sendall_of_a_non_byte_buffer_sends_every_byte():
         assert bytes(received) == numbers.tobytes()
 
 
+def test_sendall_and_send_of_a_buffer_without_len_send_its_bytes():
+    import ctypes
+
+    class Pair(ctypes.Structure):  # the buffer protocol, but no __len__
+        _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(Pair(1, 2))
+        assert a.send(Pair(3, 4)) == 8
+        assert b.recv(16) == bytes(Pair(1, 2)) + bytes(Pair(3, 4))
+
+
 def test_sendfile_sends_the_file(tmp_path):
     path = tmp_path / "data"
     path.write_bytes(os.urandom(500_000))

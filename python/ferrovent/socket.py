@@ -250,7 +250,7 @@ class socket(__socket__.socket):
             sent = _sock_send(self, data, flags)
         except BlockingIOError:
             sent = 0
-        if sent == len(data) and (type(data) is bytes or type(data) is bytearray):  # bytearray: WebSocket frames
+        if (type(data) is bytes or type(data) is bytearray) and sent == len(data):  # bytearray: WebSocket frames
             return None
         with memoryview(data) as view, view.cast("B") as rest:
             return self._send_rest(rest, sent, flags)

@@ -197,12 +197,14 @@ impl Loop {
         }
     }
 
-    /// Whether anything referenced could still wake a greenlet.
+    /// Whether anything referenced could still wake a greenlet (less what `unref()` discounted).
     pub(crate) fn alive(&self) -> bool {
-        !self.ready.borrow().is_empty()
-            || self.timers.borrow().referenced() > 0
-            || self.fds.borrow().referenced() > 0
-            || self.keepalive.get() > 0
+        !self.ready.borrow().is_empty() || self.referenced_count() > self.unrefs.get()
+    }
+
+    /// Referenced timers, fd waits and `add_ref`s: what keeps `run()` going.
+    pub(crate) fn referenced_count(&self) -> usize {
+        self.timers.borrow().referenced() + self.fds.borrow().referenced() + self.keepalive.get()
     }
 
     /// How long the next poll may block: not at all while work is ready.
@@ -297,7 +299,7 @@ impl Loop {
                 return Ok(());
             }
             self.drain_ready(py)?;
-            if !self.alive() && self.idle_waiters.borrow().is_empty() {
+            if self.is_destroyed() || (!self.alive() && self.idle_waiters.borrow().is_empty()) {
                 return Ok(());
             }
             self.run_prepare_watchers(py);

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import signal as _stdsignal
 import sys
-import threading
 import weakref
 
 from greenlet import GreenletExit, getcurrent
@@ -659,16 +658,6 @@ class WatcherLoop:
         """Reports an error from a watcher's callback through the hub."""
         self.hub.handle_error(context, typ, value, tb)
 
-    @property
-    def default(self):
-        """Whether this is the main thread's loop (a loop is only used from the thread that made it)."""
-        return threading.current_thread() is threading.main_thread()
-
-    @property
-    def backend(self):
-        """The poller is chosen by the platform (epoll, kqueue), not configurable, as with gevent on libuv."""
-        return "default"
-
     def fileno(self):
         """The poller's own fd is not exposed."""
         return None
@@ -695,11 +684,6 @@ class WatcherLoop:
         finally:
             for w in turn or ():
                 w.close()
-
-    def destroy(self):
-        """Leaves a hub's loop running: it lives as long as its hub, and ``hub.destroy()`` ends it. Libraries call
-        this when they are done with the loop (pika's adapter does when it closes) while the program's other
-        greenlets still need it."""
 
     def __repr__(self):
         default = " default" if self.default else ""

@@ -247,7 +247,7 @@ impl Loop {
         }
     }
 
-    fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
+    pub(crate) fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
         let deadline = self.deadline_after(seconds);
         self.timers.borrow_mut().insert(deadline, action, referenced)
     }
@@ -450,6 +450,11 @@ impl Loop {
         self.timers.borrow().is_pending(id)
     }
 
+    /// Whether a timer has expired and its action waits in this iteration's arrivals (libev's "pending").
+    fn timer_fired(&self, id: TimerId) -> bool {
+        self.timers.borrow().is_fired(id)
+    }
+
     /// Parks the current greenlet for `seconds` (0: yield to everything already ready).
     #[pyo3(signature = (seconds=0.0, r#ref=true))]
     fn sleep(&self, py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
@@ -582,15 +587,16 @@ impl Loop {
         }
     }
 
-    /// How many things keep `run()` going (libev's `activecnt`): referenced timers, fd waits and watchers, and
-    /// `ref()`s, less `unref()`s; may be negative.
+    /// How many things keep `run()` going (libev's `activecnt`): ready entries, referenced timers, fd waits and
+    /// watchers, and `ref()`s, less `unref()`s; may be negative.
     #[getter]
     fn activecnt(&self) -> PyResult<i64> {
         if self.is_destroyed() {
             return Err(PyValueError::new_err("operation on destroyed loop"));
         }
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        Ok(count(self.referenced_count()) - count(self.unrefs.get()))
+        let pending = self.ready.borrow().len(); // callbacks, wakes: each holds the loop as a libev watcher would
+        Ok(count(self.referenced_count()) + count(pending) - count(self.unrefs.get()))
     }
 
     /// Stops the loop for good and closes its poller: `run()` returns, and every later wait, schedule or watcher on
@@ -605,6 +611,8 @@ impl Loop {
         this.stopping.set(true);
         let poller = this.poller.borrow_mut().take();
         drop(poller);
+        let queued = this.inbox.close(); // the waker's fd closes with it, the poller's gone
+        drop(queued);
         crate::current::forget(slf)?; // module-level waits must not find it
         Ok(true)
     }

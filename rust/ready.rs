@@ -79,23 +79,32 @@ impl TimerAction {
     }
 }
 
-/// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll.
+/// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll (None once the loop
+/// is destroyed).
 pub struct Inbox {
     items: Mutex<Vec<(Py<PyAny>, Py<PyTuple>)>>,
     pending: AtomicBool,
-    waker: Mutex<Arc<Waker>>,
+    waker: Mutex<Option<Arc<Waker>>>,
 }
 
 impl Inbox {
     pub fn new(waker: Arc<Waker>) -> Self {
-        Self { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker: Mutex::new(waker) }
+        Self { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker: Mutex::new(Some(waker)) }
+    }
+
+    fn waker(&self) -> std::sync::MutexGuard<'_, Option<Arc<Waker>>> {
+        self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread.
     pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<()> {
+        let waker = self.waker();
+        let Some(waker) = waker.as_ref() else {
+            return Err(std::io::Error::other("operation on destroyed loop"));
+        };
         self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((func, args));
         self.pending.store(true, Ordering::Release);
-        self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wake()
+        waker.wake()
     }
 
     /// Takes everything queued so far (cheap when nothing is).
@@ -108,6 +117,12 @@ impl Inbox {
 
     /// Points the inbox at a rebuilt poller's waker (after fork).
     pub fn set_waker(&self, waker: Arc<Waker>) {
-        *self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = waker;
+        *self.waker() = Some(waker);
+    }
+
+    /// Refuses pushes from now on (the loop was destroyed) and returns what is queued, for the caller to drop.
+    pub fn close(&self) -> Vec<(Py<PyAny>, Py<PyTuple>)> {
+        *self.waker() = None;
+        self.take()
     }
 }

@@ -328,3 +328,94 @@ def test_destroying_the_hubs_loop_stops_it_until_the_hub_is_replaced():
     assert fresh is not loop and fresh.default and fresh.ptr != loop.ptr
     g = ferrovent.spawn(ferrovent.sleep, 0.01)
     assert g.join(timeout=2) is None and g.dead
+
+
+def test_core_flags_mean_the_platforms_backend_only():
+    backend = core.supported_backends()[0]
+    assert core._flags_to_int(None) == 0 and core._flags_to_int(5) == 5
+    assert core._flags_to_int(["kqueue", "SELECT"]) == core.BACKEND_KQUEUE | core.BACKEND_SELECT
+    assert core._flags_to_int("epoll, forkcheck") == core.BACKEND_EPOLL | core.FORKCHECK
+    assert core._flags_to_list(core.BACKEND_PORT | core.BACKEND_POLL) == ["port", "poll"]
+    assert core._events_to_str(core.READ | core.WRITE) == "READ|WRITE"
+    with pytest.raises(ValueError):
+        core._flags_to_int(["epoll", "blabla"])
+    with pytest.raises(TypeError):
+        core.loop(object(), default=False)
+    other = "select" if backend != "select" else "poll"
+    with pytest.raises(ValueError, match="Unsupported backend"):
+        core.loop(other, default=False)
+    own = core.loop([backend, "noenv", "forkcheck"], default=False)
+    assert own.backend == backend and own.backend_int == core._flags_to_int(backend)
+    own.destroy()
+
+
+def test_config_lists_gevents_c_loops_as_unavailable():
+    from ferrovent._config import Loop
+
+    options = Loop().get_options()
+    assert options["ferrovent"] is core.loop
+    for name in ("libev-cext", "libev-cffi", "libuv-cffi"):
+        assert isinstance(options[name], ImportError)
+
+
+def test_destroying_a_loop_of_its_own_closes_its_poller():
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    lp = core.loop(default=False)
+    assert open_fds() > before  # the poller and its waker
+    t = lp.timer(0.01)
+    t.start(lambda: None)
+    lp.run()
+    lp.destroy()
+    assert open_fds() == before and lp.destroyed and lp.ptr is None
+    with pytest.raises(ValueError, match="destroyed loop"):
+        lp.run()
+
+
+def test_an_unrefd_loop_lets_the_hub_run_out_with_a_watcher_active():
+    loop = get_hub().loop
+    t = loop.timer(30)
+    t.start(lambda: None)
+    loop.unref()
+    try:
+        assert get_hub().join(timeout=5) is True  # the active timer no longer keeps the hub's run() going
+    finally:
+        loop.ref()
+        t.stop()
+
+
+def test_io_and_check_watchers_run_by_priority():
+    loop = get_hub().loop
+    a, b = socket.socketpair()
+    order = []
+    watchers = [loop.io(a.fileno(), core.WRITE, priority=-1), loop.check(priority=2), loop.io(b.fileno(), core.WRITE)]
+    for name, w in zip(("io low", "check high", "io zero"), watchers):
+        w.start(order.append, name)
+    try:
+        assert turn_until(lambda: len(order) >= 3)
+        assert order[:3] == ["check high", "io zero", "io low"]
+    finally:
+        for w in watchers:
+            w.close()
+        a.close()
+        b.close()
+
+
+def test_hub_loops_default_and_handover():
+    from ferrovent import _hub_local
+    from ferrovent.hub import Hub
+
+    assert get_hub().loop.default and get_hub().thread_ident == threading.get_ident()
+    other = Hub(default=False)
+    assert not other.loop.default and get_hub().loop is not other.loop
+    loop = other.loop
+    other.destroy(destroy_loop=False)
+    assert loop.destroyed  # a loop runs only in the hub made for it: nothing keeps it for a next hub
+    with pytest.raises(TypeError):
+        Hub(loop=get_hub().loop)
+    assert _hub_local.get_loop() is None
+    with pytest.raises(ValueError):
+        _hub_local.set_loop(get_hub().loop)
+    ferrovent.sleep(0.001)  # the thread's hub is untouched

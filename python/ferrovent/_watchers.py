@@ -70,7 +70,7 @@ class _EventsPlaceholder:
 
 
 EVENTS = _EventsPlaceholder()
-# libev's priority range; the Rust loop runs callbacks in arrival order, so a priority is recorded, not used
+# libev's priority range: among the callbacks of one loop iteration, higher priorities run first
 MINPRI = -2
 MAXPRI = 2
 
@@ -262,7 +262,7 @@ class io(watcher):
         super().start(callback, *args, **kwargs)
 
     def _activate(self):
-        self._watch_id = _core.watch_io(self.loop, self.fd, self._events, self._on_ready)
+        self._watch_id = _core.watch_io(self.loop, self.fd, self._events, self._on_ready, self._priority)
 
     def _deactivate(self):
         watch_id, self._watch_id = self._watch_id, None
@@ -316,7 +316,7 @@ class _phase(watcher):
         self._watch_id = None
 
     def _activate(self):
-        self._watch_id = _core.watch_phase(self.loop, self._phase, self._on_phase)
+        self._watch_id = _core.watch_phase(self.loop, self._phase, self._on_phase, self._priority)
 
     def _deactivate(self):
         watch_id, self._watch_id = self._watch_id, None
@@ -367,13 +367,13 @@ class timer(watcher):
         self._schedule(self.after)
 
     def _schedule(self, seconds):
-        # ref=False: the loop reference the watcher holds (see _sync_ref) is what keeps run() going
-        self._timer_id = self.loop.call_later(seconds, self._on_expiry, ref=False)
+        # an unreferenced timer: the loop reference the watcher holds (see _sync_ref) is what keeps run() going
+        self._timer_id = _core.watch_timer(self.loop, seconds, self._on_expiry, self._priority)
 
     def _deactivate(self):
         timer_id, self._timer_id = self._timer_id, None
         if timer_id is not None:
-            self.loop.cancel_timer(timer_id)
+            _core.unwatch_timer(self.loop, timer_id)
 
     def _on_expiry(self):
         self._timer_id = None
@@ -393,6 +393,12 @@ class timer(watcher):
             self.start(callback, *args, **kw)
         finally:
             self.after = after
+
+    @property
+    def pending(self):
+        """Whether it expired in this loop iteration and its callback has not run yet."""
+        timer_id = self._timer_id
+        return timer_id is not None and self.loop.timer_fired(timer_id)
 
     @property
     def at(self):

@@ -220,11 +220,12 @@ class loop(WatcherLoop, _CoreLoop):
     object, making the hub if the thread has none yet; asking for it from another thread is a ValueError. Any
     other loop is one of its own, run by ``run()`` from any greenlet of the thread that made it. ``flags`` may
     name the platform's backend and libev's flags (``"epoll"``, ``"forkcheck"``...): another backend is refused.
-    A hub makes its loop with ``hub=`` itself, the greenlet the loop then runs in.
+    A hub makes its loop through `make_hub_loop`, which makes the hub the greenlet the loop runs in.
     """
 
-    def __new__(cls, flags=None, default=None, *, hub=None):
+    def __new__(cls, flags=None, default=None):
         _check_flags(_flags_to_int(flags))
+        hub, _next_hub.hub = getattr(_next_hub, "hub", None), None
         on_main_thread = threading.current_thread() is threading.main_thread()
         if default is None:
             default = on_main_thread
@@ -239,7 +240,7 @@ class loop(WatcherLoop, _CoreLoop):
             runner.loop = made
         return made
 
-    def __init__(self, flags=None, default=None, *, hub=None):
+    def __init__(self, flags=None, default=None):
         if "_threadsafe" not in self.__dict__:  # not again for the default loop handed out a second time
             self._threadsafe = self.threadsafe()
 
@@ -274,6 +275,20 @@ class loop(WatcherLoop, _CoreLoop):
                 runner.throw(HubDestroyed(True))
             except HubDestroyed:
                 pass
+
+
+# The hub whose loop is being made (see make_hub_loop); per thread.
+_next_hub = threading.local()
+
+
+def make_hub_loop(hub, loop_class, flags=None, default=None):
+    """``loop_class(flags=flags, default=default)`` (gevent's call, so that subclasses written for gevent work),
+    made to run in ``hub``."""
+    _next_hub.hub = hub
+    try:
+        return loop_class(flags=flags, default=default)
+    finally:
+        _next_hub.hub = None
 
 
 def _main_hub_loop():

@@ -24,6 +24,7 @@ from ferrovent._core import sleep
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
 from ferrovent.core import loop as Loop  # the Rust loop with gevent's watcher API
+from ferrovent.core import make_hub_loop
 from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 
 __all__ = [
@@ -100,7 +101,7 @@ class Hub(greenlet):
             raise TypeError("a ferrovent hub runs a loop it makes itself: pass flags, not a loop")
         if default is None and self.thread_ident != _MAIN_THREAD_IDENT:
             default = False
-        self.loop = self.loop_class(flags=loop, default=default, hub=self)
+        self.loop = make_hub_loop(self, self.loop_class, flags=loop, default=default)
         if get_hub_if_exists() is None:  # the thread's first hub, about to be its hub
             self.loop.make_current()
         self.exception_stream = sys.stderr

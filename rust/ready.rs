@@ -38,6 +38,8 @@ pub enum Ready {
     Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
     /// Call `func(*args)` in the hub.
     Call { func: Py<PyAny>, args: Py<PyTuple> },
+    /// Call a callback watcher's `func(*args)` in the hub, unless the watch `id` was stopped since it was collected.
+    Watch { id: u64, func: Py<PyAny>, args: Py<PyTuple> },
     /// Run a `loop.run_callback` handle's call, unless it was stopped.
     Callback(Py<crate::watchers::Callback>),
     /// Run a fired timer's action, unless the timer was cancelled after it fired.
@@ -52,7 +54,7 @@ impl Ready {
                 [Some(greenlet), wake.as_ref().and_then(Wake::object)].into_iter().flatten().collect()
             }
             Ready::Throw { greenlet, exc } => vec![greenlet, exc],
-            Ready::Call { func, args } => vec![func, args.as_any()],
+            Ready::Call { func, args } | Ready::Watch { func, args, .. } => vec![func, args.as_any()],
             Ready::Callback(handle) => vec![handle.as_any()], // and what it holds: see Loop::__traverse__
             Ready::Timer(_) => Vec::new(),
         }

@@ -136,6 +136,10 @@ impl Loop {
             }
             Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
             Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Watch { id, func, args } => match self.watchers.take_pending(id) {
+                true => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+                false => Ok(()),
+            },
             Ready::Callback(handle) => match handle.get().take() {
                 Some((func, args)) => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
                 None => Ok(()),

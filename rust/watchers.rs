@@ -23,7 +23,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -68,6 +68,8 @@ pub(crate) struct Watchers {
     prioritized: Cell<usize>,
     /// The non-zero priorities of timer watchers' pending timers.
     timer_priorities: RefCell<HashMap<TimerId, i32>>,
+    /// Watches whose callback was collected and has not run yet (libev's "pending").
+    pending: RefCell<HashSet<u64>>,
 }
 
 impl Watchers {
@@ -85,16 +87,28 @@ impl Watchers {
         let mut list = self.list.borrow_mut();
         let index = list.iter().position(|w| w.id == id)?;
         let watch = list.remove(index);
+        self.pending.borrow_mut().remove(&id); // as libev's: a stopped watcher's collected callback does not run
         if watch.priority != 0 {
             self.prioritized.set(self.prioritized.get() - 1);
         }
         Some(watch)
     }
 
-    /// The callbacks of the watchers of one kind, with their priorities, in the order they were started.
-    fn callbacks(&self, py: Python<'_>, kind: Kind) -> Vec<(Py<PyAny>, i32)> {
+    /// The ids, callbacks and priorities of the watchers of one kind, in the order they were started.
+    fn callbacks(&self, py: Python<'_>, kind: Kind) -> Vec<(u64, Py<PyAny>, i32)> {
         let list = self.list.borrow();
-        list.iter().filter(|w| w.kind == kind).map(|w| (w.callback.clone_ref(py), w.priority)).collect()
+        list.iter().filter(|w| w.kind == kind).map(|w| (w.id, w.callback.clone_ref(py), w.priority)).collect()
+    }
+
+    /// The ready entry that runs a watch's collected callback; the watch is pending until then.
+    fn collected(&self, id: u64, func: Py<PyAny>, args: Py<PyTuple>) -> Ready {
+        self.pending.borrow_mut().insert(id);
+        Ready::Watch { id, func, args }
+    }
+
+    /// Ends a watch's pending state as its callback is about to run; false if it was stopped meanwhile.
+    pub(crate) fn take_pending(&self, id: u64) -> bool {
+        self.pending.borrow_mut().remove(&id)
     }
 
     /// Whether any watcher has a non-zero priority, so that arrivals must be ordered.
@@ -141,10 +155,10 @@ impl Watchers {
         Ok(())
     }
 
-    /// The io watchers whose fds are ready, as `(callback, revents, priority)`; one zero-timeout poll(2) for all.
+    /// The io watchers whose fds are ready, as `(id, callback, revents, priority)`; one zero-timeout poll(2) for all.
     /// A watcher whose fd is no longer open gets `READ | WRITE | ERROR` once and is stopped, as libev does.
     /// `gone` gets the fds of watchers stopped that way.
-    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(Py<PyAny>, u32, i32)> {
+    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(u64, Py<PyAny>, u32, i32)> {
         let watched: Vec<(u64, usize, u32, i32)> = self
             .list
             .borrow()
@@ -189,7 +203,7 @@ impl Watchers {
             } else {
                 self.io_hot.set(true);
             }
-            fired.extend(callback.map(|callback| (callback, revents, priority)));
+            fired.extend(callback.map(|callback| (id, callback, revents, priority)));
         }
         fired
     }
@@ -239,8 +253,8 @@ impl Loop {
     /// error handler.
     pub(crate) fn run_prepare_watchers(&self, py: Python<'_>) {
         let mut callbacks = self.watchers.callbacks(py, Kind::Prepare);
-        callbacks.sort_by_key(|&(_, priority)| Reverse(priority));
-        for (callback, _) in callbacks {
+        callbacks.sort_by_key(|&(_, _, priority)| Reverse(priority));
+        for (_, callback, _) in callbacks {
             let callback = callback.into_bound(py);
             if let Err(err) = callback.call0() {
                 self.report_error(py, Some(&callback), err);
@@ -269,19 +283,16 @@ impl Loop {
                 priorities.push(priority);
             }
         };
-        for (func, revents, priority) in ready_io {
+        let watchers = &self.watchers;
+        for (id, func, revents, priority) in ready_io {
             if let Ok(args) = PyTuple::new(py, [revents]) {
-                add(Ready::Call { func, args: args.unbind() }, priority);
+                add(watchers.collected(id, func, args.unbind()), priority);
             }
         }
-        let no_args = || PyTuple::empty(py).unbind();
-        if nothing_else {
-            for (func, priority) in self.watchers.callbacks(py, Kind::Idle) {
-                add(Ready::Call { func, args: no_args() }, priority);
-            }
-        }
-        for (func, priority) in self.watchers.callbacks(py, Kind::Check) {
-            add(Ready::Call { func, args: no_args() }, priority);
+        let mut phases = if nothing_else { watchers.callbacks(py, Kind::Idle) } else { Vec::new() };
+        phases.extend(watchers.callbacks(py, Kind::Check));
+        for (id, func, priority) in phases {
+            add(watchers.collected(id, func, PyTuple::empty(py).unbind()), priority);
         }
         if ordering {
             order_by_priority(arrivals, priorities);
@@ -353,6 +364,12 @@ pub fn unwatch_timer(r#loop: &Bound<'_, Loop>, id: TimerId) -> PyResult<bool> {
     this.watchers.timer_priorities.borrow_mut().remove(&id);
     let action = this.timers.borrow_mut().cancel(id);
     Ok(action.is_some()) // dropped after the borrow: it may hold the last reference to the callback
+}
+
+/// Whether a watcher `watch_io` or `watch_phase` started has its callback collected and not yet run.
+#[pyfunction]
+pub fn watch_pending(r#loop: &Bound<'_, Loop>, id: u64) -> bool {
+    r#loop.get().watchers.pending.borrow().contains(&id)
 }
 
 /// Stops a watcher `watch_io` or `watch_phase` started; False if it was already stopped.
@@ -463,6 +480,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(watch_phase, m)?)?;
     m.add_function(wrap_pyfunction!(unwatch, m)?)?;
     m.add_function(wrap_pyfunction!(watch_timer, m)?)?;
+    m.add_function(wrap_pyfunction!(watch_pending, m)?)?;
     m.add_function(wrap_pyfunction!(unwatch_timer, m)?)?;
     m.add("READ", READ)?;
     m.add("WRITE", WRITE)?;

@@ -176,6 +176,9 @@ def watch_phase(loop: Loop, phase: str, callback: Callable[[], Any], priority: i
 def unwatch(loop: Loop, id: int) -> bool:
     """Stop what ``watch_io``/``watch_phase`` started; False if already stopped."""
 
+def watch_pending(loop: Loop, id: int) -> bool:
+    """Whether the callback of what ``watch_io``/``watch_phase`` started was collected and has not run yet."""
+
 def watch_timer(loop: Loop, seconds: float, callback: Callable[[], Any], priority: int = 0) -> int:
     """Call ``callback()`` in the hub after ``seconds`` (an unreferenced timer), by ``priority``; a timer id."""
 

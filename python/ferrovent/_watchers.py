@@ -289,6 +289,11 @@ class io(watcher):
             self.stop()
 
     @property
+    def pending(self):
+        """Whether the loop found its fd ready in this iteration and the callback has not run yet."""
+        return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
+
+    @property
     def events(self):
         return self._events
 
@@ -326,6 +331,11 @@ class _phase(watcher):
     def _on_phase(self):
         if self._active:
             self._run()
+
+    @property
+    def pending(self):
+        """Whether its callback was collected in this iteration (check, idle) and has not run yet."""
+        return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
 
 
 class prepare(_phase):

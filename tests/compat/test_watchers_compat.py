@@ -395,6 +395,28 @@ def priority_and_pending_within_one_iteration(lib, trace):
     loop.destroy()
 
 
+@watcher_scenario([["io pending", True, False, 1]])
+def io_watcher_pending_and_stopped_before_its_callback(lib, trace):
+    loop = lib.config.loop(default=False)
+    a, b = socket.socketpair()
+    calls = []
+    watchers = [loop.io(a.fileno(), 2), loop.io(b.fileno(), 2)]  # WRITE: both ready in the same iteration
+
+    def on_ready(me, other):  # whichever runs first (libev's order among equal priorities is its own)
+        calls.append(me)
+        pending = other.pending  # collected in the same iteration, not yet run
+        other.stop()  # so it is not called
+        me.stop()
+        trace.append(["io pending", pending, other.pending, len(calls)])
+
+    watchers[0].start(on_ready, watchers[0], watchers[1])
+    watchers[1].start(on_ready, watchers[1], watchers[0])
+    loop.run()
+    a.close()
+    b.close()
+    loop.destroy()
+
+
 @watcher_scenario(
     [
         ["defaults", True, False, True],

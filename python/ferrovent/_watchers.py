@@ -232,6 +232,11 @@ class watcher:
         return f"<{type(self).__name__} at {id(self):#x}{self._details()}{state}{ref}{cb}>"
 
 
+def _events_to_str(events):
+    """``"READ|WRITE"`` for an event mask."""
+    return "|".join(name for bit, name in ((READ, "READ"), (WRITE, "WRITE")) if events & bit)
+
+
 def _checked_events(events):
     if events & ~READWRITE or not events & READWRITE:
         raise ValueError(f"illegal event mask: {events!r}")
@@ -305,7 +310,7 @@ class io(watcher):
 
     @property
     def events_str(self):
-        return "|".join(name for bit, name in ((READ, "READ"), (WRITE, "WRITE")) if self._events & bit)
+        return _events_to_str(self._events)
 
     def _details(self):
         return f" fd={self.fd} events={self.events_str}"

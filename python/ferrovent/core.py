@@ -6,7 +6,8 @@ loop of its own, not tied to a hub: ``run()`` from any greenlet of its thread ru
 left, ``run_callback`` and the watchers work on it as on the hub's loop; ``destroy()`` ends it. The default loop
 is the main thread's hub's. The watcher classes take the loop as their first argument (``core.timer(loop, 0.5)``),
 as gevent's do; ``loop.timer(0.5)`` is the usual spelling. There is one backend, the platform's poller (epoll,
-kqueue); libev's backend and flag constants are here, and flags naming another backend are refused.
+kqueue), reported as ``"default"`` as gevent reports its libuv loop; libev's backend and flag constants are
+here, and flags naming another backend than the platform's are refused.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from ferrovent._watchers import (
     stat,
     timer,
     watcher,
+)
+from ferrovent._watchers import (
+    _events_to_str as _events_to_str,  # gevent.core exports it
 )
 from ferrovent.exceptions import HubDestroyed, LoopExit
 
@@ -156,18 +160,14 @@ def _check_flags(flags: int) -> None:
         raise ValueError(f"Unsupported backend: {named} (this loop polls with {_PLATFORM_BACKEND})")
 
 
-def _events_to_str(events: int) -> str:
-    """``"READ|WRITE"`` for an event mask."""
-    return "|".join(name for bit, name in ((READ, "READ"), (WRITE, "WRITE")) if events & bit)
-
-
 def supported_backends() -> list[str]:
-    """The backends a loop can be asked for: only the platform's own poller."""
-    return [_PLATFORM_BACKEND]
+    """The backends a loop can be chosen from: none, the poller is the platform's (reported as gevent reports its
+    libuv loop, which is not configurable either)."""
+    return ["default"]
 
 
 def recommended_backends() -> list[str]:
-    return [_PLATFORM_BACKEND]
+    return ["default"]
 
 
 def embeddable_backends() -> list[str]:
@@ -256,12 +256,12 @@ class loop(WatcherLoop, _CoreLoop):
 
     @property
     def backend(self):
-        """The poller the loop uses, chosen by the platform."""
-        return _PLATFORM_BACKEND
+        """``"default"``: the poller is chosen by the platform, not configurable (as gevent says of libuv)."""
+        return "default"
 
     @property
     def backend_int(self):
-        return _flags_to_int(_PLATFORM_BACKEND)
+        return 0
 
     def destroy(self):
         """Stops the loop for good and closes its poller; from then on its waits and watchers raise ValueError.

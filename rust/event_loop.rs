@@ -694,6 +694,8 @@ impl ThreadsafeHandle {
     /// Runs `func(*args)` in the loop's thread, from any thread.
     #[pyo3(signature = (func, *args))]
     fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
-        self.inbox.push(func, args).map_err(PyErr::from)
+        // Dropped (returning normally) once the loop is destroyed: the calling thread may race with the loop's
+        // end (a thread pool job, an Event set for a finished thread), and nothing would run the call anyway.
+        self.inbox.push(func, args).map(drop).map_err(PyErr::from)
     }
 }

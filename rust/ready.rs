@@ -98,15 +98,14 @@ impl Inbox {
         self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread.
-    pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<()> {
+    /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread. False, with nothing
+    /// queued (the call is dropped), once the loop is destroyed.
+    pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<bool> {
         let waker = self.waker();
-        let Some(waker) = waker.as_ref() else {
-            return Err(std::io::Error::other("operation on destroyed loop"));
-        };
+        let Some(waker) = waker.as_ref() else { return Ok(false) };
         self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((func, args));
         self.pending.store(true, Ordering::Release);
-        waker.wake()
+        waker.wake().map(|()| true)
     }
 
     /// Takes everything queued so far (cheap when nothing is).

@@ -35,6 +35,16 @@ pub fn set(loop_: Option<&Bound<'_, Loop>>) -> PyResult<()> {
     Ok(())
 }
 
+/// Forgets this thread's loop if it is `loop_` (it was destroyed).
+pub fn forget(loop_: &Bound<'_, Loop>) -> PyResult<()> {
+    let py = loop_.py();
+    let current = CURRENT.with(|current| current.borrow().0.as_ref().and_then(|weak| weak.bind(py).upgrade()));
+    if current.is_some_and(|found| found.is(loop_)) {
+        set(None)?;
+    }
+    Ok(())
+}
+
 /// This thread's loop, creating the hub (through `ferrovent.hub.get_hub`) if the thread has none yet.
 pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
     let found = CURRENT.with(|current| current.borrow().0.as_ref().and_then(|weak| weak.bind(py).upgrade()));
@@ -44,7 +54,9 @@ pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
         }
     }
     let hub = py.import("ferrovent.hub")?.call_method0("get_hub")?;
-    Ok(hub.getattr("loop")?.cast_into::<Loop>()?)
+    let loop_ = hub.getattr("loop")?.cast_into::<Loop>()?;
+    loop_.get().check_thread()?; // refuses a destroyed loop
+    Ok(loop_)
 }
 
 /// `sleep(seconds=0, ref=True)`: parks the current greenlet for `seconds`; 0 yields to everything already ready.

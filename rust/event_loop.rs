@@ -85,8 +85,9 @@ pub fn address(obj: &Bound<'_, PyAny>) -> usize {
 /// `ThreadsafeHandle`).
 #[pyclass(frozen, subclass, module = "ferrovent._core")]
 pub struct Loop {
-    /// The thread whose hub runs this loop: the only one allowed to wait in it or schedule on it.
-    owner: std::thread::ThreadId,
+    /// The thread whose hub runs this loop: the only one allowed to wait in it or schedule on it. None once the
+    /// loop is destroyed, so every entry point's thread check refuses it at no extra cost.
+    owner: Cell<Option<std::thread::ThreadId>>,
     pub(crate) hub: Py<PyAny>,
     pub(crate) poller: RefCell<Option<Poller>>,
     pub(crate) inbox: Arc<Inbox>,
@@ -103,6 +104,8 @@ pub struct Loop {
     pub(crate) now: Cell<Nanos>,
     pub(crate) drain: Drain,
     pub(crate) keepalive: Cell<usize>,
+    /// `unref()` calls not yet matched by `ref()`: libev's loop-level unref, counted against what keeps it alive.
+    pub(crate) unrefs: Cell<usize>,
     pub(crate) stopping: Cell<bool>,
     pub(crate) get_switch_interval: Py<PyAny>,
     pub(crate) readiness: RefCell<Vec<Readiness>>,
@@ -119,12 +122,19 @@ unsafe impl Sync for Loop {}
 impl Loop {
     /// Refuses calls from a thread other than the loop's: they would wait in, or schedule on, the wrong loop.
     pub(crate) fn check_thread(&self) -> PyResult<()> {
-        if std::thread::current().id() == self.owner {
+        if self.owner.get() == Some(std::thread::current().id()) {
             return Ok(());
+        }
+        if self.owner.get().is_none() {
+            return Err(PyValueError::new_err("operation on destroyed loop"));
         }
         Err(InvalidThreadUseError::new_err(
             "this loop belongs to another thread: use its run_callback_threadsafe() from other threads",
         ))
+    }
+
+    pub(crate) fn is_destroyed(&self) -> bool {
+        self.owner.get().is_none()
     }
 
     /// Nanoseconds since the loop was made, read fresh from the monotonic clock.
@@ -240,7 +250,7 @@ impl Loop {
         }
     }
 
-    fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
+    pub(crate) fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
         let deadline = self.deadline_after(seconds);
         self.timers.borrow_mut().insert(deadline, action, referenced)
     }
@@ -255,7 +265,7 @@ impl Loop {
         let inbox = Arc::new(Inbox::new(poller.waker()));
         let get_switch_interval = py.import("sys")?.getattr("getswitchinterval")?.unbind();
         Ok(Self {
-            owner: std::thread::current().id(),
+            owner: Cell::new(Some(std::thread::current().id())),
             hub,
             poller: RefCell::new(Some(poller)),
             inbox,
@@ -270,6 +280,7 @@ impl Loop {
             now: Cell::new(0),
             drain: Drain::default(),
             keepalive: Cell::new(0),
+            unrefs: Cell::new(0),
             stopping: Cell::new(false),
             get_switch_interval,
             readiness: RefCell::new(Vec::new()),
@@ -444,6 +455,11 @@ impl Loop {
         self.timers.borrow().is_pending(id)
     }
 
+    /// Whether a timer has expired and its action waits in this iteration's arrivals (libev's "pending").
+    fn timer_fired(&self, id: TimerId) -> bool {
+        self.timers.borrow().is_fired(id)
+    }
+
     /// Parks the current greenlet for `seconds` (0: yield to everything already ready).
     #[pyo3(signature = (seconds=0.0, r#ref=true))]
     fn sleep(&self, py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
@@ -564,6 +580,59 @@ impl Loop {
         Heartbeat { iterations: self.drain.heartbeat() }
     }
 
+    /// libev's `ev_ref`: one more thing keeps `run()` going; undoes an `unref()` first.
+    fn r#ref(&self) {
+        match self.unrefs.get() {
+            0 => self.add_ref(),
+            n => self.unrefs.set(n - 1),
+        }
+    }
+
+    /// libev's `ev_unref`: one thing fewer keeps `run()` going, even an active watcher (gevent's loop unrefs its
+    /// own helper watchers this way). Undoes a `ref()` first.
+    fn unref(&self) {
+        match self.keepalive.get() {
+            0 => self.unrefs.set(self.unrefs.get() + 1),
+            n => self.keepalive.set(n - 1),
+        }
+    }
+
+    /// How many things keep `run()` going (libev's `activecnt`): ready entries, referenced timers, fd waits and
+    /// watchers, and `ref()`s, less `unref()`s; may be negative.
+    #[getter]
+    fn activecnt(&self) -> PyResult<i64> {
+        if self.is_destroyed() {
+            return Err(PyValueError::new_err("operation on destroyed loop"));
+        }
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let pending = self.ready.borrow().len() + self.arrivals.borrow().len(); // callbacks, wakes: each holds the loop as a libev watcher would
+        Ok(count(self.referenced_count()) + count(pending) - count(self.unrefs.get()))
+    }
+
+    /// Stops the loop for good and closes its poller: `run()` returns, and every later wait, schedule or watcher on
+    /// it raises ValueError. False if it was destroyed already. Greenlets parked in it are never resumed.
+    fn destroy(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let this = slf.get();
+        if this.is_destroyed() {
+            return Ok(false);
+        }
+        this.check_thread()?;
+        this.owner.set(None);
+        this.stopping.set(true);
+        let poller = this.poller.borrow_mut().take();
+        drop(poller);
+        let queued = this.inbox.close(); // the waker's fd closes with it, the poller's gone
+        drop(queued);
+        crate::current::forget(slf)?; // module-level waits must not find it
+        Ok(true)
+    }
+
+    /// Whether `destroy()` was called.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.is_destroyed()
+    }
+
     /// A handle other OS threads use to run callbacks in this loop.
     fn threadsafe(&self) -> ThreadsafeHandle {
         ThreadsafeHandle { inbox: Arc::clone(&self.inbox) }
@@ -571,6 +640,9 @@ impl Loop {
 
     /// Rebuilds the poller and waker in a forked child (kqueue is not inherited; epoll is shared with the parent).
     fn reinit(&self) -> PyResult<()> {
+        if self.is_destroyed() {
+            return Ok(()); // nothing to rebuild
+        }
         self.check_thread()?;
         let poller = Poller::new()?;
         self.inbox.set_waker(poller.waker());
@@ -653,6 +725,8 @@ impl ThreadsafeHandle {
     /// Runs `func(*args)` in the loop's thread, from any thread.
     #[pyo3(signature = (func, *args))]
     fn run_callback(&self, func: Py<PyAny>, args: Py<PyTuple>) -> PyResult<()> {
-        self.inbox.push(func, args).map_err(PyErr::from)
+        // Dropped (returning normally) once the loop is destroyed: the calling thread may race with the loop's
+        // end (a thread pool job, an Event set for a finished thread), and nothing would run the call anyway.
+        self.inbox.push(func, args).map(drop).map_err(PyErr::from)
     }
 }

@@ -38,6 +38,8 @@ pub enum Ready {
     Throw { greenlet: Py<PyAny>, exc: Py<PyAny> },
     /// Call `func(*args)` in the hub.
     Call { func: Py<PyAny>, args: Py<PyTuple> },
+    /// Call a callback watcher's `func(*args)` in the hub, unless the watch `id` was stopped since it was collected.
+    Watch { id: u64, func: Py<PyAny>, args: Py<PyTuple> },
     /// Run a `loop.run_callback` handle's call, unless it was stopped.
     Callback(Py<crate::watchers::Callback>),
     /// Run a fired timer's action, unless the timer was cancelled after it fired.
@@ -52,7 +54,7 @@ impl Ready {
                 [Some(greenlet), wake.as_ref().and_then(Wake::object)].into_iter().flatten().collect()
             }
             Ready::Throw { greenlet, exc } => vec![greenlet, exc],
-            Ready::Call { func, args } => vec![func, args.as_any()],
+            Ready::Call { func, args } | Ready::Watch { func, args, .. } => vec![func, args.as_any()],
             Ready::Callback(handle) => vec![handle.as_any()], // and what it holds: see Loop::__traverse__
             Ready::Timer(_) => Vec::new(),
         }
@@ -79,23 +81,31 @@ impl TimerAction {
     }
 }
 
-/// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll.
+/// Callbacks handed to the loop by other OS threads, and the waker that interrupts its poll (None once the loop
+/// is destroyed).
 pub struct Inbox {
     items: Mutex<Vec<(Py<PyAny>, Py<PyTuple>)>>,
     pending: AtomicBool,
-    waker: Mutex<Arc<Waker>>,
+    waker: Mutex<Option<Arc<Waker>>>,
 }
 
 impl Inbox {
     pub fn new(waker: Arc<Waker>) -> Self {
-        Self { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker: Mutex::new(waker) }
+        Self { items: Mutex::new(Vec::new()), pending: AtomicBool::new(false), waker: Mutex::new(Some(waker)) }
     }
 
-    /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread.
-    pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<()> {
+    fn waker(&self) -> std::sync::MutexGuard<'_, Option<Arc<Waker>>> {
+        self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `func(*args)` for the loop's thread and wakes its poll. Safe from any thread. False, with nothing
+    /// queued (the call is dropped), once the loop is destroyed.
+    pub fn push(&self, func: Py<PyAny>, args: Py<PyTuple>) -> std::io::Result<bool> {
+        let waker = self.waker();
+        let Some(waker) = waker.as_ref() else { return Ok(false) };
         self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((func, args));
         self.pending.store(true, Ordering::Release);
-        self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).wake()
+        waker.wake().map(|()| true)
     }
 
     /// Takes everything queued so far (cheap when nothing is).
@@ -108,6 +118,12 @@ impl Inbox {
 
     /// Points the inbox at a rebuilt poller's waker (after fork).
     pub fn set_waker(&self, waker: Arc<Waker>) {
-        *self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = waker;
+        *self.waker() = Some(waker);
+    }
+
+    /// Refuses pushes from now on (the loop was destroyed) and returns what is queued, for the caller to drop.
+    pub fn close(&self) -> Vec<(Py<PyAny>, Py<PyTuple>)> {
+        *self.waker() = None;
+        self.take()
     }
 }

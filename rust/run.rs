@@ -165,6 +165,10 @@ impl Loop {
             }
             Ready::Throw { greenlet, exc } => self.throw_from_hub(py, &greenlet.into_bound(py), &exc.into_bound(py)),
             Ready::Call { func, args } => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+            Ready::Watch { id, func, args } => match self.watchers.take_pending(id) {
+                true => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
+                false => Ok(()),
+            },
             Ready::Callback(handle) => match handle.get().take() {
                 Some((func, args)) => self.call_from_hub(py, func.into_bound(py), args.into_bound(py)),
                 None => Ok(()),
@@ -226,12 +230,14 @@ impl Loop {
         }
     }
 
-    /// Whether anything referenced could still wake a greenlet.
+    /// Whether anything referenced could still wake a greenlet (less what `unref()` discounted).
     pub(crate) fn alive(&self) -> bool {
-        !self.ready.borrow().is_empty()
-            || self.timers.borrow().referenced() > 0
-            || self.fds.borrow().referenced() > 0
-            || self.keepalive.get() > 0
+        !self.ready.borrow().is_empty() || self.referenced_count() > self.unrefs.get()
+    }
+
+    /// Referenced timers, fd waits and `add_ref`s: what keeps `run()` going.
+    pub(crate) fn referenced_count(&self) -> usize {
+        self.timers.borrow().referenced() + self.fds.borrow().referenced() + self.keepalive.get()
     }
 
     /// How long the next poll may block: not at all while work is ready.
@@ -322,7 +328,7 @@ impl Loop {
                 return Ok(());
             }
             self.drain_ready(py)?;
-            if !self.alive() && self.idle_waiters.borrow().is_empty() {
+            if self.is_destroyed() || (!self.alive() && self.idle_waiters.borrow().is_empty()) {
                 return Ok(());
             }
             self.run_prepare_watchers(py);

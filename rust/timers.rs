@@ -16,6 +16,8 @@ pub type TimerId = u64;
 struct Timer<A> {
     action: A,
     referenced: bool,
+    /// Handed out by `expire`, action not yet taken: libev's "pending".
+    fired: bool,
 }
 
 pub struct TimerHeap<A> {
@@ -37,7 +39,7 @@ impl<A> TimerHeap<A> {
         let id = self.next_id;
         self.next_id += 1;
         self.heap.push(Reverse((deadline, id)));
-        self.live.insert(id, Timer { action, referenced });
+        self.live.insert(id, Timer { action, referenced, fired: false });
         if referenced {
             self.referenced += 1;
         }
@@ -64,6 +66,11 @@ impl<A> TimerHeap<A> {
         self.live.contains_key(&id)
     }
 
+    /// Whether a timer has expired and its action is still to be taken.
+    pub fn is_fired(&self, id: TimerId) -> bool {
+        self.live.get(&id).is_some_and(|t| t.fired)
+    }
+
     /// Pops the ids of every live timer whose deadline is at or before `now`, earliest first.
     pub fn expire(&mut self, now: Nanos, out: &mut Vec<TimerId>) {
         while let Some(&Reverse((deadline, id))) = self.heap.peek() {
@@ -71,7 +78,8 @@ impl<A> TimerHeap<A> {
                 break;
             }
             self.heap.pop();
-            if self.live.contains_key(&id) {
+            if let Some(timer) = self.live.get_mut(&id) {
+                timer.fired = true;
                 out.push(id);
             }
         }
@@ -159,9 +167,23 @@ mod tests {
         let mut ids = Vec::new();
         heap.expire(5, &mut ids);
         assert_eq!(ids, vec![id]);
-        assert!(heap.is_pending(id));
+        assert!(heap.is_pending(id) && heap.is_fired(id));
         assert_eq!(heap.cancel(id), Some("x"));
+        assert!(!heap.is_fired(id));
         assert_eq!(heap.take(id), None);
+    }
+
+    #[test]
+    fn a_timer_is_fired_only_once_expired() {
+        let mut heap = TimerHeap::default();
+        let id = heap.insert(5, "x", true);
+        assert!(!heap.is_fired(id));
+        heap.expire(4, &mut Vec::new());
+        assert!(!heap.is_fired(id));
+        heap.expire(5, &mut Vec::new());
+        assert!(heap.is_fired(id));
+        heap.take(id);
+        assert!(!heap.is_fired(id));
     }
 
     #[test]

@@ -15,8 +15,15 @@
 //!
 //! Callbacks from the poll join the iteration's arrivals, so they run in the hub with errors reported. Liveness is
 //! not counted here: the Python watcher holds the loop's `add_ref` while it is active and referenced.
+//!
+//! Priority (libev's): among one iteration's arrivals, the callbacks of watchers with a higher priority run first,
+//! everything else counting as priority 0; equal priorities keep arrival order. Timer watchers are timers of the
+//! heap (`watch_timer`) whose priority is remembered here. Only while some watcher has a non-zero priority are the
+//! arrivals looked at at all, so greenlet wakes cost nothing more.
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -26,7 +33,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::event_loop::Loop;
-use crate::ready::Ready;
+use crate::ready::{Ready, TimerAction};
+use crate::timers::TimerId;
 
 /// libev's event bits, which gevent's API exposes (`READ`, `WRITE`, and `ERROR` for an fd that went bad).
 pub const READ: u32 = 1;
@@ -46,6 +54,7 @@ struct Watch {
     id: u64,
     kind: Kind,
     callback: Py<PyAny>,
+    priority: i32,
 }
 
 /// The active watchers of one loop.
@@ -55,24 +64,64 @@ pub(crate) struct Watchers {
     next_id: Cell<u64>,
     /// An io watcher's fd was ready at the last look (or one just started): the next poll must not block.
     io_hot: Cell<bool>,
+    /// Watches in `list` with a non-zero priority.
+    prioritized: Cell<usize>,
+    /// The non-zero priorities of timer watchers' pending timers.
+    timer_priorities: RefCell<HashMap<TimerId, i32>>,
+    /// Watches whose callback was collected and has not run yet (libev's "pending").
+    pending: RefCell<HashSet<u64>>,
 }
 
 impl Watchers {
-    fn add(&self, kind: Kind, callback: Py<PyAny>) -> u64 {
+    fn add(&self, kind: Kind, callback: Py<PyAny>, priority: i32) -> u64 {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
-        self.list.borrow_mut().push(Watch { id, kind, callback });
+        self.list.borrow_mut().push(Watch { id, kind, callback, priority });
+        if priority != 0 {
+            self.prioritized.set(self.prioritized.get() + 1);
+        }
         id
     }
 
     fn remove(&self, id: u64) -> Option<Watch> {
         let mut list = self.list.borrow_mut();
         let index = list.iter().position(|w| w.id == id)?;
-        Some(list.remove(index))
+        let watch = list.remove(index);
+        self.pending.borrow_mut().remove(&id); // as libev's: a stopped watcher's collected callback does not run
+        if watch.priority != 0 {
+            self.prioritized.set(self.prioritized.get() - 1);
+        }
+        Some(watch)
     }
 
-    fn callbacks(&self, py: Python<'_>, kind: Kind) -> Vec<Py<PyAny>> {
-        self.list.borrow().iter().filter(|w| w.kind == kind).map(|w| w.callback.clone_ref(py)).collect()
+    /// The ids, callbacks and priorities of the watchers of one kind, in the order they were started.
+    fn callbacks(&self, py: Python<'_>, kind: Kind) -> Vec<(u64, Py<PyAny>, i32)> {
+        let list = self.list.borrow();
+        list.iter().filter(|w| w.kind == kind).map(|w| (w.id, w.callback.clone_ref(py), w.priority)).collect()
+    }
+
+    /// The ready entry that runs a watch's collected callback; the watch is pending until then.
+    fn collected(&self, id: u64, func: Py<PyAny>, args: Py<PyTuple>) -> Ready {
+        self.pending.borrow_mut().insert(id);
+        Ready::Watch { id, func, args }
+    }
+
+    /// Ends a watch's pending state as its callback is about to run; false if it was stopped meanwhile.
+    pub(crate) fn take_pending(&self, id: u64) -> bool {
+        self.pending.borrow_mut().remove(&id)
+    }
+
+    /// Whether any watcher has a non-zero priority, so that arrivals must be ordered.
+    fn ordering(&self) -> bool {
+        self.prioritized.get() > 0 || !self.timer_priorities.borrow().is_empty()
+    }
+
+    /// The priority of an arrival: a fired timer watcher's (forgotten now), else 0.
+    fn arrival_priority(&self, entry: &Ready) -> i32 {
+        match entry {
+            Ready::Timer(id) => self.timer_priorities.borrow_mut().remove(id).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     fn has(&self, kind: Kind) -> bool {
@@ -106,15 +155,18 @@ impl Watchers {
         Ok(())
     }
 
-    /// The io watchers whose fds are ready, as `(callback, revents)`; one zero-timeout poll(2) for all of them.
+    /// The io watchers whose fds are ready, as `(id, callback, revents, priority)`; one zero-timeout poll(2) for all.
     /// A watcher whose fd is no longer open gets `READ | WRITE | ERROR` once and is stopped, as libev does.
     /// `gone` gets the fds of watchers stopped that way.
-    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(Py<PyAny>, u32)> {
-        let watched: Vec<(u64, usize, u32)> = self
+    fn ready_io(&self, py: Python<'_>, gone: &mut Vec<usize>) -> Vec<(u64, Py<PyAny>, u32, i32)> {
+        let watched: Vec<(u64, usize, u32, i32)> = self
             .list
             .borrow()
             .iter()
-            .filter_map(|w| if let Kind::Io { fd, events } = w.kind { Some((w.id, fd, events)) } else { None })
+            .filter_map(|w| match w.kind {
+                Kind::Io { fd, events } => Some((w.id, fd, events, w.priority)),
+                _ => None,
+            })
             .collect();
         self.io_hot.set(false);
         if watched.is_empty() {
@@ -122,7 +174,7 @@ impl Watchers {
         }
         let mut pollfds: Vec<libc::pollfd> = watched
             .iter()
-            .map(|&(_, fd, events)| libc::pollfd {
+            .map(|&(_, fd, events, _)| libc::pollfd {
                 fd: RawFd::try_from(fd).unwrap_or(-1),
                 events: poll_bits(events),
                 revents: 0,
@@ -139,7 +191,7 @@ impl Watchers {
             return Vec::new();
         }
         let mut fired = Vec::new();
-        for (&(id, fd, events), pollfd) in watched.iter().zip(&pollfds) {
+        for (&(id, fd, events, priority), pollfd) in watched.iter().zip(&pollfds) {
             let revents = libev_bits(pollfd.revents, events);
             if revents == 0 {
                 continue;
@@ -151,10 +203,20 @@ impl Watchers {
             } else {
                 self.io_hot.set(true);
             }
-            fired.extend(callback.map(|callback| (callback, revents)));
+            fired.extend(callback.map(|callback| (id, callback, revents, priority)));
         }
         fired
     }
+}
+
+/// Reorders `arrivals` by `priorities` (one each), highest first, keeping arrival order among equals.
+fn order_by_priority(arrivals: &mut Vec<Ready>, priorities: Vec<i32>) {
+    if priorities.iter().all(|&priority| priority == 0) {
+        return;
+    }
+    let mut tagged: Vec<(i32, Ready)> = priorities.into_iter().zip(arrivals.drain(..)).collect();
+    tagged.sort_by_key(|&(priority, _)| Reverse(priority)); // stable
+    arrivals.extend(tagged.into_iter().map(|(_, entry)| entry));
 }
 
 /// poll(2)'s request bits for libev's event bits.
@@ -187,9 +249,12 @@ fn libev_bits(revents: libc::c_short, events: u32) -> u32 {
 }
 
 impl Loop {
-    /// Calls every prepare watcher, in the hub, just before the poll. Errors go to the hub's error handler.
+    /// Calls every prepare watcher, in the hub, just before the poll, higher priorities first. Errors go to the hub's
+    /// error handler.
     pub(crate) fn run_prepare_watchers(&self, py: Python<'_>) {
-        for callback in self.watchers.callbacks(py, Kind::Prepare) {
+        let mut callbacks = self.watchers.callbacks(py, Kind::Prepare);
+        callbacks.sort_by_key(|&(_, _, priority)| Reverse(priority));
+        for (_, callback, _) in callbacks {
             let callback = callback.into_bound(py);
             if let Err(err) = callback.call0() {
                 self.report_error(py, Some(&callback), err);
@@ -198,25 +263,39 @@ impl Loop {
     }
 
     /// Adds the callbacks of ready io watchers to what the poll brought, then those of idle watchers if nothing
-    /// else is to run, then those of check watchers.
+    /// else is to run, then those of check watchers; then orders them all by priority if any watcher has one.
     pub(crate) fn collect_watchers(&self, py: Python<'_>, arrivals: &mut Vec<Ready>) {
-        let mut gone = Vec::new();
-        for (func, revents) in self.watchers.ready_io(py, &mut gone) {
-            let args = PyTuple::new(py, [revents]).map(Bound::unbind);
-            arrivals.extend(args.ok().map(|args| Ready::Call { func, args }));
+        let ordering = self.watchers.ordering();
+        let mut priorities: Vec<i32> = Vec::new();
+        if ordering {
+            priorities.extend(arrivals.iter().map(|entry| self.watchers.arrival_priority(entry)));
         }
+        let mut gone = Vec::new();
+        let ready_io = self.watchers.ready_io(py, &mut gone);
         for fd in gone {
             self.release_if_transient(fd); // so that a new fd with the same number is registered afresh
         }
-        let no_args = || PyTuple::empty(py).unbind();
         // As libev's: prepare, check and idle callbacks do not count as something else to do.
-        if arrivals.is_empty() && self.ready.borrow().is_empty() {
-            for func in self.watchers.callbacks(py, Kind::Idle) {
-                arrivals.push(Ready::Call { func, args: no_args() });
+        let nothing_else = arrivals.is_empty() && ready_io.is_empty() && self.ready.borrow().is_empty();
+        let mut add = |entry: Ready, priority: i32| {
+            arrivals.push(entry);
+            if ordering {
+                priorities.push(priority);
+            }
+        };
+        let watchers = &self.watchers;
+        for (id, func, revents, priority) in ready_io {
+            if let Ok(args) = PyTuple::new(py, [revents]) {
+                add(watchers.collected(id, func, args.unbind()), priority);
             }
         }
-        for func in self.watchers.callbacks(py, Kind::Check) {
-            arrivals.push(Ready::Call { func, args: no_args() });
+        let mut phases = if nothing_else { watchers.callbacks(py, Kind::Idle) } else { Vec::new() };
+        phases.extend(watchers.callbacks(py, Kind::Check));
+        for (id, func, priority) in phases {
+            add(watchers.collected(id, func, PyTuple::empty(py).unbind()), priority);
+        }
+        if ordering {
+            order_by_priority(arrivals, priorities);
         }
     }
 
@@ -234,7 +313,8 @@ impl Loop {
 /// Starts calling `callback(revents)` in the hub whenever `fd` is ready for `events` (`READ`, `WRITE` or both).
 /// Returns the id `unwatch` takes.
 #[pyfunction]
-pub fn watch_io(r#loop: &Bound<'_, Loop>, fd: i64, events: u32, callback: Py<PyAny>) -> PyResult<u64> {
+#[pyo3(signature = (r#loop, fd, events, callback, priority=0))]
+pub fn watch_io(r#loop: &Bound<'_, Loop>, fd: i64, events: u32, callback: Py<PyAny>, priority: i32) -> PyResult<u64> {
     Loop::check_watcher_thread(r#loop)?;
     let fd = usize::try_from(fd).map_err(|_| PyValueError::new_err(format!("invalid file descriptor: {fd}")))?;
     if events & (READ | WRITE) == 0 || events & !(READ | WRITE) != 0 {
@@ -242,14 +322,15 @@ pub fn watch_io(r#loop: &Bound<'_, Loop>, fd: i64, events: u32, callback: Py<PyA
     }
     let this = r#loop.get();
     this.register_watched_fd(fd)?;
-    let id = this.watchers.add(Kind::Io { fd, events }, callback);
+    let id = this.watchers.add(Kind::Io { fd, events }, callback, priority);
     this.watchers.io_hot.set(true);
     Ok(id)
 }
 
 /// Starts calling `callback()` in the hub at one point of each iteration: `"prepare"`, `"check"` or `"idle"`.
 #[pyfunction]
-pub fn watch_phase(r#loop: &Bound<'_, Loop>, phase: &str, callback: Py<PyAny>) -> PyResult<u64> {
+#[pyo3(signature = (r#loop, phase, callback, priority=0))]
+pub fn watch_phase(r#loop: &Bound<'_, Loop>, phase: &str, callback: Py<PyAny>, priority: i32) -> PyResult<u64> {
     Loop::check_watcher_thread(r#loop)?;
     let kind = match phase {
         "prepare" => Kind::Prepare,
@@ -257,7 +338,38 @@ pub fn watch_phase(r#loop: &Bound<'_, Loop>, phase: &str, callback: Py<PyAny>) -
         "idle" => Kind::Idle,
         other => return Err(PyValueError::new_err(format!("unknown watcher phase: {other:?}"))),
     };
-    Ok(r#loop.get().watchers.add(kind, callback))
+    Ok(r#loop.get().watchers.add(kind, callback, priority))
+}
+
+/// Calls `callback()` in the hub after `seconds`, ordered among its iteration's arrivals by `priority`; the timer
+/// does not keep the loop alive by itself. Returns the id `unwatch_timer` takes.
+#[pyfunction]
+#[pyo3(signature = (r#loop, seconds, callback, priority=0))]
+pub fn watch_timer(r#loop: &Bound<'_, Loop>, seconds: f64, callback: Py<PyAny>, priority: i32) -> PyResult<TimerId> {
+    Loop::check_watcher_thread(r#loop)?;
+    let this = r#loop.get();
+    let args = PyTuple::empty(r#loop.py()).unbind();
+    let id = this.schedule_timer(seconds, TimerAction::Call { func: callback, args }, false);
+    if priority != 0 {
+        this.watchers.timer_priorities.borrow_mut().insert(id, priority);
+    }
+    Ok(id)
+}
+
+/// Cancels a timer `watch_timer` started; False if it already ran or was cancelled.
+#[pyfunction]
+pub fn unwatch_timer(r#loop: &Bound<'_, Loop>, id: TimerId) -> PyResult<bool> {
+    Loop::check_watcher_thread(r#loop)?;
+    let this = r#loop.get();
+    this.watchers.timer_priorities.borrow_mut().remove(&id);
+    let action = this.timers.borrow_mut().cancel(id);
+    Ok(action.is_some()) // dropped after the borrow: it may hold the last reference to the callback
+}
+
+/// Whether a watcher `watch_io` or `watch_phase` started has its callback collected and not yet run.
+#[pyfunction]
+pub fn watch_pending(r#loop: &Bound<'_, Loop>, id: u64) -> bool {
+    r#loop.get().watchers.pending.borrow().contains(&id)
 }
 
 /// Stops a watcher `watch_io` or `watch_phase` started; False if it was already stopped.
@@ -367,6 +479,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(watch_io, m)?)?;
     m.add_function(wrap_pyfunction!(watch_phase, m)?)?;
     m.add_function(wrap_pyfunction!(unwatch, m)?)?;
+    m.add_function(wrap_pyfunction!(watch_timer, m)?)?;
+    m.add_function(wrap_pyfunction!(watch_pending, m)?)?;
+    m.add_function(wrap_pyfunction!(unwatch_timer, m)?)?;
     m.add("READ", READ)?;
     m.add("WRITE", WRITE)?;
     m.add("ERROR", ERROR)?;

@@ -163,7 +163,7 @@ def test_run_from_a_greenlet_runs_the_hub_until_idle():
 
 def test_loop_api_shape():
     loop = get_hub().loop
-    assert loop.backend == "default" and core.supported_backends() == ["default"]
+    assert loop.backend == "default" and core.supported_backends() == ["default"] and loop.backend_int == 0
     assert loop.fileno() is None
     assert 0 < loop.approx_timer_resolution <= 0.01
     assert getattr(loop, "async") == loop.async_
@@ -308,13 +308,114 @@ def test_the_events_placeholder_is_replaced_by_the_ready_events():
     w.close()
 
 
-def test_destroying_the_hubs_loop_leaves_it_running():
-    """pika's adapter destroys the loop it was given when it closes; the program's greenlets go on."""
-    loop = get_hub().loop
+def test_destroying_the_hubs_loop_stops_it_until_the_hub_is_replaced():
+    """As with gevent: a destroyed loop runs nothing more and refuses to be used; destroying the hub then gives
+    the thread a new hub with a new default loop."""
+    hub = get_hub()
+    loop = hub.loop
+    assert loop.default and loop.ptr
     loop.destroy()
+    assert not loop.default and loop.ptr is None and loop.destroyed
+    with pytest.raises(ValueError, match="destroyed loop"):
+        ferrovent.sleep(0.01)
+    with pytest.raises(ValueError, match="destroyed loop"):
+        loop.timer(0.01).start(lambda: None)
+    with pytest.raises(ValueError, match="destroyed loop"):
+        loop.run_callback(lambda: None)
+    loop.destroy()  # harmless a second time
+    hub.destroy()
+    fresh = get_hub().loop
+    assert fresh is not loop and fresh.default and fresh.ptr != loop.ptr
     g = ferrovent.spawn(ferrovent.sleep, 0.01)
     assert g.join(timeout=2) is None and g.dead
-    t = loop.timer(0.01)
-    fired = []
-    t.start(fired.append, 1)
-    assert turn_until(lambda: fired)
+
+
+def test_core_flags_mean_the_platforms_backend_only():
+    backend = "epoll" if sys.platform.startswith("linux") else "kqueue"
+    assert core._flags_to_int(None) == 0 and core._flags_to_int(5) == 5
+    assert core._flags_to_int(["kqueue", "SELECT"]) == core.BACKEND_KQUEUE | core.BACKEND_SELECT
+    assert core._flags_to_int("epoll, forkcheck") == core.BACKEND_EPOLL | core.FORKCHECK
+    assert core._flags_to_list(core.BACKEND_PORT | core.BACKEND_POLL) == ["port", "poll"]
+    assert core._events_to_str(core.READ | core.WRITE) == "READ|WRITE"
+    with pytest.raises(ValueError):
+        core._flags_to_int(["epoll", "blabla"])
+    with pytest.raises(TypeError):
+        core.loop(object(), default=False)
+    other = "select" if backend != "select" else "poll"
+    with pytest.raises(ValueError, match="Unsupported backend"):
+        core.loop(other, default=False)
+    own = core.loop([backend, "noenv", "forkcheck"], default=False)  # the platform's poller, flags that change nothing
+    assert own.backend == "default"
+    own.destroy()
+
+
+def test_config_lists_gevents_c_loops_as_unavailable():
+    from ferrovent._config import Loop
+
+    options = Loop().get_options()
+    assert options["ferrovent"] is core.loop
+    for name in ("libev-cext", "libev-cffi", "libuv-cffi"):
+        assert isinstance(options[name], ImportError)
+
+
+def test_destroying_a_loop_of_its_own_closes_its_poller():
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    lp = core.loop(default=False)
+    assert open_fds() > before  # the poller and its waker
+    t = lp.timer(0.01)
+    t.start(lambda: None)
+    lp.run()
+    lp.destroy()
+    assert open_fds() == before and lp.destroyed and lp.ptr is None
+    with pytest.raises(ValueError, match="destroyed loop"):
+        lp.run()
+
+
+def test_an_unrefd_loop_lets_the_hub_run_out_with_a_watcher_active():
+    loop = get_hub().loop
+    t = loop.timer(30)
+    t.start(lambda: None)
+    loop.unref()
+    try:
+        assert get_hub().join(timeout=5) is True  # the active timer no longer keeps the hub's run() going
+    finally:
+        loop.ref()
+        t.stop()
+
+
+def test_io_and_check_watchers_run_by_priority():
+    loop = get_hub().loop
+    a, b = socket.socketpair()
+    order = []
+    watchers = [loop.io(a.fileno(), core.WRITE, priority=-1), loop.check(priority=2), loop.io(b.fileno(), core.WRITE)]
+    for name, w in zip(("io low", "check high", "io zero"), watchers):
+        w.start(order.append, name)
+    try:
+        assert turn_until(lambda: len(order) >= 3)
+        assert order[:3] == ["check high", "io zero", "io low"]
+    finally:
+        for w in watchers:
+            w.close()
+        a.close()
+        b.close()
+
+
+def test_hub_loops_default_and_handover():
+    from ferrovent import _hub_local
+    from ferrovent.hub import Hub
+
+    assert get_hub().loop.default and get_hub().thread_ident == threading.get_ident()
+    other = Hub(default=False)
+    assert not other.loop.default and get_hub().loop is not other.loop
+    loop = other.loop
+    other.destroy(destroy_loop=False)
+    assert loop.destroyed  # a loop runs only in the hub made for it: nothing keeps it for a next hub
+    with pytest.raises(TypeError):
+        Hub(loop=get_hub().loop)
+    assert _hub_local.get_loop() is None
+    with pytest.raises(ValueError):
+        _hub_local.set_loop(get_hub().loop)
+    ferrovent.sleep(0.001)  # the thread's hub is untouched

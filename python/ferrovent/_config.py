@@ -196,8 +196,8 @@ class ImportableSetting:
         return value
 
     def get_options(self) -> dict[str, Any]:
-        """Each short name and what it imports to (or the ImportError it raises)."""
-        options: dict[str, Any] = {}
+        """Each short name and what it imports to (or the ImportError it raises, or says why it is refused)."""
+        options: dict[str, Any] = {name: ImportError(reason) for name, reason in self.refused.items()}
         for name, path in self.shortname_map.items():
             try:
                 options[name] = self._import_one(path)

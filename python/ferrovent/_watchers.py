@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import signal as _stdsignal
 import sys
-import threading
 import weakref
 
 from greenlet import GreenletExit, getcurrent
@@ -71,7 +70,7 @@ class _EventsPlaceholder:
 
 
 EVENTS = _EventsPlaceholder()
-# libev's priority range; the Rust loop runs callbacks in arrival order, so a priority is recorded, not used
+# libev's priority range: among the callbacks of one loop iteration, higher priorities run first
 MINPRI = -2
 MAXPRI = 2
 
@@ -233,6 +232,11 @@ class watcher:
         return f"<{type(self).__name__} at {id(self):#x}{self._details()}{state}{ref}{cb}>"
 
 
+def _events_to_str(events):
+    """``"READ|WRITE"`` for an event mask."""
+    return "|".join(name for bit, name in ((READ, "READ"), (WRITE, "WRITE")) if events & bit)
+
+
 def _checked_events(events):
     if events & ~READWRITE or not events & READWRITE:
         raise ValueError(f"illegal event mask: {events!r}")
@@ -263,7 +267,7 @@ class io(watcher):
         super().start(callback, *args, **kwargs)
 
     def _activate(self):
-        self._watch_id = _core.watch_io(self.loop, self.fd, self._events, self._on_ready)
+        self._watch_id = _core.watch_io(self.loop, self.fd, self._events, self._on_ready, self._priority)
 
     def _deactivate(self):
         watch_id, self._watch_id = self._watch_id, None
@@ -290,6 +294,11 @@ class io(watcher):
             self.stop()
 
     @property
+    def pending(self):
+        """Whether the loop found its fd ready in this iteration and the callback has not run yet."""
+        return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
+
+    @property
     def events(self):
         return self._events
 
@@ -301,7 +310,7 @@ class io(watcher):
 
     @property
     def events_str(self):
-        return "|".join(name for bit, name in ((READ, "READ"), (WRITE, "WRITE")) if self._events & bit)
+        return _events_to_str(self._events)
 
     def _details(self):
         return f" fd={self.fd} events={self.events_str}"
@@ -317,7 +326,7 @@ class _phase(watcher):
         self._watch_id = None
 
     def _activate(self):
-        self._watch_id = _core.watch_phase(self.loop, self._phase, self._on_phase)
+        self._watch_id = _core.watch_phase(self.loop, self._phase, self._on_phase, self._priority)
 
     def _deactivate(self):
         watch_id, self._watch_id = self._watch_id, None
@@ -327,6 +336,11 @@ class _phase(watcher):
     def _on_phase(self):
         if self._active:
             self._run()
+
+    @property
+    def pending(self):
+        """Whether its callback was collected in this iteration (check, idle) and has not run yet."""
+        return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
 
 
 class prepare(_phase):
@@ -368,13 +382,13 @@ class timer(watcher):
         self._schedule(self.after)
 
     def _schedule(self, seconds):
-        # ref=False: the loop reference the watcher holds (see _sync_ref) is what keeps run() going
-        self._timer_id = self.loop.call_later(seconds, self._on_expiry, ref=False)
+        # an unreferenced timer: the loop reference the watcher holds (see _sync_ref) is what keeps run() going
+        self._timer_id = _core.watch_timer(self.loop, seconds, self._on_expiry, self._priority)
 
     def _deactivate(self):
         timer_id, self._timer_id = self._timer_id, None
         if timer_id is not None:
-            self.loop.cancel_timer(timer_id)
+            _core.unwatch_timer(self.loop, timer_id)
 
     def _on_expiry(self):
         self._timer_id = None
@@ -394,6 +408,12 @@ class timer(watcher):
             self.start(callback, *args, **kw)
         finally:
             self.after = after
+
+    @property
+    def pending(self):
+        """Whether it expired in this loop iteration and its callback has not run yet."""
+        timer_id = self._timer_id
+        return timer_id is not None and self.loop.timer_fired(timer_id)
 
     @property
     def at(self):
@@ -659,16 +679,6 @@ class WatcherLoop:
         """Reports an error from a watcher's callback through the hub."""
         self.hub.handle_error(context, typ, value, tb)
 
-    @property
-    def default(self):
-        """Whether this is the main thread's loop (a loop is only used from the thread that made it)."""
-        return threading.current_thread() is threading.main_thread()
-
-    @property
-    def backend(self):
-        """The poller is chosen by the platform (epoll, kqueue), not configurable, as with gevent on libuv."""
-        return "default"
-
     def fileno(self):
         """The poller's own fd is not exposed."""
         return None
@@ -695,11 +705,6 @@ class WatcherLoop:
         finally:
             for w in turn or ():
                 w.close()
-
-    def destroy(self):
-        """Leaves a hub's loop running: it lives as long as its hub, and ``hub.destroy()`` ends it. Libraries call
-        this when they are done with the loop (pika's adapter does when it closes) while the program's other
-        greenlets still need it."""
 
     def __repr__(self):
         default = " default" if self.default else ""

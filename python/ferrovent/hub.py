@@ -20,11 +20,11 @@ from threading import main_thread as threading_main_thread
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import Loop as _CoreLoop
 from ferrovent._core import sleep
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
-from ferrovent._watchers import WatcherLoop
+from ferrovent.core import loop as Loop  # the Rust loop with gevent's watcher API
+from ferrovent.core import make_hub_loop
 from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
 
 __all__ = [
@@ -69,13 +69,6 @@ def __dir__():
     return sorted({*globals(), *_REEXPORTED_LATE})
 
 
-class Loop(WatcherLoop, _CoreLoop):
-    """The Rust loop, with gevent's watcher API (``loop.io``, ``timer``, ...) and ``run_callback_threadsafe``."""
-
-    def __init__(self, hub):
-        self._threadsafe = self.threadsafe()
-
-
 def _utc_timestamp():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -111,15 +104,23 @@ class Hub(greenlet):
     #: The `ferrovent._monitor.PeriodicMonitoringThread` watching this hub, once started (``config.monitor_thread``).
     periodic_monitoring_thread = None
 
-    def __init__(self):
+    def __init__(self, loop=None, default=None):
+        """``loop``: libev-style flags for the loop this hub makes (a loop object cannot be handed over: a loop
+        runs in the greenlet it was made for). ``default``: whether it is the default loop, by default on the main
+        thread only."""
         greenlet.__init__(self)
-        self.loop = self.loop_class(self)
-        self.loop.make_current()
+        #: The OS thread this hub runs in.
+        self.thread_ident = get_thread_ident()
+        if hasattr(loop, "run"):
+            raise TypeError("a ferrovent hub runs a loop it makes itself: pass flags, not a loop")
+        if default is None and self.thread_ident != _MAIN_THREAD_IDENT:
+            default = False
+        self.loop = make_hub_loop(self, self.loop_class, flags=loop, default=default)
+        if get_hub_if_exists() is None:  # the thread's first hub, about to be its hub
+            self.loop.make_current()
         Hub._made += 1
         #: A small number naming this hub (gevent's); its greenlets' numbers come from `ident_registry`.
         self.minimal_ident = Hub._made
-        #: The OS thread this hub runs in.
-        self.thread_ident = get_thread_ident()
         self.name = ""
 
     def __repr__(self):
@@ -254,10 +255,13 @@ class Hub(greenlet):
         if loop is None:
             return
         loop.stop()
-        if not self.dead and getcurrent() is not self and main_greenlet_of(self) is main_greenlet_of(getcurrent()):
+        same_thread = main_greenlet_of(self) is main_greenlet_of(getcurrent())
+        if not self.dead and getcurrent() is not self and same_thread:
             # Ends run() so the hub's frames go. Not from another thread (after that thread was joined, say): a
             # greenlet can only be switched to in its own thread, and a dead thread's hub is left as it is.
             self.throw(HubDestroyed(destroy_loop))
+        if same_thread:
+            loop.destroy()  # whatever destroy_loop says: a loop runs only in the hub it was made for
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
     @property
@@ -340,8 +344,13 @@ _get_hub = get_hub_if_exists  # gevent.hub's name for it
 
 
 def set_hub(hub):
-    """Makes ``hub`` the calling thread's hub."""
+    """Makes ``hub`` the calling thread's hub (None: forgets it; the next get_hub() makes one)."""
+    if hub is None:
+        _hubs.__dict__.pop("hub", None)
+        Loop.forget_current()
+        return
     _hubs.hub = hub
+    hub.loop.make_current()
 
 
 def reinit(hub=None):

@@ -338,6 +338,116 @@ def watcher_as_context_manager(lib, trace):
     trace.append(["context manager", active, t.active])
 
 
+@watcher_scenario(
+    [
+        ["activecnt", 0, 1, 0],
+        ["unref'd run returns at once", []],
+        ["ref'd run fires", [1]],
+        ["ref=False timer", 0, [1]],
+        ["pending callback counts", 1, [1, 3]],
+    ]
+)
+def loop_ref_unref_and_activecnt(lib, trace):
+    loop = lib.config.loop(default=False)
+    fired = []
+    counts = [loop.activecnt]
+    t = loop.timer(0.05)
+    t.start(fired.append, 1)
+    counts.append(loop.activecnt)
+    loop.unref()  # the timer is still active, but no longer keeps run() going
+    counts.append(loop.activecnt)
+    trace.append(["activecnt", *counts])
+    loop.run()
+    trace.append(["unref'd run returns at once", list(fired)])
+    loop.ref()
+    loop.run()
+    trace.append(["ref'd run fires", list(fired)])
+    idle = loop.timer(10, ref=False)
+    idle.start(fired.append, 2)
+    trace.append(["ref=False timer", loop.activecnt, list(fired)])
+    loop.run()  # returns: an unreferenced timer keeps nothing going
+    idle.stop()
+    loop.run_callback(fired.append, 3)
+    count = loop.activecnt
+    loop.run()
+    trace.append(["pending callback counts", count, fired])
+    loop.destroy()
+
+
+@watcher_scenario([["priority", ["high", "middle", "low"]], ["pending", [True, False]]])
+def priority_and_pending_within_one_iteration(lib, trace):
+    loop = lib.config.loop(default=False)
+    order = []
+    timers = []
+    for name, priority in (("low", -2), ("middle", 0), ("high", 2)):
+        t = loop.timer(0.02)
+        t.priority = priority
+        t.start(order.append, name)
+        timers.append(t)
+    loop.run()
+    trace.append(["priority", order])
+    seen = []
+    first, second = loop.timer(0.01), loop.timer(0.01)
+    first.start(lambda: seen.append(second.pending))  # expired too, its callback still to run
+    second.start(lambda: seen.append(first.pending))  # its own callback has run
+    loop.run()
+    trace.append(["pending", seen])
+    loop.destroy()
+
+
+@watcher_scenario([["io pending", True, False, 1]])
+def io_watcher_pending_and_stopped_before_its_callback(lib, trace):
+    loop = lib.config.loop(default=False)
+    a, b = socket.socketpair()
+    calls = []
+    watchers = [loop.io(a.fileno(), 2), loop.io(b.fileno(), 2)]  # WRITE: both ready in the same iteration
+
+    def on_ready(me, other):  # whichever runs first (libev's order among equal priorities is its own)
+        calls.append(me)
+        pending = other.pending  # collected in the same iteration, not yet run
+        other.stop()  # so it is not called
+        me.stop()
+        trace.append(["io pending", pending, other.pending, len(calls)])
+
+    watchers[0].start(on_ready, watchers[0], watchers[1])
+    watchers[1].start(on_ready, watchers[1], watchers[0])
+    loop.run()
+    a.close()
+    b.close()
+    loop.destroy()
+
+
+@watcher_scenario(
+    [
+        ["defaults", True, False, True],
+        ["destroyed", False, True, "ValueError"],
+        ["thread", False, True],
+    ]
+)
+def default_and_destroyed_loops(lib, trace):
+    hub_loop = lib.get_hub().loop
+    own = lib.config.loop(default=False)
+    trace.append(["defaults", hub_loop.default, own.default, lib.config.loop(default=True).default])
+    own.destroy()
+    try:
+        own.run_callback(lambda: None)
+        outcome = "no error"
+    except ValueError:
+        outcome = "ValueError"
+    trace.append(["destroyed", own.default, not own.ptr, outcome])
+    seen = []
+
+    def in_thread():
+        hub = lib.get_hub()
+        seen.extend([hub.loop.default, hub.thread_ident == threading.get_ident()])
+        hub.destroy()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    trace.append(["thread", *seen])
+
+
 # --- running --------------------------------------------------------------------------------------------------------
 
 

@@ -255,8 +255,8 @@ def pika_gevent(port: str) -> None:
     )
     ticker = gevent.spawn(tick)
     elapsed = _timed(connection.ioloop.start)
-    connection.ioloop.close()  # destroy() on the hub's loop: the hub goes on (the ticker is still there to kill)
     ticker.kill()
+    connection.ioloop.close()  # destroy() on the hub's loop, as on gevent: nothing can wait in this thread after it
     _report(
         elapsed=elapsed, received=len(received), in_order=received == sent, failures=failures, ticked=len(ticks) > 0
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib.metadata
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -209,7 +209,18 @@ def test_zmq_green_req_rep_and_pub_sub(transport, tmp_path):
     assert result["idle_cpu"] < 0.1 * ZMQ_IDLE_WAIT, result
 
 
-UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent))  # the one built for this interpreter
+def _uwsgi_program() -> str | None:
+    """The uwsgi program pip built for this interpreter: found through its distribution's files, so also when it
+    is installed in a base environment this one (a virtualenv) sees."""
+    try:
+        files = importlib.metadata.distribution("uwsgi").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    programs = [Path(file.locate()).resolve() for file in files if file.name == "uwsgi"]
+    return next((str(program) for program in programs if program.is_file()), None)
+
+
+UWSGI = _uwsgi_program()
 
 
 @pytest.mark.skipif(UWSGI is None, reason="uwsgi is not installed in this environment (pip install uwsgi builds it)")

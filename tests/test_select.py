@@ -259,3 +259,25 @@ def test_poll_calls_fileno_once_per_registration(pair):
     assert poller.poll(0) == [(a.fileno(), select.POLLOUT)]
     poller.unregister(counter)
     assert counter.calls == 3
+
+
+def test_an_answer_the_wait_does_not_confirm_parks_instead_of_spinning(pair, monkeypatch):
+    """When the kernel's zero-timeout answer and the loop's readiness disagree (here the answer is replaced, as
+    gevent's own test__select does), select waits for the next edge instead of re-checking without yielding until
+    its timeout: the other greenlets run meanwhile."""
+    a, b = pair
+    b.sendall(b"x")
+    monkeypatch.setattr(select, "_original_select", lambda *args: ([], [], []))
+    ticks = []
+
+    def tick():
+        while True:
+            ticks.append(None)
+            ferrovent.sleep(0.01)
+
+    ticker = ferrovent.spawn(tick)
+    try:
+        assert select.select([a], [], [], 0.2) == ([], [], [])
+    finally:
+        ticker.kill()
+    assert len(ticks) >= 5

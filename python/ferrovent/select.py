@@ -38,16 +38,17 @@ _READ_MASK = __select__.POLLIN | __select__.POLLRDNORM
 _WRITE_MASK = __select__.POLLOUT | __select__.POLLWRNORM
 
 
-def _wait_any(waits: Sequence[tuple[int, bool, bool]], timeout: Optional[float]) -> bool:
+def _wait_any(waits: Sequence[tuple[int, bool, bool]], timeout: Optional[float], hub: Any = None) -> bool:
     """Parks until one of ``waits`` is ready; False if ``timeout`` passed first.
 
     Each wait is ``(fd, writable, level)``. A level wait returns at once if the fd is ready now; the others wait
     for the fd's next readiness edge (for conditions the loop cannot name, such as POLLPRI or a hang-up alone,
     where waiting for a level the caller does not report would spin). The current greenlet waits on the first
     fd itself; each other fd gets a small helper greenlet that waits on it and wakes the caller. Whatever ends
-    the wait (an fd, the timeout, an exception thrown in), the helpers still waiting are woken and exit.
+    the wait (an fd, the timeout, an exception thrown in), the helpers still waiting are woken and exit. The wait is
+    in ``hub``'s loop (default: the calling thread's hub).
     """
-    hub = get_hub()
+    hub = hub or get_hub()
     loop = hub.loop
     if len(waits) == 1:
         return _wait_one(loop, *waits[0], timeout)
@@ -83,9 +84,16 @@ def _wait_one(loop: Any, fd: int, writable: bool, level: bool, timeout: Optional
     return (loop.wait_write if writable else loop.wait_read)(fd, timeout)
 
 
-def _level_wait(check: Callable[[], Any], wait: Callable[[Optional[float]], bool], timeout: Optional[float]) -> Any:
-    """Returns ``check()``'s first non-empty answer, waiting with ``wait(seconds)`` in between; after ``timeout``
-    returns its last (empty) answer. ``timeout`` None waits forever."""
+def _level_wait(
+    check: Callable[[], Any], waits: Sequence[tuple[int, bool, bool]], timeout: Optional[float], hub: Any = None
+) -> Any:
+    """Returns ``check()``'s first non-empty answer, waiting on ``waits`` (as `_wait_any`'s; none: sleeping) in
+    between, in ``hub``'s loop; after ``timeout`` returns its last (empty) answer. ``timeout`` None waits forever.
+
+    A wake-up that ``check()`` does not confirm means the loop's record of an fd's level is stale (another greenlet
+    took the data without reading to EAGAIN, or something besides the kernel answers ``check()``): from then on
+    the waits are for the next edge, so that the call parks instead of spinning on that record until its timeout.
+    """
     ready = check()
     if ready or (timeout is not None and timeout <= 0):
         _sleep(0)
@@ -93,12 +101,13 @@ def _level_wait(check: Callable[[], Any], wait: Callable[[Optional[float]], bool
     deadline = None if timeout is None else _monotonic() + timeout
     while True:
         try:
-            woke = wait(timeout)
+            woke = _wait_any(waits, timeout, hub) if waits else _park(timeout)
         except OSError:  # an fd was closed while we waited: the check reports what the stdlib would
             woke = True
         ready = check()
         if ready or not woke:
             return ready
+        waits = [(fd, writable, False) for fd, writable, _ in waits]
         if deadline is not None:
             timeout = deadline - _monotonic()
             if timeout <= 0:
@@ -176,8 +185,7 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], tim
 
     waits = [(fd, False, True) for fd in fds[0]] + [(fd, True, True) for fd in fds[1]]
     waits += [(fd, False, False) for fd in fds[2]]  # out-of-band data or errors: the next edge
-    wait = partial(_wait_any, waits) if waits else _park
-    return _level_wait(check, wait, timeout) or ([], [], [])
+    return _level_wait(check, waits, timeout) or ([], [], [])
 
 
 class poll:
@@ -217,9 +225,7 @@ class poll:
                 waits.append((fd, True, True))
             if not mask & (_READ_MASK | _WRITE_MASK):  # only POLLPRI, errors or hang-ups: the next edge
                 waits.append((fd, False, False))
-        real_poll = self._poll.poll
-        wait = partial(_wait_any, waits) if waits else _park
-        return _level_wait(partial(real_poll, 0), wait, timeout)
+        return _level_wait(partial(self._poll.poll, 0), waits, timeout)
 
 
 __implements__ = ["select"] + (["poll"] if _original_poll is not None else [])

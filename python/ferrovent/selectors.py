@@ -16,7 +16,6 @@ from typing import Any, Optional
 
 from ferrovent import select as _cooperative
 from ferrovent._stdlib import copy_public_names
-from ferrovent.hub import get_hub
 from ferrovent.os import _forget_fd
 
 _copied = copy_public_names(__selectors__, globals())
@@ -35,8 +34,8 @@ class _WaitsOnItsOwnFd:
 
     def select(self, timeout: Optional[float] = None) -> list[tuple[Any, int]]:
         """The ready ``(key, events)`` pairs, waiting up to ``timeout`` seconds (None: forever)."""
-        wait = partial((self.hub or get_hub()).loop.wait_read, self.fileno())
-        return _cooperative._level_wait(partial(super().select, 0), wait, timeout)
+        waits = [(self.fileno(), False, True)]
+        return _cooperative._level_wait(partial(super().select, 0), waits, timeout, self.hub)
 
     def close(self) -> None:
         """Closes the selector and its fd (after the loop has forgotten that fd)."""

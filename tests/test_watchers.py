@@ -20,6 +20,8 @@ from ferrovent import core
 from ferrovent.hub import get_hub
 from greenlet import getcurrent
 
+from tests.forking import gated_child
+
 
 def turn_until(condition, limit: float = 5.0) -> bool:
     for _ in range(int(limit / 0.005)):
@@ -214,7 +216,7 @@ def test_stock_gevents_interfaces_are_met():
     ferrovent.sleep(0)
 
 
-def test_fork_watcher_runs_in_the_child_only():
+def test_fork_watcher_runs_in_the_child_only_and_is_pending_there_until_it_has_run():
     script = textwrap.dedent(
         """
         import os, ferrovent
@@ -224,8 +226,9 @@ def test_fork_watcher_runs_in_the_child_only():
         w.start(ran.append, "child")
         pid = os.fork()
         if pid == 0:
+            before = (w.pending, list(ran))
             ferrovent.sleep(0.01)
-            os._exit(0 if ran == ["child"] else 1)
+            os._exit(0 if before == (True, []) and (w.pending, ran) == (False, ["child"]) else 1)
         ferrovent.sleep(0.01)
         _, status = os.waitpid(pid, 0)
         print(ran, os.waitstatus_to_exitcode(status))
@@ -268,6 +271,23 @@ def test_child_watcher_for_any_child():
     assert turn_until(lambda: seen)
     w.stop()
     assert seen == [(pid, 5)]
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pending is known through a pidfd")
+def test_child_watcher_is_pending_from_the_exit_to_its_callback():
+    loop = get_hub().loop
+    pid, release = gated_child(0)
+    w = loop.child(pid)
+    done = []
+    w.start(done.append, "exited")
+    observed = []
+    check = loop.check()
+    check.priority = core.MAXPRI  # runs before the callbacks of the iteration that sees the exit
+    check.start(lambda: observed.append((w.pending, list(done))))
+    release()
+    assert turn_until(lambda: done)
+    check.stop()
+    assert (True, []) in observed and not w.pending
 
 
 def test_a_finished_threads_hub_with_pending_callbacks_and_watchers_is_collected():

@@ -96,6 +96,7 @@ class watcher:
         self._args = None
         self._active = False
         self._holds_ref = False
+        self._queued = False  # an event's callback is scheduled in the hub and has not run yet
 
     # -- what each kind does to the loop when it starts and stops watching
     def _activate(self):
@@ -170,6 +171,18 @@ class watcher:
         if not self._active and self._callback is callback:
             self._callback = self._args = None  # one-shot and not restarted by its callback
 
+    def _queue(self, schedule):
+        """Has ``schedule`` (the loop's ``run_callback``, or a thread-safe one) run the callback, pending until
+        then; an event that comes while one is pending joins it."""
+        if not self._queued:
+            self._queued = True
+            schedule(self._run_queued)
+
+    def _run_queued(self):
+        self._queued = False
+        if self._active:
+            self._run()
+
     def _report(self, typ, value, tb):
         self.loop.handle_error(self, typ, value, tb)
 
@@ -189,8 +202,8 @@ class watcher:
 
     @property
     def pending(self):
-        """Whether an event arrived and the callback has not run yet (the loop runs callbacks as they arrive)."""
-        return False
+        """Whether an event arrived and its callback has not run yet."""
+        return self._queued
 
     @property
     def priority(self):
@@ -436,16 +449,12 @@ class signal(watcher):
     def _activate(self):
         from ferrovent.signal import signal_handler  # late: ferrovent.signal imports the hub
 
-        self._handler = signal_handler(self.signum, self.loop.run_callback, self._on_signal)
+        self._handler = signal_handler(self.signum, self._queue, self.loop.run_callback)
 
     def _deactivate(self):
         handler, self._handler = self._handler, None
         if handler is not None:
             handler.cancel()
-
-    def _on_signal(self):
-        if self._active:
-            self._run()
 
     def _details(self):
         return f" signum={self.signum}"
@@ -457,7 +466,6 @@ class async_(watcher):
     def __init__(self, loop, ref=True, priority=None):
         super().__init__(loop, ref, priority)
         self._threadsafe = loop.threadsafe()
-        self._sent = False
 
     def _activate(self):
         pass
@@ -467,23 +475,11 @@ class async_(watcher):
 
     def send(self):
         """Wakes the loop to run the callback; safe from any thread."""
-        if self._sent:
-            return
-        self._sent = True
-        self._threadsafe.run_callback(self._on_send)
+        self._queue(self._threadsafe.run_callback)
 
     def send_ignoring_arg(self, _ignored):
         """``send()`` for callers that pass an argument (a ``concurrent.futures`` done-callback)."""
         self.send()
-
-    def _on_send(self):
-        self._sent = False
-        if self._active:
-            self._run()
-
-    @property
-    def pending(self):
-        return self._sent
 
 
 class child(watcher):
@@ -523,6 +519,12 @@ class child(watcher):
         pidfd, self._pidfd = self._pidfd, None
         if pidfd is not None:
             os.close(pidfd)
+
+    @property
+    def pending(self):
+        """Whether the child's exit was seen and the callback has not run yet (known with a pidfd only: Linux)."""
+        probe = self._probe
+        return self._pidfd is not None and probe is not None and probe.pending
 
     def _reap(self):
         try:
@@ -614,15 +616,11 @@ class fork(watcher):
     def _deactivate(self):
         _fork_watchers.discard(self)
 
-    def _on_fork(self):
-        if self._active:
-            self._run()
-
 
 def _after_fork_in_child():
     for w in list(_fork_watchers):
         try:
-            w.loop.run_callback(w._on_fork)
+            w._queue(w.loop.run_callback)
         except Exception:  # a loop of another thread, which does not exist in the child
             pass
 

@@ -25,6 +25,7 @@ import pytest
 
 from tests.compat.runner import Result, check_agreement, print_trace, run_script_scenario
 from tests.compat.scenarios import Scenario
+from tests.forking import gated_child
 
 WATCHER_SCENARIOS: dict[str, Scenario] = {}
 
@@ -292,17 +293,11 @@ def async_send_from_threads(lib, trace):
 @watcher_scenario([["child", True, 3]])
 def child_watcher_reports_exit_status(lib, trace):
     loop = lib.get_hub().loop
-    gate_r, gate_w = os.pipe()  # the child exits only once the watcher is started: libev drops earlier exits
-    pid = os.fork()
-    if pid == 0:
-        os.read(gate_r, 1)
-        os._exit(3)
-    os.close(gate_r)
+    pid, release = gated_child(3)
     w = loop.child(pid)
     done = []
     w.start(lambda: done.append(w.rstatus))
-    os.write(gate_w, b"x")
-    os.close(gate_w)
+    release()
     wait_until(lib, lambda: done)
     w.stop()
     trace.append(["child", w.rpid == pid, os.waitstatus_to_exitcode(done[0])])

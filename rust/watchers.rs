@@ -11,7 +11,8 @@
 //!   its registration of the fd only ends a blocking poll. Each iteration with io watchers reads their fds' level
 //!   with one zero-timeout poll(2); while one was ready, the next poll does not block, since no new edge may come;
 //! - check: after the poll, beside the fd events and fired timers;
-//! - idle: after the poll, only when nothing else is to run; while one is active the poll does not block.
+//! - idle: after the poll, only when no event of its priority or a higher one is to run (libev's rule); while one is
+//!   active the poll does not block.
 //!
 //! Callbacks from the poll join the iteration's arrivals, so they run in the hub with errors reported. Liveness is
 //! not counted here: the Python watcher holds the loop's `add_ref` while it is active and referenced.
@@ -275,8 +276,17 @@ impl Loop {
         for fd in gone {
             self.release_if_transient(fd); // so that a new fd with the same number is registered afresh
         }
-        // As libev's: prepare, check and idle callbacks do not count as something else to do.
-        let nothing_else = arrivals.is_empty() && ready_io.is_empty() && self.ready.borrow().is_empty();
+        // As libev's: an idle watcher runs when no event of its priority or a higher one is pending (prepare, check
+        // and idle callbacks are no events). What has no priority of its own (greenlet wakes, callbacks) counts as 0.
+        let mut busiest = ready_io.iter().map(|&(_, _, _, priority)| priority).max();
+        if ordering {
+            busiest = busiest.max(priorities.iter().copied().max());
+        } else if !arrivals.is_empty() {
+            busiest = busiest.max(Some(0));
+        }
+        if !self.ready.borrow().is_empty() {
+            busiest = busiest.max(Some(0));
+        }
         let mut add = |entry: Ready, priority: i32| {
             arrivals.push(entry);
             if ordering {
@@ -289,7 +299,8 @@ impl Loop {
                 add(watchers.collected(id, func, args.unbind()), priority);
             }
         }
-        let mut phases = if nothing_else { watchers.callbacks(py, Kind::Idle) } else { Vec::new() };
+        let mut phases = watchers.callbacks(py, Kind::Idle);
+        phases.retain(|&(_, _, priority)| busiest.is_none_or(|busiest| priority > busiest));
         phases.extend(watchers.callbacks(py, Kind::Check));
         for (id, func, priority) in phases {
             add(watchers.collected(id, func, PyTuple::empty(py).unbind()), priority);

@@ -390,6 +390,27 @@ def priority_and_pending_within_one_iteration(lib, trace):
     loop.destroy()
 
 
+@watcher_scenario([["idle by priority", ["idle 2", "timer", "idle 0"]]])
+def idle_watcher_runs_when_nothing_of_its_priority_is_pending(lib, trace):
+    """libev's rule: an idle watcher runs while the events pending are all of lower priority than its own."""
+    loop = lib.config.loop(default=False)
+    order = []
+    timer = loop.timer(0.0)  # due in the first iteration, at priority 0
+    timer.start(order.append, "timer")
+
+    def once(watcher, name):
+        order.append(name)
+        watcher.stop()
+
+    high, low = loop.idle(), loop.idle()
+    high.priority = 2
+    high.start(once, high, "idle 2")  # in the first iteration, ahead of the timer
+    low.start(once, low, "idle 0")  # only in the next, when nothing is pending
+    loop.run()
+    trace.append(["idle by priority", order])
+    loop.destroy()
+
+
 @watcher_scenario([["io pending", True, False, 1]])
 def io_watcher_pending_and_stopped_before_its_callback(lib, trace):
     loop = lib.config.loop(default=False)

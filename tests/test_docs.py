@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ferrovent
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PACKAGE = ROOT / "python" / "ferrovent"
+# The package the tests run (the source tree's, or the installed wheel's in .ci/matrix): the same modules.
+PACKAGE = Path(ferrovent.__file__).parent
 MKDOCS_YML = (ROOT / "mkdocs.yml").read_text()
 
 # A fenced block, and the Markdown before it (where a skip marker would be).
@@ -27,7 +29,7 @@ EXAMPLE_TIMEOUT = 30
 
 
 def public_modules() -> list[str]:
-    """The modules and packages of python/ferrovent whose names do not start with an underscore."""
+    """The modules and packages of ferrovent whose names do not start with an underscore."""
     names = {path.stem for path in PACKAGE.glob("*.py")} | {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
     return sorted(name for name in names if not name.startswith("_"))
 

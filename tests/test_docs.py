@@ -28,10 +28,16 @@ SKIP_ABOVE = re.compile(SKIP.pattern + r"\s*\Z")
 EXAMPLE_TIMEOUT = 30
 
 
-def public_modules() -> list[str]:
-    """The modules and packages of ferrovent whose names do not start with an underscore."""
+# Private modules whose names are public (the loop's API, ``ferrovent.config``, the monitoring thread): their pages.
+PRIVATE_MODULES_DOCUMENTED = {"_core": "loop", "_config": "config", "_monitor": "monitor"}
+
+
+def public_modules() -> list[tuple[str, str]]:
+    """(module, its API page's name) for each module and package of ferrovent whose name does not start with an
+    underscore, and for the private modules above."""
     names = {path.stem for path in PACKAGE.glob("*.py")} | {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
-    return sorted(name for name in names if not name.startswith("_"))
+    public = [(name, name) for name in names if not name.startswith("_")]
+    return sorted(public + list(PRIVATE_MODULES_DOCUMENTED.items()))
 
 
 def python_examples() -> list[tuple[str, str, str | None]]:
@@ -58,12 +64,17 @@ def addresses_numbered(output: str) -> str:
     return re.sub(r"0x[0-9a-f]+", lambda match: ranks.setdefault(match[0], f"<address {len(ranks) + 1}>"), output)
 
 
-@pytest.mark.parametrize("module", public_modules())
-def test_every_public_module_has_an_api_page_in_the_navigation(module):
-    page = DOCS / "api" / f"{module}.md"
+@pytest.mark.parametrize("module, page_name", public_modules())
+def test_every_public_module_has_an_api_page_in_the_navigation(module, page_name):
+    page = DOCS / "api" / f"{page_name}.md"
     assert page.is_file(), f"add {page.relative_to(ROOT)} with the line '::: ferrovent.{module}'"
     assert f"::: ferrovent.{module}" in page.read_text()
-    assert f"api/{module}.md" in MKDOCS_YML, f"list api/{module}.md under 'API reference' in mkdocs.yml's nav"
+    assert f"api/{page_name}.md" in MKDOCS_YML, f"list api/{page_name}.md under 'API reference' in mkdocs.yml's nav"
+
+
+def test_every_api_page_documents_a_module_that_exists():
+    documented = {f"{page_name}.md" for _, page_name in public_modules()} | {"ferrovent.md"}
+    assert sorted(page.name for page in (DOCS / "api").glob("*.md")) == sorted(documented)
 
 
 def test_the_site_has_examples_to_run():

@@ -1,11 +1,11 @@
 """Publish/subscribe: ferrovent announces what it does (monkey-patching, monitoring) as event objects.
 
 A subscriber is any callable taking one argument, the event; append it to `subscribers`. `notify` hands an event to
-every subscriber in order. When :mod:`zope.event` is installed these are its very ``subscribers`` list and
+every subscriber in order. When ``zope.event`` is installed these are its very ``subscribers`` list and
 ``notify`` (as in gevent), so subscribers registered through zope.event, zope.component or gevent's API all see the
 same events; without it ferrovent keeps a list of its own with the same behaviour.
 
-Each event has an interface (``I...``) and an implementation. With :mod:`zope.interface` installed they are real
+Each event has an interface (``I...``) and an implementation. With ``zope.interface`` installed they are real
 zope interfaces (``verifyObject`` and ``providedBy`` work); without it they are plain classes with the same names,
 attributes and ``providedBy``, so code importing them still runs. ferrovent does not require either package.
 
@@ -331,10 +331,12 @@ class _PatchAllEvent:
 
     @property
     def patch_all_arguments(self) -> dict[str, Any]:
+        """A copy of the module switches ``patch_all`` was called with (``{"socket": True, ...}``)."""
         return dict(self._patch_all_arguments)
 
     @property
     def patch_all_kwargs(self) -> dict[str, Any]:
+        """A copy of the other keyword arguments ``patch_all`` was called with."""
         return dict(self._patch_all_kwargs)
 
     def __repr__(self) -> str:
@@ -348,6 +350,7 @@ class GeventWillPatchAllEvent(_PatchAllEvent, GeventWillPatchEvent):
     ENTRY_POINT_NAME = "gevent.plugins.monkey.will_patch_all"
 
     def will_patch_module(self, module_name: str) -> Any:
+        """Whether ``patch_all`` will patch the module ``module_name`` (its switch, as given; None if unknown)."""
         return self._patch_all_arguments.get(module_name)
 
 

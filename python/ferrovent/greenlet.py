@@ -12,7 +12,7 @@ import itertools
 import operator
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, Callable
 from weakref import ref
 
@@ -621,7 +621,7 @@ class _ReadyIterator:
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: Iterator[Any]) -> None:
+    def __init__(self, items: Generator[Any, None, None]) -> None:
         self._items = items
 
     def __iter__(self) -> _ReadyIterator:

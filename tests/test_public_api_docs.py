@@ -107,6 +107,12 @@ def test_public_docstrings_use_no_sphinx_roles() -> None:
     assert not offenders, "docstrings with Sphinx-only markup:\n" + "\n".join(offenders)
 
 
+def test_core_stub_uses_no_sphinx_roles() -> None:
+    """The API page of the compiled module is rendered from _core.pyi's docstrings."""
+    offenders = [line for line in STUB.read_text().splitlines() if SPHINX_MARKUP.search(line)]
+    assert not offenders, "_core.pyi lines with Sphinx-only markup:\n" + "\n".join(offenders)
+
+
 def test_public_signatures_are_annotated() -> None:
     missing = []
     for qualname, obj in public_objects():

@@ -457,6 +457,7 @@ impl Callback {
         self.stop();
     }
 
+    /// True until the call has run or was stopped.
     #[getter]
     fn pending(&self) -> bool {
         self.call().is_some()
@@ -466,11 +467,13 @@ impl Callback {
         self.pending()
     }
 
+    /// The function to call; None once it has run or was stopped.
     #[getter]
     fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.call().as_ref().map(|(func, _)| func.clone_ref(py))
     }
 
+    /// The arguments it will be called with; None once it has run or was stopped.
     #[getter]
     fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
         self.call().as_ref().map(|(_, args)| args.clone_ref(py))

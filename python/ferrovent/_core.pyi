@@ -205,7 +205,7 @@ def unwatch_timer(loop: Loop, id: int) -> bool:
 
 # --- HTTP/1.x request parsing for the WSGI server (rust/http.rs) ---
 
-#: ``body`` value of :func:`parse_request` for a ``Transfer-Encoding: chunked`` request body.
+#: ``body`` value of ``parse_request`` for a ``Transfer-Encoding: chunked`` request body.
 CHUNKED: Final[int]
 
 @final
@@ -236,9 +236,9 @@ def parse_request(
     - ``consumed``: bytes of ``buf`` the head took (leading empty lines included); the body starts there.
     - ``keep_alive``: whether the connection may carry another request (HTTP/1.1 unless ``Connection: close``;
       HTTP/1.0 only with ``Connection: keep-alive``).
-    - ``body``: the Content-Length, 0 when the request has no body, or :data:`CHUNKED`.
+    - ``body``: the Content-Length, 0 when the request has no body, or ``CHUNKED``.
 
-    Raises :class:`HttpParseError`: 400 for malformed syntax (bad method, target or version, bare CR, obs-fold,
+    Raises ``HttpParseError``: 400 for malformed syntax (bad method, target or version, bare CR, obs-fold,
     invalid field names, control characters in values, several Host fields) and for unsafe framing (invalid or
     conflicting Content-Length, Content-Length with Transfer-Encoding, chunked not the final coding, any
     Transfer-Encoding in HTTP/1.0); 414 for a request line over 8 KiB; 431 for more than 100 fields or a head over
@@ -254,7 +254,7 @@ class ChunkedDecoder:
 
     Feed it the bytes after the head, in pieces of any size. Chunk extensions are ignored; trailer fields are read
     and dropped (16 KiB at most). Framing is strict (CR LF line ends, hex sizes below 2**63, size lines of at most
-    4 KiB): anything else raises :class:`HttpParseError` (400), and so does every later call.
+    4 KiB): anything else raises ``HttpParseError`` (400), and so does every later call.
     """
 
     def __init__(self) -> None: ...
@@ -262,7 +262,7 @@ class ChunkedDecoder:
         """Return ``(payload, used)``: the chunk data found in ``data`` and how many bytes of ``data`` were read.
 
         ``used`` is ``len(data)`` unless the body ended inside ``data``; the bytes from ``used`` on belong to the
-        next request. Once :attr:`done`, it returns ``(b"", 0)``. When ``data`` has good chunk data and then bad
+        next request. Once ``done``, it returns ``(b"", 0)``. When ``data`` has good chunk data and then bad
         framing, that data comes first (``used`` stops where it ends) and the next call raises."""
 
     @property
@@ -286,11 +286,11 @@ def http_load(
 
     Responses may be framed by Content-Length, chunked, or the server's close; a closed connection is replaced.
     Raises OSError (ConnectionRefusedError, ...) when a first connection cannot be opened, ValueError for bad
-    arguments; later failures are counted in :attr:`LoadReport.errors`."""
+    arguments; later failures are counted in ``LoadReport.errors``."""
 
 @final
 class LoadReport:
-    """What a run of :func:`http_load` measured."""
+    """What a run of ``http_load`` measured."""
 
     @property
     def requests(self) -> int:

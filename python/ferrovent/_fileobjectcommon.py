@@ -1,7 +1,7 @@
 """What every gevent file object shares: reading ``open()``'s arguments, and the wrapper around the io stack.
 
-`OpenDescriptor` interprets the arguments of :func:`open` (plus gevent's older ``bufsize``/``close`` spellings) the
-way :func:`open` does, and builds the usual io stack over a raw file: a buffer unless unbuffered, then a
+`OpenDescriptor` interprets the arguments of ``open`` (plus gevent's older ``bufsize``/``close`` spellings) the
+way ``open`` does, and builds the usual io stack over a raw file: a buffer unless unbuffered, then a
 ``TextIOWrapper`` unless binary. ``fobj`` may be an fd, a path or an object with ``fileno()``; a subclass supplies
 a different raw file (`ferrovent._fileobjectposix` makes it cooperative). With ``atomic_write``, an unbuffered
 writer's ``write`` writes everything it is given, as a blocking pipe's does (subprocess's ``bufsize=0`` pipes).
@@ -372,7 +372,7 @@ class FileObjectBase:
 class FileObjectBlock(FileObjectBase):
     """A file object that calls the file directly: it blocks the whole thread, as a plain file does.
 
-    Takes the arguments of :func:`open`; for testing and for files known never to block.
+    Takes the arguments of ``open``; for testing and for files known never to block.
     """
 
     def __init__(self, fobj: Any, *args: Any, **kwargs: Any) -> None:
@@ -394,7 +394,7 @@ class FileObjectThread(FileObjectBase):
     """A file object whose every operation runs in a thread pool (the hub's by default), so that only the calling
     greenlet waits for it; works with any file, regular files included.
 
-    Takes the arguments of :func:`open`, and ``threadpool`` (the pool to use) and ``lock``: True (the default)
+    Takes the arguments of ``open``, and ``threadpool`` (the pool to use) and ``lock``: True (the default)
     runs one operation at a time, False lets them overlap, or pass a semaphore of your own. Closing flushes and
     (with ``closefd``) closes in the pool too.
     """

@@ -26,7 +26,7 @@ __all__ = ["GreenFileIO", "GreenOpenDescriptor", "FileObjectPosix"]
 class GreenFileIO(io.RawIOBase):
     """A raw file over the non-blocking ``fd``, whose reads and writes park the greenlet instead of blocking.
 
-    ``mode`` says which of reading and writing it allows (as :func:`open`'s letters); ``name`` is the fd.
+    ``mode`` says which of reading and writing it allows (as ``open``'s letters); ``name`` is the fd.
     """
 
     _keep_alive: Any = None  # the object the fd came from: closed with this file
@@ -151,9 +151,9 @@ class GreenOpenDescriptor(OpenDescriptor):
 
 class FileObjectPosix(FileObjectBase):
     """A file object over a non-blocking fd (a pipe, a tty, a socket) whose blocking calls park only the calling
-    greenlet. Takes the arguments of :func:`open`: an fd, a path or an object with ``fileno()``.
+    greenlet. Takes the arguments of ``open``: an fd, a path or an object with ``fileno()``.
 
-    ``fileio`` is the raw file underneath (a :class:`io.RawIOBase`), for reads that return what is there; mixing
+    ``fileio`` is the raw file underneath (a ``io.RawIOBase``), for reads that return what is there; mixing
     it with this object's buffered calls gives undefined results. Clearing ``O_NONBLOCK`` on the fd makes every
     call block the whole thread.
     """

@@ -9,11 +9,14 @@ waiting. Event, AsyncResult and Queue are the safe tools; a Waiter nobody switch
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 
 from ferrovent.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
+
+if TYPE_CHECKING:
+    from ferrovent.hub import Hub
 
 __all__ = ["Waiter", "MultipleWaiter"]
 
@@ -25,7 +28,7 @@ class Waiter:
 
     __slots__ = ("hub", "greenlet", "value", "_outcome")
 
-    def __init__(self, hub=None) -> None:
+    def __init__(self, hub: Hub | None = None) -> None:
         if hub is None:
             from ferrovent.hub import get_hub  # imported late: the hub module re-exports this class
 
@@ -58,7 +61,7 @@ class Waiter:
         return self._outcome is None
 
     @property
-    def exc_info(self):
+    def exc_info(self) -> tuple[Any, ...] | None:
         """The arguments ``throw`` was given, once it was called (else None)."""
         outcome = self._outcome
         return None if outcome is _EMPTY else outcome
@@ -123,7 +126,7 @@ class MultipleWaiter(Waiter):
 
     __slots__ = ("_values",)
 
-    def __init__(self, hub=None) -> None:
+    def __init__(self, hub: Hub | None = None) -> None:
         Waiter.__init__(self, hub)
         self._values: list = []
 

@@ -28,6 +28,8 @@ import os
 import signal as _stdsignal
 import sys
 import weakref
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable
 
 from greenlet import GreenletExit, getcurrent
 
@@ -35,6 +37,12 @@ from ferrovent import _core
 from ferrovent._core import ERROR, READ, WRITE
 from ferrovent._core import callback as callback
 from ferrovent.exceptions import LoopExit
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ferrovent import _watchers as watchers  # WatcherLoop's methods shadow the class names in its body
+    from ferrovent.core import loop as Loop
 
 __all__ = [
     "READ",
@@ -86,9 +94,14 @@ def _no_more_keywords(kwargs):
 
 
 class watcher:
-    """What every watcher has: ``start``/``stop``/``close``, ``active``, ``ref``, ``callback``, ``args``."""
+    """What every watcher has: ``start``/``stop``/``close``, ``active``, ``ref``, ``callback``, ``args``.
 
-    def __init__(self, loop, ref=True, priority=None):
+    Made inactive; ``start(callback, *args)`` begins watching. ``ref`` False lets the loop's ``run()`` end while it
+    is active; ``priority`` (``MINPRI``..``MAXPRI``) orders callbacks within one loop iteration. How the watchers
+    differ from libev's: docs/differences.md, "The loop's watcher API".
+    """
+
+    def __init__(self, loop: Loop, ref: bool = True, priority: int | None = None) -> None:
         self.loop = loop
         self._ref = bool(ref)
         self._priority = 0 if priority is None else priority
@@ -106,8 +119,12 @@ class watcher:
         raise NotImplementedError
 
     # -- the API
-    def start(self, callback, *args, **kwargs):
-        """Calls ``callback(*args)`` in the hub each time the watched event happens, until ``stop()``."""
+    def start(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Calls ``callback(*args)`` in the hub each time the watched event happens, until ``stop()``.
+
+        On an active watcher, only replaces the callback and arguments. Raises ``TypeError`` if ``callback`` is not
+        callable or an unknown keyword is given; what the callback raises goes to the hub's ``handle_error``.
+        """
         _no_more_keywords(kwargs)
         if callback is None:
             raise TypeError("callback must be callable, not None")
@@ -120,7 +137,7 @@ class watcher:
             self._active = True
             self._sync_ref()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops watching; harmless when not active, and from inside the callback."""
         if self._active:
             self._active = False
@@ -129,14 +146,14 @@ class watcher:
         self._callback = None
         self._args = None
 
-    def close(self):
+    def close(self) -> None:
         """Stops the watcher for good."""
         self.stop()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, typ, value, tb):
+    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def _sync_ref(self):
@@ -187,50 +204,54 @@ class watcher:
         self.loop.handle_error(self, typ, value, tb)
 
     @property
-    def ref(self):
+    def ref(self) -> bool:
         """Whether this watcher, while active, keeps the loop's ``run()`` going."""
         return self._ref
 
     @ref.setter
-    def ref(self, value):
+    def ref(self, value: bool) -> None:
         self._ref = bool(value)
         self._sync_ref()
 
     @property
-    def active(self):
+    def active(self) -> bool:
+        """Whether it is watching: started and not stopped (a one-shot watcher stops as it fires)."""
         return self._active
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """Whether an event arrived and its callback has not run yet."""
         return self._queued
 
     @property
-    def priority(self):
+    def priority(self) -> int:
+        """Its priority within a loop iteration; setting it on an active watcher raises ``ValueError``."""
         return self._priority
 
     @priority.setter
-    def priority(self, value):
+    def priority(self, value: int) -> None:
         if self._active:
             raise ValueError("Cannot set priority of an active watcher")
         self._priority = value
 
     @property
-    def callback(self):
+    def callback(self) -> Callable[..., Any] | None:
+        """What it calls; None when stopped (or a one-shot watcher has fired). Must be callable or None."""
         return self._callback
 
     @callback.setter
-    def callback(self, value):
+    def callback(self, value: Callable[..., Any] | None) -> None:
         if value is not None and not callable(value):
             raise TypeError(f"Expected callable, not {value!r}")
         self._callback = value
 
     @property
-    def args(self):
+    def args(self) -> tuple[Any, ...] | None:
+        """The arguments the callback is given; a tuple or None."""
         return self._args
 
     @args.setter
-    def args(self, value):
+    def args(self, value: tuple[Any, ...] | None) -> None:
         if value is not None and not isinstance(value, tuple):
             raise TypeError("args must be a tuple or None")
         self._args = value
@@ -263,7 +284,7 @@ class io(watcher):
     fd was closed, which also stops the watcher) as the first argument.
     """
 
-    def __init__(self, loop, fd, events, ref=True, priority=None):
+    def __init__(self, loop: Loop, fd: Any, events: int, ref: bool = True, priority: int | None = None) -> None:
         if not isinstance(fd, int):
             fd = fd.fileno()
         if fd < 0:
@@ -274,7 +295,7 @@ class io(watcher):
         self._pass_events = False
         self._watch_id = None
 
-    def start(self, callback, *args, **kwargs):
+    def start(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """As `watcher.start`; ``pass_events=True`` passes the ready events first."""
         self._pass_events = kwargs.pop("pass_events", False)
         super().start(callback, *args, **kwargs)
@@ -307,22 +328,25 @@ class io(watcher):
             self.stop()
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """Whether the loop found its fd ready in this iteration and the callback has not run yet."""
         return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
 
     @property
-    def events(self):
+    def events(self) -> int:
+        """The events watched (``READ``, ``WRITE`` or both); changing them on an active watcher raises
+        ``ValueError``, an empty or unknown mask too."""
         return self._events
 
     @events.setter
-    def events(self, value):
+    def events(self, value: int) -> None:
         if self._active:
             raise ValueError("Cannot change the events of an active io watcher")
         self._events = _checked_events(value)
 
     @property
-    def events_str(self):
+    def events_str(self) -> str:
+        """The events watched, as ``"READ|WRITE"``."""
         return _events_to_str(self._events)
 
     def _details(self):
@@ -334,7 +358,7 @@ class _phase(watcher):
 
     _phase = ""
 
-    def __init__(self, loop, ref=True, priority=None):
+    def __init__(self, loop: Loop, ref: bool = True, priority: int | None = None) -> None:
         super().__init__(loop, ref, priority)
         self._watch_id = None
 
@@ -351,7 +375,7 @@ class _phase(watcher):
             self._run()
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """Whether its callback was collected in this iteration (check, idle) and has not run yet."""
         return self._watch_id is not None and _core.watch_pending(self.loop, self._watch_id)
 
@@ -377,7 +401,9 @@ class idle(_phase):
 class timer(watcher):
     """Calls back ``after`` seconds from ``start()``, then every ``repeat`` seconds if ``repeat`` is not 0."""
 
-    def __init__(self, loop, after=0.0, repeat=0.0, ref=True, priority=None):
+    def __init__(
+        self, loop: Loop, after: float = 0.0, repeat: float = 0.0, ref: bool = True, priority: int | None = None
+    ) -> None:
         if repeat < 0.0:
             raise ValueError(f"repeat must be positive or zero: {repeat!r}")
         super().__init__(loop, ref, priority)
@@ -385,7 +411,7 @@ class timer(watcher):
         self.repeat = repeat
         self._timer_id = None
 
-    def start(self, callback, *args, **kwargs):
+    def start(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """As `watcher.start`; ``update=True`` refreshes the loop's time first."""
         if kwargs.pop("update", False):
             self.loop.update_now()
@@ -411,7 +437,7 @@ class timer(watcher):
             self._finished()
         self._run()
 
-    def again(self, callback, *args, **kw):
+    def again(self, callback: Callable[..., Any], *args: Any, **kw: Any) -> None:
         """Restarts the timer from now (``repeat`` seconds, or ``after`` if it does not repeat)."""
         self.stop()
         after = self.after
@@ -423,13 +449,14 @@ class timer(watcher):
             self.after = after
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """Whether it expired in this loop iteration and its callback has not run yet."""
         timer_id = self._timer_id
         return timer_id is not None and self.loop.timer_fired(timer_id)
 
     @property
-    def at(self):
+    def at(self) -> float:
+        """The delay it was made with (``after``), in seconds."""
         return self.after
 
     def _details(self):
@@ -439,7 +466,7 @@ class timer(watcher):
 class signal(watcher):
     """Calls back in the hub each time the process receives ``signalnum``."""
 
-    def __init__(self, loop, signalnum, ref=True, priority=None):
+    def __init__(self, loop: Loop, signalnum: int, ref: bool = True, priority: int | None = None) -> None:
         if signalnum < 1 or signalnum >= _stdsignal.NSIG:
             raise ValueError(f"illegal signal number: {signalnum!r}")
         super().__init__(loop, ref, priority)
@@ -463,7 +490,7 @@ class signal(watcher):
 class async_(watcher):
     """Calls back in the hub after ``send()``, which any OS thread may call; sends before it runs coalesce."""
 
-    def __init__(self, loop, ref=True, priority=None):
+    def __init__(self, loop: Loop, ref: bool = True, priority: int | None = None) -> None:
         super().__init__(loop, ref, priority)
         self._threadsafe = loop.threadsafe()
 
@@ -473,11 +500,11 @@ class async_(watcher):
     def _deactivate(self):
         pass
 
-    def send(self):
+    def send(self) -> None:
         """Wakes the loop to run the callback; safe from any thread."""
         self._queue(self._threadsafe.run_callback)
 
-    def send_ignoring_arg(self, _ignored):
+    def send_ignoring_arg(self, _ignored: object) -> None:
         """``send()`` for callers that pass an argument (a ``concurrent.futures`` done-callback)."""
         self.send()
 
@@ -485,7 +512,7 @@ class async_(watcher):
 class child(watcher):
     """Calls back when child process ``pid`` (0: any child) exits, after reaping it (``rpid``, ``rstatus``)."""
 
-    def __init__(self, loop, pid, trace=0, ref=True):
+    def __init__(self, loop: Loop, pid: int, trace: int = 0, ref: bool = True) -> None:
         if not loop.default:
             raise TypeError("child watchers are only available on the default loop")
         super().__init__(loop, ref)
@@ -497,7 +524,8 @@ class child(watcher):
         self._pidfd = None
 
     @property
-    def pid(self):
+    def pid(self) -> int:
+        """The child process watched (0: any child)."""
         return self._pid
 
     def _activate(self):
@@ -521,7 +549,7 @@ class child(watcher):
             os.close(pidfd)
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """Whether the child's exit was seen and the callback has not run yet (known with a pidfd only: Linux)."""
         probe = self._probe
         return self._pidfd is not None and probe is not None and probe.pending
@@ -563,7 +591,14 @@ class stat(watcher):
     """Calls back when ``os.stat(path)`` changes (``attr`` now, ``prev`` before; None while the path is missing),
     looking every ``interval`` seconds."""
 
-    def __init__(self, loop, path, interval=0.0, ref=True, priority=None):
+    def __init__(
+        self,
+        loop: Loop,
+        path: str | bytes | os.PathLike[Any],
+        interval: float = 0.0,
+        ref: bool = True,
+        priority: int | None = None,
+    ) -> None:
         super().__init__(loop, ref, priority)
         self._path = path
         self._paths = os.fsencode(path)
@@ -573,11 +608,13 @@ class stat(watcher):
         self._probe = None
 
     @property
-    def path(self):
+    def path(self) -> str | bytes | os.PathLike[Any]:
+        """The path watched, as given."""
         return self._path
 
     @property
-    def interval(self):
+    def interval(self) -> float:
+        """Seconds between two looks (0 or less becomes 0.1 s when started)."""
         return self._interval
 
     def _activate(self):
@@ -637,51 +674,69 @@ class WatcherLoop:
     MINPRI = MINPRI
     MAXPRI = MAXPRI
 
-    def io(self, fd, events, ref=True, priority=None):
+    def io(self, fd: Any, events: int, ref: bool = True, priority: int | None = None) -> watchers.io:
+        """A new, inactive ``io`` watcher on this loop (see `io`)."""
         return io(self, fd, events, ref, priority)
 
-    def timer(self, after, repeat=0.0, ref=True, priority=None):
+    def timer(self, after: float, repeat: float = 0.0, ref: bool = True, priority: int | None = None) -> watchers.timer:
+        """A new, inactive ``timer`` watcher on this loop (see `timer`)."""
         return timer(self, after, repeat, ref, priority)
 
-    def signal(self, signum, ref=True, priority=None):
+    def signal(self, signum: int, ref: bool = True, priority: int | None = None) -> watchers.signal:
+        """A new, inactive ``signal`` watcher on this loop (see `signal`)."""
         return signal(self, signum, ref, priority)
 
-    def idle(self, ref=True, priority=None):
+    def idle(self, ref: bool = True, priority: int | None = None) -> watchers.idle:
+        """A new, inactive ``idle`` watcher on this loop (see `idle`)."""
         return idle(self, ref, priority)
 
-    def prepare(self, ref=True, priority=None):
+    def prepare(self, ref: bool = True, priority: int | None = None) -> watchers.prepare:
+        """A new, inactive ``prepare`` watcher on this loop (see `prepare`)."""
         return prepare(self, ref, priority)
 
-    def check(self, ref=True, priority=None):
+    def check(self, ref: bool = True, priority: int | None = None) -> watchers.check:
+        """A new, inactive ``check`` watcher on this loop (see `check`)."""
         return check(self, ref, priority)
 
-    def fork(self, ref=True, priority=None):
+    def fork(self, ref: bool = True, priority: int | None = None) -> watchers.fork:
+        """A new, inactive ``fork`` watcher on this loop (see `fork`)."""
         return fork(self, ref, priority)
 
-    def async_(self, ref=True, priority=None):
+    def async_(self, ref: bool = True, priority: int | None = None) -> watchers.async_:
+        """A new, inactive ``async_`` watcher on this loop (see `async_`)."""
         return async_(self, ref, priority)
 
-    def child(self, pid, trace=0, ref=True):
+    def child(self, pid: int, trace: int = 0, ref: bool = True) -> watchers.child:
+        """A new, inactive ``child`` watcher on this loop (see `child`)."""
         return child(self, pid, trace, ref)
 
-    def stat(self, path, interval=0.0, ref=True, priority=None):
+    def stat(
+        self, path: str | bytes | os.PathLike[Any], interval: float = 0.0, ref: bool = True, priority: int | None = None
+    ) -> watchers.stat:
+        """A new, inactive ``stat`` watcher on this loop (see `stat`)."""
         return stat(self, path, interval, ref, priority)
 
-    def run_callback_threadsafe(self, func, *args):
+    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> _core.callback:
         """Runs ``func(*args)`` in this loop's thread soon; safe to call from any thread. Returns its handle."""
         handle = callback(func, *args)
         self._threadsafe.run_callback(handle)  # made by the loop class's __init__
         return handle
 
-    def handle_error(self, context, typ, value, tb):
+    def handle_error(
+        self,
+        context: object,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         """Reports an error from a watcher's callback through the hub."""
         self.hub.handle_error(context, typ, value, tb)
 
-    def fileno(self):
+    def fileno(self) -> None:
         """The poller's own fd is not exposed."""
         return None
 
-    def run(self, nowait=False, once=False):
+    def run(self, nowait: bool = False, once: bool = False) -> None:
         """Runs the loop. In the hub: until nothing referenced is left. From another greenlet of the loop's
         thread: until the loop has nothing referenced left; with ``once``, for one iteration (its poll blocks until
         something happens); with ``nowait``, for one iteration whose poll does not block."""

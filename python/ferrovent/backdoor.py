@@ -141,7 +141,9 @@ class BackdoorServer(StreamServer):
     The consoles run in a `Pool`, so ``stop()`` ends them too.
     """
 
-    def __init__(self, listener: Any, locals: Optional[dict] = None, banner: Optional[str] = None, **server_args):
+    def __init__(
+        self, listener: Any, locals: Optional[dict] = None, banner: Optional[str] = None, **server_args: Any
+    ) -> None:
         StreamServer.__init__(self, listener, spawn=Pool(), **server_args)
         namespace = {"__doc__": None, "__name__": "__console__"}
         if locals:

@@ -1,4 +1,4 @@
-"""Context variables for greenlets: the standard library's :mod:`contextvars`, which greenlet already makes
+"""Context variables for greenlets: the standard library's ``contextvars``, which greenlet already makes
 greenlet-aware.
 
 gevent offers ``gevent.contextvars`` as its own implementation for Pythons without native support. On the Pythons

@@ -167,20 +167,24 @@ def supported_backends() -> list[str]:
 
 
 def recommended_backends() -> list[str]:
+    """The backends worth choosing: the one there is, ``"default"``."""
     return ["default"]
 
 
 def embeddable_backends() -> list[str]:
+    """The backends a loop can be embedded in another with: none (libev's embedding does not exist here)."""
     return []
 
 
 def get_version() -> str:
+    """The loop's version, ``"ferrovent-<version>"`` (gevent reports its libev or libuv version here)."""
     from ferrovent._core import __version__
 
     return f"ferrovent-{__version__}"
 
 
 def get_header_version() -> str:
+    """As `get_version`: there are no separate C headers to report."""
     return get_version()
 
 
@@ -223,7 +227,7 @@ class loop(WatcherLoop, _CoreLoop):
     A hub makes its loop through `make_hub_loop`, which makes the hub the greenlet the loop runs in.
     """
 
-    def __new__(cls, flags=None, default=None):
+    def __new__(cls, flags: int | str | list[str] | None = None, default: bool | None = None) -> loop:
         _check_flags(_flags_to_int(flags))
         hub, _next_hub.hub = getattr(_next_hub, "hub", None), None
         on_main_thread = threading.current_thread() is threading.main_thread()
@@ -240,30 +244,31 @@ class loop(WatcherLoop, _CoreLoop):
             runner.loop = made
         return made
 
-    def __init__(self, flags=None, default=None):
+    def __init__(self, flags: int | str | list[str] | None = None, default: bool | None = None) -> None:
         if "_threadsafe" not in self.__dict__:  # not again for the default loop handed out a second time
             self._threadsafe = self.threadsafe()
 
     @property
-    def default(self):
+    def default(self) -> bool:
         """Whether this is the main thread's default loop (False once destroyed)."""
         return self._default and not self.destroyed
 
     @property
-    def ptr(self):
+    def ptr(self) -> int | None:
         """Non-zero (an opaque number) while the loop exists; None once destroyed."""
         return None if self.destroyed else id(self)
 
     @property
-    def backend(self):
+    def backend(self) -> str:
         """``"default"``: the poller is chosen by the platform, not configurable (as gevent says of libuv)."""
         return "default"
 
     @property
-    def backend_int(self):
+    def backend_int(self) -> int:
+        """0: there is no libev backend number to report (see ``backend``)."""
         return 0
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Stops the loop for good and closes its poller; from then on its waits and watchers raise ValueError.
 
         As with gevent, this holds for the default loop too (its hub cannot run any more: destroy the hub, and the

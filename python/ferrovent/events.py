@@ -1,11 +1,11 @@
 """Publish/subscribe: ferrovent announces what it does (monkey-patching, monitoring) as event objects.
 
 A subscriber is any callable taking one argument, the event; append it to `subscribers`. `notify` hands an event to
-every subscriber in order. When :mod:`zope.event` is installed these are its very ``subscribers`` list and
+every subscriber in order. When ``zope.event`` is installed these are its very ``subscribers`` list and
 ``notify`` (as in gevent), so subscribers registered through zope.event, zope.component or gevent's API all see the
 same events; without it ferrovent keeps a list of its own with the same behaviour.
 
-Each event has an interface (``I...``) and an implementation. With :mod:`zope.interface` installed they are real
+Each event has an interface (``I...``) and an implementation. With ``zope.interface`` installed they are real
 zope interfaces (``verifyObject`` and ``providedBy`` work); without it they are plain classes with the same names,
 attributes and ``providedBy``, so code importing them still runs. ferrovent does not require either package.
 
@@ -177,7 +177,13 @@ class IEventLoopBlocked(Interface):
 
 @implementer(IEventLoopBlocked)
 class EventLoopBlocked:
-    """The event loop did not run for too long."""
+    """The event loop did not run for too long: notified once per block by the monitoring thread.
+
+    ``greenlet`` is the greenlet that was running (blocking the loop), ``blocking_time`` the threshold it passed
+    (``config.max_blocking_time``, seconds), ``info`` the report lines (its stack among them) and ``hub`` the hub
+    whose loop was blocked. See ``IEventLoopBlocked``; the monitor's differences from gevent's: docs/differences.md,
+    "The monitoring thread".
+    """
 
     def __init__(self, greenlet: Any, blocking_time: float, info: list[str], *, hub: Any = None) -> None:
         self.greenlet = greenlet
@@ -206,7 +212,8 @@ class _MemoryEvent:
 
 @implementer(IMemoryUsageThresholdExceeded)
 class MemoryUsageThresholdExceeded(_MemoryEvent):
-    """Memory use is above the maximum."""
+    """Memory use is above ``config.max_memory_usage``: ``mem_usage`` and ``max_allowed`` in bytes, ``memory_info``
+    as psutil reported it (see ``IMemoryUsageThresholdExceeded``)."""
 
 
 class IMemoryUsageUnderThreshold(Interface):
@@ -220,7 +227,8 @@ class IMemoryUsageUnderThreshold(Interface):
 
 @implementer(IMemoryUsageUnderThreshold)
 class MemoryUsageUnderThreshold(_MemoryEvent):
-    """Memory use is back under the maximum."""
+    """Memory use is back under ``config.max_memory_usage`` after exceeding it; ``max_memory_usage`` is the use
+    the previous ``MemoryUsageThresholdExceeded`` reported (see ``IMemoryUsageUnderThreshold``)."""
 
     def __init__(self, mem_usage: int, max_allowed: int, memory_info: Any, max_usage: int) -> None:
         super().__init__(mem_usage, max_allowed, memory_info)
@@ -259,7 +267,7 @@ class DoNotPatch(BaseException):
 
 @implementer(IGeventWillPatchEvent)
 class GeventWillPatchEvent(GeventPatchEvent):
-    """Something is about to be patched."""
+    """Something is about to be patched (``source`` replaces ``target``); a subscriber may raise ``DoNotPatch``."""
 
 
 class IGeventDidPatchEvent(IGeventPatchEvent):
@@ -280,7 +288,8 @@ class IGeventWillPatchModuleEvent(IGeventWillPatchEvent):
 
 @implementer(IGeventWillPatchModuleEvent)
 class GeventWillPatchModuleEvent(GeventWillPatchEvent):
-    """A module is about to be patched."""
+    """The module ``module_name`` is about to be patched: ``target_item_names`` of ``target`` replaced by those of
+    ``source``; a subscriber may raise ``DoNotPatch`` to leave the module as it is."""
 
     ENTRY_POINT_NAME = "gevent.plugins.monkey.will_patch_module"
 
@@ -298,7 +307,7 @@ class IGeventDidPatchModuleEvent(IGeventDidPatchEvent):
 
 @implementer(IGeventDidPatchModuleEvent)
 class GeventDidPatchModuleEvent(GeventDidPatchEvent):
-    """A module was patched."""
+    """The module ``module_name`` (``target``) was patched from ``source``."""
 
     ENTRY_POINT_NAME = "gevent.plugins.monkey.did_patch_module"
 
@@ -331,10 +340,12 @@ class _PatchAllEvent:
 
     @property
     def patch_all_arguments(self) -> dict[str, Any]:
+        """A copy of the module switches ``patch_all`` was called with (``{"socket": True, ...}``)."""
         return dict(self._patch_all_arguments)
 
     @property
     def patch_all_kwargs(self) -> dict[str, Any]:
+        """A copy of the other keyword arguments ``patch_all`` was called with."""
         return dict(self._patch_all_kwargs)
 
     def __repr__(self) -> str:
@@ -343,11 +354,13 @@ class _PatchAllEvent:
 
 @implementer(IGeventWillPatchAllEvent)
 class GeventWillPatchAllEvent(_PatchAllEvent, GeventWillPatchEvent):
-    """patch_all is about to patch."""
+    """``patch_all`` is about to patch; a subscriber may raise ``DoNotPatch`` to cancel the whole patching, and
+    plugins registered under ``ENTRY_POINT_NAME`` are notified too."""
 
     ENTRY_POINT_NAME = "gevent.plugins.monkey.will_patch_all"
 
     def will_patch_module(self, module_name: str) -> Any:
+        """Whether ``patch_all`` will patch the module ``module_name`` (its switch, as given; None if unknown)."""
         return self._patch_all_arguments.get(module_name)
 
 
@@ -360,7 +373,7 @@ class IGeventDidPatchBuiltinModulesEvent(IGeventDidPatchEvent):
 
 @implementer(IGeventDidPatchBuiltinModulesEvent)
 class GeventDidPatchBuiltinModulesEvent(_PatchAllEvent, GeventDidPatchEvent):
-    """patch_all has patched the standard library."""
+    """``patch_all`` has patched the standard library: the moment to patch third-party libraries."""
 
     ENTRY_POINT_NAME = "gevent.plugins.monkey.did_patch_builtins"
 
@@ -371,6 +384,6 @@ class IGeventDidPatchAllEvent(IGeventDidPatchEvent):
 
 @implementer(IGeventDidPatchAllEvent)
 class GeventDidPatchAllEvent(_PatchAllEvent, GeventDidPatchEvent):
-    """patch_all is done."""
+    """``patch_all`` is done (every module and plugin patched)."""
 
     ENTRY_POINT_NAME = "gevent.plugins.monkey.did_patch_all"

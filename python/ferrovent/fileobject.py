@@ -1,6 +1,6 @@
 """Cooperative file objects, as gevent's ``fileobject`` module offers them.
 
-Each class takes the arguments of :func:`open` (``fobj`` an fd, a path or an object with ``fileno()``; ``mode``,
+Each class takes the arguments of ``open`` (``fobj`` an fd, a path or an object with ``fileno()``; ``mode``,
 ``buffering``, ``encoding``, ``errors``, ``newline``, ``closefd``; gevent's older ``bufsize`` and ``close`` too)
 and gives a file object whose ``io`` is the io stack underneath:
 

@@ -12,6 +12,8 @@ import itertools
 import operator
 import sys
 import time
+from collections.abc import Generator, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
@@ -20,6 +22,17 @@ from ferrovent._core import TIMEOUT, greenlet_run
 from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
+
+if TYPE_CHECKING:
+    import traceback
+    from types import TracebackType
+
+    from typing_extensions import Self, TypeAlias
+
+    from ferrovent.hub import Loop
+
+    # What ``kill`` and ``killall`` accept as ``exception``: a class, an instance, or a ``sys.exc_info()`` triple.
+    KillException: TypeAlias = "type[BaseException] | BaseException | tuple[Any, Any, Any]"
 
 __all__ = ["Greenlet", "joinall", "killall", "iwait", "wait", "spawn_raw"]
 
@@ -85,10 +98,19 @@ def _exception_args(exception):
 
 
 class Greenlet(greenlet):
-    """A greenlet that runs ``run(*args, **kwargs)`` once the loop schedules it.
+    """A greenlet that runs ``run(*args, **kwargs)`` once the loop schedules it, and keeps its outcome.
 
-    Its outcome is kept: `value` on success, `exception` on failure; `get()` returns or re-raises it, `join()`
-    waits for it, and links are called in the hub when it finishes.
+    ``Greenlet(run, *args, **kwargs)`` only creates it: ``start()`` (or the ``spawn`` class method, or
+    ``ferrovent.spawn``) schedules it. Without ``run``, a subclass's ``_run`` method is called instead. When it
+    finishes, ``value`` holds what the function returned (``exception`` what it raised, the hub having printed the
+    error); ``get()`` returns or re-raises it, ``join()`` waits for it, and the links (``link``, ``rawlink``, ...)
+    are called in the hub. Killing it with ``GreenletExit`` (``kill()``'s default) counts as a success, with the
+    exception as its value. The object is true while it is started and not finished.
+
+    Differences from gevent (``__slots__``, ``_run``, the shared Rust ``run``, ``spawning_stack_limit``): see
+    docs/differences.md, sections "Greenlet" and "The smaller public names".
+
+    Raises ``TypeError`` if ``run`` is given and not callable.
     """
 
     # Slots, not a per-instance dict: one object fewer per greenlet for the cyclic GC to track and traverse.
@@ -116,7 +138,7 @@ class Greenlet(greenlet):
     #: keeps none: taking them costs about a third of a spawn. A subclass (or this class) may set it.
     spawning_stack_limit = 0
 
-    def __init__(self, run=None, *args, **kwargs):
+    def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
         greenlet.__init__(self, None, hub)
         if run is not None and not callable(run):
@@ -144,55 +166,56 @@ class Greenlet(greenlet):
 
     # -- state ------------------------------------------------------------------------------------------
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self._start_state is not None and self._exc_info is None
 
     @property
-    def started(self):
+    def started(self) -> bool:
         """True once scheduled to start and until it finishes."""
         return bool(self)
 
     @property
-    def dead(self):
+    def dead(self) -> bool:
         """True once it finished, or was killed before it could start; it will not run again."""
         if getcurrent() is self:
             return False
         return self._start_state is _CANCELLED or greenlet.dead.__get__(self)
 
-    def ready(self):
+    def ready(self) -> bool:
         """True once it has finished (successfully or not)."""
         return self._exc_info is not None or self.dead
 
-    def successful(self):
+    def successful(self) -> bool:
         """True if it finished without an error (killing with GreenletExit counts as success)."""
         return self._exc_info is not None and self._exc_info[1] is None
 
     @property
-    def exception(self):
-        """The exception it died with, or None."""
+    def exception(self) -> BaseException | None:
+        """The exception it died with; None while it runs and after a success (``GreenletExit`` is a success)."""
         return self._exc_info[1] if self._exc_info is not None else None
 
     @property
-    def exc_info(self):
-        """The (type, value, traceback) it died with, or None."""
+    def exc_info(self) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
+        """The ``(type, value, traceback)`` it died with, or None if it has not died of an exception."""
         info = self._exc_info
         if info is not None and info[0] is not None:
             return info
         return None
 
     @property
-    def loop(self):
+    def loop(self) -> Loop:
+        """The loop of the hub it runs in (the hub of the thread that created it)."""
         return self._hub.loop
 
     @property
-    def minimal_ident(self):
+    def minimal_ident(self) -> int:
         """A small integer naming this greenlet, unique among the live greenlets of its hub (its parent)."""
         if self._ident is None:
             self._ident = self.parent.ident_registry.get_ident(self)
         return self._ident
 
     @property
-    def spawn_tree_locals(self):
+    def spawn_tree_locals(self) -> dict[Any, Any]:
         """A dict shared by every greenlet spawned, directly or not, from the same greenlet (the main greenlet
         excepted: each greenlet it spawns starts a tree of its own)."""
         shared = self._tree_locals
@@ -209,21 +232,21 @@ class Greenlet(greenlet):
         return shared
 
     @spawn_tree_locals.setter
-    def spawn_tree_locals(self, value):
+    def spawn_tree_locals(self, value: dict[Any, Any]) -> None:
         self._tree_locals = value
 
     @property
-    def spawning_stack(self):
+    def spawning_stack(self) -> traceback.StackSummary | None:
         """The first frames of the spawner's stack when this greenlet was made (see ``spawning_stack_limit``), as
         a ``traceback.StackSummary``, or None."""
         return self.__dict__.get("spawning_stack") if hasattr(self, "__dict__") else None
 
     @spawning_stack.setter
-    def spawning_stack(self, value):
+    def spawning_stack(self, value: traceback.StackSummary | None) -> None:
         self.__dict__["spawning_stack"] = value
 
     @staticmethod
-    def add_spawn_callback(callback):
+    def add_spawn_callback(callback: Callable[[Greenlet], object]) -> None:
         """Calls ``callback(greenlet)`` each time any Greenlet is started (``start``, ``start_later``, ``spawn``),
         before it is scheduled. Adding a callback twice registers it once."""
         global _spawn_callbacks
@@ -233,7 +256,7 @@ class Greenlet(greenlet):
             _spawn_callbacks.append(callback)
 
     @staticmethod
-    def remove_spawn_callback(callback):
+    def remove_spawn_callback(callback: Callable[[Greenlet], object]) -> None:
         """Removes a callback added with `add_spawn_callback` (nothing happens if it is not registered)."""
         global _spawn_callbacks
         if _spawn_callbacks is not None and callback in _spawn_callbacks:
@@ -242,12 +265,12 @@ class Greenlet(greenlet):
                 _spawn_callbacks = None
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The greenlet's name: ``Greenlet-N`` unless one was assigned."""
         return self._name or f"Greenlet-{self.minimal_ident}"
 
     @name.setter
-    def name(self, value):
+    def name(self, value: str) -> None:
         self._name = value
 
     def __repr__(self):
@@ -276,16 +299,17 @@ class Greenlet(greenlet):
 
     # -- starting ---------------------------------------------------------------------------------------
 
-    def start(self):
-        """Schedules it to run in this loop iteration (after everything already ready)."""
+    def start(self) -> None:
+        """Schedules it to run in this loop iteration, after everything already ready. Does nothing if it was
+        already started (or killed)."""
         if self._start_state is None:
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
             self._hub.loop.start(self)
 
-    def start_later(self, seconds):
-        """Schedules it to run ``seconds`` from now."""
+    def start_later(self, seconds: float) -> None:
+        """Schedules it to run ``seconds`` from now. Does nothing if it was already started (or killed)."""
         if self._start_state is None:
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
@@ -293,15 +317,18 @@ class Greenlet(greenlet):
             self._start_timer = self._hub.loop.call_later(seconds, self.switch)
 
     @classmethod
-    def spawn(cls, *args, **kwargs):
-        """Creates a greenlet of this class and starts it."""
+    def spawn(cls, *args: Any, **kwargs: Any) -> Self:
+        """Creates a greenlet of this class with these arguments (``run`` first), starts it and returns it."""
         g = cls(*args, **kwargs)
         g.start()
         return g
 
     @classmethod
-    def spawn_later(cls, seconds, *args, **kwargs):
-        """Creates a greenlet of this class and starts it ``seconds`` from now."""
+    def spawn_later(cls, seconds: float, *args: Any, **kwargs: Any) -> Self:
+        """Creates a greenlet of this class and starts it ``seconds`` from now; returns it at once.
+
+        Raises ``TypeError`` if this is ``Greenlet`` itself and no function is given.
+        """
         if cls is Greenlet and not args and "run" not in kwargs:
             raise TypeError("spawn_later needs a function to run")
         g = cls(*args, **kwargs)
@@ -372,8 +399,9 @@ class Greenlet(greenlet):
 
     # -- killing ----------------------------------------------------------------------------------------
 
-    def throw(self, *args):
-        """Raises an exception in it right now; call from the hub. Use kill() from anywhere else."""
+    def throw(self, *args: Any) -> None:
+        """Raises an exception (greenlet's ``throw`` arguments) in it right now; call from the hub. Use ``kill()``
+        from anywhere else. One not started yet never runs and dies of that exception."""
         killed_early = self._cancel_start()
         try:
             if not killed_early and not self.dead:
@@ -386,10 +414,12 @@ class Greenlet(greenlet):
         if self._exc_info is None:
             self._report_error((type(exception), exception, None))
 
-    def kill(self, exception=GreenletExit, block=True, timeout=None):
-        """Raises ``exception`` in it and, if ``block``, waits (up to ``timeout``) until it is dead.
+    def kill(self, exception: KillException = GreenletExit, block: bool = True, timeout: float | None = None) -> None:
+        """Raises ``exception`` in it and, if ``block``, waits (up to ``timeout`` seconds) until it is dead.
 
-        A greenlet killed before it started never runs; its links still fire.
+        ``exception`` is a class, an instance or a ``sys.exc_info()`` triple. The exception is delivered by the hub,
+        so a non-blocking kill returns before it lands. Killing a finished greenlet does nothing; one killed before
+        it started never runs, and its links still fire. Passing the timeout does not raise: check ``dead``.
         """
         exc = _exception_args(exception)
         if self._cancel_start():
@@ -403,18 +433,19 @@ class Greenlet(greenlet):
 
     # -- waiting ----------------------------------------------------------------------------------------
 
-    def join(self, timeout=None):
-        """Waits until it finishes or ``timeout`` (seconds, or a Timeout instance) passes. Returns None either way."""
+    def join(self, timeout: float | Timeout | None = None) -> None:
+        """Waits until it finishes or ``timeout`` (seconds, or a Timeout instance) passes. Returns None either way,
+        and never raises the greenlet's exception (``get()`` does)."""
         if isinstance(timeout, Timeout):
             wait_bounded_by(timeout, self._wait_finished_forever, False)
         else:
             self._wait_finished(timeout)
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | Timeout | None = None) -> Any:
         """Returns its value, or re-raises its exception with the original traceback.
 
-        If it is not finished: with ``block`` false raises Timeout at once; else waits, raising Timeout after
-        ``timeout``.
+        If it is not finished: with ``block`` false raises ``Timeout`` at once; else waits, raising ``Timeout``
+        after ``timeout`` seconds (or the given ``Timeout`` instance when it expires).
         """
         if not self.ready():
             if not block:
@@ -470,10 +501,10 @@ class Greenlet(greenlet):
             except ValueError:
                 pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, t, v, tb):
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         if t is None:
             try:
                 self.join()
@@ -484,10 +515,11 @@ class Greenlet(greenlet):
 
     # -- links ------------------------------------------------------------------------------------------
 
-    def has_links(self):
+    def has_links(self) -> int:
+        """How many callbacks and waiters are linked (true if any)."""
         return len(self._links)
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: Callable[[Greenlet], object]) -> None:
         """Calls ``callback(self)`` in the hub when it finishes (at once if it already has). Must not block."""
         if not callable(callback):
             raise TypeError(f"Expected callable: {callback!r}")
@@ -495,23 +527,26 @@ class Greenlet(greenlet):
         if self.ready():
             self._schedule_links()
 
-    def link(self, callback):
-        """Calls ``callback(self)`` in a new greenlet when it finishes."""
+    def link(self, callback: Callable[[Greenlet], object]) -> None:
+        """Calls ``callback(self)`` in a new greenlet when it finishes (at once if it already has); the callback
+        may block. Raises ``TypeError`` if ``callback`` is not callable."""
         self.rawlink(_SpawnedLink(callback))
 
-    def link_value(self, callback):
+    def link_value(self, callback: Callable[[Greenlet], object]) -> None:
         """As link(), only if it finishes successfully."""
         self.rawlink(_SuccessLink(callback))
 
-    def link_exception(self, callback):
+    def link_exception(self, callback: Callable[[Greenlet], object]) -> None:
         """As link(), only if it dies with an exception."""
         self.rawlink(_FailureLink(callback))
 
-    def unlink(self, callback):
-        """Removes a callback added by link() or rawlink()."""
+    def unlink(self, callback: Callable[[Greenlet], object]) -> None:
+        """Removes a callback added by ``link()``, ``link_value()``, ``link_exception()`` or ``rawlink()``; nothing
+        happens if it is not linked."""
         self._unlink_waiter(callback)
 
-    def unlink_all(self):
+    def unlink_all(self) -> None:
+        """Removes every linked callback (and wakes no waiter: a greenlet in ``join()`` keeps waiting)."""
         self._links = ()
 
     def _schedule_links(self):
@@ -560,8 +595,9 @@ def _stack_summary(frame, limit):
     return traceback.StackSummary.extract(traceback.walk_stack(frame), limit=limit, lookup_lines=False)
 
 
-def spawn_raw(function, *args, **kwargs):
-    """Runs ``function(*args, **kwargs)`` in a plain greenlet (no result keeping, no links): the cheapest spawn."""
+def spawn_raw(function: Callable[..., object], *args: Any, **kwargs: Any) -> greenlet:
+    """Schedules ``function(*args, **kwargs)`` in a plain greenlet (no result kept, no links) and returns it: the
+    cheapest spawn. What the function raises is printed by the hub. Raises ``TypeError`` if it is not callable."""
     if not callable(function):
         raise TypeError("function must be callable")
     hub = get_hub()
@@ -585,27 +621,28 @@ class _ReadyIterator:
 
     __slots__ = ("_items",)
 
-    def __init__(self, items):
+    def __init__(self, items: Generator[Any, None, None]) -> None:
         self._items = items
 
-    def __iter__(self):
+    def __iter__(self) -> _ReadyIterator:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         return next(self._items)
 
-    def __enter__(self):
+    def __enter__(self) -> _ReadyIterator:
         return self
 
-    def __exit__(self, t, v, tb):
+    def __exit__(self, t: object, v: object, tb: object) -> None:
         self._items.close()
 
 
-def iwait(objects, timeout=None, count=None):
-    """Yields each of ``objects`` (greenlets, events, anything with rawlink/unlink) as it becomes ready.
+def iwait(objects: Iterable[Any] | None, timeout: float | None = None, count: int | None = None) -> _ReadyIterator:
+    """Yields each of ``objects`` (greenlets, events, anything with ``rawlink``/``unlink``) as it becomes ready.
 
-    Stops after ``count`` objects, or when ``timeout`` seconds have passed since the first call. Usable as a
-    context manager (``with iwait(objects) as ready: ...``), whose exit stops waiting for the rest.
+    Stops after ``count`` objects, or when ``timeout`` seconds have passed since the first call, silently (no
+    ``Timeout`` is raised). Usable as a context manager (``with iwait(objects) as ready: ...``), whose exit stops
+    waiting for the rest. With ``objects`` None, waits for the loop to run out of work, as ``wait(None)``.
     """
     return _ReadyIterator(_iter_ready(objects, timeout, count))
 
@@ -640,17 +677,27 @@ def _iter_ready(objects, timeout, count):
             obj.unlink(arrive)
 
 
-def wait(objects=None, timeout=None, count=None):
-    """Waits for ``objects`` (or, with None, for the loop to run out of work); returns those that became ready."""
+def wait(
+    objects: Iterable[Any] | None = None, timeout: float | None = None, count: int | None = None
+) -> list[Any] | bool:
+    """Waits for ``objects`` as ``iwait`` does and returns the list of those that became ready, in that order.
+
+    With ``objects`` None, waits (up to ``timeout``) for the loop to have nothing left to run and returns whether
+    it did (``Hub.join``).
+    """
     if objects is None:
         return get_hub().join(timeout=timeout)
     return list(iwait(objects, timeout, count))
 
 
-def joinall(greenlets, timeout=None, raise_error=False, count=None):
-    """Waits for the greenlets to finish; returns those that did, in the order they finished.
+def joinall(
+    greenlets: Iterable[Greenlet], timeout: float | None = None, raise_error: bool = False, count: int | None = None
+) -> list[Greenlet]:
+    """Waits for the greenlets to finish (all, or the first ``count``); returns those that did, in the order they
+    finished, those already finished first.
 
-    With ``raise_error``, re-raises the first failure as soon as it is seen.
+    Passing ``timeout`` seconds is not an error: the list is shorter. With ``raise_error``, re-raises the first
+    failure as soon as it is seen.
     """
     greenlets = list(greenlets)
     if raise_error or count is not None or not all(isinstance(g, Greenlet) for g in greenlets):
@@ -686,10 +733,16 @@ def _join_as_they_finish(greenlets, timeout, raise_error, count):
     return done
 
 
-def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
-    """Kills every greenlet in ``greenlets``; with ``block``, waits (up to ``timeout``) until all are dead.
+def killall(
+    greenlets: Iterable[greenlet],
+    exception: KillException = GreenletExit,
+    block: bool = True,
+    timeout: float | None = None,
+) -> None:
+    """Kills every greenlet in ``greenlets`` (as ``Greenlet.kill``); with ``block``, waits (up to ``timeout``
+    seconds) until all are dead.
 
-    Raises Timeout if ``timeout`` passes with some still alive.
+    Raises ``Timeout`` if ``timeout`` passes with some still alive.
     """
     greenlets = list(greenlets)
     if not greenlets:

@@ -108,9 +108,16 @@ def _handler_class(worker: Worker) -> type:
 
 
 class Worker(AsyncWorker):
-    """gunicorn's worker contract (heartbeat, signals, graceful stop, max_requests) on ferrovent's WSGI server."""
+    """gunicorn's worker contract (heartbeat, signals, graceful stop, max_requests) on ferrovent's WSGI server.
+
+    Use it with ``gunicorn -k ferrovent.gunicorn.Worker app:app`` (or ``worker_class`` in the config). gunicorn
+    drives the methods below; they are public because gunicorn calls them, not for applications. How it differs
+    from gevent's ``GeventWorker``: docs/differences.md, "WebSockets on pywsgi and the gunicorn worker".
+    """
 
     def init_process(self) -> None:
+        """In the forked worker: patches the standard library, makes the inherited listeners cooperative, then
+        lets gunicorn go on (it calls ``run``)."""
         from ferrovent import monkey
 
         monkey.patch_all()
@@ -147,6 +154,7 @@ class Worker(AsyncWorker):
             self._wake.set()
 
     def notify(self) -> None:
+        """The heartbeat to the arbiter; exits the worker if the arbiter that started it is gone."""
         super().notify()
         if self.ppid != os.getppid():
             self.log.info("Parent changed, shutting down: %s", self)
@@ -178,6 +186,8 @@ class Worker(AsyncWorker):
         return servers
 
     def run(self) -> None:
+        """Serves on every listener until told to stop, then stops accepting and lets in-flight requests finish
+        for up to ``graceful_timeout`` seconds before closing what is left."""
         servers = self._servers()
         heartbeat = min(HEARTBEAT, self.timeout / 2) if self.timeout else HEARTBEAT
         while self.alive:
@@ -199,15 +209,18 @@ class Worker(AsyncWorker):
     # -- signals: the handlers may run inside the hub, so anything that blocks goes to a greenlet --
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: a graceful stop (``run`` finishes the requests in flight)."""
         self.alive = False
         self._wake.set()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT/SIGINT: gunicorn's quick stop, run in a greenlet (the handler may run inside the hub)."""
         from ferrovent import spawn
 
         spawn(super().handle_quit, sig, frame)
 
     def handle_usr1(self, sig: int, frame: Any) -> None:
+        """SIGUSR1: gunicorn's log reopening, run in a greenlet."""
         from ferrovent import spawn
 
         spawn(super().handle_usr1, sig, frame)

@@ -17,6 +17,8 @@ import traceback
 from _thread import _local as _thread_local  # the real per-thread local, even after monkey-patching threading
 from _thread import get_ident as get_thread_ident
 from threading import main_thread as threading_main_thread
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -26,6 +28,10 @@ from ferrovent._waiter import Waiter
 from ferrovent.core import loop as Loop  # the Rust loop with gevent's watcher API
 from ferrovent.core import make_hub_loop
 from ferrovent.exceptions import HubDestroyed, InvalidSwitchError, LoopExit
+
+if TYPE_CHECKING:
+    from ferrovent._monitor import PeriodicMonitoringThread
+    from ferrovent.threadpool import ThreadPool
 
 __all__ = [
     "getcurrent",
@@ -85,7 +91,14 @@ class _StderrUnlessAssigned:
 
 
 class Hub(greenlet):
-    """The greenlet that runs a thread's event loop."""
+    """The greenlet that runs a thread's event loop; ``get_hub()`` returns the calling thread's, made on first use.
+
+    User code rarely touches it beyond ``get_hub().loop`` (the watcher API), ``join()``, ``threadpool``,
+    ``exception_stream`` and overriding ``handle_error``/``print_exception`` to route errors. The hub is the parent
+    of every greenlet of its thread; when its loop has nothing left to run it raises ``LoopExit`` in the main
+    greenlet. How it differs from gevent's (no ``cancel_wait``/``switch_out``, a loop it makes itself, the resolver):
+    docs/differences.md, "The smaller public names".
+    """
 
     #: Where errors and the monitoring thread's reports are written.
     exception_stream = _StderrUnlessAssigned()
@@ -104,7 +117,7 @@ class Hub(greenlet):
     #: The `ferrovent._monitor.PeriodicMonitoringThread` watching this hub, once started (``config.monitor_thread``).
     periodic_monitoring_thread = None
 
-    def __init__(self, loop=None, default=None):
+    def __init__(self, loop: int | str | list[str] | None = None, default: bool | None = None) -> None:
         """``loop``: libev-style flags for the loop this hub makes (a loop object cannot be handed over: a loop
         runs in the greenlet it was made for). ``default``: whether it is the default loop, by default on the main
         thread only."""
@@ -146,7 +159,7 @@ class Hub(greenlet):
             registry = self._ident_registry = IdentRegistry()
         return registry
 
-    def run(self):
+    def run(self) -> None:
         """Runs the loop; each time it runs out, raises LoopExit in the parent and waits to be needed again."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
         self.start_periodic_monitoring_thread()
@@ -154,7 +167,7 @@ class Hub(greenlet):
             self.loop.run()
             self.parent.throw(LoopExit("This operation would block forever", self, []))
 
-    def start_periodic_monitoring_thread(self):
+    def start_periodic_monitoring_thread(self) -> PeriodicMonitoringThread | None:
         """Starts this hub's monitoring thread if ``config.monitor_thread`` is set and it is not running yet (the
         hub does so when it starts); returns it, or None."""
         if self.periodic_monitoring_thread is None:
@@ -166,8 +179,16 @@ class Hub(greenlet):
                 self.periodic_monitoring_thread = start_monitoring(self)
         return self.periodic_monitoring_thread
 
-    def handle_error(self, context, type, value, tb):
-        """Reports an exception from a greenlet or callback; system errors go on to the main greenlet."""
+    def handle_error(
+        self,
+        context: object,
+        type: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Reports an exception that ended a greenlet or callback (``context``: what failed, None for the hub
+        itself): prints it unless it is one of ``NOT_ERROR``, and sends those in ``SYSTEM_ERROR`` (and any error of
+        the hub itself) on to the main greenlet. Subclasses may override it to route errors elsewhere."""
         if type is None:
             return
         if not issubclass(type, self.NOT_ERROR):
@@ -175,8 +196,11 @@ class Hub(greenlet):
         if context is None or issubclass(type, self.SYSTEM_ERROR):
             self.handle_system_error(type, value, tb)
 
-    def handle_system_error(self, type, value, tb=None):
-        """Raises a system error (KeyboardInterrupt, SystemExit) in the main greenlet."""
+    def handle_system_error(
+        self, type: type[BaseException], value: BaseException | None, tb: TracebackType | None = None
+    ) -> None:
+        """Raises a system error (``KeyboardInterrupt``, ``SystemExit``...) in the main greenlet: at once from the
+        hub, else on the hub's next turn."""
         if value is None:
             value = type()
         if tb is not None:
@@ -186,8 +210,15 @@ class Hub(greenlet):
         else:
             self.loop.run_callback(self.parent.throw, value)
 
-    def print_exception(self, context, type, value, tb):
-        """Writes the traceback and a ``<context> failed with <ExcType>`` line to the exception stream."""
+    def print_exception(
+        self,
+        context: object,
+        type: type[BaseException],
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Writes the traceback, a UTC timestamp and a ``<context> failed with <ExcType>`` line to
+        ``exception_stream`` (nothing if that is None)."""
         stream = self.exception_stream
         if not stream:
             return
@@ -205,8 +236,11 @@ class Hub(greenlet):
             described = object.__repr__(context)
         stream.write(f" {described} failed with {getattr(type, '__name__', 'exception')}\n\n")
 
-    def join(self, timeout=None):
-        """Waits for the loop to run out of work: True if it did, False if ``timeout`` passed first."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Waits for the loop to run out of work: True if it did, False if ``timeout`` seconds passed first.
+
+        Raises ``RuntimeError`` if called from the hub itself.
+        """
         if getcurrent() is self:
             raise RuntimeError("Cannot join the hub from inside the hub")
         if self.dead:
@@ -217,7 +251,7 @@ class Hub(greenlet):
             return True
         return False
 
-    def wait(self, watcher):
+    def wait(self, watcher: Any) -> None:
         """Parks the current greenlet until ``watcher`` (a loop watcher, not started) fires; stops it after.
 
         The watcher is started with a `Waiter`'s ``switch``; anything else switching into the greenlet meanwhile is
@@ -235,7 +269,7 @@ class Hub(greenlet):
         finally:
             watcher.stop()
 
-    def destroy(self, destroy_loop=None):
+    def destroy(self, destroy_loop: bool | None = None) -> None:
         """Stops this hub for good and forgets it as its thread's hub; a later get_hub() makes a new one.
 
         As with gevent, a thread that used ferrovent should destroy its hub before it ends: the hub greenlet would
@@ -265,14 +299,14 @@ class Hub(greenlet):
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
     @property
-    def threadpool(self):
+    def threadpool(self) -> ThreadPool:
         """This hub's pool of real OS threads (gevent's ``Hub.threadpool``), made on first use; DNS runs there."""
         from ferrovent.threadpool import hub_threadpool  # imported late: threadpool imports this module
 
         return hub_threadpool(self)
 
     @threadpool.setter
-    def threadpool(self, pool):
+    def threadpool(self, pool: ThreadPool | None) -> None:
         """Replaces the pool (the old one is killed); None makes a fresh one on next use."""
         old = self.__dict__.pop("_threadpool", None)
         if old is not None and old is not pool:
@@ -281,12 +315,12 @@ class Hub(greenlet):
             self._threadpool = pool
 
     @threadpool.deleter
-    def threadpool(self):
+    def threadpool(self) -> None:
         """Forgets the pool (it is not killed, as with gevent); the next use makes a fresh one."""
         self.__dict__.pop("_threadpool", None)
 
     @property
-    def resolver(self):
+    def resolver(self) -> Any:
         """What resolves names for this hub (gevent's ``Hub.resolver``): ``gethostbyname``, ``getaddrinfo``... By
         default the `ferrovent.resolver` module; assigning None restores it."""
         chosen = self.__dict__.get("_resolver")
@@ -297,11 +331,12 @@ class Hub(greenlet):
         return chosen
 
     @resolver.setter
-    def resolver(self, value):
+    def resolver(self, value: Any) -> None:
         self._resolver = value
 
     @property
-    def main_greenlet(self):
+    def main_greenlet(self) -> greenlet:
+        """The main greenlet of the hub's thread (the hub's parent), where ``LoopExit`` and system errors go."""
         return self.parent
 
 
@@ -326,7 +361,7 @@ _hubs = _thread_local()
 
 
 def get_hub() -> Hub:
-    """The calling thread's hub, created on first use."""
+    """The calling thread's hub, created on first use (on a thread other than the main one, a non-default loop)."""
     try:
         return _hubs.hub
     except AttributeError:
@@ -335,7 +370,7 @@ def get_hub() -> Hub:
         return hub
 
 
-def get_hub_if_exists():
+def get_hub_if_exists() -> Hub | None:
     """The calling thread's hub, or None if it has none yet."""
     return getattr(_hubs, "hub", None)
 
@@ -343,7 +378,7 @@ def get_hub_if_exists():
 _get_hub = get_hub_if_exists  # gevent.hub's name for it
 
 
-def set_hub(hub):
+def set_hub(hub: Hub | None) -> None:
     """Makes ``hub`` the calling thread's hub (None: forgets it; the next get_hub() makes one)."""
     if hub is None:
         _hubs.__dict__.pop("hub", None)
@@ -353,7 +388,7 @@ def set_hub(hub):
     hub.loop.make_current()
 
 
-def reinit(hub=None):
+def reinit(hub: Hub | None = None) -> None:
     """Prepares the hub for a forked child: a fresh poller and waker, the fds still waited on registered again.
 
     Runs by itself in every child forked with ``os.fork`` (or ``multiprocessing``'s fork start method), through
@@ -366,8 +401,9 @@ def reinit(hub=None):
             hub.periodic_monitoring_thread._on_fork()
 
 
-def fork():
-    """``os.fork()``; the child's hub is ready to use (see `reinit`)."""
+def fork() -> int:
+    """``os.fork()``: returns 0 in the child and the child's pid in the parent; the child's hub is ready to use
+    (see `reinit`). Raises ``OSError`` as ``os.fork`` does."""
     return _original_fork()
 
 

@@ -16,13 +16,17 @@ import sys
 import threading
 from _thread import TIMEOUT_MAX, allocate_lock, get_ident
 from time import monotonic
-from typing import Any, Optional
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
 
 from ferrovent._linkable import Linkable
 from ferrovent.hub import get_hub_if_exists, main_greenlet_of
 from ferrovent.timeout import Timeout, wait_bounded_by
+
+if TYPE_CHECKING:
+    from ferrovent.hub import Hub
 
 __all__ = ["Semaphore", "BoundedSemaphore", "DummySemaphore", "Lock", "RLock"]
 
@@ -100,7 +104,7 @@ class Semaphore(Linkable):
 
     __slots__ = ("counter",)
 
-    def __init__(self, value: int = 1, hub=None) -> None:
+    def __init__(self, value: int = 1, hub: Hub | None = None) -> None:
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
         Linkable.__init__(self, hub)
@@ -142,10 +146,10 @@ class Semaphore(Linkable):
     def _acquire_waiting_forever(self) -> bool:
         return self._acquire_waiting(None)
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.acquire()
 
-    def __exit__(self, t, v, tb) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -214,7 +218,7 @@ class BoundedSemaphore(Semaphore):
 
     __slots__ = ("_initial_value",)
 
-    def __init__(self, value: int = 1, hub=None) -> None:
+    def __init__(self, value: int = 1, hub: Hub | None = None) -> None:
         Semaphore.__init__(self, value, hub)
         self._initial_value = value
 
@@ -232,37 +236,41 @@ class BoundedSemaphore(Semaphore):
 class DummySemaphore:
     """The Semaphore interface with unlimited units: nothing ever blocks. Stands in where no limit is wanted."""
 
-    def __init__(self, value=None) -> None:
+    def __init__(self, value: int | None = None) -> None:
         pass
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
 
     def locked(self) -> bool:
+        """Always False: there is always a unit to take."""
         return False
 
     def ready(self) -> bool:
+        """Always True."""
         return True
 
     def release(self) -> None:
-        pass
+        """Does nothing."""
 
-    def rawlink(self, callback) -> None:
-        pass
+    def rawlink(self, callback: Callable[[Any], object]) -> None:
+        """Does nothing: the callback would never be needed, the semaphore never being locked."""
 
-    def unlink(self, callback) -> None:
-        pass
+    def unlink(self, callback: Callable[[Any], object]) -> None:
+        """Does nothing."""
 
-    def wait(self, timeout: Optional[float] = None) -> int:
+    def wait(self, timeout: float | None = None) -> int:
+        """Returns 1 at once (a unit is always there)."""
         return 1
 
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Returns True at once."""
         return True
 
     def __enter__(self) -> None:
         pass
 
-    def __exit__(self, t, v, tb) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         pass
 
 
@@ -332,7 +340,7 @@ class RLock:
 
     __slots__ = ("_block", "_owner", "_count", "__weakref__")
 
-    def __init__(self, hub=None) -> None:
+    def __init__(self, hub: Hub | None = None) -> None:
         self._block = Semaphore(1, hub)
         self._owner = None
         self._count = 0
@@ -374,7 +382,7 @@ class RLock:
             self._owner = None
             self._block.release()
 
-    def __exit__(self, t, v, tb) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
 
     def locked(self) -> bool:

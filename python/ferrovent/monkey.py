@@ -20,6 +20,8 @@ anything is patched.
 from __future__ import annotations
 
 import sys
+import types
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from ferrovent import _gevent_alias
@@ -159,12 +161,19 @@ def _call_source_hook(source, when: str, target, items, warnings_out: list[str] 
         hook(target, items, lambda message: _queue_warning(message, warnings_out))
 
 
-def patch_module(target_module, source_module, items=None, _warnings=None, _replace=None, _did_event=True) -> bool:
+def patch_module(
+    target_module: types.ModuleType,
+    source_module: types.ModuleType,
+    items: Iterable[str] | None = None,
+    _warnings: list[str] | None = None,
+    _replace: Callable[[types.ModuleType, types.ModuleType, Iterable[str]], object] | None = None,
+    _did_event: bool = True,
+) -> bool:
     """Replaces the attributes ``items`` of ``target_module`` by those of the same names in ``source_module``.
 
     ``items`` defaults to ``source_module.__implements__`` (an AttributeError if it has none). Before copying,
     ``source_module._gevent_will_monkey_patch(target_module, items, warn)`` is called if defined, then a
-    `~ferrovent.events.GeventWillPatchModuleEvent` is emitted: either may raise ``DoNotPatch``, and nothing is
+    ``ferrovent.events.GeventWillPatchModuleEvent`` is emitted: either may raise ``DoNotPatch``, and nothing is
     patched. After copying come ``_gevent_did_monkey_patch`` and a ``GeventDidPatchModuleEvent``. The originals
     are recorded (`get_original`). Returns True if it patched, False if vetoed.
     """
@@ -255,20 +264,20 @@ def _vetoable(patch: Callable[..., Any]) -> Callable[..., Any]:
 
 @_vetoable
 def patch_os() -> None:
-    """Replaces the names of :mod:`os` listed in ``ferrovent.os.__implements__``: ``close`` (wakes the fd's
+    """Replaces the names of ``os`` listed in ``ferrovent.os.__implements__``: ``close`` (wakes the fd's
     waiters), ``fork`` (`ferrovent.fork`), ``forkpty`` and ``waitpid`` (parks only the calling greenlet)."""
     _patch_module("os")
 
 
 @_vetoable
 def patch_time() -> None:
-    """Replaces :func:`time.sleep` with the cooperative sleep."""
+    """Replaces ``time.sleep`` with the cooperative sleep."""
     _patch_module("time")
 
 
 @_vetoable
 def patch_socket(dns: bool = True, aggressive: bool = True) -> None:
-    """Replaces the socket class and functions of :mod:`socket` with cooperative ones.
+    """Replaces the socket class and functions of ``socket`` with cooperative ones.
 
     ``dns`` (default true) also replaces the name-resolution functions (see `patch_dns`). ``aggressive`` is
     accepted for gevent compatibility; on Python 3 there is nothing more for it to remove.
@@ -281,7 +290,7 @@ def patch_socket(dns: bool = True, aggressive: bool = True) -> None:
 
 @_vetoable
 def patch_dns() -> None:
-    """Replaces getaddrinfo, gethostbyname(_ex), gethostbyaddr, getnameinfo and getfqdn in :mod:`socket` with
+    """Replaces getaddrinfo, gethostbyname(_ex), gethostbyaddr, getnameinfo and getfqdn in ``socket`` with
     the versions of `ferrovent.resolver`, which never block the loop."""
     from ferrovent.resolver import __dns__
 
@@ -290,9 +299,9 @@ def patch_dns() -> None:
 
 @_vetoable
 def patch_ssl(_warnings: list[str] | None = None) -> None:
-    """Replaces :class:`ssl.SSLContext`, ``SSLSocket`` and the wrapping functions with cooperative ones.
+    """Replaces ``ssl.SSLContext``, ``SSLSocket`` and the wrapping functions with cooperative ones.
 
-    Patch before :mod:`ssl` is imported: if it already was, modules that copied ``SSLContext`` out of it
+    Patch before ``ssl`` is imported: if it already was, modules that copied ``SSLContext`` out of it
     (``from ssl import SSLContext``) or subclassed it keep the original, and a MonkeyPatchWarning names them.
     """
     first_time = not is_module_patched("ssl")
@@ -332,7 +341,7 @@ def _stale_references(original: type) -> tuple[list[str], list[str]]:
 
 @_vetoable
 def patch_select(aggressive: bool = True) -> None:
-    """Replaces :func:`select.select` and :func:`select.poll` with cooperative ones.
+    """Replaces ``select.select`` and ``select.poll`` with cooperative ones.
 
     ``aggressive`` (default true) also removes ``epoll``, ``kqueue``, ``kevent`` and ``devpoll``, which would
     block the loop, so libraries fall back to select/poll.
@@ -348,7 +357,7 @@ def patch_select(aggressive: bool = True) -> None:
 
 @_vetoable
 def patch_selectors(aggressive: bool = True) -> None:
-    """Replaces the selector classes of :mod:`selectors` (``DefaultSelector`` included) with ferrovent's, which
+    """Replaces the selector classes of ``selectors`` (``DefaultSelector`` included) with ferrovent's, which
     block only the calling greenlet, and points the stdlib's SelectSelector and PollSelector at the cooperative
     select/poll. ``aggressive`` (default true) also removes any of EpollSelector, KqueueSelector and
     DevpollSelector that ferrovent has no cooperative version of, since it would block the loop (gevent removes
@@ -383,8 +392,8 @@ def patch_thread(
     existing_locks: bool = True,
     _warnings: list[str] | None = None,
 ) -> None:
-    """Makes threads greenlets: :mod:`_thread`'s functions and locks become ferrovent's, and with ``threading``
-    (default true) the stdlib's :mod:`threading` runs on them (see ``ferrovent.threading``).
+    """Makes threads greenlets: ``_thread``'s functions and locks become ferrovent's, and with ``threading``
+    (default true) the stdlib's ``threading`` runs on them (see ``ferrovent.threading``).
 
     ``Event`` makes ``threading.Event`` ferrovent's Event; ``logging`` gives the logging module's lock and its
     handlers' locks to greenlets; ``existing_locks`` hands the locks the patching thread already holds (its import
@@ -421,19 +430,19 @@ def patch_thread(
 
 @_vetoable
 def patch_queue() -> None:
-    """Replaces :class:`queue.Queue`, ``SimpleQueue``, ``LifoQueue`` and ``PriorityQueue`` with ferrovent's."""
+    """Replaces ``queue.Queue``, ``SimpleQueue``, ``LifoQueue`` and ``PriorityQueue`` with ferrovent's."""
     _patch_module("queue", list(_QUEUE_CLASSES))
 
 
 @_vetoable
 def patch_subprocess() -> None:
-    """Replaces :class:`subprocess.Popen` and the functions built on it with cooperative ones."""
+    """Replaces ``subprocess.Popen`` and the functions built on it with cooperative ones."""
     _patch_module("subprocess")
 
 
 @_vetoable
 def patch_signal() -> None:
-    """Replaces :func:`signal.signal` and :func:`signal.getsignal`: a handler may block (it runs in a greenlet)."""
+    """Replaces ``signal.signal`` and ``signal.getsignal``: a handler may block (it runs in a greenlet)."""
     _patch_module("signal")
 
 

@@ -1,5 +1,5 @@
 """Cooperative helpers for raw file descriptors and child processes, as gevent's ``os`` module offers them; every
-other public name of :mod:`os` is here too, as the stdlib has it (``ferrovent.os.pipe`` is ``os.pipe``).
+other public name of ``os`` is here too, as the stdlib has it (``ferrovent.os.pipe`` is ``os.pipe``).
 
 `nb_read` and `nb_write` read and write a non-blocking fd (a pipe, a tty, a socket) parking only the current
 greenlet while it is not ready; `make_nonblocking` prepares an fd for them. `tp_read` and `tp_write` do the read or

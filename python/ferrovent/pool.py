@@ -369,6 +369,7 @@ class Group:
     def map_cb(
         self, func: Callable[[Any], Any], iterable: Iterable[Any], callback: Optional[Callable[[list], Any]] = None
     ) -> list:
+        """As ``map``, then calls ``callback(results)`` if given; returns the results."""
         result = self.map(func, iterable)
         if callback is not None:
             callback(result)

@@ -165,6 +165,7 @@ class WSGIServer(StreamServer):
         return self.environ_class(self.environ)
 
     def init_socket(self) -> None:
+        """As ``StreamServer.init_socket``, and turns Nagle's algorithm off on TCP listeners."""
         StreamServer.init_socket(self)
         if self.socket.family in (_socket.AF_INET, _socket.AF_INET6):
             # Inherited by every accepted socket: responses leave at once instead of waiting on Nagle.

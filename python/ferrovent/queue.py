@@ -23,10 +23,11 @@ import queue as _stdlib_queue
 import types
 import warnings
 from collections import deque
+from collections.abc import Iterable
 from functools import partial
 from heapq import heapify, heappop, heappush
 from time import monotonic
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from greenlet import getcurrent
 
@@ -34,6 +35,9 @@ from ferrovent._core import ItemQueue, WaitQueue
 from ferrovent.event import Event
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: The classes of the stdlib's ``queue`` that ferrovent's replace (monkey-patching replaces these), the names taken
 #: from it as they are, and ferrovent's own additions; ``ShutDown`` is the stdlib's where it has one (3.13).
@@ -71,7 +75,7 @@ class _ReadUntilStop:
 
     __slots__ = ()
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> Any:
@@ -103,7 +107,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
         super().__init_subclass__(**kwargs)
         cls._hooked = any(getattr(cls, hook) is not getattr(SimpleQueue, hook) for hook in _STORAGE_HOOKS)
 
-    def __init__(self, maxsize: Optional[int] = None, items=(), _warn_depth: int = 2) -> None:
+    def __init__(self, maxsize: Optional[int] = None, items: Iterable[Any] = (), _warn_depth: int = 2) -> None:
         if maxsize is not None and maxsize <= 0:
             if maxsize == 0:
                 warnings.warn(
@@ -149,6 +153,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
 
     @property
     def maxsize(self) -> Optional[int]:
+        """The most items it holds, None for unbounded; may be changed (a larger size wakes waiting putters)."""
         return self._maxsize if self._maxsize > 0 else None
 
     @maxsize.setter
@@ -158,6 +163,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             self._wake_putter()
 
     def copy(self) -> SimpleQueue:
+        """A new queue of the same class and ``maxsize`` holding the same items (not the waiting greenlets)."""
         return type(self)(self.maxsize, self.queue)
 
     def _format(self) -> str:
@@ -278,12 +284,15 @@ class Queue(SimpleQueue):
 
     __slots__ = ()
 
-    def __init__(self, maxsize: Optional[int] = None, items=(), unfinished_tasks: Optional[int] = None) -> None:
+    def __init__(
+        self, maxsize: Optional[int] = None, items: Iterable[Any] = (), unfinished_tasks: Optional[int] = None
+    ) -> None:
         SimpleQueue.__init__(self, maxsize, items, _warn_depth=3)
         if unfinished_tasks:
             self.unfinished_tasks = unfinished_tasks
 
     def copy(self) -> Queue:
+        """A new queue of the same class, ``maxsize``, items and count of unfinished tasks."""
         return type(self)(self.maxsize, self.queue, self.unfinished_tasks)
 
     def _format(self) -> str:
@@ -345,7 +354,7 @@ class UnboundQueue(Queue):
 
     __slots__ = ()
 
-    def __init__(self, maxsize: None = None, items=()) -> None:
+    def __init__(self, maxsize: None = None, items: Iterable[Any] = ()) -> None:
         if maxsize is not None:
             raise ValueError("UnboundQueue has no maxsize")
         Queue.__init__(self, None, items)
@@ -421,12 +430,15 @@ class Channel(_ReadUntilStop):
         return len(self.putters) - len(self.getters)
 
     def qsize(self) -> int:
+        """Always 0: a channel holds no items (see ``balance`` for the waiting greenlets)."""
         return 0
 
     def empty(self) -> bool:
+        """Always True: a channel holds no items."""
         return True
 
     def full(self) -> bool:
+        """Always True: a ``put`` always waits for a getter."""
         return True
 
     def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
@@ -446,6 +458,7 @@ class Channel(_ReadUntilStop):
             raise Full
 
     def put_nowait(self, item: Any) -> None:
+        """``put(item, block=False)``: raises ``Full`` unless a getter takes it within one loop turn."""
         self.put(item, False)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
@@ -463,4 +476,5 @@ class Channel(_ReadUntilStop):
         return box[0]
 
     def get_nowait(self) -> Any:
+        """``get(block=False)``: raises ``Empty`` unless a putter hands an item within one loop turn."""
         return self.get(False)

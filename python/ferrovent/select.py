@@ -1,6 +1,6 @@
 """Cooperative ``select()`` and ``poll()``: the stdlib's answers, waited for in the loop instead of the kernel.
 
-Every public name of :mod:`select` is here; ``select`` and ``poll`` are replaced (``epoll``, ``kqueue`` and
+Every public name of ``select`` is here; ``select`` and ``poll`` are replaced (``epoll``, ``kqueue`` and
 ``devpoll`` are the stdlib's and would block: monkey-patching with ``aggressive`` removes them).
 
 Both report level truth, exactly what the stdlib would: each call first asks the kernel with a zero timeout (an fd

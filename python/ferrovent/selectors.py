@@ -1,6 +1,6 @@
 """Cooperative selectors: the stdlib's ``selectors`` classes, whose ``select()`` blocks only the current greenlet.
 
-Every public name of :mod:`selectors` is here. ``SelectSelector`` and ``PollSelector`` are the stdlib's running on
+Every public name of ``selectors`` is here. ``SelectSelector`` and ``PollSelector`` are the stdlib's running on
 ferrovent's cooperative ``select()`` and ``poll()``. The selectors backed by a kernel object (``EpollSelector``,
 ``KqueueSelector``, ``DevpollSelector``) wait on that object's own fd, which is readable exactly when the selector
 has events: the greenlet parks in the loop on it, then asks the selector with a zero timeout, so the answer is the

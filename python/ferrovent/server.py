@@ -83,6 +83,7 @@ class StreamServer(BaseServer):
         return self.ssl_args is not None
 
     def init_socket(self) -> None:
+        """Makes the listening socket from ``address`` if none was given, and sets it non-blocking."""
         if getattr(self, "socket", None) is None:
             self.socket = self.get_listener(self.address, self.backlog, self.family)
             self.address = self.socket.getsockname()
@@ -97,6 +98,7 @@ class StreamServer(BaseServer):
         return _tcp_listener(address, backlog=backlog, reuse_addr=cls.reuse_addr, family=family)
 
     def do_read(self) -> Optional[tuple]:
+        """Accepts one connection: ``(client socket, address)``, or None if none is waiting."""
         listener = self.socket
         try:
             fd, address = _accept(listener)
@@ -105,6 +107,7 @@ class StreamServer(BaseServer):
         return _Socket(listener.family, _socket.SOCK_STREAM, 0, fd), address
 
     def do_close(self, sock: Any, *args: Any) -> None:
+        """Closes the client socket once its handler returned."""
         sock.close()
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
@@ -137,6 +140,7 @@ class DatagramServer(BaseServer):
         self._writelock = Semaphore()
 
     def init_socket(self) -> None:
+        """Makes the bound UDP socket from ``address`` if none was given, and sets it non-blocking."""
         if getattr(self, "socket", None) is None:
             self.socket = self.get_listener(self.address, self.family)
             self.address = self.socket.getsockname()
@@ -148,6 +152,7 @@ class DatagramServer(BaseServer):
         return _udp_socket(address, reuse_addr=cls.reuse_addr, family=family)
 
     def do_read(self) -> Optional[tuple]:
+        """Receives one datagram: ``(data, address)``, or None if none is waiting."""
         try:
             return _recvfrom(self.socket, self.max_datagram)
         except BlockingIOError:

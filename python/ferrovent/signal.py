@@ -16,10 +16,19 @@ from __future__ import annotations
 import signal as _signal
 import sys
 from signal import *  # noqa: F403  (every public name of the stdlib module)
+from typing import TYPE_CHECKING, Any, Callable
 
 from greenlet import GreenletExit, getcurrent
 
 from ferrovent.hub import get_hub
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from typing_extensions import TypeAlias
+
+    # What ``signal.signal`` takes as a handler: a function of (signal number, frame), ``SIG_DFL``/``SIG_IGN``, None.
+    _Handler: TypeAlias = "Callable[[int, FrameType | None], Any] | int | None"
 
 __implements__ = ["signal", "getsignal"]
 __all__ = [name for name in dir(_signal) if not name.startswith("_")] + ["signal_handler"]
@@ -60,14 +69,15 @@ def _raising_in_main(handler, *args, **kwargs):
         get_hub().handle_error(None, *sys.exc_info())
 
 
-def signal(signalnum, handler):
-    """As ``signal.signal``, but a Python handler that fires while the hub runs gets a greenlet of its own."""
+def signal(signalnum: int, handler: _Handler) -> _Handler:
+    """As ``signal.signal`` (same arguments, returns the previous handler, raises the same errors), but a Python
+    handler that fires while the hub runs gets a greenlet of its own, so it may block."""
     wrapped = handler if handler in _PLAIN or not callable(handler) else _GreenHandler(handler)
     previous = _std_signal(signalnum, wrapped)
     return previous.handler if isinstance(previous, _GreenHandler) else previous
 
 
-def getsignal(signalnum):
+def getsignal(signalnum: int) -> _Handler:
     """As ``signal.getsignal``: the handler as it was given."""
     current = _std_getsignal(signalnum)
     return current.handler if isinstance(current, _GreenHandler) else current
@@ -103,7 +113,7 @@ class signal_handler:
     #: The class of the greenlet each delivery runs in (None: ``ferrovent.Greenlet``).
     greenlet_class = None
 
-    def __init__(self, signalnum, handler, *args, **kwargs):
+    def __init__(self, signalnum: int, handler: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if not callable(handler):
             raise TypeError("signal handler must be callable.")
         self.signalnum = signalnum
@@ -121,17 +131,17 @@ class signal_handler:
         else:
             self.greenlet_class(self.handle).start()
 
-    def handle(self):
+    def handle(self) -> None:
         """Calls the handler (in the greenlet of one delivery); what it raises goes to the main greenlet."""
         _raising_in_main(self.handler, *self.args, **self.kwargs)
 
     @property
-    def ref(self):
+    def ref(self) -> bool:
         """Whether waiting for this signal keeps the loop (and ``join``, ``wait()``...) running; False by default."""
         return self._keepalive is not None
 
     @ref.setter
-    def ref(self, value):
+    def ref(self, value: bool) -> None:
         if bool(value) == self.ref:
             return
         if value:
@@ -142,7 +152,9 @@ class signal_handler:
             self._keepalive = None
             loop.cancel_timer(timer)
 
-    def cancel(self):
+    def cancel(self) -> None:
+        """Stops calling the handler for this signal (harmless when already cancelled); when it was the signal's
+        last ``signal_handler``, puts back the handler that was there before the first."""
         self.ref = False
         registrations = _registered.get(self.signalnum, [])
         if self in registrations:

@@ -1,6 +1,6 @@
 """Cooperative sockets: the stdlib ``socket`` module, except that blocking parks only the calling greenlet.
 
-Every public name of :mod:`socket` is here. The socket class is a subclass of the stdlib's, so it is everything a
+Every public name of ``socket`` is here. The socket class is a subclass of the stdlib's, so it is everything a
 ``socket.socket`` is, and the stdlib's Python-level methods (``makefile``, ``dup``, ``sendfile``'s fallback,
 ``__repr__``) run unchanged on top of the methods overridden here.
 

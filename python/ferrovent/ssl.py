@@ -1,6 +1,6 @@
 """Cooperative TLS: the stdlib ``ssl`` module, whose sockets park only the current greenlet.
 
-Every public name of :mod:`ssl` is here. `SSLContext` is the stdlib's with ``wrap_socket`` returning a
+Every public name of ``ssl`` is here. `SSLContext` is the stdlib's with ``wrap_socket`` returning a
 cooperative `SSLSocket`; ``create_default_context``, ``get_server_certificate`` and the other module functions
 that build contexts or sockets are the stdlib's own, rebound so that they build ferrovent's.
 

@@ -15,8 +15,10 @@ import os
 import subprocess as _subprocess
 import time
 import types
+from collections.abc import Sequence
 from subprocess import *  # noqa: F403  (every public name of the stdlib module)
 from subprocess import CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired  # noqa: F401
+from typing import Any, Callable
 
 from ferrovent._core import sleep
 from ferrovent._fileobjectposix import GreenFileIO, GreenOpenDescriptor
@@ -78,7 +80,13 @@ class Popen(_subprocess.Popen):
     _communicating_greenlets = None  # communicate()'s greenlets, once it started: one per pipe
     _exited = None  # AsyncResult set to the returncode, made by the first rawlink
 
-    def __init__(self, args, bufsize=-1, *more, **kwargs):
+    def __init__(
+        self,
+        args: str | bytes | os.PathLike[Any] | Sequence[str | bytes | os.PathLike[Any]],
+        bufsize: int | None = -1,
+        *more: Any,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(args, bufsize, *more, **kwargs)
         bufsize = -1 if bufsize is None else bufsize
         self.stdin = _green_pipe(self.stdin, True, bufsize)
@@ -96,7 +104,7 @@ class Popen(_subprocess.Popen):
                 os.set_blocking(fd, True)
         return handles
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: Callable[[Popen], object]) -> None:
         """Calls ``callback(self)`` in the hub once the child has exited (``returncode`` is then set)."""
         if self._exited is None:
             self._exited = AsyncResult()
@@ -105,7 +113,7 @@ class Popen(_subprocess.Popen):
         relay = self._exit_links[callback] = lambda _result: callback(self)
         self._exited.rawlink(relay)
 
-    def unlink(self, callback):
+    def unlink(self, callback: Callable[[Popen], object]) -> None:
         """Removes a callback added by `rawlink`."""
         relay = self._exit_links.pop(callback, None) if self._exited is not None else None
         if relay is not None:
@@ -114,7 +122,9 @@ class Popen(_subprocess.Popen):
     def _report_exit(self):
         self._exited.set(self.wait())
 
-    def __exit__(self, exc_type, value, traceback):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, value: BaseException | None, traceback: types.TracebackType | None
+    ) -> None:
         # communicate()'s greenlets are stopped first; a greenlet of ours parked reading a pipe through its buffered
         # layer holds that layer's lock, which close() would find taken ("reentrant call"): its raw file is closed
         # instead, waking it with EBADF, and it gets to run (and leave the layer) before the stdlib's __exit__.

@@ -1,4 +1,4 @@
-"""What ``monkey.patch_thread`` puts into the stdlib's :mod:`threading`, and the fix-ups that go with it.
+"""What ``monkey.patch_thread`` puts into the stdlib's ``threading``, and the fix-ups that go with it.
 
 The stdlib's ``threading`` is written on top of ``_thread``: it starts threads, makes locks and asks who is running
 through a handful of names it copied out of ``_thread`` when it was imported. Replacing those names (see

@@ -6,9 +6,9 @@ functions, so monkey-patching threading never turns them into greenlets. Each wo
 `ThreadResult` through the hub loop's thread-safe inbox and fills the job's AsyncResult, waking the greenlets that
 wait on it; while a job is outstanding the pool holds a reference on the loop, which keeps it running. Like
 gevent's, a pool accepts one job more than ``maxsize`` before `spawn` waits, so a thread finishing a job finds the
-next one queued. Before each job a worker installs :func:`threading.setprofile`'s and :func:`threading.settrace`'s
+next one queued. Before each job a worker installs ``threading.setprofile``'s and ``threading.settrace``'s
 hooks, and removes them after. `ThreadPool` offers the mapping methods of `ferrovent.pool.Group` (``apply_async``
-returns a greenlet), and `ThreadPoolExecutor` is :class:`concurrent.futures.ThreadPoolExecutor` on a ThreadPool,
+returns a greenlet), and `ThreadPoolExecutor` is ``concurrent.futures.ThreadPoolExecutor`` on a ThreadPool,
 whose futures greenlets can wait on.
 
 Ctrl-C and worker threads: the kernel may deliver a process-directed SIGINT to any thread that does not block it
@@ -74,13 +74,13 @@ def hub_threadpool(hub: Hub) -> ThreadPool:
 
 
 def _get_thread_profile(_sys: Any = sys) -> Any:
-    """The profile hook :func:`threading.setprofile` installed (None if none, or threading is not imported)."""
+    """The profile hook ``threading.setprofile`` installed (None if none, or threading is not imported)."""
     threading = _sys.modules.get("threading")
     return getattr(threading, "_profile_hook", None)
 
 
 def _get_thread_trace(_sys: Any = sys) -> Any:
-    """The trace hook :func:`threading.settrace` installed (None if none, or threading is not imported)."""
+    """The trace hook ``threading.settrace`` installed (None if none, or threading is not imported)."""
     threading = _sys.modules.get("threading")
     return getattr(threading, "_trace_hook", None)
 
@@ -100,7 +100,7 @@ class ThreadResult:
 
     __slots__ = ("receiver", "hub", "value", "exc_info", "context", "_call_when_ready", "_deliver")
 
-    def __init__(self, receiver: Callable[[ThreadResult], Any], hub: Hub, call_when_ready: Callable[[], Any]):
+    def __init__(self, receiver: Callable[[ThreadResult], Any], hub: Hub, call_when_ready: Callable[[], Any]) -> None:
         self.receiver = receiver
         self.hub = hub
         self.value: Any = None
@@ -306,7 +306,7 @@ class ThreadPool:
 
     _WorkerGreenlet = _WorkerGreenlet
 
-    def __init__(self, maxsize: int, hub: Hub | None = None, idle_task_timeout: float = -1):
+    def __init__(self, maxsize: int, hub: Hub | None = None, idle_task_timeout: float = -1) -> None:
         self.hub = get_hub() if hub is None else hub
         self._owner = _get_ident()
         self._idle_task_timeout = idle_task_timeout
@@ -583,11 +583,11 @@ class _RelayTo:
 
 
 class _GreenFuture:
-    """The future `ThreadPoolExecutor.submit` returns: a :class:`concurrent.futures.Future` in behaviour, over the
+    """The future `ThreadPoolExecutor.submit` returns: a ``concurrent.futures.Future`` in behaviour, over the
     job's AsyncResult, so waiting for it parks only the calling greenlet.
 
     It is ready and linkable as greenlets and AsyncResults are (``ferrovent.wait``, ``iwait``, ``rawlink``).
-    :func:`concurrent.futures.wait` and ``as_completed`` work on it once threading is monkey-patched (their
+    ``concurrent.futures.wait`` and ``as_completed`` work on it once threading is monkey-patched (their
     conditions and events must then be cooperative); before that, on a future not yet done, they raise
     AttributeError rather than block the thread the result must arrive in. Other attributes are the AsyncResult's.
     """
@@ -620,7 +620,7 @@ class _GreenFuture:
 
     def result(self, timeout: Optional[float] = None) -> Any:
         """The job's return value (or its exception, raised), waiting up to ``timeout`` seconds
-        (:class:`concurrent.futures.TimeoutError` after that)."""
+        (``concurrent.futures.TimeoutError`` after that)."""
         self._wait_done(timeout)
         return self._result.get()
 
@@ -631,7 +631,7 @@ class _GreenFuture:
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         """Calls ``fn(future)`` once it is done (now, if it is), in the hub; an exception it raises is printed
-        and ignored, as :class:`concurrent.futures.Future` does."""
+        and ignored, as ``concurrent.futures.Future`` does."""
         if self.done():
             self._call_ignoring_errors(fn)
         else:
@@ -689,7 +689,7 @@ class _GreenFuture:
 
 
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
-    """:class:`concurrent.futures.ThreadPoolExecutor` whose jobs run in a `ThreadPool` of ``max_workers`` native
+    """``concurrent.futures.ThreadPoolExecutor`` whose jobs run in a `ThreadPool` of ``max_workers`` native
     threads (native even when threading is monkey-patched), and whose futures greenlets can wait on.
 
     ``submit`` returns a future with the usual API (``result``, ``exception``, ``add_done_callback``, ...) that
@@ -702,6 +702,8 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         self._threadpool: Optional[ThreadPool] = ThreadPool(self._max_workers)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _GreenFuture:
+        """Runs ``fn(*args, **kwargs)`` in a pool thread; returns a future whose ``result()`` waits cooperatively
+        (only the calling greenlet waits). Raises ``RuntimeError`` after ``shutdown``."""
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")

@@ -1,6 +1,6 @@
 """The stdlib ``time`` module with a cooperative ``sleep``: it parks only the current greenlet.
 
-Every public name of :mod:`time` is here, unchanged but for `sleep`, which is ``ferrovent.sleep`` (the loop's
+Every public name of ``time`` is here, unchanged but for `sleep`, which is ``ferrovent.sleep`` (the loop's
 Rust fast path): ``sleep(0)`` yields to the other ready greenlets, ``sleep(seconds)`` wakes after ``seconds``.
 """
 

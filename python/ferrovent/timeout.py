@@ -9,11 +9,19 @@ raise (``get``, ``put``, ``peek``) raise it. A Timeout made with another excepti
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
 from greenlet import getcurrent
 
 from ferrovent.hub import get_hub
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = ["Timeout", "with_timeout"]
+
+_T = TypeVar("_T")
 
 _NONE = object()
 #: `wait_bounded_by`'s ``expired`` for the calls that let the Timeout propagate.
@@ -44,11 +52,24 @@ _NO_TIMEOUT = _NoTimeout()
 class Timeout(BaseException):
     """Raises itself (or ``exception``) in the greenlet that started it once ``seconds`` have passed.
 
-    ``exception`` None raises this Timeout; False raises it too, but its own ``with`` block swallows it; a
-    class or instance raises that instead. ``seconds`` None never fires. A cancelled Timeout never fires.
+    Creating it does not start it: ``start()``, ``start_new()`` or a ``with`` block does. ``exception`` None
+    raises this Timeout; False raises it too, but its own ``with`` block swallows it; a string is kept as the
+    message and this Timeout is raised; a class or instance raises that instead. ``seconds`` None never fires. A
+    cancelled Timeout never fires. ``ref`` False lets the loop exit while it is pending; ``priority`` is accepted
+    for gevent's signature and ignored. It derives from ``BaseException`` (as gevent's), so ``except Exception``
+    does not catch it.
+
+    Usage: ``with Timeout(5): ...``, or ``t = Timeout.start_new(5)`` and ``t.cancel()`` in a ``finally``. Timers
+    never fire early here (docs/differences.md, "Scheduling").
     """
 
-    def __init__(self, seconds=None, exception=None, ref=True, priority=-1):
+    def __init__(
+        self,
+        seconds: float | None = None,
+        exception: type[BaseException] | BaseException | str | bool | None = None,
+        ref: bool = True,
+        priority: int = -1,
+    ) -> None:
         BaseException.__init__(self)
         self.seconds = seconds
         self.exception = exception
@@ -56,8 +77,9 @@ class Timeout(BaseException):
         self._timer = None
         self._loop = None
 
-    def start(self):
-        """Starts counting in the current greenlet. Raises AssertionError if already pending."""
+    def start(self) -> None:
+        """Starts counting in the current greenlet: that greenlet is the one it fires in. Does nothing if
+        ``seconds`` is None. Raises ``AssertionError`` if already pending."""
         if self.pending:
             raise AssertionError(f"{self!r} is already started; to restart it, cancel it first")
         if self.seconds is None:
@@ -70,8 +92,14 @@ class Timeout(BaseException):
         self._timer = self._loop.throw_later(self.seconds, getcurrent(), throws, ref=self._ref)
 
     @classmethod
-    def start_new(cls, timeout=None, exception=None, ref=True):
-        """Creates and starts a Timeout; a Timeout instance passed in is started (if needed) and returned."""
+    def start_new(
+        cls,
+        timeout: float | Timeout | None = None,
+        exception: type[BaseException] | BaseException | str | bool | None = None,
+        ref: bool = True,
+    ) -> Timeout:
+        """Creates and starts a Timeout of ``timeout`` seconds and returns it; a Timeout instance passed in is
+        started (if not pending) and returned as it is."""
         if isinstance(timeout, Timeout):
             if not timeout.pending:
                 timeout.start()
@@ -87,18 +115,18 @@ class Timeout(BaseException):
         return Timeout.start_new(timeout, exception, ref)
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """True while started and neither fired nor cancelled."""
         return self._timer is not None and self._loop.timer_pending(self._timer)
 
-    def cancel(self):
-        """Stops it; it will not fire after this returns."""
+    def cancel(self) -> None:
+        """Stops it; it will not fire after this returns. It may be started again. Cancelling twice is harmless."""
         if self._timer is not None:
             self._loop.cancel_timer(self._timer)
             self._timer = None
 
-    def close(self):
-        """Cancels it and releases what it holds."""
+    def close(self) -> None:
+        """Cancels it and releases what it holds (the ``with`` block's exit calls it)."""
         self.cancel()
         self._loop = None
 
@@ -116,22 +144,26 @@ class Timeout(BaseException):
             return f"{self.seconds} second{suffix} (silent)"
         return f"{self.seconds} second{suffix}: {self.exception}"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if not self.pending:
             self.start()
         return self
 
-    def __exit__(self, typ, value, tb):
+    def __exit__(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
         self.close()
         if value is self and self.exception is False:
             return True
         return None
 
 
-def with_timeout(seconds, function, *args, **kwds):
-    """Calls ``function(*args, **kwds)``, cancelling it with Timeout after ``seconds``.
+def with_timeout(seconds: float | None, function: Callable[..., _T], *args: Any, **kwds: Any) -> _T | Any:
+    """Calls ``function(*args, **kwds)`` and returns its result, interrupting it with ``Timeout`` after ``seconds``.
 
-    With the keyword ``timeout_value``, returns that instead of raising when the time runs out.
+    The Timeout is raised to the caller, unless the keyword ``timeout_value`` is given (it is not passed on to
+    ``function``): then that value is returned instead. A Timeout the function itself starts is not mistaken for
+    this one.
     """
     timeout_value = kwds.pop("timeout_value", _NONE)
     timeout = Timeout.start_new(seconds)

@@ -13,6 +13,7 @@ import threading
 import traceback
 from _thread import get_ident
 from time import perf_counter
+from types import TracebackType
 from typing import IO, Any, Callable, Optional, Union
 
 from greenlet import getcurrent, greenlet
@@ -166,6 +167,7 @@ class GreenletTree:
         self.child_trees: list[GreenletTree] = []
 
     def add_child(self, tree: GreenletTree) -> None:
+        """Adds ``tree`` below this one (a tree is never its own child)."""
         if tree is not self:
             self.child_trees.append(tree)
 
@@ -334,7 +336,7 @@ class assert_switches:
         self.tracer.monitor_current_greenlet_blocking()
         return self
 
-    def __exit__(self, t, v, tb) -> None:
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         tracer, hub = self.tracer, self.hub
         tracer.kill()
         self.tracer = self.hub = None

@@ -303,6 +303,7 @@ class FileWrapper:
             yield block
 
     def close(self) -> None:
+        """Closes the wrapped file-like object if it has a ``close`` (the server calls it after the response)."""
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()

@@ -11,6 +11,7 @@ class Environ(dict):
     __slots__ = ()
 
     def copy(self) -> Environ:
+        """A shallow copy of the same class."""
         return self.__class__(self)
 
     def __reduce_ex__(self, protocol: Any) -> tuple:

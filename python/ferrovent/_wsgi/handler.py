@@ -136,18 +136,22 @@ class WSGIHandler:
 
     @property
     def command(self) -> Optional[str]:
+        """The request's method (``GET``...), or None before a request was read."""
         return self.environ.get("REQUEST_METHOD") if self.environ else None
 
     @property
     def path(self) -> Optional[str]:
+        """The request's target as sent (``REQUEST_URI``), or None before a request was read."""
         return self.environ.get("REQUEST_URI") if self.environ else None
 
     @property
     def request_version(self) -> Optional[str]:
+        """The request's protocol (``HTTP/1.1``...), or None before a request was read."""
         return self.environ.get("SERVER_PROTOCOL") if self.environ else None
 
     @property
     def requestline(self) -> Optional[str]:
+        """The request line as received (method, target, protocol), or None before a request was read."""
         env = self.environ
         if not env:
             return None

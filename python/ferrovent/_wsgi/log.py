@@ -32,6 +32,7 @@ class LoggingLogAdapter:
         self._level = level
 
     def write(self, msg: str) -> None:
+        """Logs ``msg`` (one trailing newline dropped) at the adapter's level."""
         if msg and msg.endswith("\n"):
             msg = msg[:-1]
         self._logger.log(self._level, msg)
@@ -40,6 +41,7 @@ class LoggingLogAdapter:
         """Nothing to flush: the logger's handlers do their own."""
 
     def writelines(self, lines: Iterable[str]) -> None:
+        """Logs each line, as ``write``."""
         for line in lines:
             self.write(line)
 

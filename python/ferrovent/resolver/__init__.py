@@ -2,7 +2,7 @@
 
 A numeric address needs no lookup, so it is answered inline by the system resolver with ``AI_NUMERICHOST``
 (which cannot block), starting no thread. ``localhost`` is answered inline too, from a fixed table (below). Any
-other name goes to the hub's `~ferrovent.threadpool.ThreadPool` (`DEFAULT_SIZE` threads, started on first need),
+other name goes to the hub's ``ferrovent.threadpool.ThreadPool`` (`DEFAULT_SIZE` threads, started on first need),
 whose result wakes the waiting greenlet through the loop's thread-safe inbox; other greenlets run meanwhile.
 Results and exceptions are the stdlib's own, since the stdlib functions compute them. With ``config.resolver =
 'block'`` (``GEVENT_RESOLVER=block``) lookups run in the calling thread instead, blocking the loop.
@@ -33,7 +33,7 @@ from ferrovent.threadpool import hub_threadpool, is_worker_thread
 __extensions__ = ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn"]
 __all__ = list(__extensions__)
 
-#: The names of :mod:`socket` this module replaces (gevent's ``socket.__dns__``).
+#: The names of ``socket`` this module replaces (gevent's ``socket.__dns__``).
 __dns__ = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo", "getfqdn")
 
 # socket.getaddrinfo is the Python wrapper that turns families and types into enums; the rest are _socket's.
@@ -110,8 +110,15 @@ def _localhost_addrinfo(port, family, type, proto, flags) -> list:
     return results
 
 
-def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0) -> list:
-    """:func:`socket.getaddrinfo`: numeric hosts and localhost inline, names in the thread pool."""
+def getaddrinfo(
+    host: str | bytes | None,
+    port: str | bytes | int | None,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list:
+    """``socket.getaddrinfo``: numeric hosts and localhost inline, names in the thread pool."""
     if _is_localhost(host):
         return _localhost_addrinfo(port, family, type, proto, flags)
     try:
@@ -135,8 +142,8 @@ def _needs_lookup(name) -> bool:
     return False
 
 
-def gethostbyname(hostname) -> str:
-    """:func:`socket.gethostbyname`: numeric hosts and localhost inline, names in the thread pool."""
+def gethostbyname(hostname: str) -> str:
+    """``socket.gethostbyname``: numeric hosts and localhost inline, names in the thread pool."""
     if _is_localhost(hostname):
         return _localhost_ipv4()[0]
     if _needs_lookup(hostname):
@@ -144,8 +151,8 @@ def gethostbyname(hostname) -> str:
     return _socket.gethostbyname(hostname)
 
 
-def gethostbyname_ex(hostname) -> tuple[str, list[str], list[str]]:
-    """:func:`socket.gethostbyname_ex`: numeric hosts and localhost inline, names in the thread pool."""
+def gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
+    """``socket.gethostbyname_ex``: numeric hosts and localhost inline, names in the thread pool."""
     if _is_localhost(hostname):
         return "localhost", [], _localhost_ipv4()
     if _needs_lookup(hostname):
@@ -153,20 +160,20 @@ def gethostbyname_ex(hostname) -> tuple[str, list[str], list[str]]:
     return _socket.gethostbyname_ex(hostname)
 
 
-def gethostbyaddr(ip_address) -> tuple[str, list[str], list[str]]:
-    """:func:`socket.gethostbyaddr`: a reverse lookup, always in the thread pool."""
+def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
+    """``socket.gethostbyaddr``: a reverse lookup, always in the thread pool."""
     return _blocking(_socket.gethostbyaddr, ip_address)
 
 
-def getnameinfo(sockaddr, flags) -> tuple[str, str]:
-    """:func:`socket.getnameinfo`: inline with ``NI_NUMERICHOST`` (no lookup), else in the thread pool."""
+def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
+    """``socket.getnameinfo``: inline with ``NI_NUMERICHOST`` (no lookup), else in the thread pool."""
     if flags & _socket.NI_NUMERICHOST:
         return _socket.getnameinfo(sockaddr, flags)
     return _blocking(_socket.getnameinfo, sockaddr, flags)
 
 
 def _fqdn(name: str) -> str:
-    """What :func:`socket.getfqdn` computes, with the original functions (this runs in a pool thread)."""
+    """What ``socket.getfqdn`` computes, with the original functions (this runs in a pool thread)."""
     name = name.strip()
     if not name or name in ("0.0.0.0", "::"):
         name = _socket.gethostname()
@@ -178,5 +185,5 @@ def _fqdn(name: str) -> str:
 
 
 def getfqdn(name: str = "") -> str:
-    """:func:`socket.getfqdn`: the reverse lookup runs in the thread pool."""
+    """``socket.getfqdn``: the reverse lookup runs in the thread pool."""
     return _blocking(_fqdn, name)

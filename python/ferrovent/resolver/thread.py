@@ -31,5 +31,5 @@ class Resolver:
     getnameinfo = staticmethod(_lookups.getnameinfo)
 
     def getfqdn(self, name: str = "") -> str:
-        """:func:`socket.getfqdn`, its reverse lookup in the thread pool."""
+        """``socket.getfqdn``, its reverse lookup in the thread pool."""
         return _lookups.getfqdn(name)

@@ -23,7 +23,8 @@ from tests.gevent_suite.child import _append, recording_result_class
 
 
 def _stand_in_for_selector_event_loop(loop_class: type) -> None:
-    """``asyncio.SelectorEventLoop(selector)`` makes a ferrovent loop: the selector given is closed unused."""
+    """``asyncio.SelectorEventLoop(selector)`` (and 3.13's ``asyncio.EventLoop``) makes a ferrovent loop: the
+    selector given is closed unused."""
 
     class StandIn(loop_class):
         def __init__(self, selector=None):
@@ -34,7 +35,10 @@ def _stand_in_for_selector_event_loop(loop_class: type) -> None:
     import asyncio
     import asyncio.unix_events
 
-    asyncio.SelectorEventLoop = asyncio.unix_events.SelectorEventLoop = StandIn
+    for module in (asyncio, asyncio.unix_events):
+        module.SelectorEventLoop = StandIn
+        if hasattr(module, "EventLoop"):  # 3.13's name for the platform's loop class, the same class
+            module.EventLoop = StandIn
 
 
 def _use_ferrovent_loops(path: str, running: list[str]) -> None:

@@ -295,3 +295,31 @@ def test_debug_mode_under_patch_all_lets_other_greenlets_call_in_and_refuses_oth
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert out.stdout == "['accepted', 'refused']\n", out.stderr
+
+
+def test_patched_time_sleep_inside_a_coroutine_lets_greenlets_run_and_then_the_loop_goes_on():
+    script = textwrap.dedent(
+        """
+        from ferrovent import monkey
+        monkey.patch_all()
+        import asyncio, time, ferrovent
+        from ferrovent.asyncio import new_event_loop
+
+        order = []
+
+        async def other_task():
+            order.append("other task")
+
+        async def main():
+            asyncio.get_running_loop().create_task(other_task())
+            ferrovent.spawn(order.append, "greenlet")
+            time.sleep(0.05)  # patched: parks this loop's greenlet in the hub
+            order.append("coroutine after sleep")
+            await asyncio.sleep(0)
+
+        new_event_loop().run_until_complete(main())
+        print(order)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "['greenlet', 'coroutine after sleep', 'other task']\n", out.stderr

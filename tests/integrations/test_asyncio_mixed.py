@@ -1,0 +1,83 @@
+"""Greenlet code calling async-only libraries through ``ferrovent.asyncio.await_``: a Flask app on ferrovent's
+WSGIServer whose view awaits an ``httpx.AsyncClient`` GET and an ``asyncpg`` query, 100 requests at once.
+
+Each request's GET waits ``WAIT`` s at the slow server. The greenlet serving it and the asyncio tasks doing its
+I/O share one loop on one thread, so the 100 waits overlap: about ``WAIT`` s in all, where a view that blocked the
+loop would take 100 times as long. The test takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import asyncpg
+import ferrovent
+import httpx
+import pytest
+from ferrovent import socket as green_socket
+from ferrovent.pywsgi import WSGIServer
+from flask import Flask
+
+from tests.servers import body
+
+bridge = pytest.importorskip("ferrovent.asyncio", reason="ferrovent.asyncio (await_) does not import on this branch")
+
+pytestmark = pytest.mark.timeout(60)
+
+REQUESTS = 100
+WAIT = 0.5
+
+
+def _get(port: int, path: str) -> dict:
+    """GET ``path`` over a cooperative socket, HTTP/1.0: the decoded JSON body of a 200 answer."""
+    with green_socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    head, _, payload = b"".join(chunks).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split()[1] == b"200", head
+    return json.loads(payload)
+
+
+def test_flask_view_awaits_httpx_and_asyncpg(slow_http_url, postgres_port):
+    await_ = bridge.await_
+    pool = await_(
+        asyncpg.create_pool(
+            host="127.0.0.1", port=postgres_port, user="postgres", database="postgres", min_size=10, max_size=10
+        )
+    )
+    client = httpx.AsyncClient(base_url=slow_http_url, timeout=20, limits=httpx.Limits(max_connections=REQUESTS))
+    events: list[tuple[str, int]] = []  # ("start" | "done", request number), in the order the views saw them
+    app = Flask(__name__)
+
+    @app.route("/mixed/<int:number>")
+    def mixed(number: int) -> dict:
+        events.append(("start", number))
+        response = await_(client.get("/data", params={"size": number, "delay": WAIT}))
+        doubled = await_(pool.fetchval("SELECT $1::int * 2", number))
+        events.append(("done", number))
+        return {"intact": response.content == body(number), "doubled": doubled}
+
+    server = WSGIServer(("127.0.0.1", 0), app, log=None)
+    server.start()
+    try:
+        started = time.monotonic()
+        greenlets = [ferrovent.spawn(_get, server.server_port, f"/mixed/{number}") for number in range(REQUESTS)]
+        ferrovent.joinall(greenlets, raise_error=True)
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+        await_(client.aclose())
+        await_(pool.close())
+
+    assert [greenlet.value for greenlet in greenlets] == [
+        {"intact": True, "doubled": 2 * number} for number in range(REQUESTS)
+    ]
+    # Every view had started its wait before the first one finished, and the waits overlapped.
+    assert [kind for kind, _ in events[:REQUESTS]] == ["start"] * REQUESTS, events
+    assert WAIT <= elapsed < 4 * WAIT, elapsed  # serialized: REQUESTS * WAIT = 50 s

@@ -144,6 +144,12 @@ class AsyncResult(Linkable):
             raise value
         raise value.with_traceback(tb)
 
+    def __await__(self):
+        """``await async_result`` in a coroutine waits for it (``ferrovent.asyncio.wait_greenlet``)."""
+        from ferrovent.asyncio import wait_greenlet  # imported late: only asyncio users need it
+
+        return wait_greenlet(self).__await__()
+
     def get_nowait(self) -> Any:
         """Returns the value or raises the exception; raises Timeout if not ready yet."""
         return self.get(block=False)

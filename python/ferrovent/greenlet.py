@@ -427,6 +427,12 @@ class Greenlet(greenlet):
             return self.value
         self._raise_exception()
 
+    def __await__(self):
+        """``await greenlet`` in a coroutine waits for it (``ferrovent.asyncio.wait_greenlet``)."""
+        from ferrovent.asyncio import wait_greenlet  # imported late: only asyncio users need it
+
+        return wait_greenlet(self).__await__()
+
     def _wait_finished(self, timeout):
         """Parks until it has finished (True) or ``timeout`` passes (False). A wake meant for something else
         does not end the wait."""

@@ -1,0 +1,39 @@
+"""asyncio on ferrovent's reactor: one loop for greenlets and asyncio tasks, and bridges between the two.
+
+``asyncio.run(main(), loop_factory=ferrovent.asyncio.new_event_loop)`` (Python 3.12+), or
+``asyncio.set_event_loop_policy(ferrovent.asyncio.EventLoopPolicy())`` (3.11), runs asyncio code on the hub's Rust
+loop: a greenlet blocked on a socket and a task awaiting a socket wait in the same poll, on one thread.
+
+Why it is built this way. `EventLoop` is the stdlib's ``SelectorEventLoop`` with one part replaced: its selector
+(`HubSelector`) is not a second poller but io watches in the hub's loop, and its ``select()`` parks the greenlet
+running the asyncio loop in the hub until an fd is ready, a timer is due, or another greenlet calls ``call_soon``.
+So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by CPython's test_asyncio,
+and ferrovent owns only waiting. The costs of this choice: asyncio's ready queue and timer heap stay in Python,
+and each asyncio iteration yields to the hub once (``select`` never returns without letting greenlets run).
+
+What holds, and how:
+
+- asyncio's running loop and async-generator hooks are per thread, greenlets are not: while the loop's greenlet
+  waits in ``select``, other greenlets see no running loop (so ``asyncio.run()`` works in another greenlet, its
+  loop parking in turn), and the loop's own are restored when it resumes.
+- contextvars: greenlet gives each greenlet its own context; tasks run in their own contexts as in asyncio.
+- A running loop holds one reference on the hub, as a blocked greenlet would; a loop that is not running holds
+  none, whatever it has registered. `await_`'s background loop holds none even while running.
+- Blocking (patched) code called directly inside a coroutine, say ``time.sleep(1)`` or a patched socket's
+  ``recv``, does not deadlock: it parks the loop's greenlet in the hub like any greenlet, other greenlets run,
+  and when it returns the coroutine continues. That loop's other tasks and callbacks wait meanwhile (as with any
+  blocking call in a coroutine), and other greenlets then still see the loop as running. `await_` called in that
+  situation, from the greenlet running the loop it would use, raises RuntimeError rather than deadlock.
+
+Bridges: `await_` (from a greenlet, wait for an awaitable), `greenlet` and `wait_greenlet` (from a coroutine, wait
+for a greenlet or ``AsyncResult``; ``await greenlet_or_async_result`` does the same). Cancellation crosses both
+ways: a greenlet killed in `await_` cancels the task; a task cancelled while awaiting a greenlet kills it.
+"""
+
+from __future__ import annotations
+
+from ._bridges import await_, greenlet, wait_greenlet
+from ._loop import EventLoop, EventLoopPolicy, new_event_loop
+from ._selector import HubSelector
+
+__all__ = ["EventLoop", "EventLoopPolicy", "HubSelector", "await_", "greenlet", "new_event_loop", "wait_greenlet"]

@@ -44,13 +44,16 @@ def _get(port: int, path: str) -> dict:
     return json.loads(payload)
 
 
+async def _open_pool(port: int) -> asyncpg.Pool:
+    # In a coroutine: asyncpg's Pool takes the running loop when it is made.
+    return await asyncpg.create_pool(
+        host="127.0.0.1", port=port, user="postgres", database="postgres", min_size=10, max_size=10
+    )
+
+
 def test_flask_view_awaits_httpx_and_asyncpg(slow_http_url, postgres_port):
     await_ = bridge.await_
-    pool = await_(
-        asyncpg.create_pool(
-            host="127.0.0.1", port=postgres_port, user="postgres", database="postgres", min_size=10, max_size=10
-        )
-    )
+    pool = await_(_open_pool(postgres_port))
     client = httpx.AsyncClient(base_url=slow_http_url, timeout=20, limits=httpx.Limits(max_connections=REQUESTS))
     events: list[tuple[str, int]] = []  # ("start" | "done", request number), in the order the views saw them
     app = Flask(__name__)

@@ -259,8 +259,8 @@ def table(rounds: int, quick: bool, client: str) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     note = (
-        f"asyncio loops, {'quick' if quick else 'full'} sizes, medians of {rounds} rounds, every measurement in a fresh "
-        "process. The ratios are ferrovent's loop against the others: > 1 means ferrovent's loop did better."
+        f"asyncio loops, {'quick' if quick else 'full'} sizes, medians of {rounds} rounds, every measurement in a "
+        "fresh process. The ratios are ferrovent's loop against the others: > 1 means ferrovent's loop did better."
     )
     return "\n".join(["", *lines, "", textwrap.fill(note, width=100)]) + "\n"
 

@@ -3,13 +3,16 @@ WSGIServer whose view awaits an ``httpx.AsyncClient`` GET and an ``asyncpg`` que
 
 Each request's GET waits ``WAIT`` s at the slow server. The greenlet serving it and the asyncio tasks doing its
 I/O share one loop on one thread, so the 100 waits overlap: about ``WAIT`` s in all, where a view that blocked the
-loop would take 100 times as long. The test takes about a second.
+loop would take 100 times as long. The test takes about a second; the README's example (examples/mixed_asyncio.py)
+is run as a user runs it, another second.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+import urllib.request
 
 import asyncpg
 import ferrovent
@@ -19,6 +22,8 @@ from ferrovent import socket as green_socket
 from ferrovent.pywsgi import WSGIServer
 from flask import Flask
 
+from tests.child import ROOT
+from tests.integrations.processes import listening
 from tests.servers import body
 
 bridge = pytest.importorskip("ferrovent.asyncio", reason="ferrovent.asyncio (await_) does not import on this branch")
@@ -84,3 +89,12 @@ def test_flask_view_awaits_httpx_and_asyncpg(slow_http_url, postgres_port):
     # Every view had started its wait before the first one finished, and the waits overlapped.
     assert [kind for kind, _ in events[:REQUESTS]] == ["start"] * REQUESTS, events
     assert WAIT <= elapsed < 4 * WAIT, elapsed  # serialized: REQUESTS * WAIT = 50 s
+
+
+def test_the_mixed_example():
+    with listening(lambda port: [sys.executable, str(ROOT / "examples" / "mixed_asyncio.py"), str(port)]) as port:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=20) as response:
+            answer = response.read().decode()
+    answers, seconds = answer.split()[0], float(answer.split()[-2])
+    assert answers == "10", answer
+    assert 1 <= seconds < 3, answer  # the ten 1 s waits of /slow overlapped; serialized: 10 s

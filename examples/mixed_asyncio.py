@@ -12,12 +12,11 @@ import asyncio
 import sys
 import time
 
-import httpx
-from flask import Flask, request
-
 import ferrovent
+import httpx
 from ferrovent.asyncio import await_
 from ferrovent.pywsgi import WSGIServer
+from flask import Flask, request
 
 FETCHES = 10
 app = Flask(__name__)

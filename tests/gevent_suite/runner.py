@@ -81,12 +81,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def run_file(test: SuiteFile, side: str, env: dict[str, str], workdir: Path, timeout: float | None = None) -> FileRun:
-    """Runs one test file on one side in a fresh process (its own process group), bounded by its timeout."""
+def run_file(
+    test: SuiteFile, side: str, env: dict[str, str], workdir: Path, timeout: float | None = None, child: Path = CHILD
+) -> FileRun:
+    """Runs one test file on one side in a fresh process (its own process group), bounded by its timeout.
+    ``child``: the script that runs the module and records its outcomes (tests/asyncio_suite has its own)."""
     scratch = workdir / side / test.name[: -len(".py")]
     scratch.mkdir(parents=True, exist_ok=True)
     record, output = scratch / "outcomes.jsonl", scratch / "output.txt"
-    command = [sys.executable, "-u", str(CHILD), str(record), test.module]
+    command = [sys.executable, "-u", str(child), str(record), test.module]
     started = time.monotonic()
     # Output goes to a file, not a pipe: a process the test leaves behind cannot keep us waiting for its end.
     with open(output, "wb") as sink:

@@ -52,6 +52,8 @@ def await_(awaitable: Awaitable[T], timeout: Optional[float] = None) -> T:
         raise BlockingSwitchOutError("await_() would block the hub")
     loop = _loop_for_await(hub)
     if loop._greenlet is current:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # never to run: no "never awaited" warning on top of the error
         raise RuntimeError("await_() called inside the loop it would wait for: use 'await' in the coroutine")
     future = asyncio.ensure_future(awaitable, loop=loop)
     if not future.done():

@@ -1,0 +1,267 @@
+"""ferrovent.asyncio's event loop: asyncio code on the hub's reactor, sharing the thread with greenlets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import ferrovent
+import pytest
+from ferrovent import socket as green_socket
+from ferrovent.asyncio import EventLoop, EventLoopPolicy, new_event_loop, wait_greenlet
+from ferrovent.event import Event
+
+BOUND = 5.0  # seconds any wait in these tests may take at most
+
+
+def run(coro):
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, BOUND))
+    finally:
+        loop.close()
+
+
+def test_a_coroutine_runs_to_its_result_on_ferroventss_loop():
+    async def main():
+        await asyncio.sleep(0.01)
+        return asyncio.get_running_loop()
+
+    loop = new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) is loop
+        assert isinstance(loop, EventLoop) and isinstance(loop, asyncio.AbstractEventLoop)
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run's loop_factory is new in 3.12")
+def test_asyncio_run_takes_new_event_loop_as_its_loop_factory():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert asyncio.run(main(), loop_factory=new_event_loop) is EventLoop
+
+
+def test_the_policy_makes_asyncio_run_use_ferroventss_loop():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+    try:
+        assert asyncio.run(main()) is EventLoop
+    finally:
+        asyncio.set_event_loop_policy(None)
+
+
+def _green(sock: socket.socket) -> green_socket.socket:
+    return green_socket.socket(fileno=sock.detach())
+
+
+def test_a_greenlet_on_a_socket_and_a_task_on_a_socket_take_turns_in_one_reactor():
+    """A ball passed back and forth between a greenlet blocked in recv and a task awaiting a stream: each can
+    only move once the other has, so the order proves both were parked in the same loop, on one thread."""
+    order = []
+    green_in, task_out = socket.socketpair()
+    green_out, task_in = socket.socketpair()
+    green_in, green_out = _green(green_in), _green(green_out)
+    task_out.setblocking(False)
+
+    def greenlet_side():
+        for _ in range(3):
+            ball = green_in.recv(16)
+            order.append(("greenlet", ball, threading.get_ident()))
+            green_out.sendall(ball + b"g")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection(sock=task_in)
+        player = ferrovent.spawn(greenlet_side)
+        await loop.sock_sendall(task_out, b"x")
+        for _ in range(3):
+            ball = await reader.read(16)
+            order.append(("task", ball, threading.get_ident()))
+            await loop.sock_sendall(task_out, ball + b"t")
+        await wait_greenlet(player)
+        writer.close()
+
+    try:
+        run(main())
+    finally:
+        for sock in (green_in, green_out, task_out):
+            sock.close()
+    assert [who for who, _, _ in order] == ["greenlet", "task"] * 3
+    assert [ball for _, ball, _ in order] == [b"x", b"xg", b"xgt", b"xgtg", b"xgtgt", b"xgtgtg"]
+    assert len({ident for _, _, ident in order}) == 1
+
+
+def test_call_soon_from_another_greenlet_wakes_the_parked_loop():
+    async def main():
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        ferrovent.spawn(loop.call_soon, future.set_result, "from a greenlet")
+        return await future  # no timer or fd would end the loop's wait: only the greenlet's call_soon
+
+    assert run(main()) == "from a greenlet"
+
+
+def test_call_soon_threadsafe_from_another_thread_wakes_the_loop():
+    async def main():
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        thread = threading.Thread(target=loop.call_soon_threadsafe, args=(future.set_result, "from a thread"))
+        thread.start()
+        result = await future
+        thread.join(BOUND)
+        return result
+
+    assert run(main()) == "from a thread"
+
+
+def test_a_greenlet_sees_no_running_loop_while_the_loop_waits_and_can_run_its_own():
+    seen = {}
+
+    def other_greenlet():
+        seen["running"] = asyncio._get_running_loop()
+
+        async def inner():
+            await asyncio.sleep(0.01)
+            return asyncio.get_running_loop()
+
+        inner_loop = new_event_loop()
+        try:
+            seen["inner"] = inner_loop.run_until_complete(inner()) is inner_loop
+        finally:
+            inner_loop.close()
+
+    async def main():
+        g = ferrovent.spawn(other_greenlet)
+        await wait_greenlet(g)
+        return asyncio.get_running_loop()
+
+    loop = new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) is loop
+    finally:
+        loop.close()
+    assert seen == {"running": None, "inner": True}
+
+
+def test_a_contextvar_set_in_a_greenlet_does_not_leak_into_the_task():
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def main():
+        var.set("task")
+        g = ferrovent.spawn(lambda: (var.set("greenlet"), var.get())[1])
+        in_greenlet = await wait_greenlet(g)
+        return in_greenlet, var.get()
+
+    assert run(main()) == ("greenlet", "task")
+
+
+def test_blocking_cooperative_code_inside_a_coroutine_parks_the_loop_greenlet_and_other_greenlets_run():
+    """A blocking call in a coroutine (here a ferrovent Event's wait, as a patched blocking call would be) does not
+    deadlock: other greenlets run meanwhile, the loop's own tasks wait until the call returns."""
+    order = []
+    event = Event()
+
+    def setter():
+        order.append("greenlet ran")
+        event.set()
+
+    async def other_task():
+        order.append("other task ran")
+
+    async def main():
+        asyncio.get_running_loop().create_task(other_task())
+        ferrovent.spawn(setter)
+        assert event.wait(BOUND)
+        order.append("coroutine resumed")
+        await asyncio.sleep(0)
+
+    run(main())
+    assert order == ["greenlet ran", "coroutine resumed", "other task ran"]
+
+
+def test_tcp_server_and_clients_with_streams_and_protocols():
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data.upper())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def client(i):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"hello %d" % i)
+            data = await reader.readexactly(len(b"hello %d" % i))
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        results = await asyncio.gather(*(client(i) for i in range(20)))
+        server.close()
+        await server.wait_closed()
+        return results
+
+    assert run(main()) == [b"HELLO %d" % i for i in range(20)]
+
+
+def test_subprocess_exec_and_signal_handler_and_getaddrinfo():
+    async def main():
+        loop = asyncio.get_running_loop()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('child')", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await proc.communicate()
+        got_signal = loop.create_future()
+        loop.add_signal_handler(signal.SIGUSR1, got_signal.set_result, "signalled")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        signalled = await got_signal
+        loop.remove_signal_handler(signal.SIGUSR1)
+        infos = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        return out, proc.returncode, signalled, infos[0][4]
+
+    assert run(main()) == (b"child\n", 0, "signalled", ("127.0.0.1", 80))
+
+
+def test_a_loop_that_is_not_running_does_not_keep_the_hub_alive():
+    script = textwrap.dedent(
+        """
+        import asyncio, socket, ferrovent
+        from ferrovent.asyncio import new_event_loop
+        loop = new_event_loop()
+        a, b = socket.socketpair()
+        loop.add_reader(a, print, "never")
+        loop.call_later(3600, print, "never")
+        ferrovent.wait()  # returns once the hub has nothing referenced to wait for
+        print("hub idle")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "hub idle\n", out.stderr
+
+
+def test_closing_the_loop_forgets_its_fds():
+    a, b = socket.socketpair()
+    calls = []
+    loop = new_event_loop()
+    loop.add_reader(a, calls.append, "read")
+    loop.close()
+    b.send(b"x")
+    ferrovent.sleep(0.01)
+    assert calls == []
+    a.close()
+    b.close()

@@ -7,7 +7,9 @@ The record is gevent_suite's (``tests/gevent_suite/child.py``: one JSON line per
 its policy is set, and the stdlib's default policy makes ferrovent loops too, since the test modules put a fresh
 default policy back after their tests. Every ferrovent loop created adds a ``ferrovent-loop`` event naming the test
 that was running, so the report can say which tests ran on ferrovent's loop and which built a loop class of their
-own (``asyncio.SelectorEventLoop(...)``, the test utilities' ``TestLoop``) and so never touched it.
+own (``asyncio.SelectorEventLoop(...)``, the test utilities' ``TestLoop``) and so never touched it. With
+``FERROVENT_ASYNCIO_SUITE_STAND_IN=1`` (``runner --stand-in``), ``asyncio.SelectorEventLoop(selector)`` makes a
+ferrovent loop as well, so the transport, socket and server tests that build that class run on ferrovent's loop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ import sys
 import unittest
 
 from tests.gevent_suite.child import _append, recording_result_class
+
+
+def _stand_in_for_selector_event_loop(loop_class: type) -> None:
+    """``asyncio.SelectorEventLoop(selector)`` makes a ferrovent loop: the selector given is closed unused."""
+
+    class StandIn(loop_class):
+        def __init__(self, selector=None):
+            if selector is not None:
+                selector.close()
+            super().__init__()
+
+    import asyncio
+    import asyncio.unix_events
+
+    asyncio.SelectorEventLoop = asyncio.unix_events.SelectorEventLoop = StandIn
 
 
 def _use_ferrovent_loops(path: str, running: list[str]) -> None:
@@ -39,6 +56,8 @@ def _use_ferrovent_loops(path: str, running: list[str]) -> None:
     EventLoop.__init__ = recording_init
     asyncio.unix_events._UnixDefaultEventLoopPolicy._loop_factory = EventLoop
     asyncio.set_event_loop_policy(EventLoopPolicy())
+    if os.environ.get("FERROVENT_ASYNCIO_SUITE_STAND_IN") == "1":
+        _stand_in_for_selector_event_loop(EventLoop)
 
 
 def main() -> None:

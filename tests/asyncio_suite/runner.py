@@ -11,7 +11,9 @@ Each test file runs in a process of its own (``child.py``, through gevent_suite'
 timeout, once as it is (side ``default``) and once with ferrovent's loop as asyncio's default (side ``ferrovent``).
 The figure: tests passing on ferrovent among those passing on the default loop. Many tests build a loop class of
 their own (the test utilities' ``TestLoop``, ``asyncio.SelectorEventLoop(...)``) and never touch ferrovent's, so
-the report also says how many tests made a ferrovent loop, and the figure among those alone.
+the report also says how many tests made a ferrovent loop, and the figure among those alone. With ``--stand-in``
+that class makes ferrovent loops too (the selector the test passes is closed unused), which puts the transport,
+socket, sendfile and server tests on ferrovent's loop; CI runs that way.
 """
 
 from __future__ import annotations
@@ -56,14 +58,16 @@ def suite_files(names=(), timeout: float = FILE_TIMEOUT) -> list[AsyncioFile]:
     return [AsyncioFile(name, timeout, run_alone=False) for name in found]
 
 
-def side_environment(side: str) -> dict[str, str]:
+def side_environment(side: str, stand_in: bool = False) -> dict[str, str]:
     import os
 
-    env = {key: value for key, value in os.environ.items() if key != "FERROVENT_ASYNCIO_SUITE"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FERROVENT_ASYNCIO_SUITE")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
     env.setdefault("PYTHONFAULTHANDLER", "true")
     if side == "ferrovent":
         env["FERROVENT_ASYNCIO_SUITE"] = "ferrovent"
+        if stand_in:
+            env["FERROVENT_ASYNCIO_SUITE_STAND_IN"] = "1"
     return env
 
 
@@ -78,10 +82,10 @@ def _ferrovent_loop_tests(record: Path) -> list[str]:
     return sorted(tests)
 
 
-def run_suite(files: list[AsyncioFile], jobs: int, progress=None) -> dict:
+def run_suite(files: list[AsyncioFile], jobs: int, progress=None, stand_in: bool = False) -> dict:
     """{file: {"default": FileRun json, "ferrovent": FileRun json, "ferrovent_loop_tests": [...]}}."""
     results: dict[str, dict] = {}
-    envs = {side: side_environment(side) for side in SIDES}
+    envs = {side: side_environment(side, stand_in) for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="asyncio-suite-") as workdir:
 
         def run_both(test: AsyncioFile) -> None:
@@ -204,6 +208,11 @@ def _parse_args(argv):
     parser.add_argument("files", nargs="*", help="test files to run (test_tasks or test_tasks.py); default all")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="files run at once (default 1)")
     parser.add_argument("--timeout", type=float, default=FILE_TIMEOUT, help="seconds per file (default %(default)s)")
+    parser.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="ferrovent side: asyncio.SelectorEventLoop(selector) makes a ferrovent loop too (more tests on it)",
+    )
     parser.add_argument("--json", type=Path, help="write the full report (every outcome) to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 if a test expectations.json lists fails")
     parser.add_argument("--failing-list", type=Path, help="print the tests lost in this --json report, and stop")
@@ -226,9 +235,13 @@ def main(argv=None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    results = run_suite(files, args.jobs, _print_progress)
+    results = run_suite(files, args.jobs, _print_progress, args.stand_in)
     data = {
-        "meta": {"python": sys.version.split()[0], "wall_seconds": round(time.monotonic() - started, 1)},
+        "meta": {
+            "python": sys.version.split()[0],
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "stand_in": args.stand_in,
+        },
         "files": results,
     }
     data["totals"] = totals(results)

@@ -43,11 +43,15 @@ class EventLoop(asyncio.SelectorEventLoop):
     def call_soon(self, callback, *args, context=None):
         handle = super().call_soon(callback, *args, context=context)
         self._selector.wake()
+        if handle._source_traceback:
+            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
         return handle
 
     def call_at(self, when, callback, *args, context=None):
         handle = super().call_at(when, callback, *args, context=context)
         self._selector.wake()  # the new timer may be due before the parked select's timeout
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
         return handle
 
     def run_forever(self) -> None:

@@ -32,6 +32,7 @@ class HubSelector(selectors._BaseSelectorImpl):
         self._watches: dict[int, int] = {}  # fd -> watch id, for armed watches
         self._fired: dict[int, int] = {}  # fd -> events seen since the last select
         self._parked: Optional[Any] = None  # the greenlet parked in select(), if one is
+        self._armed_since_poll = False  # a watch started since select() last let the hub poll
         self._stood_down: list[int] = []  # fds whose watch fired and waits to be armed again
         self._on_ready: dict[int, Callable[[int], None]] = {}  # fd -> its watch's callback, made once
 
@@ -50,6 +51,7 @@ class HubSelector(selectors._BaseSelectorImpl):
 
     def _arm(self, fd: int, events: int) -> None:
         self._disarm(fd)
+        self._armed_since_poll = True
         self._watches[fd] = _core.watch_io(self._hub.loop, fd, events, self._ready_callback(fd))
 
     def _disarm(self, fd: int) -> None:
@@ -88,10 +90,17 @@ class HubSelector(selectors._BaseSelectorImpl):
         running, hooks = _get_running_loop(), sys.get_asyncgen_hooks()
         _set_running_loop(None)
         try:
-            if self._fired or (timeout is not None and timeout <= 0):
-                # yield to the hub all the same: greenlets and fds get their turn on every asyncio iteration
+            if self._fired or (timeout is not None and timeout <= 0 and not self._armed_since_poll):
+                # yield all the same: greenlets get their turn on every asyncio iteration, and the hub polls the
+                # fds at least once per switch interval however busy this loop is
                 self._hub.loop.sleep(0)
+            elif timeout is not None and timeout <= 0:
+                # an fd was armed since the hub last polled: a zero timer fires on the hub's next iteration, after
+                # its poll, so that fd is looked at now, as a zero-timeout select() would
+                self._armed_since_poll = False
+                self._hub.loop.park(0)
             else:
+                self._armed_since_poll = False
                 self._parked = getcurrent()
                 try:
                     self._hub.loop.park(timeout)

@@ -103,10 +103,21 @@ def describe_client(client: str, cpu_shares: list[float]) -> tuple[tuple[str, st
     ]
 
 
+def run_asyncio_group(args: argparse.Namespace) -> None:
+    """The asyncio group's table (asyncio_loops.py), printed and, with --markdown, added to the file as a block."""
+    table = asyncio_loops.table(args.rounds, args.quick, args.client)
+    print(table)
+    if args.markdown:
+        with args.markdown.open("a") as markdown:
+            markdown.write(f"\n```\n{table.strip()}\n```\n")
+
+
 def main() -> None:
     args = parse_args()
     if args.only == [asyncio_loops.GROUP]:
-        print(asyncio_loops.table(args.rounds, args.quick, args.client))
+        if args.markdown:
+            args.markdown.write_text("")
+        run_asyncio_group(args)
         return
     probes = [machine.probe(module) for module in (REFERENCE_IMPL, *report.COLUMNS)]
     importable = {found.module for found in probes if found.version is not None}
@@ -147,7 +158,7 @@ def main() -> None:
     chart.write(args.svg, CHART_TITLE, chart_header, report.ratios(benches, samples), footnotes[:1])
     print(f"chart written to {args.svg}", file=sys.stderr)
     if asyncio_loops.GROUP in args.only:
-        print(asyncio_loops.table(args.rounds, args.quick, args.client))
+        run_asyncio_group(args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Async-only libraries against real local servers, on ferrovent's asyncio loop and, as the reference, on the
-default one: aiohttp (client and server), httpx.AsyncClient, redis.asyncio, asyncpg, and uvicorn serving a
-Starlette app.
+default one: aiohttp (client and server, plain and over TLS), httpx.AsyncClient (plain and over TLS), redis.asyncio,
+asyncpg, and uvicorn serving a Starlette app.
 
-Every test runs once per loop factory (the ``loop_factory`` fixture); the ferrovent case is skipped, with the
+Every test runs once per loop (the ``run`` fixture, parametrised by LOOPS); the ferrovent case is skipped, with the
 reason, while ``ferrovent.asyncio`` does not import. Concurrency shows in the timings: ``CONCURRENT`` waits of
-``WAIT`` seconds that overlap take about one wait, serialized they take their sum. The whole file takes a few
-seconds per loop.
+``WAIT`` seconds that overlap take about one wait, serialized they take their sum. The whole file takes about 6 s
+per loop.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from tests.servers import body
+from tests.servers import body, slow_server
+from tests.tls_helpers import CertFiles, client_context, make_self_signed, server_context
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,7 +78,7 @@ async def timed(awaitables: list[Awaitable[T]]) -> tuple[float, list[T]]:
     return asyncio.get_running_loop().time() - started, results
 
 
-def test_aiohttp_client_and_server(run):
+def test_aiohttp_client_and_server(run, certificate):
     async def main() -> None:
         async def hello(request: web.Request) -> web.Response:
             await asyncio.sleep(WAIT)
@@ -91,9 +92,11 @@ def test_aiohttp_client_and_server(run):
         app.router.add_post("/echo", echo)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(certificate)).start()
+        base, tls_base = (
+            f"{scheme}://127.0.0.1:{address[1]}" for scheme, address in zip(("http", "https"), runner.addresses)
+        )
         try:
             async with aiohttp.ClientSession() as session:
 
@@ -106,6 +109,9 @@ def test_aiohttp_client_and_server(run):
                 assert texts == [f"hello {i}" for i in range(CONCURRENT)]
                 assert elapsed < OVERLAPPED, elapsed
                 async with session.post(f"{base}/echo", data=body(BULK)) as response:
+                    assert await response.read() == body(BULK)
+                tls = client_context(certificate)
+                async with session.post(f"{tls_base}/echo", data=body(BULK), ssl=tls) as response:
                     assert await response.read() == body(BULK)
         finally:
             await runner.cleanup()
@@ -127,6 +133,37 @@ def test_httpx_async_client(run, slow_http_url):
             assert contents == [body(size) for size in sizes]
             assert elapsed < OVERLAPPED, elapsed
             assert (await get(BULK)) == body(BULK)
+
+    run(main())
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> CertFiles:
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(certificate):
+    """The slow HTTP server over TLS: its base URL and a client context that trusts its certificate."""
+    with slow_server(certificate) as url:
+        yield url, client_context(certificate)
+
+
+def test_httpx_async_client_over_tls(run, tls_server):
+    url, context = tls_server
+
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=url, verify=context, timeout=20) as client:
+
+            async def get(size: int) -> bytes:
+                response = await client.get("/data", params={"size": size, "delay": WAIT})
+                response.raise_for_status()
+                return response.content
+
+            sizes = [BULK] + [1000 * i for i in range(1, CONCURRENT)]
+            elapsed, contents = await timed([get(size) for size in sizes])
+            assert contents == [body(size) for size in sizes]
+            assert elapsed < OVERLAPPED, elapsed
 
     run(main())
 

@@ -265,3 +265,33 @@ def test_closing_the_loop_forgets_its_fds():
     assert calls == []
     a.close()
     b.close()
+
+
+def test_debug_mode_under_patch_all_lets_other_greenlets_call_in_and_refuses_other_threads():
+    script = textwrap.dedent(
+        """
+        from ferrovent import monkey
+        monkey.patch_all()
+        import asyncio, ferrovent
+        from ferrovent.asyncio import new_event_loop
+
+        loop = new_event_loop()
+        loop.set_debug(True)
+
+        def try_call_soon(future):
+            try:
+                loop.call_soon(future.set_result, "accepted")
+            except RuntimeError:
+                loop.call_soon_threadsafe(future.set_result, "refused")
+
+        async def main():
+            from_greenlet, from_thread = loop.create_future(), loop.create_future()
+            ferrovent.spawn(try_call_soon, from_greenlet)
+            monkey.get_original("_thread", "start_new_thread")(try_call_soon, (from_thread,))
+            return await asyncio.wait_for(asyncio.gather(from_greenlet, from_thread), 5)
+
+        print(loop.run_until_complete(main()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "['accepted', 'refused']\n", out.stderr

@@ -10,9 +10,12 @@ from greenlet import getcurrent
 
 from ferrovent.exceptions import BlockingSwitchOutError
 from ferrovent.hub import get_hub
+from ferrovent.monkey import get_original
 
 from ._selector import HubSelector
 
+# the OS thread's ident whatever patch_thread did (patched, threading.get_ident names the greenlet)
+_os_thread_ident = get_original("_thread", "get_ident")
 # hub -> the ferrovent loops running in its greenlets, latest started last (await_ runs on the latest one)
 _running: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -33,6 +36,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._hub = hub if hub is not None else get_hub()
         self._keeps_hub_alive = keeps_hub_alive
         self._greenlet = None  # the greenlet running the loop, while it runs
+        self._os_thread = None  # the OS thread running it, while it runs
         super().__init__(HubSelector(self._hub))
 
     @property
@@ -54,6 +58,13 @@ class EventLoop(asyncio.SelectorEventLoop):
             del handle._source_traceback[-1]
         return handle
 
+    def _check_thread(self) -> None:
+        # debug mode's "non-thread-safe operation" check: any greenlet of the loop's OS thread may call in
+        if self._thread_id is not None and _os_thread_ident() != self._os_thread:
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one (another OS thread)"
+            )
+
     def run_forever(self) -> None:
         current = getcurrent()
         if current is self._hub:
@@ -61,6 +72,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         if self._keeps_hub_alive:
             self._hub.loop.add_ref()
         self._greenlet = current
+        self._os_thread = _os_thread_ident()
         running = _running.setdefault(self._hub, [])
         running.append(self)
         try:

@@ -7,6 +7,8 @@ Every measurement runs `benches/scenarios.py` in a fresh process. Rounds are int
 bench on every implementation, alternating which implementation goes first. The WSGI benches are loaded by wrk when
 it is installed, else by the generator that ships inside ferrovent (`ferrovent._core.http_load`). At the end the
 table is printed and the ratios are drawn as a bar chart (benches/results.svg unless --svg says otherwise).
+Last comes the asyncio group (benches/asyncio_loops.py: ferrovent's asyncio loop vs uvloop vs the default loop,
+its own table); `--only asyncio` runs it alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncio_loops
 import chart
 import machine
 import report
@@ -48,7 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark ferrovent against stock gevent.")
     parser.add_argument("--rounds", type=int, default=5, help="measurements per bench and implementation")
     parser.add_argument("--impls", type=_names(list(report.COLUMNS)), default=list(report.COLUMNS))
-    parser.add_argument("--only", type=_names(list(BENCHES)), default=list(BENCHES), help="benches to run")
+    groups = [*BENCHES, asyncio_loops.GROUP]  # the asyncio group: asyncio_loops.py's table, run last
+    parser.add_argument("--only", type=_names(groups), default=groups, help="benches to run (asyncio: that group)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the report as markdown")
     parser.add_argument(
@@ -99,8 +103,22 @@ def describe_client(client: str, cpu_shares: list[float]) -> tuple[tuple[str, st
     ]
 
 
+def run_asyncio_group(args: argparse.Namespace) -> None:
+    """The asyncio group's table (asyncio_loops.py), printed and, with --markdown, added to the file as a block."""
+    table = asyncio_loops.table(args.rounds, args.quick, args.client)
+    print(table)
+    if args.markdown:
+        with args.markdown.open("a") as markdown:
+            markdown.write(f"\n```\n{table.strip()}\n```\n")
+
+
 def main() -> None:
     args = parse_args()
+    if args.only == [asyncio_loops.GROUP]:
+        if args.markdown:
+            args.markdown.write_text("")
+        run_asyncio_group(args)
+        return
     probes = [machine.probe(module) for module in (REFERENCE_IMPL, *report.COLUMNS)]
     importable = {found.module for found in probes if found.version is not None}
     for found in probes:
@@ -109,7 +127,7 @@ def main() -> None:
     impls = [impl for impl in args.impls if impl in importable]
     if not impls:
         sys.exit("nothing to run: none of the implementations imports")
-    benches = [BENCHES[name] for name in args.only]
+    benches = [BENCHES[name] for name in args.only if name in BENCHES]
     if any(bench.uses_load_client for bench in benches):
         print(f"the WSGI benches' load client: {args.client}", file=sys.stderr)
 
@@ -139,6 +157,8 @@ def main() -> None:
     chart_header = header + ([("Note", args.note)] if args.note else [])
     chart.write(args.svg, CHART_TITLE, chart_header, report.ratios(benches, samples), footnotes[:1])
     print(f"chart written to {args.svg}", file=sys.stderr)
+    if asyncio_loops.GROUP in args.only:
+        run_asyncio_group(args)
 
 
 if __name__ == "__main__":

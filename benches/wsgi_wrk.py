@@ -315,6 +315,11 @@ def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> fl
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def load(client: str, port: int, seconds: float, connections: int = 50) -> LoadResult:
+    """`client` (wrk or http_load) against a server that already listens on 127.0.0.1:port (asyncio_loops.py's)."""
+    return {"wrk": _wrk, "http_load": _http_load}[client](port, seconds, connections)
+
+
 # -- the standalone table -------------------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
 
@@ -13,6 +14,9 @@ from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
 
 from ._selector import HubSelector
+
+if TYPE_CHECKING:
+    from ferrovent.hub import Hub
 
 # the OS thread's ident whatever patch_thread did (patched, threading.get_ident names the greenlet)
 _os_thread_ident = get_original("_thread", "get_ident")
@@ -32,7 +36,7 @@ class EventLoop(asyncio.SelectorEventLoop):
     loop that serves `await_` when no other is running does not, so an idle one never keeps a program alive.
     """
 
-    def __init__(self, hub=None, *, keeps_hub_alive: bool = True) -> None:
+    def __init__(self, hub: Hub | None = None, *, keeps_hub_alive: bool = True) -> None:
         self._hub = hub if hub is not None else get_hub()
         self._keeps_hub_alive = keeps_hub_alive
         self._greenlet = None  # the greenlet running the loop, while it runs
@@ -40,18 +44,24 @@ class EventLoop(asyncio.SelectorEventLoop):
         super().__init__(HubSelector(self._hub))
 
     @property
-    def hub(self):
+    def hub(self) -> Hub:
         """The hub whose reactor this loop waits in."""
         return self._hub
 
-    def call_soon(self, callback, *args, context=None):
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+    ) -> asyncio.Handle:
+        """As the stdlib's; wakes the loop if it is parked in ``select`` (called from another greenlet)."""
         handle = super().call_soon(callback, *args, context=context)
         self._selector.wake()
         if handle._source_traceback:
             del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
         return handle
 
-    def call_at(self, when, callback, *args, context=None):
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+    ) -> asyncio.TimerHandle:
+        """As the stdlib's; wakes the loop if it is parked in ``select``, since the timer may be due earlier."""
         handle = super().call_at(when, callback, *args, context=context)
         self._selector.wake()  # the new timer may be due before the parked select's timeout
         if handle._source_traceback:
@@ -66,6 +76,7 @@ class EventLoop(asyncio.SelectorEventLoop):
             )
 
     def run_forever(self) -> None:
+        """As the stdlib's, in the calling greenlet (never the hub: it would have nowhere to park)."""
         current = getcurrent()
         if current is self._hub:
             raise BlockingSwitchOutError("an asyncio loop cannot run in the hub: run it in a greenlet")

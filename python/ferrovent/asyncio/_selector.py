@@ -15,18 +15,23 @@ from __future__ import annotations
 import selectors
 import sys
 from asyncio.events import _get_running_loop, _set_running_loop
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
 
 from ferrovent import _core
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
+
+    from ferrovent.hub import Hub
 
 
 class HubSelector(selectors._BaseSelectorImpl):
     """A selector whose ``select()`` parks the calling greenlet in ``hub``'s loop until an fd is ready, the
     timeout passes, or `wake` is called (from another greenlet of the hub's thread)."""
 
-    def __init__(self, hub) -> None:
+    def __init__(self, hub: Hub) -> None:
         super().__init__()
         self._hub = hub
         self._watches: dict[int, int] = {}  # fd -> watch id, for armed watches
@@ -37,12 +42,14 @@ class HubSelector(selectors._BaseSelectorImpl):
         self._on_ready: dict[int, Callable[[int], None]] = {}  # fd -> its watch's callback, made once
 
     # -- registrations
-    def register(self, fileobj, events, data=None):
+    def register(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
+        """As the stdlib's selectors; the fd is watched in the hub's loop from now on."""
         key = super().register(fileobj, events, data)
         self._arm(key.fd, events)
         return key
 
-    def unregister(self, fileobj):
+    def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
+        """As the stdlib's selectors; the hub's loop stops watching the fd."""
         key = super().unregister(fileobj)
         self._disarm(key.fd)
         self._fired.pop(key.fd, None)
@@ -81,6 +88,8 @@ class HubSelector(selectors._BaseSelectorImpl):
             self._hub.loop.wake(parked)
 
     def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """The ready ``(key, events)`` pairs, parking the calling greenlet in the hub up to ``timeout`` seconds
+        (None: until an fd is ready or `wake` is called); other greenlets run meanwhile."""
         for fd in self._stood_down:
             key = self._fd_to_key.get(fd)
             if key is not None and fd not in self._watches:
@@ -122,6 +131,7 @@ class HubSelector(selectors._BaseSelectorImpl):
         return ready
 
     def close(self) -> None:
+        """Stops every watch in the hub's loop and forgets the registrations."""
         for fd in list(self._watches):
             self._disarm(fd)
         self._fired.clear()

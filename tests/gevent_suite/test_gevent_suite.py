@@ -36,14 +36,17 @@ def test_expectations_match_installed_gevent():
     )
 
 
-@pytest.mark.timeout(FILE_TIMEOUT + 30)
+@pytest.mark.timeout(2 * FILE_TIMEOUT + 30)  # a second run after a lost time limit, below
 @pytest.mark.parametrize("name", sorted(EXPECTED["files"]))
 def test_still_passing_on_ferrovent(name):
-    env = side_environment("ferrovent", TESTS_DIR)
-    with tempfile.TemporaryDirectory(prefix="gevent-suite-") as workdir:
-        run = run_file(SuiteFile(name, FILE_TIMEOUT, run_alone=False), "ferrovent", env, Path(workdir))
     expected = set(EXPECTED["files"][name]["passing"])
+    run = _run(name)
     lost = sorted(expected - run.passing())
+    if lost and all(_timed_out(run, test) for test in lost):
+        # gevent's harness gives some tests a second or two (16 interpreters started in test__monkey_fork_atomic):
+        # on a loaded machine that alone can fail them, on stock gevent too. Only such losses get a second run.
+        run = _run(name)
+        lost = sorted(expected - run.passing())
     details = "\n".join(f"  {test}: {cause(run, test)}" for test in lost[:20])
     assert not lost, f"{len(lost)} of {len(expected)} tests no longer pass ({run.status()}):\n{details}"
     gained = run.passing() - expected
@@ -51,3 +54,15 @@ def test_still_passing_on_ferrovent(name):
         warnings.warn(
             f"{name}: {len(gained)} more tests pass than expectations.json lists; regenerate it", stacklevel=1
         )
+
+
+def _run(name: str):
+    env = side_environment("ferrovent", TESTS_DIR)
+    with tempfile.TemporaryDirectory(prefix="gevent-suite-") as workdir:
+        return run_file(SuiteFile(name, FILE_TIMEOUT, run_alone=False), "ferrovent", env, Path(workdir))
+
+
+def _timed_out(run, test: str) -> bool:
+    """Whether ``test`` was lost to a time limit (the harness's per-test timeout or the file's)."""
+    text = cause(run, test)
+    return "TestTimeout" in text or "timed out" in text

@@ -188,7 +188,7 @@ def _fill_items(port: int) -> None:
     import psycopg
 
     with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
-        PEERS["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
+        PEERS["postgres"] = "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0]
         conn.execute("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL)")
         conn.execute("INSERT INTO items SELECT n, 'item ' || n FROM generate_series(0, %s) AS n", (ITEMS - 1,))
         conn.execute("ANALYZE items")

@@ -41,9 +41,17 @@ import wsgi_wrk
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))  # the repository root: tests.servers starts redis-server and PostgreSQL
-from tests.servers import accepts, free_port, postgres_available, postgres_server, redis_server  # noqa: E402
+from tests.servers import (  # noqa: E402
+    REDIS_SERVER,
+    accepts,
+    free_port,
+    postgres_available,
+    postgres_server,
+    redis_server,
+)
 from tests.tls_helpers import make_self_signed  # noqa: E402
 
+NGINX = "/usr/sbin/nginx"  # Debian's, outside a user's PATH
 PEERS: dict[str, str] = {}  # program -> version, of the peers this run started
 START_SECONDS = 15
 TLS_PAYLOAD = bytes(1024 * 1024)
@@ -101,12 +109,17 @@ http {{
 """
 
 
+def _program(name: str, debian_path: str, package: str) -> str:
+    """The peer's program: on PATH or where Debian's `package` puts it; PeerMissing if neither."""
+    found = shutil.which(name) or (debian_path if os.access(debian_path, os.X_OK) else None)
+    if found is None:
+        raise PeerMissing(f"{name} is not installed (Debian: apt-get install {package})")
+    return found
+
+
 @contextlib.contextmanager
-def nginx() -> Iterator[int]:
+def nginx(program: str) -> Iterator[int]:
     """nginx, one worker process pinned to the server CPU, answering every GET with 13 bytes; yields its port."""
-    program = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    if program is None:
-        raise PeerMissing("nginx is not installed (Debian: apt-get install nginx-light)")
     PEERS["nginx"] = _first_line([program, "-v"])
     with tempfile.TemporaryDirectory(prefix="ferrovent-nginx-") as directory:
         port = free_port()
@@ -128,11 +141,12 @@ def nginx() -> Iterator[int]:
 
 def requests_fanout(lib: ModuleType, quick: bool) -> float:
     """GETs/s of greenlets each doing GETs in a row through its own keep-alive requests.Session, against nginx."""
+    program = _program("nginx", NGINX, "nginx-light")
     _patched(lib)
     import requests
 
     clients, gets_each = (20, 10) if quick else (200, 50)
-    with nginx() as port:
+    with nginx(program) as port:
         url = f"http://127.0.0.1:{port}/"
 
         def client() -> None:
@@ -152,12 +166,10 @@ def requests_fanout(lib: ModuleType, quick: bool) -> float:
 
 def redis_clients(lib: ModuleType, quick: bool) -> float:
     """SET and GET commands/s of 100 greenlets sharing one redis-py client (its pool: a connection each)."""
+    program = _program("redis-server", REDIS_SERVER, "redis-server")
     _patched(lib)
     import redis
 
-    program = shutil.which("redis-server")
-    if program is None:
-        raise PeerMissing("redis-server is not installed (Debian: apt-get install redis-server)")
     PEERS["redis-server"] = _first_line([program, "--version"])
     clients, pairs_each = (100, 10) if quick else (100, 250)
     with tempfile.TemporaryDirectory(prefix="ferrovent-redis-") as directory, redis_server(Path(directory)) as port:

@@ -38,3 +38,19 @@ def test_quick_run_gives_figures_and_peer_versions(bench: str) -> None:
     assert sorted(line["values"]) == sorted(figures + (["load_client_cpu"] if bench == "flask_postgres" else []))
     assert all(line["values"][name] > 0 for name in figures)
     assert all(line["peers"].get(peer) for peer in peers), line["peers"]
+
+
+def test_a_missing_peer_skips_with_its_reason(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.syspath_prepend(str(BENCHES_DIR))
+    import real_stacks
+    import scenarios
+
+    monkeypatch.setattr(real_stacks.shutil, "which", lambda name: None)
+    monkeypatch.setattr(real_stacks, "NGINX", "/nonexistent/nginx")
+    monkeypatch.setattr(sys, "argv", ["scenarios.py", "ferrovent", "requests_fanout", "--quick"])
+    scenarios.main()
+    captured = capsys.readouterr()
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert line["values"] == {}
+    assert line["skipped"] == "nginx is not installed (Debian: apt-get install nginx-light)"
+    assert "requests_fanout skipped: nginx is not installed" in captured.err

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -345,13 +346,32 @@ def _run_tls_client(port: int, seconds: float, mode: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def tls(impl: str, seconds: float) -> tuple[float, float]:
-    """(handshakes/s, 1 MiB transfers/s) of `impl`'s TLS StreamServer."""
+@dataclass(frozen=True)
+class TLSResult:
+    handshakes_per_second: float
+    transfers_per_second: float
+    handshake_cpu_us: float  # the server process's CPU (user + system) per handshake: steadier than rates on a
+    transfer_cpu_us: float  # busy machine, where the rates swing with what else runs
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tls(impl: str, seconds: float) -> TLSResult:
+    """Handshakes/s and 1 MiB transfers/s of `impl`'s TLS StreamServer, and its CPU per operation."""
     PEERS["openssl"] = ssl.OPENSSL_VERSION
     with tempfile.TemporaryDirectory(prefix="ferrovent-tls-") as directory:
         make_self_signed(Path(directory))  # an ECDSA P-256 key
         with wsgi_wrk.ServerProcess("serve-tls", impl, HERE, (directory,)) as server:
-            return _run_tls_client(server.port, seconds, "handshake"), _run_tls_client(server.port, seconds, "transfer")
+            figures = []
+            for mode in ("handshake", "transfer"):
+                cpu_before = _cpu_seconds(server.process.pid)  # taskset execs the server: the same pid
+                rate = _run_tls_client(server.port, seconds, mode)
+                figures += [rate, (_cpu_seconds(server.process.pid) - cpu_before) / (rate * seconds) * 1e6]
+    return TLSResult(figures[0], figures[2], figures[1], figures[3])
 
 
 # -- fanout_latency -------------------------------------------------------------------------------------------

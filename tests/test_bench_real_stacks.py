@@ -16,7 +16,7 @@ RUNS = {
     "requests_fanout": (["requests_fanout"], ["nginx"]),
     "redis_clients": (["redis_clients"], ["redis-server"]),
     "flask_postgres": (["flask_postgres", "flask_postgres_p99"], ["postgres"]),
-    "tls_handshakes": (["tls_handshakes", "tls_transfers"], ["openssl"]),
+    "tls_handshakes": (["tls_handshakes", "tls_transfers", "tls_handshake_cpu", "tls_transfer_cpu"], ["openssl"]),
     "fanout_latency": (["fanout_latency"], []),
 }
 

@@ -6,7 +6,8 @@
 - `flask_postgres`: a Flask view doing one indexed SELECT through a psycopg 3 pool (flask_postgres_app.py), served by
   gunicorn with ferrovent's worker or `-k gevent`, loaded by the WSGI benches' load client: requests/s and p99.
 - `tls`: handshakes/s of a TLS 1.2 server (ECDHE P-256 with an ECDSA P-256 certificate), and 1 MiB transfers/s on
-  kept connections, the server a StreamServer in a process of its own, the clients threads in another.
+  kept connections, the server a StreamServer in a process of its own, the clients threads in another; and the
+  server's CPU per handshake and per transfer.
 - `fanout_latency`: p99 round trip of a probe connection to the echo StreamServer while the TCP echo client keeps
   50 connections busy.
 

@@ -69,9 +69,12 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+PEER_VERSIONS: dict[str, str] = {}  # the real-stack benches' peers (nginx, redis-server, ...), for the header
+
+
 def measure(impl: str, bench: Bench, quick: bool, client: str) -> dict[str, float]:
-    """Run one measurement in a fresh interpreter: its figures by name. A failure is reported on stderr and gives
-    no figures."""
+    """Run one measurement in a fresh interpreter: its figures by name. A failure or a skip is reported on stderr
+    and gives no figures; the versions of the peers it ran against are kept in PEER_VERSIONS."""
     command = [sys.executable, str(SCENARIOS), impl, bench.name, "--client", client] + (["--quick"] if quick else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
@@ -81,7 +84,11 @@ def measure(impl: str, bench: Bench, quick: bool, client: str) -> dict[str, floa
     if done.returncode != 0:
         print(f"  {bench.name} on {impl}: exit status {done.returncode}\n{done.stderr.rstrip()}", file=sys.stderr)
         return {}
-    values = json.loads(done.stdout.strip().splitlines()[-1])["values"]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    if "skipped" in line:
+        print(f"  {bench.name} on {impl}: skipped, {line['skipped']}", file=sys.stderr)
+    PEER_VERSIONS.update(line.get("peers", {}))
+    values = line["values"]
     for name, value in values.items():
         unit = BENCHES[name].unit if name in BENCHES else ""
         print(f"  {name} on {impl}: {value:,.2f} {unit}", file=sys.stderr)
@@ -143,7 +150,7 @@ def main() -> None:
                     if name in wanted or name == CLIENT_CPU:
                         samples.setdefault((name, impl), []).append(value)
 
-    header = machine.describe(probes) + [("Sizes", "quick" if args.quick else "full")]
+    header = machine.describe(probes) + sorted(PEER_VERSIONS.items()) + [("Sizes", "quick" if args.quick else "full")]
     footnotes = report.notes(benches)
     if any(bench.uses_load_client for bench in benches):
         cpu_shares = [share for (name, _), shares in samples.items() if name == CLIENT_CPU for share in shares]

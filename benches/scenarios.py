@@ -4,6 +4,9 @@ Run one measurement in this (fresh) process and print it as one JSON line:
 
     python benches/scenarios.py <impl> <bench> [--quick] [--client wrk|http_load]
 
+The line also holds "peers", the versions of the servers a real-stack bench ran against (real_stacks.py), or
+"skipped" with the reason when its peer could not be started.
+
 `impl` is the module to import (`gevent` or `ferrovent`); reference benches measure plain `greenlet` and take
 `greenlet` as their impl. `benches/run.py` drives this script once per measurement.
 """
@@ -16,11 +19,13 @@ import importlib
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
+import real_stacks
 import wsgi_busy
 import wsgi_wrk
 
@@ -278,6 +283,44 @@ def wsgi_readline(lib: ModuleType, quick: bool) -> float:
     return wsgi_busy.readline(lib.__name__)
 
 
+def requests_fanout(lib: ModuleType, quick: bool) -> float:
+    """GETs/s of 200 greenlets x 50 through requests.Session against nginx (real_stacks.py)."""
+    return real_stacks.requests_fanout(lib, quick)
+
+
+def redis_clients(lib: ModuleType, quick: bool) -> float:
+    """SET/GET commands/s of 100 greenlets through redis-py against redis-server (real_stacks.py)."""
+    return real_stacks.redis_clients(lib, quick)
+
+
+def flask_postgres(lib: ModuleType, quick: bool) -> dict[str, float]:
+    """Requests/s and p99 ms of Flask + psycopg 3 pool + PostgreSQL on gunicorn with `lib`'s worker, loaded by
+    `load_client` (real_stacks.py); and the share of its core the client used."""
+    result = real_stacks.flask_postgres(lib.__name__, load_client, seconds=2 if quick else 5)
+    return {
+        "flask_postgres": result.requests_per_second,
+        "flask_postgres_p99": result.p99_ms,
+        CLIENT_CPU: result.client_cpu,
+    }
+
+
+def tls(lib: ModuleType, quick: bool) -> dict[str, float]:
+    """Server-side TLS 1.2 ECDHE P-256 handshakes/s and 1 MiB transfers/s of StreamServer, and the server's CPU
+    per handshake and per transfer (real_stacks.py)."""
+    result = real_stacks.tls(lib.__name__, seconds=1 if quick else 3)
+    return {
+        "tls_handshakes": result.handshakes_per_second,
+        "tls_transfers": result.transfers_per_second,
+        "tls_handshake_cpu": result.handshake_cpu_us,
+        "tls_transfer_cpu": result.transfer_cpu_us,
+    }
+
+
+def fanout_latency(lib: ModuleType, quick: bool) -> float:
+    """p99 ms of a probe connection beside the TCP echo load (real_stacks.py)."""
+    return real_stacks.fanout_latency(lib.__name__, seconds=2 if quick else 5)
+
+
 BENCHES = {
     bench.name: bench
     for bench in (
@@ -298,6 +341,16 @@ BENCHES = {
         Bench("wsgi_readline", "ms for 8 MB of lines", False, wsgi_readline),
         Bench("fairness_50th", "ms to start the 50th", False, fairness),
         Bench("fairness_last", "ms to start the 100th", False, None, measured_by="fairness_50th"),
+        # Real stacks: libraries and servers that are neither gevent nor ferrovent (real_stacks.py), run last.
+        Bench("requests_fanout", "GETs/s to nginx", True, requests_fanout),
+        Bench("redis_clients", "redis ops/s", True, redis_clients),
+        Bench("flask_postgres", "requests/s", True, flask_postgres, uses_load_client=True),
+        Bench("flask_postgres_p99", "ms p99 latency", False, None, uses_load_client=True, measured_by="flask_postgres"),
+        Bench("tls_handshakes", "handshakes/s", True, tls),
+        Bench("tls_transfers", "1 MiB transfers/s", True, None, measured_by="tls_handshakes"),
+        Bench("tls_handshake_cpu", "us server CPU per handshake", False, None, measured_by="tls_handshakes"),
+        Bench("tls_transfer_cpu", "us server CPU per 1 MiB", False, None, measured_by="tls_handshakes"),
+        Bench("fanout_latency", "ms p99 of a probe", False, fanout_latency),
     )
 }
 
@@ -316,9 +369,14 @@ def main() -> None:
         parser.error(f"impl {REFERENCE_IMPL!r} goes with the reference benches, and only with them")
     if bench.measure is None:
         parser.error(f"{bench.name} is measured by running {bench.runner}")
-    measured = bench.measure(importlib.import_module(args.impl), args.quick)
+    try:
+        measured = bench.measure(importlib.import_module(args.impl), args.quick)
+    except real_stacks.PeerMissing as missing:
+        print(f"{bench.name} skipped: {missing}", file=sys.stderr)
+        print(json.dumps({"impl": args.impl, "bench": bench.name, "values": {}, "skipped": str(missing)}))
+        return
     values = measured if isinstance(measured, dict) else {bench.name: measured}
-    print(json.dumps({"impl": args.impl, "bench": bench.name, "values": values}))
+    print(json.dumps({"impl": args.impl, "bench": bench.name, "values": values, "peers": real_stacks.PEERS}))
 
 
 if __name__ == "__main__":

@@ -190,16 +190,21 @@ def echo_client(port: int, seconds: float, connections: int, websocket: bool = F
 # -- driving them ---------------------------------------------------------------------------------------------
 
 
-def _pinned(cpu: int, argv: list[str]) -> list[str]:
+def pinned(cpu: int, argv: list[str]) -> list[str]:
     """`argv` run on `cpu` alone, when taskset exists and there is more than one CPU to keep apart."""
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu), *argv]
     return argv
 
 
-def hello_server(impl: str) -> _Server:
+def hello_server(impl: str) -> ServerProcess:
     """`impl`'s pywsgi serving hello world in a process of its own on CPU 0 (use as a context manager)."""
-    return _Server("serve-wsgi", impl)
+    return ServerProcess("serve-wsgi", impl)
+
+
+def echo_server(impl: str) -> ServerProcess:
+    """`impl`'s echo StreamServer in a process of its own on CPU 0 (use as a context manager)."""
+    return ServerProcess("serve-echo", impl)
 
 
 def _free_port() -> int:
@@ -208,18 +213,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-class _Server:
-    """A server process of ours, started pinned, ready once it printed READY; stopped on exit."""
+class ServerProcess:
+    """A server process of ours (`script MODE IMPL PORT *extra`), started pinned, ready once it printed READY;
+    stopped on exit."""
 
-    def __init__(self, mode: str, impl: str) -> None:
+    def __init__(self, mode: str, impl: str, script: Path = HERE, extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
-        argv = [sys.executable, str(HERE), mode, impl, str(self.port)]
+        argv = [sys.executable, str(script), mode, impl, str(self.port), *extra]
         self.errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server must never block on it
-        self.process = subprocess.Popen(
-            _pinned(SERVER_CPU, argv), stdout=subprocess.PIPE, stderr=self.errors, text=True
-        )
+        self.process = subprocess.Popen(pinned(SERVER_CPU, argv), stdout=subprocess.PIPE, stderr=self.errors, text=True)
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> ServerProcess:
         line = self.process.stdout.readline().strip()
         if line != READY:
             self.process.kill()
@@ -259,10 +263,10 @@ def _wrk(port: int, seconds: float, connections: int) -> LoadResult:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk); --client http_load needs nothing")
     url = f"http://127.0.0.1:{port}/"
     warm_up = [wrk, "-t1", f"-c{WARM_UP_CONNECTIONS}", f"-d{WARM_UP_SECONDS:g}s", url]
-    subprocess.run(_pinned(LOAD_CPU, warm_up), capture_output=True, check=True)
+    subprocess.run(pinned(LOAD_CPU, warm_up), capture_output=True, check=True)
     command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
     cpu_before = _children_cpu_seconds()
-    done = subprocess.run(_pinned(LOAD_CPU, command), capture_output=True, text=True, check=True)
+    done = subprocess.run(pinned(LOAD_CPU, command), capture_output=True, text=True, check=True)
     return _parse_wrk(done.stdout, (_children_cpu_seconds() - cpu_before) / seconds)
 
 
@@ -284,7 +288,7 @@ def load_client(port: int, seconds: float, connections: int) -> dict[str, object
 def _http_load(port: int, seconds: float, connections: int) -> LoadResult:
     """`load_client` in a process of its own on the load CPU, as wrk would run."""
     argv = [sys.executable, str(HERE), "load-client", str(port), str(seconds), str(connections)]
-    done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+    done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     if report["errors"] or report["p99_ms"] is None:
         raise RuntimeError(f"http_load saw {report['errors']} errors, the first: {report['first_error']}")
@@ -294,24 +298,29 @@ def _http_load(port: int, seconds: float, connections: int) -> LoadResult:
 def wsgi_hello(impl: str, client: str, seconds: float = 5.0, connections: int = 50) -> LoadResult:
     """`client` (wrk or http_load, one thread, `connections` keep-alive connections) against `impl` serving the
     hello-world app for `seconds`."""
-    run = {"wrk": _wrk, "http_load": _http_load}[client]
-    with _Server("serve-wsgi", impl) as server:
-        return run(server.port, seconds, connections)
+    with ServerProcess("serve-wsgi", impl) as server:
+        return load(client, server.port, seconds, connections)
+
+
+def load(client: str, port: int, seconds: float, connections: int) -> LoadResult:
+    """`client` (wrk or http_load, one thread, `connections` keep-alive connections) against the HTTP server on
+    127.0.0.1:port for `seconds`, after a short warm-up, from the load CPU."""
+    return {"wrk": _wrk, "http_load": _http_load}[client](port, seconds, connections)
 
 
 def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
     """Echo round trips/s on `impl`'s StreamServer, the client in another process."""
-    with _Server("serve-echo", impl) as server:
+    with ServerProcess("serve-echo", impl) as server:
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections)]
-        done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+        done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 
 def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
     """WebSocket echo messages/s through gevent-websocket on `impl`'s pywsgi, the client in another process."""
-    with _Server("serve-websocket", impl) as server:
+    with ServerProcess("serve-websocket", impl) as server:
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections), "websocket"]
-        done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
+        done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 

@@ -1,0 +1,56 @@
+"""benches/real_stacks.py: each real-stack bench runs in its quick size on ferrovent and gives positive figures,
+with the versions of its peers; a bench whose peer cannot be started here is skipped with the reason it printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHES_DIR = Path(__file__).resolve().parents[1] / "benches"
+# bench -> (the figures its run gives, the peers it names)
+RUNS = {
+    "requests_fanout": (["requests_fanout"], ["nginx"]),
+    "redis_clients": (["redis_clients"], ["redis-server"]),
+    "flask_postgres": (["flask_postgres", "flask_postgres_p99"], ["postgres"]),
+    "tls_handshakes": (["tls_handshakes", "tls_transfers", "tls_handshake_cpu", "tls_transfer_cpu"], ["openssl"]),
+    "fanout_latency": (["fanout_latency"], []),
+}
+
+
+def _scenario(bench: str) -> dict:
+    argv = [sys.executable, str(BENCHES_DIR / "scenarios.py"), "ferrovent", bench, "--quick", "--client", "http_load"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=100, cwd=BENCHES_DIR)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("bench", sorted(RUNS))
+def test_quick_run_gives_figures_and_peer_versions(bench: str) -> None:
+    line = _scenario(bench)
+    if "skipped" in line:
+        pytest.skip(f"{bench}: {line['skipped']}")
+    figures, peers = RUNS[bench]
+    assert sorted(line["values"]) == sorted(figures + (["load_client_cpu"] if bench == "flask_postgres" else []))
+    assert all(line["values"][name] > 0 for name in figures)
+    assert all(line["peers"].get(peer) for peer in peers), line["peers"]
+
+
+def test_a_missing_peer_skips_with_its_reason(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.syspath_prepend(str(BENCHES_DIR))
+    import real_stacks
+    import scenarios
+
+    monkeypatch.setattr(real_stacks.shutil, "which", lambda name: None)
+    monkeypatch.setattr(real_stacks, "NGINX", "/nonexistent/nginx")
+    monkeypatch.setattr(sys, "argv", ["scenarios.py", "ferrovent", "requests_fanout", "--quick"])
+    scenarios.main()
+    captured = capsys.readouterr()
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert line["values"] == {}
+    assert line["skipped"] == "nginx is not installed (Debian: apt-get install nginx-light)"
+    assert "requests_fanout skipped: nginx is not installed" in captured.err

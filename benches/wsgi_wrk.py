@@ -301,10 +301,25 @@ def wsgi_hello(impl: str, client: str, seconds: float = 5.0, connections: int = 
 
 def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
     """Echo round trips/s on `impl`'s StreamServer, the client in another process."""
+    return tcp_echo_with_cpu(impl, seconds, connections)[0]
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far, from /proc (fields 14 and 15 of its stat line)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_echo_with_cpu(impl: str, seconds: float = 5.0, connections: int = 50) -> tuple[float, float]:
+    """Echo round trips/s on `impl`'s StreamServer, and the server's CPU microseconds per round trip."""
     with _Server("serve-echo", impl) as server:
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections)]
+        cpu_before = _process_cpu_seconds(server.process.pid)  # taskset execs the server: the same pid
         done = subprocess.run(_pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+        cpu_used = _process_cpu_seconds(server.process.pid) - cpu_before
+    rate = float(done.stdout.strip().splitlines()[-1])
+    return rate, cpu_used / (rate * seconds) * 1e6
 
 
 def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:

@@ -92,25 +92,27 @@ fn check_signals(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Parks the current greenlet until `fd` is ready in `direction`, within `patience`.
-fn wait_for(sock: &Bound<'_, PyAny>, fd: c_int, direction: Direction, patience: &mut Patience) -> PyResult<()> {
+/// Parks the current greenlet until the socket's `fd` is ready in `direction`: false if `timeout` passed first.
+/// `exclusive`: a second greenlet waiting the same way on the fd gets ConcurrentObjectUseError, as in gevent.
+fn park_on(
+    sock: &Bound<'_, PyAny>,
+    fd: c_int,
+    direction: Direction,
+    timeout: Option<f64>,
+    exclusive: bool,
+) -> PyResult<bool> {
     let py = sock.py();
-    let timeout = patience.remaining()?;
     let fd = usize::try_from(fd).map_err(|_| os_error(libc::EBADF))?;
     let loop_ = current::get(py)?;
     let loop_ = loop_.get();
     loop_.check_thread()?;
-    if loop_.fds.borrow().has_waiters(fd, direction) {
+    if exclusive && loop_.fds.borrow().has_waiters(fd, direction) {
         let way = if direction == Direction::Write { "writing to" } else { "reading from" };
         return Err(ConcurrentObjectUseError::new_err(format!(
             "This socket is already used by another greenlet: another greenlet is {way} fd {fd}"
         )));
     }
-    if loop_.wait_fd_current(py, fd, direction, timeout, None, referenced(sock), true)? {
-        Ok(())
-    } else {
-        Err(timed_out())
-    }
+    loop_.wait_fd_current(py, fd, direction, timeout, None, referenced(sock), true)
 }
 
 /// False when the socket's `ref` is off: its waits do not keep the loop alive.
@@ -136,7 +138,10 @@ fn cooperative(
         if errno == libc::EINTR {
             check_signals(sock.py())?;
         } else if (errno == libc::EAGAIN || errno == libc::EWOULDBLOCK) && !patience.never_wait {
-            wait_for(sock, fd, direction, patience)?;
+            let timeout = patience.remaining()?;
+            if !park_on(sock, fd, direction, timeout, true)? {
+                return Err(timed_out());
+            }
         } else {
             return Err(os_error(errno));
         }
@@ -286,10 +291,19 @@ pub fn sock_sendall(
     }
 }
 
+/// `sock_wait(sock, writable, timeout, exclusive)`: parks until the socket is writable (or readable), for TLS's
+/// want-read/want-write loop; false if `timeout` passed first.
+#[pyfunction]
+pub fn sock_wait(sock: &Bound<'_, PyAny>, writable: bool, timeout: Option<f64>, exclusive: bool) -> PyResult<bool> {
+    let direction = if writable { Direction::Write } else { Direction::Read };
+    park_on(sock, fd_of(sock)?, direction, timeout, exclusive)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_recv, m)?)?;
     m.add_function(wrap_pyfunction!(sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
     Ok(())
 }

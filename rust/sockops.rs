@@ -148,36 +148,28 @@ fn cooperative(
     }
 }
 
-/// A bytes-like object's memory, held for the call (the buffer protocol, as the stdlib's `y*` and `w*`).
-struct Buffer(Box<ffi::Py_buffer>);
-
-impl Buffer {
-    fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
-        let mut view = Box::new(std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed());
-        let flags = if writable { ffi::PyBUF_WRITABLE } else { ffi::PyBUF_SIMPLE };
-        // SAFETY: `view` is a zeroed Py_buffer that PyObject_GetBuffer fills in; `obj` is a live object.
-        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        // SAFETY: PyObject_GetBuffer succeeded, so the view is initialised.
-        Ok(Buffer(unsafe { Box::from_raw(Box::into_raw(view).cast::<ffi::Py_buffer>()) }))
+/// Runs `body` on a bytes-like object's memory (address, length), held through the buffer protocol as the stdlib's
+/// `y*` and `w*` hold it; `refused` turns the error of an object that has no such buffer into the one to raise.
+/// The view stays in this frame, unmoved, until it is released.
+fn with_buffer<R>(
+    obj: &Bound<'_, PyAny>,
+    writable: bool,
+    refused: impl FnOnce(PyErr) -> PyErr,
+    body: impl FnOnce(*mut c_void, usize) -> PyResult<R>,
+) -> PyResult<R> {
+    let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed();
+    let flags = if writable { ffi::PyBUF_WRITABLE } else { ffi::PyBUF_SIMPLE };
+    // SAFETY: `view` is a zeroed Py_buffer for PyObject_GetBuffer to fill in; `obj` is a live object.
+    if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
+        return Err(refused(PyErr::fetch(obj.py())));
     }
-
-    fn ptr(&self) -> *mut c_void {
-        self.0.buf
-    }
-
-    fn len(&self) -> usize {
-        usize::try_from(self.0.len).unwrap_or(0)
-    }
-}
-
-impl Drop for Buffer {
-    fn drop(&mut self) {
-        // SAFETY: the view came from a successful PyObject_GetBuffer and is released once; every Buffer lives
-        // inside a call made with the GIL held.
-        unsafe { ffi::PyBuffer_Release(&mut *self.0) };
-    }
+    // SAFETY: PyObject_GetBuffer succeeded, so the view is initialised.
+    let (buf, len) = unsafe { (view.assume_init_ref().buf, view.assume_init_ref().len) };
+    let result = body(buf, usize::try_from(len).unwrap_or(0));
+    // SAFETY: the view came from the successful PyObject_GetBuffer above and is released once, with the GIL held
+    // (`obj` proves it).
+    unsafe { ffi::PyBuffer_Release(view.as_mut_ptr()) };
+    result
 }
 
 // The numeric arguments come as objects and are read inside, so that a wrong one fails with the stdlib's own
@@ -230,24 +222,25 @@ pub fn sock_recv_into(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<usize> {
-    let Ok(view) = Buffer::get(buffer, true) else {
-        let kind = buffer.get_type().name()?;
-        return Err(PyTypeError::new_err(format!(
-            "recv_into() argument 1 must be read-write bytes-like object, not {kind}"
-        )));
-    };
     let (nbytes, flags) = (nbytes.extract::<isize>()?, flags.extract::<c_int>()?);
-    let Ok(wanted) = usize::try_from(nbytes) else {
-        return Err(PyValueError::new_err("negative buffersize in recv_into"));
+    let refused = |_| match buffer.get_type().name() {
+        Ok(kind) => {
+            PyTypeError::new_err(format!("recv_into() argument 1 must be read-write bytes-like object, not {kind}"))
+        }
+        Err(err) => err,
     };
-    let size = if wanted == 0 { view.len() } else { wanted };
-    if size > view.len() {
-        return Err(PyValueError::new_err("buffer too small for requested bytes"));
-    }
-    let storage = view.ptr();
-    let mut patience = Patience::new(timeout, flags);
-    // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
-    cooperative(sock, Direction::Read, &mut patience, |fd| unsafe { libc::recv(fd, storage, size, flags) })
+    with_buffer(buffer, true, refused, |storage, length| {
+        let Ok(wanted) = usize::try_from(nbytes) else {
+            return Err(PyValueError::new_err("negative buffersize in recv_into"));
+        };
+        let size = if wanted == 0 { length } else { wanted };
+        if size > length {
+            return Err(PyValueError::new_err("buffer too small for requested bytes"));
+        }
+        let mut patience = Patience::new(timeout, flags);
+        // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+        cooperative(sock, Direction::Read, &mut patience, |fd| unsafe { libc::recv(fd, storage, size, flags) })
+    })
 }
 
 /// `send(data, flags)` with the socket's `timeout` (or the call's own): how many bytes were sent.
@@ -258,12 +251,17 @@ pub fn sock_send(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<usize> {
-    let view = Buffer::get(data, false)?;
     let flags = flags.extract::<c_int>()?;
-    let (storage, size) = (view.ptr(), view.len());
-    let mut patience = Patience::new(timeout, flags);
-    // SAFETY: send(2) reads `size` bytes of the buffer, which holds that many.
-    cooperative(sock, Direction::Write, &mut patience, |fd| unsafe { libc::send(fd, storage, size, flags) })
+    with_buffer(
+        data,
+        false,
+        |err| err,
+        |storage, size| {
+            let mut patience = Patience::new(timeout, flags);
+            // SAFETY: send(2) reads `size` bytes of the buffer, which holds that many.
+            cooperative(sock, Direction::Write, &mut patience, |fd| unsafe { libc::send(fd, storage, size, flags) })
+        },
+    )
 }
 
 /// `sendall(data, flags)` with the socket's `timeout`, which bounds the whole call.
@@ -274,21 +272,27 @@ pub fn sock_sendall(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<()> {
-    let view = Buffer::get(data, false)?;
     let flags = flags.extract::<c_int>()?;
-    let (storage, size) = (view.ptr().cast::<u8>(), view.len());
-    let mut patience = Patience::new(timeout, flags);
-    let mut sent = 0;
-    loop {
-        // SAFETY: send(2) reads the `size - sent` bytes left, inside the buffer.
-        sent += cooperative(sock, Direction::Write, &mut patience, |fd| unsafe {
-            libc::send(fd, storage.add(sent).cast(), size - sent, flags)
-        })?;
-        check_signals(sock.py())?; // as the stdlib: a handler that raises ends the call, even between two sends
-        if sent >= size {
-            return Ok(());
-        }
-    }
+    with_buffer(
+        data,
+        false,
+        |err| err,
+        |storage, size| {
+            let storage = storage.cast::<u8>();
+            let mut patience = Patience::new(timeout, flags);
+            let mut sent = 0;
+            loop {
+                // SAFETY: send(2) reads the `size - sent` bytes left, inside the buffer.
+                sent += cooperative(sock, Direction::Write, &mut patience, |fd| unsafe {
+                    libc::send(fd, storage.add(sent).cast(), size - sent, flags)
+                })?;
+                check_signals(sock.py())?; // as the stdlib: a handler that raises ends the call, even between two sends
+                if sent >= size {
+                    return Ok(());
+                }
+            }
+        },
+    )
 }
 
 /// `sock_wait(sock, writable, timeout, exclusive)`: parks until the socket is writable (or readable), for TLS's

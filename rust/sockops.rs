@@ -1,6 +1,6 @@
-//! The cooperative socket calls: `recv`, `recv_into`, `send` and `sendall` of `ferrovent.socket.socket`, each one
-//! Rust call that does the system call on the socket's fd and, on EAGAIN, parks the current greenlet on the fd
-//! (the loop's own fd wait, as `Loop.wait_fd`) and retries.
+//! The cooperative socket calls: `recv`, `recv_into`, `send`, `sendall` and `accept` of `ferrovent.socket.socket`,
+//! each one Rust call that does the system call on the socket's fd and, on EAGAIN, parks the current greenlet on the
+//! fd (the loop's own fd wait, as `Loop.wait_fd`) and retries.
 //!
 //! Semantics are the stdlib's (Modules/socketmodule.c): the socket's timeout is a deadline for the whole call
 //! (`TimeoutError("timed out")`), a timeout of 0 or `MSG_DONTWAIT` raise BlockingIOError instead of waiting, EINTR
@@ -11,7 +11,7 @@ use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
 
-use pyo3::exceptions::{PyOSError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -115,6 +115,17 @@ fn park_on(
     loop_.wait_fd_current(py, fd, direction, timeout, None, referenced(sock), true)
 }
 
+/// The wait after EAGAIN: parks until the socket is ready in `direction`, or raises the timeout error once
+/// `patience` has run out.
+fn wait_within(sock: &Bound<'_, PyAny>, fd: c_int, direction: Direction, patience: &mut Patience) -> PyResult<()> {
+    let timeout = patience.remaining()?;
+    if park_on(sock, fd, direction, timeout, true)? {
+        Ok(())
+    } else {
+        Err(timed_out())
+    }
+}
+
 /// False when the socket's `ref` is off: its waits do not keep the loop alive.
 fn referenced(sock: &Bound<'_, PyAny>) -> bool {
     let unreferenced = sock.getattr(pyo3::intern!(sock.py(), "_unreferenced"));
@@ -138,10 +149,7 @@ fn cooperative(
         if errno == libc::EINTR {
             check_signals(sock.py())?;
         } else if (errno == libc::EAGAIN || errno == libc::EWOULDBLOCK) && !patience.never_wait {
-            let timeout = patience.remaining()?;
-            if !park_on(sock, fd, direction, timeout, true)? {
-                return Err(timed_out());
-            }
+            wait_within(sock, fd, direction, patience)?;
         } else {
             return Err(os_error(errno));
         }
@@ -295,6 +303,28 @@ pub fn sock_sendall(
     )
 }
 
+static C_ACCEPT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_accept()` with the socket's `timeout`: the new fd and the peer's address. The stdlib's own C `_accept` makes
+/// the call (accept4 with close-on-exec, the address in every family's form, EINTR handled); only its EAGAIN,
+/// which comes as BlockingIOError, turns into a wait here.
+#[pyfunction]
+pub fn sock_accept<'py>(sock: &Bound<'py, PyAny>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    let accept = C_ACCEPT.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("_socket")?.getattr("socket")?.getattr("_accept")?.unbind())
+    })?;
+    let mut patience = Patience::new(timeout, 0);
+    loop {
+        match accept.bind(py).call1((sock,)) {
+            Err(err) if !patience.never_wait && err.is_instance_of::<PyBlockingIOError>(py) => {
+                wait_within(sock, fd_of(sock)?, Direction::Read, &mut patience)?;
+            }
+            accepted => return accepted,
+        }
+    }
+}
+
 /// `sock_wait(sock, writable, timeout, exclusive)`: parks until the socket is writable (or readable), for TLS's
 /// want-read/want-write loop; false if `timeout` passed first.
 #[pyfunction]
@@ -308,6 +338,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_recv_into, m)?)?;
     m.add_function(wrap_pyfunction!(sock_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
     Ok(())
 }

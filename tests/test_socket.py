@@ -712,3 +712,20 @@ def test_a_signal_handler_that_raises_interrupts_a_blocked_call(call):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_accept_times_out_refuses_to_wait_when_non_blocking_and_waits_for_a_client(listener):
+    listener.settimeout(0.1)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout, match="timed out"):
+        listener.accept()
+    assert 0.09 <= elapsed_since(start) < 2
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    listener.setblocking(True)
+    client = ferrovent.spawn_later(0.05, socket.create_connection, listener.getsockname())
+    server, address = listener.accept()
+    with server, client.get(timeout=5) as connected:
+        assert address == connected.getsockname() and isinstance(server, socket.socket)
+        assert not server.get_inheritable()  # close-on-exec, as the stdlib's accept

@@ -46,6 +46,7 @@ __all__ = [
     "sock_recv_into",
     "sock_send",
     "sock_sendall",
+    "sock_accept",
     "sock_wait",
 ]
 __version__: Final[str]
@@ -84,6 +85,9 @@ def sock_send(sock: _socket.socket, data: Any, flags: int, timeout: Optional[flo
 
 def sock_sendall(sock: _socket.socket, data: Any, flags: int, timeout: Optional[float]) -> None:
     """``sendall`` of a cooperative socket: ``timeout`` bounds the whole call."""
+
+def sock_accept(sock: _socket.socket, timeout: Optional[float]) -> tuple[int, Any]:
+    """``_accept`` of a cooperative socket: the new fd and the peer's address, waiting within ``timeout``."""
 
 def sock_wait(sock: _socket.socket, writable: bool, timeout: Optional[float], exclusive: bool) -> bool:
     """Parks until the socket is writable (or readable); False if ``timeout`` passed first."""

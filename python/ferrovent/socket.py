@@ -7,8 +7,9 @@ Every public name of :mod:`socket` is here. The socket class is a subclass of th
 How blocking works: the file descriptor is always non-blocking underneath (the C-level timeout is 0), and the
 timeout the user set is kept in Python. An I/O method first tries the system call; only when it fails with
 EAGAIN does it park in the loop until the fd's next readiness edge (``loop.wait_fd``) and retry. ``recv``,
-``recv_into``, ``send`` and ``sendall`` do all of that in one Rust call (rust/sockops.rs: the system call, the
-wait, the timeout, EINTR and the stdlib's errors), with no exception raised for EAGAIN and no per-wait objects.
+``recv_into``, ``send``, ``sendall`` and ``accept`` do all of that in one Rust call (rust/sockops.rs: the system
+call, the wait, the timeout, EINTR and the stdlib's errors), with no exception raised for EAGAIN and no per-wait
+objects.
 ``settimeout``, ``setblocking`` and ``setdefaulttimeout`` behave exactly as the stdlib's: ``None`` blocks (the
 greenlet), ``0`` raises BlockingIOError, a number raises ``socket.timeout`` ("timed out") once it has passed; for
 ``sendall`` and ``connect`` the timeout bounds the whole call, as in the stdlib.
@@ -34,6 +35,7 @@ from typing import Any, Optional
 
 from ferrovent import resolver as _resolver
 from ferrovent import selectors as _cooperative_selectors
+from ferrovent._core import sock_accept as _accept
 from ferrovent._core import sock_recv as _recv
 from ferrovent._core import sock_recv_into as _recv_into
 from ferrovent._core import sock_send as _send
@@ -52,7 +54,6 @@ _NONE: Any = object()
 
 # The C methods, looked up once: the hot paths call them directly.
 _sock_sendto = _socket.socket.sendto
-_sock_accept = _socket.socket._accept
 _sock_connect = _socket.socket.connect
 _sock_connect_ex = _socket.socket.connect_ex
 _sock_fileno = _socket.socket.fileno
@@ -198,7 +199,7 @@ class socket(__socket__.socket):
                     raise _timeout_error("timed out") from None
 
     # -- receiving ----------------------------------------------------------------------------------------
-    # recv, recv_into, send and sendall are the hot paths, in Rust; the other calls come from _cooperative_method.
+    # recv, recv_into, send, sendall and accept are in Rust (rust/sockops.rs); the rest come from _cooperative_method.
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receives up to ``bufsize`` bytes; b"" at end of stream."""
@@ -210,12 +211,7 @@ class socket(__socket__.socket):
 
     def accept(self) -> tuple[socket, Any]:
         """Waits for a connection; returns a new cooperative socket and the peer's address."""
-        try:
-            fd, address = _sock_accept(self)
-        except BlockingIOError:
-            if self._timeout == 0.0:
-                raise
-            fd, address = self._wait_and_retry(_sock_accept, False)
+        fd, address = _accept(self, self._timeout)
         sock = socket(_sock_family(self), _sock_type(self), _sock_proto(self), fd)
         # As the stdlib: the new socket gets the default timeout, but blocks if there is none and self has one.
         if _getdefaulttimeout() is None and self._timeout:

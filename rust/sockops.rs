@@ -36,7 +36,9 @@ fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
     let socket_type = SOCKET_TYPE.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("_socket")?.getattr("socket")?.cast_into::<PyType>()?.unbind())
     })?;
-    if !sock.is_instance(socket_type.bind(py))? {
+    // SAFETY: both are live objects; the check reads only their types (no __instancecheck__ hook to run).
+    let is_socket = unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), socket_type.as_ptr().cast()) } != 0;
+    if !is_socket {
         return Err(PyTypeError::new_err(format!("a socket is required, not {}", sock.get_type().name()?)));
     }
     // SAFETY: `sock` is a live instance of `_socket.socket` (checked above), whose C struct starts with the object

@@ -134,20 +134,24 @@ fn referenced(sock: &Bound<'_, PyAny>) -> bool {
     !unreferenced.is_ok_and(|flag| flag.is_truthy().unwrap_or(false))
 }
 
-/// Runs `syscall` on the socket's fd until it succeeds, waiting in `direction` on EAGAIN: its result (>= 0).
-fn cooperative(
+/// A system call's result: the count, or the errno it failed with (read at once, before anything can change it).
+fn outcome(result: isize) -> Result<usize, c_int> {
+    usize::try_from(result).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// Tries `attempt` (a system call on the socket's fd) until it succeeds, waiting in `direction` after EAGAIN.
+fn cooperative<T>(
     sock: &Bound<'_, PyAny>,
     direction: Direction,
     patience: &mut Patience,
-    mut syscall: impl FnMut(c_int) -> isize,
-) -> PyResult<usize> {
+    mut attempt: impl FnMut(c_int) -> PyResult<Result<T, c_int>>,
+) -> PyResult<T> {
     loop {
         let fd = fd_of(sock)?;
-        let result = syscall(fd);
-        if let Ok(done) = usize::try_from(result) {
-            return Ok(done);
-        }
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let errno = match attempt(fd)? {
+            Ok(done) => return Ok(done),
+            Err(errno) => errno,
+        };
         if errno == libc::EINTR {
             check_signals(sock.py())?;
         } else if (errno == libc::EAGAIN || errno == libc::EWOULDBLOCK) && !patience.never_wait {
@@ -198,16 +202,20 @@ pub fn sock_recv<'py>(
     let Ok(size) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
-    // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
-    let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
-    // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
-    let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
-    // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
-    let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
     let mut patience = Patience::new(timeout, flags);
-    // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
-    let received =
-        cooperative(sock, Direction::Read, &mut patience, |fd| unsafe { libc::recv(fd, storage, size, flags) })?;
+    // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
+    // bytes, so an idle connection costs no more than it did.
+    let (bytes, received) = cooperative(sock, Direction::Read, &mut patience, |fd| {
+        // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
+        let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
+        // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
+        let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+        // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
+        let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
+        // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
+        let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
+        Ok(received.map(|n| (bytes, n)))
+    })?;
     if received == size {
         // SAFETY: the object is a bytes object, made above.
         return Ok(unsafe { bytes.cast_into_unchecked() });
@@ -248,8 +256,10 @@ pub fn sock_recv_into(
             return Err(PyValueError::new_err("buffer too small for requested bytes"));
         }
         let mut patience = Patience::new(timeout, flags);
-        // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
-        cooperative(sock, Direction::Read, &mut patience, |fd| unsafe { libc::recv(fd, storage, size, flags) })
+        cooperative(sock, Direction::Read, &mut patience, |fd| {
+            // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+            Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
+        })
     })
 }
 
@@ -268,8 +278,10 @@ pub fn sock_send(
         |err| err,
         |storage, size| {
             let mut patience = Patience::new(timeout, flags);
-            // SAFETY: send(2) reads `size` bytes of the buffer, which holds that many.
-            cooperative(sock, Direction::Write, &mut patience, |fd| unsafe { libc::send(fd, storage, size, flags) })
+            cooperative(sock, Direction::Write, &mut patience, |fd| {
+                // SAFETY: send(2) reads `size` bytes of the buffer, which holds that many.
+                Ok(outcome(unsafe { libc::send(fd, storage, size, flags) }))
+            })
         },
     )
 }
@@ -292,9 +304,9 @@ pub fn sock_sendall(
             let mut patience = Patience::new(timeout, flags);
             let mut sent = 0;
             loop {
-                // SAFETY: send(2) reads the `size - sent` bytes left, inside the buffer.
-                sent += cooperative(sock, Direction::Write, &mut patience, |fd| unsafe {
-                    libc::send(fd, storage.add(sent).cast(), size - sent, flags)
+                sent += cooperative(sock, Direction::Write, &mut patience, |fd| {
+                    // SAFETY: send(2) reads the `size - sent` bytes left, inside the buffer.
+                    Ok(outcome(unsafe { libc::send(fd, storage.add(sent).cast(), size - sent, flags) }))
                 })?;
                 check_signals(sock.py())?; // as the stdlib: a handler that raises ends the call, even between two sends
                 if sent >= size {

@@ -729,3 +729,24 @@ def test_accept_times_out_refuses_to_wait_when_non_blocking_and_waits_for_a_clie
     with server, client.get(timeout=5) as connected:
         assert address == connected.getsockname() and isinstance(server, socket.socket)
         assert not server.get_inheritable()  # close-on-exec, as the stdlib's accept
+
+
+def test_a_greenlet_parked_in_recv_holds_no_receive_buffer():
+    import tracemalloc
+
+    pairs = [socket.socketpair() for _ in range(20)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        readers = [ferrovent.spawn(b.recv, 1 << 20) for _, b in pairs]
+        ferrovent.sleep(0.01)  # every reader is parked now
+        parked = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    for a, _ in pairs:
+        a.sendall(b"!")
+    assert [reader.get(timeout=5) for reader in readers] == [b"!"] * 20
+    for a, b in pairs:
+        a.close()
+        b.close()
+    assert parked < 2 << 20, f"{parked} bytes held by 20 parked recv(1 MiB) calls"

@@ -9,7 +9,7 @@
 
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -72,11 +72,18 @@ impl Patience {
         Patience { timeout, deadline: None, never_wait }
     }
 
-    /// The seconds left for the next wait (None: no limit), or the timeout error once none are left.
+    /// The seconds left for the next wait (None: no limit), or the timeout error once none are left. A timeout too
+    /// large for a deadline (infinity) never expires; a negative or NaN one (`send(timeout=)`) has already expired.
     fn remaining(&mut self) -> PyResult<Option<f64>> {
         let Some(timeout) = self.timeout else { return Ok(None) };
-        let deadline =
-            *self.deadline.get_or_insert_with(|| Instant::now() + std::time::Duration::from_secs_f64(timeout));
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => match Duration::try_from_secs_f64(timeout).ok().and_then(|d| Instant::now().checked_add(d)) {
+                Some(deadline) => *self.deadline.insert(deadline),
+                None if timeout > 0.0 => return Ok(None),
+                None => return Err(timed_out()),
+            },
+        };
         let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
         if left <= 0.0 {
             return Err(timed_out());

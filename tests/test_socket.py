@@ -750,3 +750,23 @@ def test_a_greenlet_parked_in_recv_holds_no_receive_buffer():
         a.close()
         b.close()
     assert parked < 2 << 20, f"{parked} bytes held by 20 parked recv(1 MiB) calls"
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+def test_send_with_an_odd_timeout_of_its_own(timeout):
+    a, b = socket.socketpair()
+    with a, b:
+        sent = fill(a)
+        if timeout == float("inf"):  # never expires: the send waits until the reader makes room
+
+            def drain() -> None:
+                received = 0
+                while received <= sent:  # everything, and the byte sent after filling
+                    received += len(b.recv(65536))
+
+            reader = ferrovent.spawn_later(0.05, drain)
+            assert a.send(b"x", 0, timeout=timeout) == 1
+            reader.get(timeout=5)
+        else:  # already expired: the stdlib's timeout error, at once
+            with pytest.raises(socket.timeout, match="timed out"):
+                a.send(b"x", 0, timeout=timeout)

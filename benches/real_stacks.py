@@ -355,12 +355,6 @@ class TLSResult:
     transfer_cpu_us: float  # busy machine, where the rates swing with what else runs
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def tls(impl: str, seconds: float) -> TLSResult:
     """Handshakes/s and 1 MiB transfers/s of `impl`'s TLS StreamServer, and its CPU per operation."""
     PEERS["openssl"] = ssl.OPENSSL_VERSION
@@ -369,9 +363,9 @@ def tls(impl: str, seconds: float) -> TLSResult:
         with wsgi_wrk.ServerProcess("serve-tls", impl, HERE, (directory,)) as server:
             figures = []
             for mode in ("handshake", "transfer"):
-                cpu_before = _cpu_seconds(server.process.pid)  # taskset execs the server: the same pid
+                cpu_before = server.cpu_seconds()
                 rate = _run_tls_client(server.port, seconds, mode)
-                figures += [rate, (_cpu_seconds(server.process.pid) - cpu_before) / (rate * seconds) * 1e6]
+                figures += [rate, (server.cpu_seconds() - cpu_before) / (rate * seconds) * 1e6]
     return TLSResult(figures[0], figures[2], figures[1], figures[3])
 
 

@@ -263,9 +263,11 @@ def fairness(lib: ModuleType, quick: bool) -> dict[str, float]:
     }
 
 
-def tcp_echo(lib: ModuleType, quick: bool) -> float:
-    """Echo round trips/s on StreamServer, the client in another process (wsgi_wrk.py)."""
-    return wsgi_wrk.tcp_echo(lib.__name__, seconds=2 if quick else 5)
+def tcp_echo(lib: ModuleType, quick: bool) -> dict[str, float]:
+    """Echo round trips/s on StreamServer, the client in another process (wsgi_wrk.py), and the server's CPU
+    microseconds per round trip (its CPU time over the run, from /proc, divided by the round trips)."""
+    rate, cpu_per_trip = wsgi_wrk.tcp_echo_with_cpu(lib.__name__, seconds=2 if quick else 5)
+    return {"tcp_echo": rate, "tcp_echo_cpu": cpu_per_trip}
 
 
 def websocket_echo(lib: ModuleType, quick: bool) -> float:
@@ -336,6 +338,7 @@ BENCHES = {
         Bench("wsgi_hello", "requests/s", True, wsgi_hello, uses_load_client=True),
         Bench("wsgi_p99", "ms p99 latency", False, None, uses_load_client=True, measured_by="wsgi_hello"),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
+        Bench("tcp_echo_cpu", "server CPU us per round trip", False, None, measured_by="tcp_echo"),
         Bench("websocket_echo", "messages/s", True, websocket_echo),
         Bench("wsgi_fairness", "ms p99 of a probe", False, wsgi_fairness),
         Bench("wsgi_readline", "ms for 8 MB of lines", False, wsgi_readline),

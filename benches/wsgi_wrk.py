@@ -236,6 +236,12 @@ class ServerProcess:
         self.process.wait(timeout=10)
         self.errors.close()
 
+    def cpu_seconds(self) -> float:
+        """The user plus system CPU time the server used so far (from /proc: taskset execs it, the pid is its)."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -302,7 +308,7 @@ def wsgi_hello(impl: str, client: str, seconds: float = 5.0, connections: int = 
         return load(client, server.port, seconds, connections)
 
 
-def load(client: str, port: int, seconds: float, connections: int) -> LoadResult:
+def load(client: str, port: int, seconds: float, connections: int = 50) -> LoadResult:
     """`client` (wrk or http_load, one thread, `connections` keep-alive connections) against the HTTP server on
     127.0.0.1:port for `seconds`, after a short warm-up, from the load CPU."""
     return {"wrk": _wrk, "http_load": _http_load}[client](port, seconds, connections)
@@ -310,10 +316,18 @@ def load(client: str, port: int, seconds: float, connections: int) -> LoadResult
 
 def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
     """Echo round trips/s on `impl`'s StreamServer, the client in another process."""
+    return tcp_echo_with_cpu(impl, seconds, connections)[0]
+
+
+def tcp_echo_with_cpu(impl: str, seconds: float = 5.0, connections: int = 50) -> tuple[float, float]:
+    """Echo round trips/s on `impl`'s StreamServer, and the server's CPU microseconds per round trip."""
     with ServerProcess("serve-echo", impl) as server:
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections)]
+        cpu_before = server.cpu_seconds()
         done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+        cpu_used = server.cpu_seconds() - cpu_before
+    rate = float(done.stdout.strip().splitlines()[-1])
+    return rate, cpu_used / (rate * seconds) * 1e6
 
 
 def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
@@ -322,11 +336,6 @@ def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> fl
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections), "websocket"]
         done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
-
-
-def load(client: str, port: int, seconds: float, connections: int = 50) -> LoadResult:
-    """`client` (wrk or http_load) against a server that already listens on 127.0.0.1:port (asyncio_loops.py's)."""
-    return {"wrk": _wrk, "http_load": _http_load}[client](port, seconds, connections)
 
 
 # -- the standalone table -------------------------------------------------------------------------------------

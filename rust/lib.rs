@@ -22,6 +22,7 @@ mod parking;
 mod poller;
 mod ready;
 mod run;
+mod sockops;
 mod timers;
 mod wait;
 mod waitqueue;
@@ -57,6 +58,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     greenlet_run::register(m)?;
     http::register(m)?;
     loadgen::register(m)?;
+    sockops::register(m)?;
     watchers::register(m)?;
     Ok(())
 }

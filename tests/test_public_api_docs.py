@@ -23,8 +23,6 @@ import ferrovent._core
 
 # Modules that exist only to refuse import with a pointer to the replacement (gevent has them; ferrovent does not).
 REFUSES_IMPORT = {"ferrovent.resolver.ares", "ferrovent.resolver.dnspython"}
-# Modules another helper of this session rewrites; their documentation pass comes with that change.
-DOCUMENTED_ELSEWHERE = {"ferrovent.socket", "ferrovent.ssl"}
 # Dunder methods a user calls through syntax: documented by the protocol, annotated like any method.
 PROTOCOL_METHODS = {"__init__", "__call__", "__enter__", "__exit__", "__iter__", "__next__", "__len__", "__bool__"}
 # Sphinx cross-reference roles (``:func:`x```, ``:class:`~x```) and the tilde shorthand: mkdocs shows them raw.
@@ -38,7 +36,7 @@ def public_modules() -> list[str]:
     for info in pkgutil.walk_packages(ferrovent.__path__, "ferrovent."):
         if any(part.startswith("_") for part in info.name.split(".")[1:]):
             continue
-        if info.name in REFUSES_IMPORT or info.name in DOCUMENTED_ELSEWHERE:
+        if info.name in REFUSES_IMPORT:
             continue
         names.append(info.name)
     return names

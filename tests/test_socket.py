@@ -596,3 +596,177 @@ def test_sock_is_the_socket_itself():
     # gevent's sockets wrap a C socket in ``_sock``; code written for them may reach for it.
     with socket.socket() as sock:
         assert sock._sock is sock
+
+
+# -- the Rust calls (recv, recv_into, send, sendall): the stdlib's errors and PEP 475 ------------------------------
+
+
+BAD_CALLS = {
+    "send str": lambda s: s.send("x"),
+    "send non-contiguous": lambda s: s.send(memoryview(b"abcd")[::2]),
+    "send bad flags": lambda s: s.send(b"x", "flags"),
+    "sendall str": lambda s: s.sendall("x"),
+    "recv str size": lambda s: s.recv("1"),
+    "recv negative size": lambda s: s.recv(-1),
+    "recv_into bytes": lambda s: s.recv_into(b"xx"),
+    "recv_into negative size": lambda s: s.recv_into(bytearray(4), -1),
+    "recv_into too small": lambda s: s.recv_into(bytearray(4), 5),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_argument_errors_are_the_stdlib_ones(call):
+    green_pair, plain_pair = socket.socketpair(), stdlib_socket.socketpair()
+    with green_pair[0], green_pair[1], plain_pair[0], plain_pair[1]:
+        with pytest.raises(Exception) as expected:
+            call(plain_pair[0])
+        with pytest.raises(Exception) as got:
+            call(green_pair[0])
+        assert (type(got.value), str(got.value)) == (type(expected.value), str(expected.value))
+
+
+@pytest.mark.parametrize("call", [lambda s: s.recv(1), lambda s: s.recv_into(bytearray(1)), lambda s: s.sendall(b"x")])
+def test_a_closed_socket_raises_ebadf_as_the_stdlib(call):
+    a, b = socket.socketpair()
+    b.close()
+    a.close()
+    with pytest.raises(OSError) as raised:
+        call(a)
+    assert raised.value.errno == errno.EBADF and type(raised.value) is OSError
+
+
+def test_a_peer_reset_raises_connection_reset_error_with_its_errno(listener):
+    client, server = tcp_pair(listener)
+    with client, server:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # close sends RST
+        client.close()
+        with pytest.raises(ConnectionResetError) as raised:
+            server.recv(1)
+        assert raised.value.errno == errno.ECONNRESET
+
+
+def test_recv_into_honours_nbytes_and_accepts_any_writable_buffer():
+    import array
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"abcdefgh")
+        target = array.array("i", [0, 0])  # 8 bytes through the buffer protocol, not a bytearray
+        assert b.recv_into(target, 3) == 3
+        assert target.tobytes()[:3] == b"abc"
+        assert b.recv_into(memoryview(bytearray(10))[2:]) == 5
+
+
+def test_sendall_waits_for_the_reader_and_sends_everything():
+    a, b = socket.socketpair()
+    with a, b:
+        payload = bytes(range(256)) * 40_000  # far beyond the socket buffers: sendall parks many times
+        received = bytearray()
+
+        def read() -> None:
+            while len(received) < len(payload):
+                received.extend(b.recv(1 << 16))
+
+        reader = ferrovent.spawn(read)
+        a.sendall(memoryview(payload))
+        reader.get(timeout=10)
+        assert received == payload
+
+
+def test_a_signal_handler_runs_during_a_blocked_recv_and_the_recv_goes_on():
+    import signal
+
+    calls = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: calls.append(1))
+    a, b = socket.socketpair()
+    try:
+        with a, b:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            ferrovent.spawn_later(0.3, a.sendall, b"after")
+            assert b.recv(5) == b"after"  # PEP 475: the handler returned, so the call went on
+            assert calls == [1]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "call", [lambda s: s.recv(5), lambda s: s.sendall(b"\0" * (64 << 20))], ids=["recv", "sendall"]
+)
+def test_a_signal_handler_that_raises_interrupts_a_blocked_call(call):
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(*_):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    a, b = socket.socketpair()
+    try:
+        with a, b:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                call(a)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_accept_times_out_refuses_to_wait_when_non_blocking_and_waits_for_a_client(listener):
+    listener.settimeout(0.1)
+    start = time.monotonic()
+    with pytest.raises(socket.timeout, match="timed out"):
+        listener.accept()
+    assert 0.09 <= elapsed_since(start) < 2
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    listener.setblocking(True)
+    client = ferrovent.spawn_later(0.05, socket.create_connection, listener.getsockname())
+    server, address = listener.accept()
+    with server, client.get(timeout=5) as connected:
+        assert address == connected.getsockname() and isinstance(server, socket.socket)
+        assert not server.get_inheritable()  # close-on-exec, as the stdlib's accept
+
+
+def test_a_greenlet_parked_in_recv_holds_no_receive_buffer():
+    import tracemalloc
+
+    pairs = [socket.socketpair() for _ in range(20)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        readers = [ferrovent.spawn(b.recv, 1 << 20) for _, b in pairs]
+        ferrovent.sleep(0.01)  # every reader is parked now
+        parked = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    for a, _ in pairs:
+        a.sendall(b"!")
+    assert [reader.get(timeout=5) for reader in readers] == [b"!"] * 20
+    for a, b in pairs:
+        a.close()
+        b.close()
+    assert parked < 2 << 20, f"{parked} bytes held by 20 parked recv(1 MiB) calls"
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+def test_send_with_an_odd_timeout_of_its_own(timeout):
+    a, b = socket.socketpair()
+    with a, b:
+        sent = fill(a)
+        if timeout == float("inf"):  # never expires: the send waits until the reader makes room
+
+            def drain() -> None:
+                received = 0
+                while received <= sent:  # everything, and the byte sent after filling
+                    received += len(b.recv(65536))
+
+            reader = ferrovent.spawn_later(0.05, drain)
+            assert a.send(b"x", 0, timeout=timeout) == 1
+            reader.get(timeout=5)
+        else:  # already expired: the stdlib's timeout error, at once
+            with pytest.raises(socket.timeout, match="timed out"):
+                a.send(b"x", 0, timeout=timeout)

@@ -1,5 +1,6 @@
 """Type stubs for ferrovent._core, the Rust reactor."""
 
+import _socket
 from typing import Any, Callable, Final, Optional, final
 
 from greenlet import greenlet
@@ -41,6 +42,12 @@ __all__ = [
     "READ",
     "WRITE",
     "ERROR",
+    "sock_recv",
+    "sock_recv_into",
+    "sock_send",
+    "sock_sendall",
+    "sock_accept",
+    "sock_wait",
 ]
 __version__: Final[str]
 
@@ -66,6 +73,24 @@ def small_frame_stacks() -> Optional[bool]:
 def arena_cache() -> bool:
     """Whether CPython's 16 KiB frame-stack chunks are recycled through ferrovent's cache (CPython 3.11-3.13,
     unless ``FERROVENT_ARENA_CACHE=0``, and while ferrovent's arena allocator is the installed one)."""
+
+def sock_recv(sock: _socket.socket, bufsize: int, flags: int, timeout: Optional[float]) -> bytes:
+    """``recv`` of a cooperative socket: the system call, waiting on EAGAIN within ``timeout`` (None: forever)."""
+
+def sock_recv_into(sock: _socket.socket, buffer: Any, nbytes: int, flags: int, timeout: Optional[float]) -> int:
+    """``recv_into`` of a cooperative socket; as `sock_recv`."""
+
+def sock_send(sock: _socket.socket, data: Any, flags: int, timeout: Optional[float]) -> int:
+    """``send`` of a cooperative socket; as `sock_recv`."""
+
+def sock_sendall(sock: _socket.socket, data: Any, flags: int, timeout: Optional[float]) -> None:
+    """``sendall`` of a cooperative socket: ``timeout`` bounds the whole call."""
+
+def sock_accept(sock: _socket.socket, timeout: Optional[float]) -> tuple[int, Any]:
+    """``_accept`` of a cooperative socket: the new fd and the peer's address, waiting within ``timeout``."""
+
+def sock_wait(sock: _socket.socket, writable: bool, timeout: Optional[float], exclusive: bool) -> bool:
+    """Parks until the socket is writable (or readable); False if ``timeout`` passed first."""
 
 def run_current_greenlet() -> None:
     """``Greenlet.run``: runs the current Greenlet's function and records how it ended."""

@@ -6,8 +6,10 @@ Every public name of ``socket`` is here. The socket class is a subclass of the s
 
 How blocking works: the file descriptor is always non-blocking underneath (the C-level timeout is 0), and the
 timeout the user set is kept in Python. An I/O method first tries the system call; only when it fails with
-EAGAIN does it park in the loop until the fd's next readiness edge (``loop.wait_fd``) and retry. A call on data
-that is already there therefore costs one C call, and a wait costs one Rust call, with no per-wait objects.
+EAGAIN does it park in the loop until the fd's next readiness edge (``loop.wait_fd``) and retry. ``recv``,
+``recv_into``, ``send``, ``sendall`` and ``accept`` do all of that in one Rust call (rust/sockops.rs: the system
+call, the wait, the timeout, EINTR and the stdlib's errors), with no exception raised for EAGAIN and no per-wait
+objects.
 ``settimeout``, ``setblocking`` and ``setdefaulttimeout`` behave exactly as the stdlib's: ``None`` blocks (the
 greenlet), ``0`` raises BlockingIOError, a number raises ``socket.timeout`` ("timed out") once it has passed; for
 ``sendall`` and ``connect`` the timeout bounds the whole call, as in the stdlib.
@@ -33,9 +35,14 @@ from typing import Any, Optional
 
 from ferrovent import resolver as _resolver
 from ferrovent import selectors as _cooperative_selectors
+from ferrovent._core import sock_accept as _accept
+from ferrovent._core import sock_recv as _recv
+from ferrovent._core import sock_recv_into as _recv_into
+from ferrovent._core import sock_send as _send
+from ferrovent._core import sock_sendall as _sendall
 from ferrovent._stdlib import copy_public_names, rebind, rebind_users
 from ferrovent.exceptions import ConcurrentObjectUseError
-from ferrovent.hub import get_hub
+from ferrovent.hub import Hub, get_hub
 from ferrovent.os import _forget_fd
 from ferrovent.select import _wait_any
 from ferrovent.timeout import Timeout
@@ -46,12 +53,7 @@ _timeout_error = __socket__.timeout
 _NONE: Any = object()
 
 # The C methods, looked up once: the hot paths call them directly.
-_sock_recv = _socket.socket.recv
-_sock_recv_into = _socket.socket.recv_into
-_sock_send = _socket.socket.send
-_sock_sendall = _socket.socket.sendall
 _sock_sendto = _socket.socket.sendto
-_sock_accept = _socket.socket._accept
 _sock_connect = _socket.socket.connect
 _sock_connect_ex = _socket.socket.connect_ex
 _sock_fileno = _socket.socket.fileno
@@ -99,6 +101,7 @@ class socket(__socket__.socket):
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None) -> None:
         super().__init__(family, type, proto, fileno)
         self._timeout = _sock_gettimeout(self)  # the default timeout, as the C socket just set it
+        self._unreferenced = False  # read by every wait (rust/sockops.rs): set, so reading it never raises
         _sock_settimeout(self, 0.0)
 
     def __del__(self) -> None:
@@ -147,7 +150,7 @@ class socket(__socket__.socket):
         return self._closed
 
     @property
-    def hub(self):
+    def hub(self) -> Hub:
         """The hub its waits park in: the calling thread's."""
         return get_hub()
 
@@ -196,34 +199,19 @@ class socket(__socket__.socket):
                     raise _timeout_error("timed out") from None
 
     # -- receiving ----------------------------------------------------------------------------------------
-    # recv, recv_into and send are the hot paths, spelled out; the other calls come from _cooperative_method.
+    # recv, recv_into, send, sendall and accept are in Rust (rust/sockops.rs); the rest come from _cooperative_method.
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receives up to ``bufsize`` bytes; b"" at end of stream."""
-        try:
-            return _sock_recv(self, bufsize, flags)
-        except BlockingIOError:
-            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
-                raise
-        return self._wait_and_retry(_sock_recv, False, bufsize, flags)
+        return _recv(self, bufsize, flags, self._timeout)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receives into ``buffer``; returns the number of bytes received."""
-        try:
-            return _sock_recv_into(self, buffer, nbytes, flags)
-        except BlockingIOError:
-            if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
-                raise
-        return self._wait_and_retry(_sock_recv_into, False, buffer, nbytes, flags)
+        return _recv_into(self, buffer, nbytes, flags, self._timeout)
 
     def accept(self) -> tuple[socket, Any]:
         """Waits for a connection; returns a new cooperative socket and the peer's address."""
-        try:
-            fd, address = _sock_accept(self)
-        except BlockingIOError:
-            if self._timeout == 0.0:
-                raise
-            fd, address = self._wait_and_retry(_sock_accept, False)
+        fd, address = _accept(self, self._timeout)
         sock = socket(_sock_family(self), _sock_type(self), _sock_proto(self), fd)
         # As the stdlib: the new socket gets the default timeout, but blocks if there is none and self has one.
         if _getdefaulttimeout() is None and self._timeout:
@@ -235,43 +223,11 @@ class socket(__socket__.socket):
     def send(self, data: Any, flags: int = 0, timeout: Any = _NONE) -> int:
         """Sends some of ``data``; returns how many bytes were sent. ``timeout``, if given, replaces the socket's
         timeout for this call."""
-        try:
-            return _sock_send(self, data, flags)
-        except BlockingIOError:
-            if (self._timeout if timeout is _NONE else timeout) == 0.0 or flags & _MSG_DONTWAIT:
-                raise
-        return self._wait_and_retry(_sock_send, True, data, flags, timeout=timeout)
+        return _send(self, data, flags, self._timeout if timeout is _NONE else timeout)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Sends all of ``data``; the timeout bounds the whole call. On error, how much was sent is unknown."""
-        if self._timeout == 0.0 or flags & _MSG_DONTWAIT:
-            return _sock_sendall(self, data, flags)
-        try:
-            sent = _sock_send(self, data, flags)
-        except BlockingIOError:
-            sent = 0
-        if (type(data) is bytes or type(data) is bytearray) and sent == len(data):  # bytearray: WebSocket frames
-            return None
-        with memoryview(data) as view, view.cast("B") as rest:
-            return self._send_rest(rest, sent, flags)
-
-    def _send_rest(self, view: memoryview, sent: int, flags: int) -> None:
-        total = len(view)
-        timeout = self._timeout
-        deadline = None if timeout is None else _monotonic() + timeout
-        while sent < total:
-            try:
-                sent += _sock_send(self, view[sent:], flags)
-                continue
-            except BlockingIOError:
-                pass
-            if deadline is not None:
-                timeout = deadline - _monotonic()
-                if timeout <= 0:
-                    raise _timeout_error("timed out")
-            if not get_hub().loop.wait_fd(_sock_fileno(self), True, timeout, None, self.ref, True):
-                raise _timeout_error("timed out")
-        return None
+        return _sendall(self, data, flags, self._timeout)
 
     def sendto(self, data: Any, *flags_and_address: Any) -> int:
         """Sends ``data`` to an address: ``sendto(data, address)`` or ``sendto(data, flags, address)``."""

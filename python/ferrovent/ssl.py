@@ -25,8 +25,8 @@ from time import monotonic as _monotonic
 from typing import Any, Callable, Optional
 
 from ferrovent import socket as _cooperative
+from ferrovent._core import sock_wait as _sock_wait
 from ferrovent._stdlib import copy_public_names, rebind_self_references, rebind_users
-from ferrovent.hub import get_hub
 
 _copied = copy_public_names(__ssl__, globals())
 
@@ -39,7 +39,6 @@ _SSL_ERROR_EOF = __ssl__.SSL_ERROR_EOF
 _READ_TIMEOUT = "The read operation timed out"
 _WRITE_TIMEOUT = "The write operation timed out"
 _HANDSHAKE_TIMEOUT = "The handshake operation timed out"
-_sock_fileno = _cooperative._sock_fileno
 
 
 class _SSLTimeoutError(_SSLError, _cooperative.timeout):
@@ -70,14 +69,12 @@ class SSLSocket(__ssl__.SSLSocket, _cooperative.socket):
         direction of the last wait). Waits in ``direction`` (None: either) are exclusive: a second greenlet
         reading (or writing) the same socket gets ConcurrentObjectUseError.
         """
-        wait_fd = get_hub().loop.wait_fd
-        fd = _sock_fileno(self)
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
             if deadline is not None:
                 timeout = deadline - _monotonic()
             exclusive = direction is None or direction == writable
-            if (timeout is not None and timeout <= 0) or not wait_fd(fd, writable, timeout, None, True, exclusive):
+            if (timeout is not None and timeout <= 0) or not _sock_wait(self, writable, timeout, exclusive):
                 raise _SSLTimeoutError(message or (_WRITE_TIMEOUT if writable else _READ_TIMEOUT))
             try:
                 return op(*args)

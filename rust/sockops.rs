@@ -1,0 +1,365 @@
+//! The cooperative socket calls: `recv`, `recv_into`, `send`, `sendall` and `accept` of `ferrovent.socket.socket`,
+//! each one Rust call that does the system call on the socket's fd and, on EAGAIN, parks the current greenlet on the
+//! fd (the loop's own fd wait, as `Loop.wait_fd`) and retries.
+//!
+//! Semantics are the stdlib's (Modules/socketmodule.c): the socket's timeout is a deadline for the whole call
+//! (`TimeoutError("timed out")`), a timeout of 0 or `MSG_DONTWAIT` raise BlockingIOError instead of waiting, EINTR
+//! runs the signal handlers and retries unless one raised (PEP 475), and errors are `OSError(errno, strerror)`,
+//! which Python turns into the matching subclass. A closed socket has fd -1, so its calls fail with EBADF.
+
+use std::ffi::CStr;
+use std::os::raw::{c_int, c_void};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
+
+use crate::current;
+use crate::event_loop::ConcurrentObjectUseError;
+use crate::fdtable::Direction;
+
+/// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd follows the object header.
+#[repr(C)]
+struct SocketHead {
+    ob_base: ffi::PyObject,
+    sock_fd: c_int,
+}
+
+static SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The fd of `sock`, an instance of `_socket.socket` (or a subclass); -1 once it is closed.
+fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
+    let py = sock.py();
+    let socket_type = SOCKET_TYPE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("_socket")?.getattr("socket")?.cast_into::<PyType>()?.unbind())
+    })?;
+    // SAFETY: both are live objects; the check reads only their types (no __instancecheck__ hook to run).
+    let is_socket = unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), socket_type.as_ptr().cast()) } != 0;
+    if !is_socket {
+        return Err(PyTypeError::new_err(format!("a socket is required, not {}", sock.get_type().name()?)));
+    }
+    // SAFETY: `sock` is a live instance of `_socket.socket` (checked above), whose C struct starts with the object
+    // header followed by the fd, in every CPython version; only that int is read.
+    Ok(unsafe { (*sock.as_ptr().cast::<SocketHead>()).sock_fd })
+}
+
+/// `OSError(errno, strerror(errno))`: Python maps it to the subclass for `errno` (BlockingIOError, ...).
+fn os_error(errno: c_int) -> PyErr {
+    // SAFETY: strerror returns a NUL-terminated string that stays valid until the next strerror call on this
+    // thread; it is copied at once, and the GIL keeps other Python code from calling it meanwhile here.
+    let message = unsafe { CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();
+    PyOSError::new_err((errno, message))
+}
+
+fn timed_out() -> PyErr {
+    PyTimeoutError::new_err("timed out")
+}
+
+/// How long a call may wait in total: the socket's timeout (None: forever), and the deadline it gives once the
+/// call first has to wait.
+struct Patience {
+    timeout: Option<f64>,
+    deadline: Option<Instant>,
+    never_wait: bool,
+}
+
+impl Patience {
+    fn new(timeout: Option<f64>, flags: c_int) -> Self {
+        let never_wait = timeout == Some(0.0) || flags & libc::MSG_DONTWAIT != 0;
+        Patience { timeout, deadline: None, never_wait }
+    }
+
+    /// The seconds left for the next wait (None: no limit), or the timeout error once none are left. A timeout too
+    /// large for a deadline (infinity) never expires; a negative or NaN one (`send(timeout=)`) has already expired.
+    fn remaining(&mut self) -> PyResult<Option<f64>> {
+        let Some(timeout) = self.timeout else { return Ok(None) };
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => match Duration::try_from_secs_f64(timeout).ok().and_then(|d| Instant::now().checked_add(d)) {
+                Some(deadline) => *self.deadline.insert(deadline),
+                None if timeout > 0.0 => return Ok(None),
+                None => return Err(timed_out()),
+            },
+        };
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+        if left <= 0.0 {
+            return Err(timed_out());
+        }
+        Ok(Some(left))
+    }
+}
+
+/// Runs the pending signal handlers (PEP 475): the exception one of them raised, if any.
+fn check_signals(py: Python<'_>) -> PyResult<()> {
+    // SAFETY: `py` proves the GIL is held, which is all PyErr_CheckSignals needs.
+    if unsafe { ffi::PyErr_CheckSignals() } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
+/// Parks the current greenlet until the socket's `fd` is ready in `direction`: false if `timeout` passed first.
+/// `exclusive`: a second greenlet waiting the same way on the fd gets ConcurrentObjectUseError, as in gevent.
+fn park_on(
+    sock: &Bound<'_, PyAny>,
+    fd: c_int,
+    direction: Direction,
+    timeout: Option<f64>,
+    exclusive: bool,
+) -> PyResult<bool> {
+    let py = sock.py();
+    let fd = usize::try_from(fd).map_err(|_| os_error(libc::EBADF))?;
+    let loop_ = current::get(py)?;
+    let loop_ = loop_.get();
+    loop_.check_thread()?;
+    if exclusive && loop_.fds.borrow().has_waiters(fd, direction) {
+        let way = if direction == Direction::Write { "writing to" } else { "reading from" };
+        return Err(ConcurrentObjectUseError::new_err(format!(
+            "This socket is already used by another greenlet: another greenlet is {way} fd {fd}"
+        )));
+    }
+    loop_.wait_fd_current(py, fd, direction, timeout, None, referenced(sock), true)
+}
+
+/// The wait after EAGAIN: parks until the socket is ready in `direction`, or raises the timeout error once
+/// `patience` has run out.
+fn wait_within(sock: &Bound<'_, PyAny>, fd: c_int, direction: Direction, patience: &mut Patience) -> PyResult<()> {
+    let timeout = patience.remaining()?;
+    if park_on(sock, fd, direction, timeout, true)? {
+        Ok(())
+    } else {
+        Err(timed_out())
+    }
+}
+
+/// False when the socket's `ref` is off: its waits do not keep the loop alive.
+fn referenced(sock: &Bound<'_, PyAny>) -> bool {
+    let unreferenced = sock.getattr(pyo3::intern!(sock.py(), "_unreferenced"));
+    !unreferenced.is_ok_and(|flag| flag.is_truthy().unwrap_or(false))
+}
+
+/// A system call's result: the count, or the errno it failed with (read at once, before anything can change it).
+fn outcome(result: isize) -> Result<usize, c_int> {
+    usize::try_from(result).map_err(|_| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// Tries `attempt` (a system call on the socket's fd) until it succeeds, waiting in `direction` after EAGAIN.
+fn cooperative<T>(
+    sock: &Bound<'_, PyAny>,
+    direction: Direction,
+    patience: &mut Patience,
+    mut attempt: impl FnMut(c_int) -> PyResult<Result<T, c_int>>,
+) -> PyResult<T> {
+    loop {
+        let fd = fd_of(sock)?;
+        let errno = match attempt(fd)? {
+            Ok(done) => return Ok(done),
+            Err(errno) => errno,
+        };
+        if errno == libc::EINTR {
+            check_signals(sock.py())?;
+        } else if (errno == libc::EAGAIN || errno == libc::EWOULDBLOCK) && !patience.never_wait {
+            wait_within(sock, fd, direction, patience)?;
+        } else {
+            return Err(os_error(errno));
+        }
+    }
+}
+
+/// Runs `body` on a bytes-like object's memory (address, length), held through the buffer protocol as the stdlib's
+/// `y*` and `w*` hold it; `refused` turns the error of an object that has no such buffer into the one to raise.
+/// The view stays in this frame, unmoved, until it is released.
+fn with_buffer<R>(
+    obj: &Bound<'_, PyAny>,
+    writable: bool,
+    refused: impl FnOnce(PyErr) -> PyErr,
+    body: impl FnOnce(*mut c_void, usize) -> PyResult<R>,
+) -> PyResult<R> {
+    let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed();
+    let flags = if writable { ffi::PyBUF_WRITABLE } else { ffi::PyBUF_SIMPLE };
+    // SAFETY: `view` is a zeroed Py_buffer for PyObject_GetBuffer to fill in; `obj` is a live object.
+    if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
+        return Err(refused(PyErr::fetch(obj.py())));
+    }
+    // SAFETY: PyObject_GetBuffer succeeded, so the view is initialised.
+    let (buf, len) = unsafe { (view.assume_init_ref().buf, view.assume_init_ref().len) };
+    let result = body(buf, usize::try_from(len).unwrap_or(0));
+    // SAFETY: the view came from the successful PyObject_GetBuffer above and is released once, with the GIL held
+    // (`obj` proves it).
+    unsafe { ffi::PyBuffer_Release(view.as_mut_ptr()) };
+    result
+}
+
+// The numeric arguments come as objects and are read inside, so that a wrong one fails with the stdlib's own
+// message ("'str' object cannot be interpreted as an integer"), not one that names the Rust parameter.
+
+/// `recv(bufsize, flags)` with the socket's `timeout`: the bytes received, b"" at the end of the stream.
+#[pyfunction]
+pub fn sock_recv<'py>(
+    sock: &Bound<'py, PyAny>,
+    bufsize: &Bound<'py, PyAny>,
+    flags: &Bound<'py, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = sock.py();
+    let (bufsize, flags) = (bufsize.extract::<isize>()?, flags.extract::<c_int>()?);
+    let Ok(size) = usize::try_from(bufsize) else {
+        return Err(PyValueError::new_err("negative buffersize in recv"));
+    };
+    let mut patience = Patience::new(timeout, flags);
+    // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
+    // bytes, so an idle connection costs no more than it did.
+    let (bytes, received) = cooperative(sock, Direction::Read, &mut patience, |fd| {
+        // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
+        let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
+        // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
+        let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+        // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
+        let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
+        // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
+        let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
+        Ok(received.map(|n| (bytes, n)))
+    })?;
+    if received == size {
+        // SAFETY: the object is a bytes object, made above.
+        return Ok(unsafe { bytes.cast_into_unchecked() });
+    }
+    let mut resized = bytes.into_ptr();
+    // SAFETY: `resized` is the only reference to the bytes object (never shared), as _PyBytes_Resize requires; it
+    // then owns the resized object, or on failure has freed it, set NULL and set the error.
+    let failed = unsafe { ffi::_PyBytes_Resize(&mut resized, received as ffi::Py_ssize_t) } != 0;
+    if failed {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `resized` is the owned reference to the resized bytes object.
+    Ok(unsafe { Bound::from_owned_ptr(py, resized).cast_into_unchecked() })
+}
+
+/// `recv_into(buffer, nbytes, flags)` with the socket's `timeout`: how many bytes were received.
+#[pyfunction]
+pub fn sock_recv_into(
+    sock: &Bound<'_, PyAny>,
+    buffer: &Bound<'_, PyAny>,
+    nbytes: &Bound<'_, PyAny>,
+    flags: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<usize> {
+    let (nbytes, flags) = (nbytes.extract::<isize>()?, flags.extract::<c_int>()?);
+    let refused = |_| match buffer.get_type().name() {
+        Ok(kind) => {
+            PyTypeError::new_err(format!("recv_into() argument 1 must be read-write bytes-like object, not {kind}"))
+        }
+        Err(err) => err,
+    };
+    with_buffer(buffer, true, refused, |storage, length| {
+        let Ok(wanted) = usize::try_from(nbytes) else {
+            return Err(PyValueError::new_err("negative buffersize in recv_into"));
+        };
+        let size = if wanted == 0 { length } else { wanted };
+        if size > length {
+            return Err(PyValueError::new_err("buffer too small for requested bytes"));
+        }
+        let mut patience = Patience::new(timeout, flags);
+        cooperative(sock, Direction::Read, &mut patience, |fd| {
+            // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+            Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
+        })
+    })
+}
+
+/// `send(data, flags)` with the socket's `timeout` (or the call's own): how many bytes were sent.
+#[pyfunction]
+pub fn sock_send(
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    flags: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<usize> {
+    let flags = flags.extract::<c_int>()?;
+    with_buffer(
+        data,
+        false,
+        |err| err,
+        |storage, size| {
+            let mut patience = Patience::new(timeout, flags);
+            cooperative(sock, Direction::Write, &mut patience, |fd| {
+                // SAFETY: send(2) reads `size` bytes of the buffer, which holds that many.
+                Ok(outcome(unsafe { libc::send(fd, storage, size, flags) }))
+            })
+        },
+    )
+}
+
+/// `sendall(data, flags)` with the socket's `timeout`, which bounds the whole call.
+#[pyfunction]
+pub fn sock_sendall(
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    flags: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<()> {
+    let flags = flags.extract::<c_int>()?;
+    with_buffer(
+        data,
+        false,
+        |err| err,
+        |storage, size| {
+            let storage = storage.cast::<u8>();
+            let mut patience = Patience::new(timeout, flags);
+            let mut sent = 0;
+            loop {
+                sent += cooperative(sock, Direction::Write, &mut patience, |fd| {
+                    // SAFETY: send(2) reads the `size - sent` bytes left, inside the buffer.
+                    Ok(outcome(unsafe { libc::send(fd, storage.add(sent).cast(), size - sent, flags) }))
+                })?;
+                check_signals(sock.py())?; // as the stdlib: a handler that raises ends the call, even between two sends
+                if sent >= size {
+                    return Ok(());
+                }
+            }
+        },
+    )
+}
+
+static C_ACCEPT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_accept()` with the socket's `timeout`: the new fd and the peer's address. The stdlib's own C `_accept` makes
+/// the call (accept4 with close-on-exec, the address in every family's form, EINTR handled); only its EAGAIN,
+/// which comes as BlockingIOError, turns into a wait here.
+#[pyfunction]
+pub fn sock_accept<'py>(sock: &Bound<'py, PyAny>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    let accept = C_ACCEPT.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("_socket")?.getattr("socket")?.getattr("_accept")?.unbind())
+    })?;
+    let mut patience = Patience::new(timeout, 0);
+    loop {
+        match accept.bind(py).call1((sock,)) {
+            Err(err) if !patience.never_wait && err.is_instance_of::<PyBlockingIOError>(py) => {
+                wait_within(sock, fd_of(sock)?, Direction::Read, &mut patience)?;
+            }
+            accepted => return accepted,
+        }
+    }
+}
+
+/// `sock_wait(sock, writable, timeout, exclusive)`: parks until the socket is writable (or readable), for TLS's
+/// want-read/want-write loop; false if `timeout` passed first.
+#[pyfunction]
+pub fn sock_wait(sock: &Bound<'_, PyAny>, writable: bool, timeout: Option<f64>, exclusive: bool) -> PyResult<bool> {
+    let direction = if writable { Direction::Write } else { Direction::Read };
+    park_on(sock, fd_of(sock)?, direction, timeout, exclusive)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sock_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_recv_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_send, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_accept, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
+    Ok(())
+}

@@ -9,9 +9,10 @@
 //! `wake` resumes it, and it takes its other waits back. So a busy asyncio loop makes no watch calls at all.
 //!
 //! Yielding: a select that does not park lets the hub run only when the hub has something to run (its ready queue
-//! is not empty) or a switch interval has passed since the loop last let it run. The second case parks behind a
-//! zero timer, which fires after the hub's next poll: greenlets waiting on fds and timers get their turn at least
-//! once per switch interval however busy asyncio is.
+//! is not empty) or a switch interval has passed since the loop last let it run. In the first case the loop's
+//! greenlet queues behind the others (FIFO, as `sleep(0)`); in the second it parks behind a zero timer, which fires
+//! after the hub's next poll (the hub drains for at most a switch interval before polling): so greenlets waiting
+//! on fds and timers get their turn within about two switch intervals however busy asyncio is.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -213,9 +214,14 @@ impl AioSelector {
         woke.map(drop)
     }
 
-    /// Lets the hub run once: a zero timer fires after its next poll, so timers and fd waits are served too.
+    /// Lets the hub run once: behind the greenlets it has queued if it has any, else until after its next poll
+    /// (a zero timer fires then), so that timers and fd waits are served too.
     fn yield_to_hub(&self, py: Python<'_>, lp: &Loop) -> PyResult<()> {
-        self.park(py, lp, Some(0.0), &[])
+        if lp.ready.borrow().is_empty() {
+            self.park(py, lp, Some(0.0), &[])
+        } else {
+            lp.sleep_current(py, 0.0, true)
+        }
     }
 
     fn note_yield(&self, py: Python<'_>, lp: &Loop) -> PyResult<()> {

@@ -158,7 +158,10 @@ impl AioSelector {
             left -= 1;
             let events = ready_bits(pollfd);
             if events != 0 {
-                ready.append(PyTuple::new(py, [key.clone_ref(py).into_any(), events.into_pyobject(py)?.into_any().unbind()])?)?;
+                ready.append(PyTuple::new(
+                    py,
+                    [key.clone_ref(py).into_any(), events.into_pyobject(py)?.into_any().unbind()],
+                )?)?;
             }
         }
         Ok(ready)
@@ -252,22 +255,21 @@ impl AioSelector {
     }
 
     /// Forgets `fd`; the poller's registration ends unless a greenlet waits on it.
-    fn remove(&self, fd: usize) -> PyResult<()> {
+    fn remove(&self, fd: usize) {
         let key = self.interest.borrow_mut().remove(fd);
         drop(key);
         let lp = self.lp.get();
-        lp.check_thread()?;
-        lp.release_if_transient(fd);
-        Ok(())
+        if lp.check_thread().is_ok() {
+            lp.release_if_transient(fd); // a destroyed loop has no registrations left to release
+        }
     }
 
     /// Forgets every fd.
-    fn clear(&self) -> PyResult<()> {
+    fn clear(&self) {
         let fds: Vec<usize> = self.interest.borrow().index.keys().copied().collect();
         for fd in fds {
-            self.remove(fd)?;
+            self.remove(fd);
         }
-        Ok(())
     }
 
     /// The ready `(key, events)` pairs if they can be given without switching, else None (call `wait`).
@@ -296,13 +298,19 @@ impl AioSelector {
     }
 
     /// Ends a `wait` parked in another greenlet (no-op if none is).
-    fn wake(&self, py: Python<'_>) {
-        let Some(greenlet) = self.parked.take() else { return };
+    /// From another OS thread it raises InvalidThreadUseError (`call_soon_threadsafe` is the way from there).
+    fn wake(&self, py: Python<'_>) -> PyResult<()> {
+        if self.parked.borrow().is_none() {
+            return Ok(());
+        }
         let lp = self.lp.get();
+        lp.check_thread()?;
+        let Some(greenlet) = self.parked.take() else { return Ok(()) };
         let token = lp.lot.borrow().token_of(address(greenlet.bind(py)));
         if let Some(token) = token {
             lp.push_ready(Ready::Resume { greenlet, token, wake: Some(Wake::Value(py.None())) });
         }
+        Ok(())
     }
 
     /// How many fds are registered.

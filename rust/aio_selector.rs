@@ -199,6 +199,7 @@ impl AioSelector {
         let woke = lp.switch_away(py, &current, token);
         let parked = self.parked.take();
         drop(parked);
+        drop(Self::forget_other_wakes(lp, token));
         let mut taken = Vec::new();
         {
             let mut fds = lp.fds.borrow_mut();
@@ -215,6 +216,17 @@ impl AioSelector {
         // A wake raising an error comes from an fd closing or a cancelled wait: the level poll that follows says what
         // is ready, as a select() would. An exception thrown into the greenlet (a kill) goes on up.
         woke.map(drop)
+    }
+
+    /// Takes out of the hub's arrivals the other wakes of a park that has ended: one poll can bring an edge for
+    /// several of its fds, and these stale entries would otherwise count as work the hub has for `hub_wants_turn`.
+    fn forget_other_wakes(lp: &Loop, token: u64) -> Vec<Ready> {
+        let mut arrivals = lp.arrivals.borrow_mut();
+        let (stale, kept): (Vec<Ready>, Vec<Ready>) = std::mem::take(&mut *arrivals)
+            .into_iter()
+            .partition(|entry| matches!(entry, Ready::Resume { token: t, .. } if *t == token));
+        arrivals.extend(kept);
+        stale // dropped by the caller, after the borrow
     }
 
     /// Lets the hub run once: behind the greenlets it has queued if it has any, else until after its next poll

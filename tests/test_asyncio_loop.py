@@ -323,3 +323,64 @@ def test_patched_time_sleep_inside_a_coroutine_lets_greenlets_run_and_then_the_l
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert out.stdout == "['greenlet', 'coroutine after sleep', 'other task']\n", out.stderr
+
+
+def test_greenlets_get_their_turn_while_the_asyncio_loop_never_waits():
+    """A task that only ever ``await asyncio.sleep(0)`` keeps asyncio's select from waiting; a greenlet behind a
+    timer, one blocked in recv and one just spawned still run before the task stops spinning (it stops only once
+    all three have, so the order proves they ran while asyncio was busy)."""
+    order = []
+    green_in, task_out = socket.socketpair()
+    green_in = _green(green_in)
+
+    def reader():
+        order.append(("greenlet read", green_in.recv(16)))
+
+    async def busy():
+        ferrovent.spawn(reader)
+        ferrovent.spawn_later(0.02, order.append, ("greenlet timer", None))
+        await asyncio.sleep(0)
+        task_out.send(b"ping")
+        ferrovent.spawn(order.append, ("greenlet spawned", None))
+        spins = 0
+        while len(order) < 3:
+            await asyncio.sleep(0)
+            spins += 1
+        order.append(("task done", spins))
+
+    try:
+        run(busy())
+    finally:
+        green_in.close()
+        task_out.close()
+    assert {what for what, _ in order[:3]} == {"greenlet read", "greenlet timer", "greenlet spawned"}
+    assert order[3][0] == "task done" and order[3][1] > 0
+    assert dict(order)["greenlet read"] == b"ping"
+
+
+def test_a_greenlet_and_the_asyncio_loop_waiting_on_one_fd_are_both_woken():
+    a, b = socket.socketpair()
+    seen = []
+
+    def greenlet_side():
+        green_socket.wait_read(a.fileno(), timeout=BOUND)
+        seen.append("greenlet")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task_saw = loop.create_future()
+        loop.add_reader(a, task_saw.set_result, "task")
+        waiter = ferrovent.spawn(greenlet_side)
+        await asyncio.sleep(0.01)  # both are parked on the fd now, neither has seen it ready
+        assert seen == [] and not task_saw.done()
+        b.send(b"x")
+        seen.append(await task_saw)
+        loop.remove_reader(a)
+        await wait_greenlet(waiter)
+
+    try:
+        run(main())
+    finally:
+        a.close()
+        b.close()
+    assert sorted(seen) == ["greenlet", "task"]

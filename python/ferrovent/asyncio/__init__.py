@@ -5,11 +5,13 @@
 loop: a greenlet blocked on a socket and a task awaiting a socket wait in the same poll, on one thread.
 
 Why it is built this way. `EventLoop` is the stdlib's ``SelectorEventLoop`` with one part replaced: its selector
-(`HubSelector`) is not a second poller but io watches in the hub's loop, and its ``select()`` parks the greenlet
-running the asyncio loop in the hub until an fd is ready, a timer is due, or another greenlet calls ``call_soon``.
-So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by CPython's test_asyncio,
-and ferrovent owns only waiting. The costs of this choice: asyncio's ready queue and timer heap stay in Python,
-and each asyncio iteration yields to the hub once (``select`` never returns without letting greenlets run).
+(`HubSelector`) is not a second poller. Its registrations live in Rust, its ``select()`` answers with one
+zero-timeout poll(2) over them, and only when nothing is ready does it park the greenlet running the asyncio loop
+in the hub, as a waiter on its fds in the hub's fd table, until an fd is ready, a timer is due, or another greenlet
+calls ``call_soon``. So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by
+CPython's test_asyncio, and ferrovent owns only waiting. The costs of this choice: asyncio's ready queue, handles
+and timer heap stay in Python (uvloop has them in C), and a busy asyncio loop lets the hub run when the hub has
+greenlets queued or once per switch interval (see ``_selector.py``).
 
 What holds, and how:
 

@@ -41,7 +41,9 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._keeps_hub_alive = keeps_hub_alive
         self._greenlet = None  # the greenlet running the loop, while it runs
         self._os_thread = None  # the OS thread running it, while it runs
-        super().__init__(HubSelector(self._hub))
+        selector = HubSelector(self._hub)
+        self._wake_select = selector._core.wake  # the Rust call itself: call_soon makes it every time
+        super().__init__(selector)
 
     @property
     def hub(self) -> Hub:
@@ -52,10 +54,15 @@ class EventLoop(asyncio.SelectorEventLoop):
         self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> asyncio.Handle:
         """As the stdlib's; wakes the loop if it is parked in ``select`` (called from another greenlet)."""
-        handle = super().call_soon(callback, *args, context=context)
-        self._selector.wake()
+        # the stdlib's body, not a call to it: call_soon is asyncio's hottest path, and a frame costs ~10% of it
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+        handle = self._call_soon(callback, args, context)
         if handle._source_traceback:
-            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
+            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not _call_soon's
+        self._wake_select()
         return handle
 
     def call_at(
@@ -63,7 +70,7 @@ class EventLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         """As the stdlib's; wakes the loop if it is parked in ``select``, since the timer may be due earlier."""
         handle = super().call_at(when, callback, *args, context=context)
-        self._selector.wake()  # the new timer may be due before the parked select's timeout
+        self._wake_select()  # the new timer may be due before the parked select's timeout
         if handle._source_traceback:
             del handle._source_traceback[-1]
         return handle

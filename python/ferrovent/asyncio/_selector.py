@@ -1,13 +1,17 @@
-"""The asyncio loop's selector: registrations in the hub's Rust loop instead of a second poller.
+"""The asyncio loop's selector: its fds waited on in the hub's Rust loop instead of a second poller.
 
 asyncio's selector loop asks a selector two things: remember which fds it wants (``register``/``modify``/
-``unregister``) and ``select(timeout)``: wait until one is ready. Here each registered fd is an io watch in the
-hub's loop (``_core.watch_io``), and ``select`` parks the loop's greenlet in the hub, so while asyncio waits, the
-hub runs every other greenlet, and one poll serves both.
+``unregister``) and ``select(timeout)``: say which are ready, waiting up to ``timeout``. Here the registrations
+live in a Rust object (``_core.AioSelector``), and ``select`` answers with level truth from one zero-timeout
+poll(2) over the registered fds, as the stdlib's selectors would. Only when nothing is ready and the timeout
+allows does the loop's greenlet park in the hub, as a waiter on each of its fds in the hub's fd table (the same
+edge-triggered registrations greenlets wait with), so while asyncio waits, the hub runs every other greenlet and
+one poll serves both. A greenlet and the asyncio loop waiting on the same fd are both woken by its edge.
 
-A watch reports readiness once and then stands down until the next ``select``: io watches are level-triggered, and
-one left armed while the asyncio loop is busy elsewhere (a coroutine blocked in patched code) would make the hub
-spin on an fd nobody reads. ``select`` re-arms what fired, so a busy loop costs one watch call per fired fd.
+A ``select`` that finds something ready returns at once, without a switch, unless the hub has greenlets ready to
+run or a switch interval (``sys.getswitchinterval()``) has passed since the loop last let the hub run: then it
+yields once, until after the hub's next poll. So greenlets, their fds and their timers get a turn at least once
+per switch interval however busy asyncio is, and a busy asyncio loop pays nothing for them otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +19,7 @@ from __future__ import annotations
 import selectors
 import sys
 from asyncio.events import _get_running_loop, _set_running_loop
-from typing import TYPE_CHECKING, Any, Callable, Optional
-
-from greenlet import getcurrent
+from typing import TYPE_CHECKING, Any, Optional
 
 from ferrovent import _core
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
     from ferrovent.hub import Hub
+
+_BOTH = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 class HubSelector(selectors._BaseSelectorImpl):
@@ -34,106 +38,57 @@ class HubSelector(selectors._BaseSelectorImpl):
     def __init__(self, hub: Hub) -> None:
         super().__init__()
         self._hub = hub
-        self._watches: dict[int, int] = {}  # fd -> watch id, for armed watches
-        self._fired: dict[int, int] = {}  # fd -> events seen since the last select
-        self._parked: Optional[Any] = None  # the greenlet parked in select(), if one is
-        self._armed_since_poll = False  # a watch started since select() last let the hub poll
-        self._stood_down: list[int] = []  # fds whose watch fired and waits to be armed again
-        self._on_ready: dict[int, Callable[[int], None]] = {}  # fd -> its watch's callback, made once
+        self._core = _core.AioSelector(hub.loop)
 
     # -- registrations
     def register(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
-        """As the stdlib's selectors; the fd is watched in the hub's loop from now on."""
+        """As the stdlib's selectors; ``select`` looks at the fd from now on."""
         key = super().register(fileobj, events, data)
-        self._arm(key.fd, events)
+        self._core.set(key.fd, events, key)
+        return key
+
+    def modify(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
+        """As the stdlib's selectors, in place: the fd keeps its registration in the hub's poller."""
+        fd = self._fileobj_lookup(fileobj)
+        key = self._fd_to_key.get(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        if not events or events & ~_BOTH:
+            raise ValueError(f"Invalid events: {events!r}")
+        if events != key.events or data != key.data:
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[fd] = key
+            self._core.set(fd, events, key)
         return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
-        """As the stdlib's selectors; the hub's loop stops watching the fd."""
+        """As the stdlib's selectors; the hub's poller forgets the fd unless a greenlet waits on it."""
         key = super().unregister(fileobj)
-        self._disarm(key.fd)
-        self._fired.pop(key.fd, None)
-        self._on_ready.pop(key.fd, None)
+        self._core.remove(key.fd)
         return key
-
-    def _arm(self, fd: int, events: int) -> None:
-        self._disarm(fd)
-        self._armed_since_poll = True
-        self._watches[fd] = _core.watch_io(self._hub.loop, fd, events, self._ready_callback(fd))
-
-    def _disarm(self, fd: int) -> None:
-        watch = self._watches.pop(fd, None)
-        if watch is not None:
-            _core.unwatch(self._hub.loop, watch)
-
-    def _ready_callback(self, fd: int) -> Callable[[int], None]:
-        callback = self._on_ready.get(fd)
-        if callback is None:
-
-            def callback(revents: int) -> None:
-                # runs in the hub: note the events, stand down until the next select(), wake the loop
-                self._fired[fd] = self._fired.get(fd, 0) | revents
-                self._disarm(fd)
-                self.wake()
-
-            self._on_ready[fd] = callback
-        return callback
 
     # -- waiting
     def wake(self) -> None:
         """Ends a ``select()`` parked in another greenlet (no-op if none is)."""
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            self._hub.loop.wake(parked)
+        self._core.wake()
 
     def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
         """The ready ``(key, events)`` pairs, parking the calling greenlet in the hub up to ``timeout`` seconds
-        (None: until an fd is ready or `wake` is called); other greenlets run meanwhile."""
-        for fd in self._stood_down:
-            key = self._fd_to_key.get(fd)
-            if key is not None and fd not in self._watches:
-                self._arm(fd, key.events)
+        (None: until an fd is ready or `wake` is called) if none is; other greenlets run meanwhile."""
+        ready = self._core.poll(timeout)
+        if ready is not None:
+            return ready
         # Other greenlets of this thread run while this one waits: asyncio's running loop and async-generator
         # hooks are per thread, so they must not see this loop's while it is away, and get it back on return.
         running, hooks = _get_running_loop(), sys.get_asyncgen_hooks()
         _set_running_loop(None)
         try:
-            if self._fired or (timeout is not None and timeout <= 0 and not self._armed_since_poll):
-                # yield all the same: greenlets get their turn on every asyncio iteration, and the hub polls the
-                # fds at least once per switch interval however busy this loop is
-                self._hub.loop.sleep(0)
-            elif timeout is not None and timeout <= 0:
-                # an fd was armed since the hub last polled: a zero timer fires on the hub's next iteration, after
-                # its poll, so that fd is looked at now, as a zero-timeout select() would
-                self._armed_since_poll = False
-                self._hub.loop.park(0)
-            else:
-                self._armed_since_poll = False
-                self._parked = getcurrent()
-                try:
-                    self._hub.loop.park(timeout)
-                finally:
-                    self._parked = None
+            return self._core.wait(timeout)
         finally:
             _set_running_loop(running)
             sys.set_asyncgen_hooks(*hooks)
-        fired, self._fired = self._fired, {}
-        self._stood_down = list(fired)
-        ready = []
-        for fd, revents in fired.items():
-            key = self._fd_to_key.get(fd)
-            if key is not None:
-                # a closed fd (ERROR) is reported ready for all its events: the callback's syscall says what
-                events = key.events if revents & _core.ERROR else revents & key.events
-                if events:
-                    ready.append((key, events))
-        return ready
 
     def close(self) -> None:
-        """Stops every watch in the hub's loop and forgets the registrations."""
-        for fd in list(self._watches):
-            self._disarm(fd)
-        self._fired.clear()
-        self._on_ready.clear()
+        """Forgets the registrations; the hub's poller forgets the fds no greenlet waits on."""
+        self._core.clear()
         super().close()

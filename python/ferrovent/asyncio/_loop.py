@@ -54,14 +54,9 @@ class EventLoop(asyncio.SelectorEventLoop):
         self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> asyncio.Handle:
         """As the stdlib's; wakes the loop if it is parked in ``select`` (called from another greenlet)."""
-        # the stdlib's body, not a call to it: call_soon is asyncio's hottest path, and a frame costs ~10% of it
-        self._check_closed()
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_soon")
-        handle = self._call_soon(callback, args, context)
+        handle = super().call_soon(callback, *args, context=context)
         if handle._source_traceback:
-            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not _call_soon's
+            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
         self._wake_select()
         return handle
 

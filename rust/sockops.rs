@@ -11,11 +11,11 @@ use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyType};
+use pyo3::types::{PyBytes, PyFloat, PyType};
 
 use crate::current;
 use crate::event_loop::ConcurrentObjectUseError;
@@ -54,8 +54,19 @@ fn os_error(errno: c_int) -> PyErr {
     PyOSError::new_err((errno, message))
 }
 
+static TIMEOUT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `socket.timeout("timed out")`: TimeoutError since Python 3.10, an OSError subclass of its own before.
 fn timed_out() -> PyErr {
-    PyTimeoutError::new_err("timed out")
+    Python::attach(|py| {
+        let timeout_type = TIMEOUT_TYPE.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("_socket")?.getattr("timeout")?.cast_into::<PyType>()?.unbind())
+        });
+        match timeout_type {
+            Ok(timeout_type) => PyErr::from_type(timeout_type.bind(py).clone(), "timed out"),
+            Err(err) => err,
+        }
+    })
 }
 
 /// How long a call may wait in total: the socket's timeout (None: forever), and the deadline it gives once the
@@ -193,6 +204,25 @@ fn with_buffer<R>(
     result
 }
 
+/// A `flags` argument, read as the stdlib's "i" argument format reads it, with its errors: Python 3.9's format
+/// had messages of its own for a float and for a non-integer.
+fn flags_arg(flags: &Bound<'_, PyAny>) -> PyResult<c_int> {
+    if flags.py().version_info() >= (3, 10) {
+        return flags.extract::<c_int>();
+    }
+    if flags.is_instance_of::<PyFloat>() {
+        return Err(PyTypeError::new_err("integer argument expected, got float"));
+    }
+    flags.extract::<c_int>().map_err(|err| {
+        if err.is_instance_of::<PyTypeError>(flags.py()) {
+            let name = flags.get_type().name().map(|name| name.to_string()).unwrap_or_default();
+            PyTypeError::new_err(format!("an integer is required (got type {name})"))
+        } else {
+            err
+        }
+    })
+}
+
 // The numeric arguments come as objects and are read inside, so that a wrong one fails with the stdlib's own
 // message ("'str' object cannot be interpreted as an integer"), not one that names the Rust parameter.
 
@@ -205,7 +235,7 @@ pub fn sock_recv<'py>(
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let py = sock.py();
-    let (bufsize, flags) = (bufsize.extract::<isize>()?, flags.extract::<c_int>()?);
+    let (bufsize, flags) = (bufsize.extract::<isize>()?, flags_arg(flags)?);
     let Ok(size) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
@@ -247,7 +277,7 @@ pub fn sock_recv_into(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<usize> {
-    let (nbytes, flags) = (nbytes.extract::<isize>()?, flags.extract::<c_int>()?);
+    let (nbytes, flags) = (nbytes.extract::<isize>()?, flags_arg(flags)?);
     let refused = |_| match buffer.get_type().name() {
         Ok(kind) => {
             PyTypeError::new_err(format!("recv_into() argument 1 must be read-write bytes-like object, not {kind}"))
@@ -278,7 +308,7 @@ pub fn sock_send(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<usize> {
-    let flags = flags.extract::<c_int>()?;
+    let flags = flags_arg(flags)?;
     with_buffer(
         data,
         false,
@@ -301,7 +331,7 @@ pub fn sock_sendall(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<()> {
-    let flags = flags.extract::<c_int>()?;
+    let flags = flags_arg(flags)?;
     with_buffer(
         data,
         false,

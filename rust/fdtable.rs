@@ -1,8 +1,12 @@
 //! The per-fd table: registration state and the greenlets waiting on each direction.
 //!
-//! The poller is edge-triggered and a waiter has just seen EAGAIN, so no readiness is cached: a wait always
-//! waits for the next edge, and an edge wakes every waiter of its direction to retry. `close` forgets
-//! everything about the fd, so a reused fd number starts clean.
+//! The poller is edge-triggered: a wait always waits for the next edge, and an edge wakes every waiter of its
+//! direction to retry. The one readiness kept is "drained": the socket layer saw the fd's receive queue empty (a
+//! short read) since the last read edge, so its next read would fail with EAGAIN and may park at once; any read
+//! edge, which the kernel reports for every arrival after that read, clears it. `close` forgets everything about
+//! the fd, so a reused fd number starts clean.
+
+use crate::poller::Readiness;
 
 /// Which way a waiter waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +25,26 @@ struct FdSlot<W> {
     /// Registered by an owner that promises to call `close` before closing the fd (the socket layer). Other
     /// registrations end with their last wait, so an fd closed behind the loop's back leaves nothing stale.
     persistent: bool,
+    /// The receive queue was seen empty after the last read edge (see the module comment).
+    drained: bool,
+    /// The poller reported urgent data (a read may stop at its mark with more queued behind it) or the end or
+    /// failure of the stream (the next read returns at once, with no edge to come): from then on, for the rest of
+    /// the fd's life, a short read says nothing about the next one.
+    reads_settled: bool,
     readers: Vec<Waiting<W>>,
     writers: Vec<Waiting<W>>,
 }
 
 impl<W> Default for FdSlot<W> {
     fn default() -> Self {
-        Self { registered: false, persistent: false, readers: Vec::new(), writers: Vec::new() }
+        Self {
+            registered: false,
+            persistent: false,
+            drained: false,
+            reads_settled: false,
+            readers: Vec::new(),
+            writers: Vec::new(),
+        }
     }
 }
 
@@ -91,6 +108,20 @@ impl<W> FdTable<W> {
         })
     }
 
+    /// Records a short read: the receive queue was empty just now. Kept only for a persistent registration, which
+    /// already existed when the read was made (nothing runs between the read and this call), so every later
+    /// arrival is an edge still to come.
+    pub fn mark_drained(&mut self, fd: usize) {
+        if let Some(slot) = self.slots.get_mut(fd) {
+            slot.drained = slot.registered && slot.persistent && !slot.reads_settled;
+        }
+    }
+
+    /// Whether a read of the fd would fail with EAGAIN (see `mark_drained`).
+    pub fn is_drained(&self, fd: usize) -> bool {
+        self.slots.get(fd).is_some_and(|s| s.drained)
+    }
+
     /// Parks a waiter on the fd until the next edge in `direction`.
     pub fn add_waiter(&mut self, fd: usize, direction: Direction, waiter: W, referenced: bool) {
         self.slot_mut(fd).queue(direction).push(Waiting { waiter, referenced });
@@ -110,10 +141,13 @@ impl<W> FdTable<W> {
     }
 
     /// Applies a poller event: takes every waiter of each ready direction.
-    pub fn on_event(&mut self, fd: usize, readable: bool, writable: bool, woken: &mut Vec<W>) {
-        let Some(slot) = self.slots.get_mut(fd) else { return };
+    pub fn on_event(&mut self, event: Readiness, woken: &mut Vec<W>) {
+        let Some(slot) = self.slots.get_mut(event.fd) else { return };
+        let (readable, writable) = (event.readable, event.writable);
+        slot.reads_settled |= event.reads_settled;
         let mut taken = Vec::new();
         if readable {
+            slot.drained = false;
             taken.append(&mut slot.readers);
         }
         if writable {
@@ -140,7 +174,7 @@ impl<W> FdTable<W> {
     pub fn close(&mut self, fd: usize, woken: &mut Vec<W>) -> bool {
         let Some(slot) = self.slots.get_mut(fd) else { return false };
         let was_registered = std::mem::replace(&mut slot.registered, false);
-        slot.persistent = false;
+        (slot.persistent, slot.drained, slot.reads_settled) = (false, false, false);
         self.take_waiters(fd, woken);
         was_registered
     }
@@ -148,7 +182,7 @@ impl<W> FdTable<W> {
     /// Marks every fd unregistered, keeping its waiters (the poller was rebuilt after fork).
     pub fn forget_registrations(&mut self) {
         for slot in &mut self.slots {
-            slot.registered = false;
+            (slot.registered, slot.drained) = (false, false);
         }
     }
 
@@ -190,6 +224,10 @@ impl<W> FdTable<W> {
 mod tests {
     use super::*;
 
+    fn event(fd: usize, readable: bool, writable: bool) -> Readiness {
+        Readiness { fd, readable, writable, reads_settled: false }
+    }
+
     #[test]
     fn event_wakes_only_the_ready_direction() {
         let mut table = FdTable::default();
@@ -198,7 +236,7 @@ mod tests {
         table.add_waiter(5, Direction::Read, 3, false);
         assert_eq!((table.waiting(), table.referenced()), (3, 2));
         let mut woken = Vec::new();
-        table.on_event(5, true, false, &mut woken);
+        table.on_event(event(5, true, false), &mut woken);
         assert_eq!(woken, vec![1, 3]);
         assert!(!table.has_waiters(5, Direction::Read));
         assert!(table.has_waiters(5, Direction::Write));
@@ -210,12 +248,12 @@ mod tests {
         let mut table = FdTable::default();
         let mut woken = Vec::new();
         table.add_waiter(3, Direction::Read, 1, true);
-        table.on_event(3, true, true, &mut woken);
+        table.on_event(event(3, true, true), &mut woken);
         assert_eq!(woken, vec![1]);
         table.add_waiter(3, Direction::Read, 2, true);
         assert_eq!(table.waiting(), 1, "the edge already seen does not wake a later waiter");
         woken.clear();
-        table.on_event(3, true, false, &mut woken);
+        table.on_event(event(3, true, false), &mut woken);
         assert_eq!(woken, vec![2]);
     }
 
@@ -232,7 +270,7 @@ mod tests {
         assert_eq!((table.waiting(), table.referenced()), (0, 0));
         // The reused number has no waiters: an event on it wakes nobody from before.
         woken.clear();
-        table.on_event(7, true, true, &mut woken);
+        table.on_event(event(7, true, true), &mut woken);
         assert!(woken.is_empty());
     }
 
@@ -269,9 +307,44 @@ mod tests {
     fn events_for_unknown_fds_are_ignored() {
         let mut table: FdTable<u32> = FdTable::default();
         let mut woken = Vec::new();
-        table.on_event(1000, true, true, &mut woken);
+        table.on_event(event(1000, true, true), &mut woken);
         assert!(woken.is_empty());
         assert!(!table.close(1000, &mut woken));
+    }
+
+    #[test]
+    fn drained_lasts_until_the_next_read_edge_of_a_persistent_registration() {
+        let mut table: FdTable<u32> = FdTable::default();
+        let mut woken = Vec::new();
+        table.mark_drained(6);
+        assert!(!table.is_drained(6), "an unregistered fd hears of no edge");
+        table.mark_registered(6, false);
+        table.mark_drained(6);
+        assert!(!table.is_drained(6), "a transient registration may end before the next edge");
+        table.mark_registered(6, true);
+        table.mark_drained(6);
+        assert!(table.is_drained(6));
+        table.on_event(event(6, false, true), &mut woken);
+        assert!(table.is_drained(6), "a write edge says nothing of the receive queue");
+        table.on_event(event(6, true, false), &mut woken);
+        assert!(!table.is_drained(6), "a read edge with nobody waiting still counts");
+        table.mark_drained(6);
+        table.close(6, &mut woken);
+        assert!(!table.is_drained(6));
+    }
+
+    #[test]
+    fn urgent_data_or_the_streams_end_ends_the_drained_record_for_the_fds_life() {
+        let mut table: FdTable<u32> = FdTable::default();
+        let mut woken = Vec::new();
+        table.mark_registered(8, true);
+        table.on_event(Readiness { reads_settled: true, ..event(8, true, false) }, &mut woken);
+        table.mark_drained(8);
+        assert!(!table.is_drained(8), "a read may have stopped at the urgent mark, or the next returns at once");
+        table.close(8, &mut woken);
+        table.mark_registered(8, true);
+        table.mark_drained(8);
+        assert!(table.is_drained(8), "a reused fd number starts clean");
     }
 
     #[test]

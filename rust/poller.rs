@@ -24,6 +24,12 @@ pub const SYSTEM_POLLER: &str = if cfg!(any(target_os = "linux", target_os = "an
     "poll"
 };
 
+/// Interest in urgent data, where the poller reports it apart (epoll's EPOLLPRI): the fd table needs to know.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const URGENT: Interest = Interest::PRIORITY;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const URGENT: Interest = Interest::READABLE;
+
 /// The token of the waker; fds use their own number as token.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
@@ -33,6 +39,9 @@ pub struct Readiness {
     pub fd: usize,
     pub readable: bool,
     pub writable: bool,
+    /// Reads of the fd no longer wait for arrivals: urgent (TCP out-of-band) data is pending, so a read may stop at
+    /// its mark, or the stream has ended or failed, so reads return at once.
+    pub reads_settled: bool,
 }
 
 pub struct Poller {
@@ -56,7 +65,7 @@ impl Poller {
     /// Registers an fd for both directions. Errors (a regular file, a closed fd) are returned to the caller.
     pub fn register(&self, fd: RawFd) -> io::Result<()> {
         let token = Token(usize::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?);
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        let interest = Interest::READABLE | Interest::WRITABLE | URGENT;
         match self.poll.registry().register(&mut SourceFd(&fd), token, interest) {
             // The fd number was reused without our close hook: the old registration is the kernel's, keep it.
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -91,6 +100,7 @@ impl Poller {
                 fd: event.token().0,
                 readable: event.is_readable() || failed,
                 writable: event.is_writable() || failed,
+                reads_settled: event.is_priority() || event.is_read_closed() || event.is_error(),
             });
         }
         Ok(woken)

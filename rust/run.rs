@@ -276,7 +276,7 @@ impl Loop {
         {
             let mut fds = self.fds.borrow_mut();
             for r in readiness.drain(..) {
-                fds.on_event(r.fd, r.readable, r.writable, &mut woken);
+                fds.on_event(r, &mut woken);
             }
         }
         *self.readiness.borrow_mut() = readiness;

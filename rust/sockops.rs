@@ -21,17 +21,21 @@ use crate::current;
 use crate::event_loop::ConcurrentObjectUseError;
 use crate::fdtable::Direction;
 
-/// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd follows the object header.
+/// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
+/// protocol the socket was made with, follow the object header.
 #[repr(C)]
 struct SocketHead {
     ob_base: ffi::PyObject,
     sock_fd: c_int,
+    sock_family: c_int,
+    sock_type: c_int,
+    sock_proto: c_int,
 }
 
 static SOCKET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// The fd of `sock`, an instance of `_socket.socket` (or a subclass); -1 once it is closed.
-fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
+/// The head of `sock`, an instance of `_socket.socket` (or a subclass); its fd is -1 once it is closed.
+fn head_of<'a>(sock: &'a Bound<'_, PyAny>) -> PyResult<&'a SocketHead> {
     let py = sock.py();
     let socket_type = SOCKET_TYPE.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("_socket")?.getattr("socket")?.cast_into::<PyType>()?.unbind())
@@ -42,8 +46,28 @@ fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
         return Err(PyTypeError::new_err(format!("a socket is required, not {}", sock.get_type().name()?)));
     }
     // SAFETY: `sock` is a live instance of `_socket.socket` (checked above), whose C struct starts with the object
-    // header followed by the fd, in every CPython version; only that int is read.
-    Ok(unsafe { (*sock.as_ptr().cast::<SocketHead>()).sock_fd })
+    // header followed by the four ints of `SocketHead`, in every CPython version; the reference lives no longer
+    // than the borrow of `sock`, and only those ints are read.
+    Ok(unsafe { &*sock.as_ptr().cast::<SocketHead>() })
+}
+
+/// The fd of `sock` (see `head_of`).
+fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
+    Ok(head_of(sock)?.sock_fd)
+}
+
+/// Whether a short `recv(n, flags)` on `sock` shows its receive queue empty. True of a plain read of a TCP stream on
+/// Linux, whose read stops only when the queue (and the backlog) is empty, at an urgent-data mark, or with the end
+/// of the stream behind it; the fd table hears of the last two from the poller. Not of datagrams or SCTP (message ends), nor of AF_UNIX streams (a read stops
+/// at passed fds and credentials), nor with flags (MSG_PEEK leaves the data queued).
+fn short_read_drains(sock: &Bound<'_, PyAny>, flags: c_int) -> PyResult<bool> {
+    let head = head_of(sock)?;
+    let kind = head.sock_type & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    Ok(cfg!(target_os = "linux")
+        && flags == 0
+        && kind == libc::SOCK_STREAM
+        && (head.sock_family == libc::AF_INET || head.sock_family == libc::AF_INET6)
+        && (head.sock_proto == 0 || head.sock_proto == libc::IPPROTO_TCP))
 }
 
 /// `OSError(errno, strerror(errno))`: Python maps it to the subclass for `errno` (BlockingIOError, ...).
@@ -180,6 +204,41 @@ fn cooperative<T>(
     }
 }
 
+/// `cooperative` for a read of up to `size` bytes (`count` tells how many a result holds) that keeps the fd table's
+/// drained record (fdtable.rs) when a short read shows the queue empty: a read the record says would fail with
+/// EAGAIN parks at once, without making the system call, and a short read sets the record.
+fn cooperative_read<T>(
+    sock: &Bound<'_, PyAny>,
+    flags: c_int,
+    size: usize,
+    patience: &mut Patience,
+    count: impl Fn(&T) -> usize,
+    attempt: impl FnMut(c_int) -> PyResult<Result<T, c_int>>,
+) -> PyResult<T> {
+    if !short_read_drains(sock, flags)? {
+        return cooperative(sock, Direction::Read, patience, attempt);
+    }
+    let py = sock.py();
+    let fd = fd_of(sock)?;
+    let table_fd = usize::try_from(fd).ok();
+    if table_fd.is_some_and(|fd| current_fds_drained(py, fd)) && !patience.never_wait {
+        wait_within(sock, fd, Direction::Read, patience)?;
+    }
+    let done = cooperative(sock, Direction::Read, patience, attempt)?;
+    let received = count(&done);
+    if received > 0 && received < size {
+        if let (Some(fd), Ok(loop_)) = (usize::try_from(fd_of(sock)?).ok(), current::get(py)) {
+            loop_.get().fds.borrow_mut().mark_drained(fd);
+        }
+    }
+    Ok(done)
+}
+
+/// Whether the current thread's loop has `fd` drained (false where no loop runs yet).
+fn current_fds_drained(py: Python<'_>, fd: usize) -> bool {
+    current::get(py).is_ok_and(|loop_| loop_.get().fds.borrow().is_drained(fd))
+}
+
 /// Runs `body` on a bytes-like object's memory (address, length), held through the buffer protocol as the stdlib's
 /// `y*` and `w*` hold it; `refused` turns the error of an object that has no such buffer into the one to raise.
 /// The view stays in this frame, unmoved, until it is released.
@@ -242,17 +301,24 @@ pub fn sock_recv<'py>(
     let mut patience = Patience::new(timeout, flags);
     // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
     // bytes, so an idle connection costs no more than it did.
-    let (bytes, received) = cooperative(sock, Direction::Read, &mut patience, |fd| {
-        // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
-        let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
-        // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
-        let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
-        // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
-        let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
-        // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
-        let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
-        Ok(received.map(|n| (bytes, n)))
-    })?;
+    let (bytes, received) = cooperative_read(
+        sock,
+        flags,
+        size,
+        &mut patience,
+        |(_, n)| *n,
+        |fd| {
+            // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
+            let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
+            // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
+            let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+            // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
+            let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
+            // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
+            let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
+            Ok(received.map(|n| (bytes, n)))
+        },
+    )?;
     if received == size {
         // SAFETY: the object is a bytes object, made above.
         return Ok(unsafe { bytes.cast_into_unchecked() });
@@ -293,10 +359,17 @@ pub fn sock_recv_into(
             return Err(PyValueError::new_err("buffer too small for requested bytes"));
         }
         let mut patience = Patience::new(timeout, flags);
-        cooperative(sock, Direction::Read, &mut patience, |fd| {
-            // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
-            Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
-        })
+        cooperative_read(
+            sock,
+            flags,
+            size,
+            &mut patience,
+            |n| *n,
+            |fd| {
+                // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+                Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
+            },
+        )
     })
 }
 

@@ -525,6 +525,119 @@ def test_a_reused_fd_number_starts_clean():
             sock.close()
 
 
+# -- a TCP read that came back short: the next one parks without the failing call (rust/fdtable.rs) ------------
+
+
+def until_parked(before: int) -> None:
+    """Yields until more greenlets are parked on fds than `before` (the test's timeout bounds it)."""
+    while ferrovent.get_hub().loop.fd_waiter_count <= before:
+        ferrovent.sleep(0.001)
+
+
+def test_after_a_short_read_data_that_came_meanwhile_is_read_at_once(listener):
+    client, server = tcp_pair(listener)
+    with client, server:
+        server.settimeout(5)
+
+        def reader():
+            first = server.recv(100)
+            ferrovent.sleep(0.05)  # the loop polls meanwhile and sees the next data come in, with nobody waiting
+            return first, server.recv(100)
+
+        before = fd_waits()
+        got = ferrovent.spawn(reader)
+        until_parked(before)
+        client.sendall(b"abc")
+        ferrovent.sleep(0.01)
+        client.sendall(b"def")
+        assert got.get(timeout=5) == (b"abc", b"def")
+
+
+@pytest.fixture
+def after_a_short_read(listener):
+    """A TCP (client, server-side) pair whose server side has just read less than it asked for."""
+    client, server = tcp_pair(listener)
+    with client, server:
+        server.settimeout(5)
+        client.sendall(b"abc")
+        assert server.recv(100) == b"abc"
+        yield client, server
+
+
+def test_after_a_short_read_the_next_read_waits_for_new_data(after_a_short_read):
+    client, server = after_a_short_read
+    before = fd_waits()
+    reader = ferrovent.spawn(server.recv, 100)
+    until_parked(before)
+    client.sendall(b"def")
+    assert reader.get(timeout=5) == b"def"
+
+
+def test_a_non_blocking_read_after_a_short_read_makes_the_call(after_a_short_read):
+    client, server = after_a_short_read
+    server.setblocking(False)
+    client.sendall(b"def")  # no yield: the loop has not polled since
+    deadline = time.monotonic() + 5
+    while True:  # loopback delivery is immediate on Linux; elsewhere give it a moment
+        try:
+            assert server.recv(100) == b"def"
+            break
+        except BlockingIOError:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    with pytest.raises(BlockingIOError):
+        server.recv(100)
+
+
+def test_a_short_peek_leaves_the_data_to_read(listener):
+    client, server = tcp_pair(listener)
+    with client, server:
+        server.settimeout(5)
+        before = fd_waits()
+        peeker = ferrovent.spawn(server.recv, 100, socket.MSG_PEEK)
+        until_parked(before)
+        client.sendall(b"abc")
+        assert peeker.get(timeout=5) == b"abc"
+        assert server.recv(100) == b"abc"
+
+
+def send_urgent_in_between(client):
+    client.sendall(b"abc")
+    client.send(b"!", socket.MSG_OOB)
+    client.sendall(b"def")
+
+
+def send_then_close(client):
+    client.sendall(b"abc")
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("peer", "reads"),
+    [
+        # a read stops at the urgent mark, with data queued behind it
+        (send_urgent_in_between, [b"abc", b"def"]),
+        # a read returns the data with the end of the stream behind it, which brings no further readiness report
+        (send_then_close, [b"abc", b""]),
+    ],
+)
+def test_what_is_queued_behind_a_short_read_is_read_without_waiting_for_more(listener, peer, reads):
+    client, server = tcp_pair(listener)
+    with client, server:
+        server.settimeout(5)
+        before = fd_waits()
+        reader = ferrovent.spawn(lambda: [server.recv(100), server.recv(100)])
+        until_parked(before)
+        peer(client)
+        assert reader.get(timeout=5) == reads
+
+
+def test_shutdown_after_a_short_read_ends_the_stream(after_a_short_read):
+    _, server = after_a_short_read
+    server.shutdown(socket.SHUT_RD)
+    assert server.recv(100) == b""
+
+
 # -- gevent's extensions ---------------------------------------------------------------------------------------
 
 

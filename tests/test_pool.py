@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ferrovent
 import pytest
+from ferrovent.event import Event
 from ferrovent.pool import Group, Pool, PoolFull
 from ferrovent.queue import Full
 
@@ -193,22 +194,24 @@ def test_map_and_map_async():
 
 
 def test_imap_keeps_input_order_and_consumes_the_input_lazily():
-    pool, taken = Pool(2), []
+    pool, taken, release = Pool(2), [], Event()
 
     def items():
         for i in range(6):
             taken.append(i)
             yield i
 
-    def slow_for_small(x):
-        ferrovent.sleep(0.001 * (6 - x))
+    def later_ones_wait_then_finish_first(x):
+        if x:
+            release.wait()
+            ferrovent.sleep(0.001 * (6 - x))
         return x
 
-    results = pool.imap(slow_for_small, items())
-    first = next(results)
-    assert first == 0
-    assert len(taken) < 6  # not everything was pulled from the input up front
-    assert [first, *results] == list(range(6))
+    results = pool.imap(later_ones_wait_then_finish_first, items())
+    assert next(results) == 0
+    assert len(taken) < 6  # the pool's other slot is busy: the input was not all pulled up front
+    release.set()
+    assert list(results) == list(range(1, 6))
 
 
 def test_imap_with_several_iterables():

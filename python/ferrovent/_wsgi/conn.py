@@ -17,9 +17,9 @@ from typing import Any, Optional
 
 from ferrovent import socket as _cooperative
 from ferrovent._core import sleep
+from ferrovent._core import sock_recv as _cooperative_recv
 from ferrovent.hub import get_hub
 
-_sock_recv = _socket.socket.recv
 _sock_send = _socket.socket.send
 _monotonic = time.monotonic
 _Socket = _cooperative.socket
@@ -60,16 +60,12 @@ class PlainIO:
 
     def recv(self, size: int, timeout: Optional[float]) -> bytes:
         """Up to ``size`` bytes (b"" at end of stream); raises ClientTimeout if none come within ``timeout``."""
-        sock = self.sock
-        while True:
-            try:
-                return _sock_recv(sock, size)
-            except BlockingIOError:
-                pass
-            except OSError as error:
-                raise ClientGone(error.errno, error.strerror) from error
-            if not self.wait_fd(self.fd, False, timeout, None, True, True):
-                raise ClientTimeout("timed out")
+        try:
+            return _cooperative_recv(self.sock, size, 0, timeout)
+        except _socket.timeout:
+            raise ClientTimeout("timed out") from None
+        except OSError as error:
+            raise ClientGone(error.errno, error.strerror) from error
 
     def sendall(self, data: Any, timeout: Optional[float]) -> None:
         """Sends all of ``data``; each wait for buffer space is bounded by ``timeout``."""

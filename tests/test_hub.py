@@ -131,6 +131,38 @@ def test_destroying_a_threads_hub_releases_its_poller():
     assert open_fds() - before < 10, "each destroyed hub's poller and waker must be closed"
 
 
+@pytest.mark.timeout(30)
+def test_a_threads_hub_joined_and_destroyed_leaves_no_greenlet_behind():
+    import gc
+
+    def use_join_then_destroy_a_hub():
+        ferrovent.spawn(lambda: 0).join()
+        hub = ferrovent.get_hub()
+        hub.join()
+        hub.destroy(destroy_loop=True)
+
+    def live_greenlets():
+        gc.collect()
+        gc.collect()
+        return sum(isinstance(obj, greenlet.greenlet) for obj in gc.get_objects())
+
+    _run_in_thread(use_join_then_destroy_a_hub)  # the first thread may leave lasting state (caches, imports)
+    before = live_greenlets()
+    for _ in range(10):
+        _run_in_thread(use_join_then_destroy_a_hub)
+    # greenlet frees an ended thread's main greenlet a little later, from the main thread: wait for it, bounded
+    deadline = time.monotonic() + 5
+    while live_greenlets() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live_greenlets() <= before, "each thread's hub, main greenlet and spawned greenlet must be freed"
+
+
+def _run_in_thread(function):
+    thread = threading.Thread(target=function)
+    thread.start()
+    thread.join()
+
+
 def test_a_new_hub_after_destroy_works():
     old = ferrovent.get_hub()
     old.destroy()

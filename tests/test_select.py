@@ -281,3 +281,16 @@ def test_an_answer_the_wait_does_not_confirm_parks_instead_of_spinning(pair, mon
     finally:
         ticker.kill()
     assert len(ticks) >= 5
+
+
+def test_a_select_that_times_out_on_an_unconfirmed_answer_still_lets_other_greenlets_run(pair, monkeypatch):
+    """A select with a timeout is a scheduling point, as gevent's (which always waits in the hub): a greenlet
+    scheduled before it has run by the time it returns, also when the loop found the fd ready, the kernel's answer
+    (replaced here) did not confirm it, and the timeout was over before the next wait."""
+    a, b = pair
+    b.sendall(b"x")
+    monkeypatch.setattr(select, "_original_select", lambda *args: ([], [], []))
+    ran = []
+    ferrovent.spawn(ran.append, "ran")
+    assert select.select([a], [], [], 1e-9) == ([], [], [])
+    assert ran == ["ran"]

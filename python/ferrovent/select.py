@@ -93,6 +93,8 @@ def _level_wait(
     A wake-up that ``check()`` does not confirm means the loop's record of an fd's level is stale (another greenlet
     took the data without reading to EAGAIN, or something besides the kernel answers ``check()``): from then on
     the waits are for the next edge, so that the call parks instead of spinning on that record until its timeout.
+    A call that ends at its timeout has let the other greenlets run at least once, as gevent's (which waits in the
+    hub): even when each wait returned at once, on a level the loop had that ``check()`` then did not confirm.
     """
     ready = check()
     if ready or (timeout is not None and timeout <= 0):
@@ -111,6 +113,7 @@ def _level_wait(
         if deadline is not None:
             timeout = deadline - _monotonic()
             if timeout <= 0:
+                _sleep(0)  # the wait may have returned without parking (a level the loop had): yield at least once
                 return ready
 
 

@@ -12,6 +12,8 @@ only when ferrovent has no module of that name, and never a piece of the API the
 - ``gevent._config`` (``util``): ``validate_bool``.
 - ``gevent._hub_local`` (``errorhandler``, ``testcase``): ``get_hub_if_exists`` and ``get_hub_class``, the class
   of the hub the harness installed (its ``SYSTEM_ERROR`` is how the harness makes greenlet errors fail a test).
+- ``gevent._greenlet_primitives``: ``get_reachable_greenlets`` (every greenlet the garbage collector tracks), which
+  test__hub_join counts to check that a thread's hub, once joined and destroyed, leaves no greenlet behind.
 
 These stay importable for the whole run: they are private modules, so a test that imports another name from them
 fails as it would on any gevent-compatible library without gevent's internals. Two more adapters exist only while
@@ -31,6 +33,7 @@ stands in for a missing public module, to see what fails behind it: ``gevent.eve
 
 from __future__ import annotations
 
+import gc
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -40,7 +43,13 @@ import sys
 import time
 import types
 
-_PRIVATE_MODULES = ("gevent._compat", "gevent._util", "gevent._config", "gevent._hub_local")
+_PRIVATE_MODULES = (
+    "gevent._compat",
+    "gevent._util",
+    "gevent._config",
+    "gevent._hub_local",
+    "gevent._greenlet_primitives",
+)
 _PREVIEW_MODULES = {"events": "gevent.events"}
 
 
@@ -62,6 +71,12 @@ def _get_this_psutil_process():
     except ImportError:
         return None
     return psutil.Process()
+
+
+def _get_reachable_greenlets() -> list:
+    from greenlet import greenlet
+
+    return [obj for obj in gc.get_objects() if isinstance(obj, greenlet)]
 
 
 def _reraise(type_, value, tb=None):
@@ -140,6 +155,8 @@ def _private_module(name: str) -> types.ModuleType:
     elif name == "gevent._hub_local":
         module.get_hub_if_exists = ferrovent.hub.get_hub_if_exists
         module.get_hub_class = _get_hub_class
+    elif name == "gevent._greenlet_primitives":
+        module.get_reachable_greenlets = _get_reachable_greenlets
     elif name == "gevent.events":
         import zope.event
 

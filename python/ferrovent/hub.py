@@ -310,13 +310,14 @@ class Hub(greenlet):
             # Ends run() so the hub's frames go. Not from another thread (after that thread was joined, say): a
             # greenlet can only be switched to in its own thread, and a dead thread's hub is left as it is.
             self.throw(HubDestroyed(destroy_loop))
-        if same_thread and (destroy_loop or in_self):  # a hub destroying itself is still in the loop's run()
-            if get_loop() is loop:
-                set_loop(None)
-            loop.destroy()
-        elif same_thread:
-            retire_hub(loop)
-            set_loop(loop)
+        if same_thread and not loop.destroyed:
+            if destroy_loop or in_self:  # a hub destroying itself is still in the loop's run()
+                if get_loop() is loop:
+                    set_loop(None)
+                loop.destroy()
+            else:
+                retire_hub(loop)
+                set_loop(loop)
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
     @property

@@ -88,7 +88,11 @@ pub struct Loop {
     /// The thread whose hub runs this loop: the only one allowed to wait in it or schedule on it. None once the
     /// loop is destroyed, so every entry point's thread check refuses it at no extra cost.
     owner: Cell<Option<std::thread::ThreadId>>,
-    pub(crate) hub: Py<PyAny>,
+    /// The hub greenlet the loop runs in and parked greenlets switch to. A destroyed hub's next hub takes the loop
+    /// over (rust/handover.rs), so it can change, but only while no `run()` is on any stack.
+    hub: RefCell<Py<PyAny>>,
+    /// The address of `hub`, which the wait path compares the current greenlet with, reading no borrow flag.
+    hub_address: Cell<usize>,
     pub(crate) poller: RefCell<Option<Poller>>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) ready: RefCell<VecDeque<Ready>>,
@@ -131,6 +135,22 @@ impl Loop {
         Err(InvalidThreadUseError::new_err(
             "this loop belongs to another thread: use its run_callback_threadsafe() from other threads",
         ))
+    }
+
+    /// Whether `greenlet` is the loop's hub (where a blocking wait is refused).
+    pub(crate) fn is_hub(&self, greenlet: &Bound<'_, PyAny>) -> bool {
+        address(greenlet) == self.hub_address.get()
+    }
+
+    /// The loop's hub, as a new reference: a switch to it holds no borrow of the loop.
+    pub(crate) fn current_hub<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.hub.borrow().bind(py).clone()
+    }
+
+    /// Makes `hub` the greenlet the loop runs in; returns the previous one, for the caller to drop outside borrows.
+    pub(crate) fn replace_hub(&self, hub: Py<PyAny>) -> Py<PyAny> {
+        self.hub_address.set(hub.as_ptr() as usize);
+        self.hub.replace(hub)
     }
 
     pub(crate) fn is_destroyed(&self) -> bool {
@@ -266,7 +286,8 @@ impl Loop {
         let get_switch_interval = py.import("sys")?.getattr("getswitchinterval")?.unbind();
         Ok(Self {
             owner: Cell::new(Some(std::thread::current().id())),
-            hub,
+            hub_address: Cell::new(hub.as_ptr() as usize),
+            hub: RefCell::new(hub),
             poller: RefCell::new(Some(poller)),
             inbox,
             ready: RefCell::new(VecDeque::new()),
@@ -292,7 +313,9 @@ impl Loop {
     /// thread's) are collected despite referring to each other. A borrow in progress means the loop is running on
     /// this thread right now: nothing it holds can be garbage then, so it is skipped.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.hub)?;
+        if let Ok(hub) = self.hub.try_borrow() {
+            visit.call(&*hub)?;
+        }
         visit.call(&self.get_switch_interval)?;
         for queue in [&self.ready, &self.arrivals] {
             let Ok(queue) = queue.try_borrow() else { continue };
@@ -341,15 +364,14 @@ impl Loop {
 
     /// The hub greenlet this loop switches to.
     #[getter]
-    fn hub(&self, py: Python<'_>) -> Py<PyAny> {
-        self.hub.clone_ref(py)
+    fn hub<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.current_hub(py)
     }
 
     /// Runs until nothing referenced is left (or `stop()`); called by the hub greenlet.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         self.check_thread()?;
-        let current = greenlet_api::current(py)?;
-        if !current.is(self.hub.bind(py)) {
+        if !self.is_hub(&greenlet_api::current(py)?) {
             return Err(PyRuntimeError::new_err("Loop.run() must be called from the hub greenlet"));
         }
         self.run_until_idle(py)

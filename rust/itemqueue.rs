@@ -116,7 +116,7 @@ impl ItemQueue {
     fn in_hub(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let py = slf.py();
         let lp = slf.get().owner_loop(py)?;
-        Ok(greenlet_api::current(py)?.is(lp.get().hub.bind(py)))
+        Ok(lp.get().is_hub(&greenlet_api::current(py)?))
     }
 
     fn owner_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Loop>> {

@@ -15,6 +15,7 @@ mod event_loop;
 mod fdtable;
 mod greenlet_api;
 mod greenlet_run;
+mod handover;
 mod http;
 mod itemqueue;
 mod linkable;
@@ -58,6 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidThreadUseError", py.get_type::<event_loop::InvalidThreadUseError>())?;
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     greenlet_run::register(m)?;
+    handover::register(m)?;
     http::register(m)?;
     loadgen::register(m)?;
     sockops::register(m)?;

@@ -47,7 +47,7 @@ impl LinkCore {
     fn yield_to_woken(&self, py: Python<'_>) -> PyResult<()> {
         let Some(lp) = self.loop_.get(py) else { return Ok(()) };
         let lp = lp.bind(py).get();
-        if lp.check_thread().is_err() || greenlet_api::current(py)?.is(lp.hub.bind(py)) {
+        if lp.check_thread().is_err() || lp.is_hub(&greenlet_api::current(py)?) {
             return Ok(());
         }
         lp.sleep_current(py, 0.0, true)

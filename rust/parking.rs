@@ -88,6 +88,11 @@ impl ParkingLot {
         }
     }
 
+    /// Unparks every greenlet; returns what they waited on, for cleanup.
+    pub fn take_all(&mut self) -> Vec<Parked> {
+        std::mem::take(&mut self.parked).into_values().collect()
+    }
+
     /// Attaches a timer to a parked greenlet's wait.
     pub fn set_timer(&mut self, address: usize, timer: TimerId) {
         if let Some(p) = self.parked.get_mut(&address) {

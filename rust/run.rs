@@ -225,7 +225,7 @@ impl Loop {
         let context = context.map_or_else(|| py.None().into_bound(py), Clone::clone);
         let (typ, value, tb) = (err.get_type(py), err.value(py).clone(), err.traceback(py));
         let tb = tb.map_or_else(|| py.None().into_bound(py), Bound::into_any);
-        if let Err(secondary) = self.hub.bind(py).call_method1("handle_error", (context, typ, value, tb)) {
+        if let Err(secondary) = self.current_hub(py).call_method1("handle_error", (context, typ, value, tb)) {
             secondary.write_unraisable(py, None);
         }
     }

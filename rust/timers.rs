@@ -61,6 +61,12 @@ impl<A> TimerHeap<A> {
         Some(timer.action)
     }
 
+    /// Cancels every timer whose action `unwanted` picks; returns their actions.
+    pub fn cancel_where(&mut self, unwanted: impl Fn(&A) -> bool) -> Vec<A> {
+        let ids: Vec<TimerId> = self.live.iter().filter(|(_, t)| unwanted(&t.action)).map(|(&id, _)| id).collect();
+        ids.into_iter().filter_map(|id| self.cancel(id)).collect()
+    }
+
     /// Whether a timer is still pending (not cancelled, action not taken).
     pub fn is_pending(&self, id: TimerId) -> bool {
         self.live.contains_key(&id)
@@ -194,6 +200,20 @@ mod tests {
         assert_eq!((heap.referenced(), heap.len()), (1, 2));
         heap.cancel(id);
         assert_eq!((heap.referenced(), heap.len()), (1, 1));
+    }
+
+    #[test]
+    fn cancel_where_removes_only_the_picked_timers() {
+        let mut heap = TimerHeap::default();
+        heap.insert(5, "drop me", true);
+        let kept = heap.insert(6, "keep", false);
+        heap.insert(7, "drop me too", false);
+        let mut cancelled = heap.cancel_where(|action| action.starts_with("drop"));
+        cancelled.sort_unstable();
+        assert_eq!(cancelled, vec!["drop me", "drop me too"]);
+        assert_eq!((heap.referenced(), heap.len()), (0, 1));
+        assert!(heap.is_pending(kept));
+        assert_eq!(expire_all(&mut heap, 100), vec!["keep"]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Loop {
     /// The current greenlet, refusing the hub: a blocking call there could never be woken.
     pub(crate) fn current_waiter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let current = greenlet_api::current(py)?;
-        if current.is(self.hub.bind(py)) {
+        if self.is_hub(&current) {
             return Err(BlockingSwitchOutError::new_err(
                 "Impossible to call blocking function in the event loop callback",
             ));
@@ -85,7 +85,7 @@ impl Loop {
         match self.next_to_run(py, current) {
             Next::Me => true,
             Next::Greenlet(greenlet) => greenlet_api::switch_raw(&greenlet),
-            Next::Hub => greenlet_api::switch_raw(self.hub.bind(py)),
+            Next::Hub => greenlet_api::switch_raw(&self.current_hub(py)),
         }
     }
 

@@ -190,3 +190,149 @@ def test_destroying_a_joined_threads_hub_from_another_thread():
         thread.join()
         hubs[0].destroy()
         assert hubs[0].loop is None
+
+
+# A hub destroyed without its loop hands it to the thread's next hub (gevent's `destroy(destroy_loop=False)`, the
+# default for the default loop). Each test runs in a thread of its own, whose hub and loop no other test shares.
+
+
+def run_in_thread(func):
+    """Runs ``func()`` in a new thread, within 20 s; re-raises what it raised."""
+    failures = []
+
+    def body():
+        try:
+            func()
+        except BaseException as exc:  # handed to the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the thread did not finish"
+    if failures:
+        raise failures[0]
+
+
+def sleep_until(condition, limit: float = 5.0) -> bool:
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        ferrovent.sleep(0.005)
+    return condition()
+
+
+@pytest.mark.timeout(30)
+def test_a_kept_loop_runs_its_watchers_under_the_next_hub():
+    import socket
+
+    from ferrovent import _hub_local
+
+    def scenario():
+        hub = ferrovent.get_hub()
+        loop = hub.loop
+        fired = []
+        timer = loop.timer(0.05)
+        timer.start(fired.append, "timer")
+        reader, writer = socket.socketpair()
+        io = loop.io(reader.fileno(), 1)
+        io.start(lambda: (fired.append("io"), io.stop()))
+        hub.destroy(destroy_loop=False)
+        assert hub.dead and hub.loop is None
+        assert not loop.destroyed and _hub_local.get_loop() is loop and timer.active and io.active
+        successor = ferrovent.get_hub()
+        assert successor is not hub and successor.loop is loop and loop.hub is successor
+        assert _hub_local.get_loop() is None and not loop.default
+        writer.send(b"x")
+        assert sleep_until(lambda: sorted(fired) == ["io", "timer"]), fired
+        assert ferrovent.spawn(lambda: 7).get() == 7
+        successor.destroy()  # a thread's loop is not the default one: destroyed with its hub unless told otherwise
+        assert loop.destroyed and _hub_local.get_loop() is None
+        reader.close()
+        writer.close()
+
+    run_in_thread(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_greenlets_of_a_destroyed_hub_are_never_resumed():
+    from ferrovent import socket
+    from ferrovent.event import Event
+
+    def scenario():
+        hub = ferrovent.get_hub()
+        loop = hub.loop
+        resumed = []
+        event = Event()
+        reader, writer = socket.socketpair()
+
+        def sleeper():
+            ferrovent.sleep(0.02)
+            resumed.append("sleeper")
+
+        def timed_waiter():
+            with ferrovent.Timeout(0.02):
+                event.wait()
+            resumed.append("timed waiter")
+
+        def reader_greenlet():
+            reader.recv(1)
+            resumed.append("reader")
+
+        parked = [ferrovent.spawn(f) for f in (sleeper, timed_waiter, reader_greenlet)]
+        ferrovent.sleep(0)  # every one of them is parked now
+        unstarted = ferrovent.spawn(resumed.append, "unstarted")
+        callback = loop.run_callback(resumed.append, "callback")
+        hub.destroy(destroy_loop=False)
+        successor = ferrovent.get_hub()
+        errors = []
+        successor.handle_error = lambda *exc_info: errors.append(exc_info)
+        assert (loop.parked_count, loop.ready_count, loop.timer_count, loop.fd_waiter_count) == (0, 0, 0, 0)
+        writer.send(b"x")
+        event.set()
+        ferrovent.sleep(0.1)  # past every deadline they had
+        assert resumed == [] and errors == []
+        assert callback.pending and not unstarted.dead and not any(g.dead for g in parked)
+        successor.destroy()
+        reader.close()
+        writer.close()
+
+    run_in_thread(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_destroying_the_loop_too_gives_the_next_hub_a_new_one():
+    from ferrovent import _hub_local
+
+    def scenario():
+        hub = ferrovent.get_hub()
+        loop = hub.loop
+        hub.destroy(destroy_loop=True)
+        assert loop.destroyed and _hub_local.get_loop() is None
+        successor = ferrovent.get_hub()
+        assert successor.loop is not loop and not successor.loop.destroyed
+        ferrovent.sleep(0.001)
+        successor.loop.destroy()  # as pika's adapter does: nothing is left to keep
+        successor.destroy(destroy_loop=False)
+        assert _hub_local.get_loop() is None and ferrovent.get_hub().loop is not loop
+        ferrovent.sleep(0.001)
+        ferrovent.get_hub().destroy()
+
+    run_in_thread(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_a_loop_whose_hub_still_runs_is_not_handed_over():
+    from ferrovent import _hub_local
+
+    def scenario():
+        hub = ferrovent.get_hub()
+        ferrovent.sleep(0)  # the hub is running its loop now
+        _hub_local.set_loop(hub.loop)
+        with pytest.raises(RuntimeError, match="still running"):
+            ferrovent.hub.Hub()
+        assert hub.loop.hub is hub
+        _hub_local.set_loop(None)
+        ferrovent.sleep(0.001)
+        hub.destroy()
+
+    run_in_thread(scenario)

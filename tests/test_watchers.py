@@ -435,10 +435,11 @@ def test_hub_loops_default_and_handover():
     assert not other.loop.default and get_hub().loop is not other.loop
     loop = other.loop
     other.destroy(destroy_loop=False)
-    assert loop.destroyed  # a loop runs only in the hub made for it: nothing keeps it for a next hub
+    assert not loop.destroyed and _hub_local.get_loop() is loop  # kept for the thread's next hub
     with pytest.raises(TypeError):
         Hub(loop=get_hub().loop)
-    assert _hub_local.get_loop() is None
-    with pytest.raises(ValueError):
-        _hub_local.set_loop(get_hub().loop)
+    successor = Hub()
+    assert successor.loop is loop and _hub_local.get_loop() is None
+    successor.destroy()  # not the default loop: destroyed with its hub by default
+    assert loop.destroyed and _hub_local.get_loop() is None
     ferrovent.sleep(0.001)  # the thread's hub is untouched

@@ -27,6 +27,8 @@ __all__ = [
     "run_current_greenlet",
     "GreenletRun",
     "greenlet_run",
+    "retire_hub",
+    "adopt_hub",
     "parse_request",
     "CHUNKED",
     "ChunkedDecoder",
@@ -66,6 +68,12 @@ class InvalidThreadUseError(RuntimeError): ...
 
 def sleep(seconds: float = 0.0, ref: bool = ...) -> None:
     """Park the current greenlet for ``seconds`` in the calling thread's loop; 0 yields."""
+
+def retire_hub(loop: Loop) -> None:
+    """Drop what a destroyed hub queued or parked for its greenlets; the loop's watchers and timers stay."""
+
+def adopt_hub(loop: Loop, hub: greenlet) -> None:
+    """Make ``hub`` the greenlet ``loop`` runs in, once its previous hub has ended (else RuntimeError)."""
 
 def small_frame_stacks() -> Optional[bool]:
     """Whether started Greenlets get small frame stacks (CPython 3.11-3.13, unless ``FERROVENT_SMALL_STACKS=0``);

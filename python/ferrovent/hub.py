@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import sleep
+from ferrovent._core import adopt_hub, retire_hub, sleep
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
 from ferrovent.core import loop as Loop  # the Rust loop with gevent's watcher API
@@ -44,6 +44,8 @@ __all__ = [
     "Loop",
     "get_hub_if_exists",
     "set_hub",
+    "get_loop",
+    "set_loop",
     "fork",
     *("spawn_raw", "kill", "signal"),  # provided by __getattr__ below
 ]
@@ -119,16 +121,23 @@ class Hub(greenlet):
 
     def __init__(self, loop: int | str | list[str] | None = None, default: bool | None = None) -> None:
         """``loop``: libev-style flags for the loop this hub makes (a loop object cannot be handed over: a loop
-        runs in the greenlet it was made for). ``default``: whether it is the default loop, by default on the main
-        thread only."""
+        runs in one hub at a time). ``default``: whether it is the default loop, by default on the main thread
+        only. If a hub of this thread was destroyed without its loop (`destroy`), this hub takes that loop over
+        instead, whatever the arguments say, as gevent's does."""
         greenlet.__init__(self)
         #: The OS thread this hub runs in.
         self.thread_ident = get_thread_ident()
         if hasattr(loop, "run"):
             raise TypeError("a ferrovent hub runs a loop it makes itself: pass flags, not a loop")
-        if default is None and self.thread_ident != _MAIN_THREAD_IDENT:
-            default = False
-        self.loop = make_hub_loop(self, self.loop_class, flags=loop, default=default)
+        kept = get_loop()
+        if kept is not None and not kept.destroyed:
+            adopt_hub(kept, self)
+            self.loop = kept
+        else:
+            if default is None and self.thread_ident != _MAIN_THREAD_IDENT:
+                default = False
+            self.loop = make_hub_loop(self, self.loop_class, flags=loop, default=default)
+        set_loop(None)
         if get_hub_if_exists() is None:  # the thread's first hub, about to be its hub
             self.loop.make_current()
         Hub._made += 1
@@ -272,6 +281,10 @@ class Hub(greenlet):
     def destroy(self, destroy_loop: bool | None = None) -> None:
         """Stops this hub for good and forgets it as its thread's hub; a later get_hub() makes a new one.
 
+        ``destroy_loop`` (by default: unless it is the default loop) destroys the loop too; otherwise the loop is
+        kept, and the thread's next hub runs it: its watchers and timers stay, while what this hub's greenlets
+        waited for is dropped, so they are never resumed (on gevent their wake-ups fail in the next hub).
+
         As with gevent, a thread that used ferrovent should destroy its hub before it ends: the hub greenlet would
         otherwise stay suspended in its loop, and the loop's poller and waker stay open.
         """
@@ -288,14 +301,23 @@ class Hub(greenlet):
         loop = self.loop
         if loop is None:
             return
+        if destroy_loop is None:
+            destroy_loop = not loop.default
         loop.stop()
         same_thread = main_greenlet_of(self) is main_greenlet_of(getcurrent())
-        if not self.dead and getcurrent() is not self and same_thread:
+        in_self = getcurrent() is self
+        if not self.dead and not in_self and same_thread:
             # Ends run() so the hub's frames go. Not from another thread (after that thread was joined, say): a
             # greenlet can only be switched to in its own thread, and a dead thread's hub is left as it is.
             self.throw(HubDestroyed(destroy_loop))
-        if same_thread:
-            loop.destroy()  # whatever destroy_loop says: a loop runs only in the hub it was made for
+        if same_thread and not loop.destroyed:
+            if destroy_loop or in_self:  # a hub destroying itself is still in the loop's run()
+                if get_loop() is loop:
+                    set_loop(None)
+                loop.destroy()
+            else:
+                retire_hub(loop)
+                set_loop(loop)
         self.loop = None  # the hub no longer holds its loop, which closes its poller as soon as nothing else does
 
     @property
@@ -378,6 +400,17 @@ def get_hub_if_exists() -> Hub | None:
 _get_hub = get_hub_if_exists  # gevent.hub's name for it
 
 
+def get_loop() -> Loop | None:
+    """The loop a hub of the calling thread was destroyed without, which the thread's next hub runs; or None."""
+    return getattr(_hubs, "loop", None)
+
+
+def set_loop(loop: Loop | None) -> None:
+    """Keeps ``loop`` for the calling thread's next hub to run (None: forgets it). The hub it ran in must have
+    ended by then."""
+    _hubs.loop = loop
+
+
 def set_hub(hub: Hub | None) -> None:
     """Makes ``hub`` the calling thread's hub (None: forgets it; the next get_hub() makes one)."""
     if hub is None:
@@ -399,6 +432,9 @@ def reinit(hub: Hub | None = None) -> None:
         hub.loop.reinit()
         if hub.periodic_monitoring_thread is not None:
             hub.periodic_monitoring_thread._on_fork()
+    kept = get_loop()
+    if kept is not None:  # the next hub's
+        kept.reinit()
 
 
 def fork() -> int:

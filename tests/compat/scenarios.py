@@ -933,3 +933,64 @@ def monitoring_thread_reports_a_blocked_loop_once(lib, trace):
         lib.sleep(0.02)
     trace.append(["once", len(blocked)])
     monitor.kill()
+
+
+@scenario(
+    expected=[
+        ["next hub, same loop", True, True, True],
+        ["watchers kept", True, True],
+        ["fired under the next hub", ["io", "timer"]],
+        ["callback queued before destroy", True],
+        ["after destroy_loop=True", True, True, True],
+    ]
+)
+def the_default_loop_outlives_its_hub(lib, trace):
+    import socket as stdlib_socket
+
+    hub = lib.get_hub()
+    loop = hub.loop
+    lib.sleep(0)  # the hub has run
+    fired = []
+    timer = loop.timer(0.02)
+    timer.start(fired.append, "timer")
+    reader, writer = stdlib_socket.socketpair()
+    io = loop.io(reader.fileno(), 1)
+    io.start(lambda: (fired.append("io"), io.stop()))
+    callback = loop.run_callback(fired.append, "callback")
+    hub.destroy()
+    successor = lib.get_hub()
+    trace.append(["next hub, same loop", successor is not hub, successor.loop is loop, loop.default])
+    trace.append(["watchers kept", timer.active, io.active])
+    writer.send(b"x")
+    deadline = time.monotonic() + 5
+    while len(fired) < 2 and time.monotonic() < deadline:
+        lib.sleep(0.005)
+    trace.append(["fired under the next hub", sorted(fired)])
+    trace.append(["callback queued before destroy", bool(callback.pending)])
+    successor.destroy(destroy_loop=True)
+    fresh = lib.get_hub()
+    trace.append(["after destroy_loop=True", fresh.loop is not loop, fresh.loop.default, loop.ptr in (None, 0)])
+    reader.close()
+    writer.close()
+
+
+@scenario(expected=[["default", False], ["destroyed with its hub", True], ["kept when told", True, False]])
+def a_threads_loop_is_kept_only_when_told(lib, trace):
+    import threading
+
+    def in_thread():
+        hub = lib.get_hub()
+        loop = hub.loop
+        trace.append(["default", loop.default])
+        hub.destroy()
+        trace.append(["destroyed with its hub", lib.get_hub().loop is not loop and loop.ptr in (None, 0)])
+        hub = lib.get_hub()
+        loop = hub.loop
+        hub.destroy(destroy_loop=False)
+        successor = lib.get_hub()
+        trace.append(["kept when told", successor.loop is loop, loop.default])
+        successor.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)

@@ -17,7 +17,6 @@ import argparse
 import gc
 import importlib
 import json
-import os
 import random
 import sys
 import time
@@ -28,8 +27,8 @@ from types import ModuleType
 import real_stacks
 import wsgi_busy
 import wsgi_wrk
+from parked_memory import park_greenlets, rss_bytes
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REFERENCE_IMPL = "greenlet"
 CLIENT_CPU = "load_client_cpu"  # a figure of the WSGI run that is no bench: the share of its core the client used
 
@@ -108,38 +107,16 @@ def timers(lib: ModuleType, quick: bool) -> float:
     return (elapsed - max(delays)) * 1000
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE_SIZE
-
-
-def _park(lib: ModuleType, count: int) -> list:
-    """Spawn `count` greenlets that each block in a long sleep; return them once all are parked."""
-    started = 0
-
-    def park() -> None:
-        nonlocal started
-        started += 1
-        lib.sleep(3600)
-
-    greenlets = [lib.spawn(park) for _ in range(count)]
-    lib.sleep(0)
-    lib.sleep(0)
-    if started != count:
-        raise RuntimeError(f"only {started} of {count} greenlets reached their sleep")
-    return greenlets
-
-
 def memory(lib: ModuleType, quick: bool) -> float:
     count = 2_000 if quick else 10_000
     # A first parked batch creates the hub, the loop and the allocator arenas, so the baseline excludes them. It
     # stays parked: killed, its freed memory would be recycled by the measured batch and hide part of its cost.
-    warm_up = _park(lib, 1_000)
+    warm_up = park_greenlets(lib, 1_000)
     gc.collect()
-    before = _rss_bytes()
-    parked = _park(lib, count)
+    before = rss_bytes()
+    parked = park_greenlets(lib, count)
     gc.collect()
-    after = _rss_bytes()
+    after = rss_bytes()
     lib.killall(warm_up + parked)
     return (after - before) / count / 1024
 

@@ -28,13 +28,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import rounds
 import wsgi_wrk
 
 GROUP = "asyncio"  # the name run.py's --only knows this group by
 LOOPS = ("ferrovent", "uvloop", "asyncio")
 LOOP_MODULES = {"ferrovent": "ferrovent.asyncio", "uvloop": "uvloop", "asyncio": "asyncio"}
 HERE = Path(__file__).resolve()
-TIMEOUT_SECONDS = 120
 CLIENTS = 50  # connections of the echo and HTTP loads
 HELLO = b"Hello, World!"
 
@@ -195,17 +195,10 @@ def measure(loop_name: str, bench: Bench, quick: bool, client: str) -> dict[str,
     """`measure_here` in a fresh interpreter; a failure is reported on stderr and gives no figures."""
     command = [sys.executable, str(HERE), "measure", loop_name, bench.name, "--client", client]
     command += ["--quick"] if quick else []
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        print(f"  {bench.name} on {loop_name}: timed out after {TIMEOUT_SECONDS} s", file=sys.stderr)
+    values = rounds.run_measurement(command, f"{bench.name} on {loop_name}")
+    if values is None:
         return {}
-    if done.returncode != 0:
-        print(f"  {bench.name} on {loop_name}: exit status {done.returncode}\n{done.stderr.rstrip()}", file=sys.stderr)
-        return {}
-    values = json.loads(done.stdout.strip().splitlines()[-1])
-    for name, value in values.items():
-        print(f"  {name} on {loop_name}: {value:,.2f} {BENCHES[name].unit}", file=sys.stderr)
+    rounds.print_figures(values, loop_name, {name: bench.unit for name, bench in BENCHES.items()})
     return values
 
 
@@ -228,13 +221,11 @@ def _better(bench: Bench, ours: float | None, theirs: float | None) -> str:
     return f"{(ours / theirs if bench.higher_is_better else theirs / ours):.2f}x"
 
 
-def table(rounds: int, quick: bool, client: str) -> str:
-    """Runs every bench on every loop `rounds` times, interleaved; the medians and ratios as a text table."""
+def table(round_count: int, quick: bool, client: str) -> str:
+    """Runs every bench on every loop `round_count` times, interleaved; the medians and ratios as a text table."""
     loops = importable_loops()
     samples: dict[tuple[str, str], list[float]] = {}
-    for round_index in range(rounds):
-        print(f"asyncio round {round_index + 1} of {rounds}", file=sys.stderr)
-        order = loops if round_index % 2 == 0 else loops[::-1]
+    for order in rounds.interleaved(loops, round_count, label="asyncio round"):
         for bench in (bench for bench in BENCHES.values() if bench.measure is not None):
             for loop_name in order:
                 for name, value in measure(loop_name, bench, quick, client).items():
@@ -259,7 +250,7 @@ def table(rounds: int, quick: bool, client: str) -> str:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     note = (
-        f"asyncio loops, {'quick' if quick else 'full'} sizes, medians of {rounds} rounds, every measurement in a "
+        f"asyncio loops, {'quick' if quick else 'full'} sizes, medians of {round_count} rounds, every measurement in a "
         "fresh process. The ratios are ferrovent's loop against the others: > 1 means ferrovent's loop did better."
     )
     return "\n".join(["", *lines, "", textwrap.fill(note, width=100)]) + "\n"

@@ -28,7 +28,6 @@ import gc
 import importlib
 import json
 import linecache
-import os
 import socket
 import subprocess
 import sys
@@ -37,17 +36,13 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from parked_memory import park_greenlets, rss_bytes
+
 HERE = Path(__file__).resolve()
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 SUBJECTS = ("greenlet", "ferrovent", "gevent", "asyncio", "uvloop")
 KINDS = ("parked", "connection")
 WARM_UP = 1_000
 TOP_SITES = 6
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE_SIZE
 
 
 class Batch:
@@ -60,12 +55,12 @@ class Batch:
         gc.collect()
         if self.mode == "traced":
             tracemalloc.start(1)
-        self.rss = _rss_bytes()
+        self.rss = rss_bytes()
 
     def end(self, count: int) -> dict:
         gc.collect()
         if self.mode == "rss":
-            return {"kib": (_rss_bytes() - self.rss) / count / 1024}
+            return {"kib": (rss_bytes() - self.rss) / count / 1024}
         snapshot = tracemalloc.take_snapshot()
         tracemalloc.stop()
         stats = snapshot.statistics("lineno")
@@ -92,23 +87,6 @@ def _parked_raw_greenlets(count: int) -> list:
     parked = [greenlet.greenlet(park) for _ in range(count)]
     for each in parked:
         each.switch()
-    return parked
-
-
-def _parked_greenlets(lib, count: int) -> list:
-    """`count` greenlets of `lib`, each asleep for an hour inside a Python function."""
-    started = 0
-
-    def park() -> None:
-        nonlocal started
-        started += 1
-        lib.sleep(3600)
-
-    parked = [lib.spawn(park) for _ in range(count)]
-    lib.sleep(0)
-    lib.sleep(0)
-    if started != count:
-        raise RuntimeError(f"only {started} of {count} greenlets reached their sleep")
     return parked
 
 
@@ -151,7 +129,7 @@ def parked(subject: str, count: int, batch: Batch) -> dict:
         make, sizes = (lambda size: _parked_tasks(loop, size)), _task_sizes
     else:
         lib = importlib.import_module(subject)
-        make, sizes = (lambda size: _parked_greenlets(lib, size)), _greenlet_sizes
+        make, sizes = (lambda size: park_greenlets(lib, size)), _greenlet_sizes
     warm_up = make(WARM_UP)
     batch.begin()
     measured = make(count)

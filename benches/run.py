@@ -14,8 +14,6 @@ its own table); `--only asyncio` runs it alone.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +22,12 @@ import asyncio_loops
 import chart
 import machine
 import report
+import rounds
 import wsgi_wrk
 from scenarios import BENCHES, CLIENT_CPU, REFERENCE_IMPL, Bench
 
 SCENARIOS = Path(__file__).with_name("scenarios.py")
 CHART = Path(__file__).with_name("results.svg")
-TIMEOUT_SECONDS = 120
 SATURATED = 0.9  # a load client on the CPU more than this share of the time may be what limits the figure
 CHART_TITLE = "ferrovent vs gevent: how many times better ferrovent does, per bench (log scale; > 1x: ferrovent)"
 
@@ -70,29 +68,21 @@ def parse_args() -> argparse.Namespace:
 
 
 PEER_VERSIONS: dict[str, str] = {}  # the real-stack benches' peers (nginx, redis-server, ...), for the header
+UNITS = {name: bench.unit for name, bench in BENCHES.items()}
 
 
 def measure(impl: str, bench: Bench, quick: bool, client: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter: its figures by name. A failure or a skip is reported on stderr
     and gives no figures; the versions of the peers it ran against are kept in PEER_VERSIONS."""
     command = [sys.executable, str(SCENARIOS), impl, bench.name, "--client", client] + (["--quick"] if quick else [])
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        print(f"  {bench.name} on {impl}: timed out after {TIMEOUT_SECONDS} s", file=sys.stderr)
+    line = rounds.run_measurement(command, f"{bench.name} on {impl}")
+    if line is None:
         return {}
-    if done.returncode != 0:
-        print(f"  {bench.name} on {impl}: exit status {done.returncode}\n{done.stderr.rstrip()}", file=sys.stderr)
-        return {}
-    line = json.loads(done.stdout.strip().splitlines()[-1])
     if "skipped" in line:
         print(f"  {bench.name} on {impl}: skipped, {line['skipped']}", file=sys.stderr)
     PEER_VERSIONS.update(line.get("peers", {}))
-    values = line["values"]
-    for name, value in values.items():
-        unit = BENCHES[name].unit if name in BENCHES else ""
-        print(f"  {name} on {impl}: {value:,.2f} {unit}", file=sys.stderr)
-    return values
+    rounds.print_figures(line["values"], impl, UNITS)
+    return line["values"]
 
 
 def describe_client(client: str, cpu_shares: list[float]) -> tuple[tuple[str, str], list[str]]:
@@ -141,9 +131,7 @@ def main() -> None:
     wanted = {bench.name for bench in benches}
     runners = [BENCHES[name] for name in dict.fromkeys(bench.runner for bench in benches)]  # one run per figure set
     samples: report.Samples = {}
-    for round_index in range(args.rounds):
-        print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr)
-        order = impls if round_index % 2 == 0 else impls[::-1]
+    for order in rounds.interleaved(impls, args.rounds):
         for runner in runners:
             for impl in [REFERENCE_IMPL] if runner.reference else order:
                 for name, value in measure(impl, runner, args.quick, args.client).items():

@@ -17,7 +17,6 @@ import argparse
 import gc
 import importlib
 import json
-import os
 import random
 import sys
 import time
@@ -28,16 +27,14 @@ from types import ModuleType
 import real_stacks
 import wsgi_busy
 import wsgi_wrk
+from parked_memory import park_greenlets, rss_bytes
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REFERENCE_IMPL = "greenlet"
 CLIENT_CPU = "load_client_cpu"  # a figure of the WSGI run that is no bench: the share of its core the client used
 
-# The load generator of the WSGI benches (wsgi_wrk.LOAD_CLIENTS); set from --client by main().
-load_client = wsgi_wrk.default_load_client()
-
-
 Measure = Callable[[ModuleType, bool], "float | dict[str, float]"]
+# A bench that runs under a load client (uses_load_client) also takes the client's name (wsgi_wrk.LOAD_CLIENTS).
+LoadMeasure = Callable[[ModuleType, bool, str], "float | dict[str, float]"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,9 @@ class Bench:
     unit: str
     higher_is_better: bool
     # Returns this bench's figure, or a dict of figures by bench name when one run yields several.
-    measure: Measure | None
+    measure: Measure | LoadMeasure | None
     reference: bool = False
-    uses_load_client: bool = False  # measured under the load of `load_client` (wrk or ferrovent's http_load)
+    uses_load_client: bool = False  # measured under the load of --client (wrk or ferrovent's http_load)
     measured_by: str | None = None  # the bench whose run also yields this one's figure (then `measure` is None)
 
     @property
@@ -108,38 +105,16 @@ def timers(lib: ModuleType, quick: bool) -> float:
     return (elapsed - max(delays)) * 1000
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE_SIZE
-
-
-def _park(lib: ModuleType, count: int) -> list:
-    """Spawn `count` greenlets that each block in a long sleep; return them once all are parked."""
-    started = 0
-
-    def park() -> None:
-        nonlocal started
-        started += 1
-        lib.sleep(3600)
-
-    greenlets = [lib.spawn(park) for _ in range(count)]
-    lib.sleep(0)
-    lib.sleep(0)
-    if started != count:
-        raise RuntimeError(f"only {started} of {count} greenlets reached their sleep")
-    return greenlets
-
-
 def memory(lib: ModuleType, quick: bool) -> float:
     count = 2_000 if quick else 10_000
     # A first parked batch creates the hub, the loop and the allocator arenas, so the baseline excludes them. It
     # stays parked: killed, its freed memory would be recycled by the measured batch and hide part of its cost.
-    warm_up = _park(lib, 1_000)
+    warm_up = park_greenlets(lib, 1_000)
     gc.collect()
-    before = _rss_bytes()
-    parked = _park(lib, count)
+    before = rss_bytes()
+    parked = park_greenlets(lib, count)
     gc.collect()
-    after = _rss_bytes()
+    after = rss_bytes()
     lib.killall(warm_up + parked)
     return (after - before) / count / 1024
 
@@ -221,10 +196,10 @@ def pool_imap_unordered(lib: ModuleType, quick: bool) -> float:
     return count / elapsed
 
 
-def wsgi_hello(lib: ModuleType, quick: bool) -> dict[str, float]:
-    """Requests/s and p99 latency (ms) of pywsgi serving hello world to `load_client` (server and client in
+def wsgi_hello(lib: ModuleType, quick: bool, client: str) -> dict[str, float]:
+    """Requests/s and p99 latency (ms) of pywsgi serving hello world to the load `client` (server and client in
     processes of their own: wsgi_wrk.py), from one run; and the share of its core the client used."""
-    result = wsgi_wrk.wsgi_hello(lib.__name__, load_client, seconds=2 if quick else 5)
+    result = wsgi_wrk.wsgi_hello(lib.__name__, client, seconds=2 if quick else 5)
     return {"wsgi_hello": result.requests_per_second, "wsgi_p99": result.p99_ms, CLIENT_CPU: result.client_cpu}
 
 
@@ -295,10 +270,10 @@ def redis_clients(lib: ModuleType, quick: bool) -> float:
     return real_stacks.redis_clients(lib, quick)
 
 
-def flask_postgres(lib: ModuleType, quick: bool) -> dict[str, float]:
-    """Requests/s and p99 ms of Flask + psycopg 3 pool + PostgreSQL on gunicorn with `lib`'s worker, loaded by
-    `load_client` (real_stacks.py); and the share of its core the client used."""
-    result = real_stacks.flask_postgres(lib.__name__, load_client, seconds=2 if quick else 5)
+def flask_postgres(lib: ModuleType, quick: bool, client: str) -> dict[str, float]:
+    """Requests/s and p99 ms of Flask + psycopg 3 pool + PostgreSQL on gunicorn with `lib`'s worker, loaded by the
+    load `client` (real_stacks.py); and the share of its core the client used."""
+    result = real_stacks.flask_postgres(lib.__name__, client, seconds=2 if quick else 5)
     return {
         "flask_postgres": result.requests_per_second,
         "flask_postgres_p99": result.p99_ms,
@@ -359,21 +334,25 @@ BENCHES = {
 
 
 def main() -> None:
-    global load_client
     parser = argparse.ArgumentParser(description="Run one benchmark measurement and print it as a JSON line.")
     parser.add_argument("impl", help="module to benchmark: gevent or ferrovent (greenlet for reference benches)")
     parser.add_argument("bench", choices=sorted(BENCHES))
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--client", choices=wsgi_wrk.LOAD_CLIENTS, default=load_client, help="WSGI load generator")
+    parser.add_argument(
+        "--client", choices=wsgi_wrk.LOAD_CLIENTS, default=wsgi_wrk.default_load_client(), help="WSGI load generator"
+    )
     args = parser.parse_args()
-    load_client = args.client
     bench = BENCHES[args.bench]
     if bench.reference != (args.impl == REFERENCE_IMPL):
         parser.error(f"impl {REFERENCE_IMPL!r} goes with the reference benches, and only with them")
     if bench.measure is None:
         parser.error(f"{bench.name} is measured by running {bench.runner}")
+    lib = importlib.import_module(args.impl)
     try:
-        measured = bench.measure(importlib.import_module(args.impl), args.quick)
+        if bench.uses_load_client:
+            measured = bench.measure(lib, args.quick, args.client)
+        else:
+            measured = bench.measure(lib, args.quick)
     except real_stacks.PeerMissing as missing:
         print(f"{bench.name} skipped: {missing}", file=sys.stderr)
         print(json.dumps({"impl": args.impl, "bench": bench.name, "values": {}, "skipped": str(missing)}))

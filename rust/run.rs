@@ -252,14 +252,18 @@ impl Loop {
         next.map(|deadline| Duration::from_nanos(deadline.saturating_sub(self.clock())))
     }
 
-    /// Polls I/O and turns fd events and inbox callbacks into arrivals.
+    /// Polls I/O and turns fd events and inbox callbacks into arrivals (`arrivals` comes in empty).
     fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>, arrivals: &mut Vec<Ready>) -> PyResult<()> {
         let mut poller = self.poller.borrow_mut().take().ok_or_else(|| PyRuntimeError::new_err("loop is polling"))?;
         let mut readiness = std::mem::take(&mut *self.readiness.borrow_mut());
         let outcome = if timeout == Some(Duration::ZERO) {
             poller.poll(timeout, &mut readiness)
         } else {
-            crate::cpython::trim_idle(py, timeout, || self.ready.borrow_mut().shrink_to_fit()); // after a burst
+            crate::cpython::trim_idle(py, timeout, || {
+                // After a burst: the queue, and the arrivals buffer the run loop keeps (empty here).
+                self.ready.borrow_mut().shrink_to_fit();
+                arrivals.shrink_to_fit();
+            });
             let (p, r, outcome) = py.detach(move || {
                 let outcome = poller.poll(timeout, &mut readiness);
                 (poller, readiness, outcome)
@@ -296,9 +300,10 @@ impl Loop {
         arrivals.extend(fired.into_iter().map(Ready::Timer));
     }
 
-    /// Keeps what one poll brought, in arrival order, for the middle of the next drain.
-    fn queue_arrivals(&self, arrivals: Vec<Ready>) {
-        self.arrivals.borrow_mut().extend(arrivals);
+    /// Moves what one poll brought, in arrival order, to the middle of the next drain; `arrivals` is left empty,
+    /// its capacity kept for the next poll.
+    fn queue_arrivals(&self, arrivals: &mut Vec<Ready>) {
+        self.arrivals.borrow_mut().extend(arrivals.drain(..));
     }
 
     /// Wakes idle waiters once nothing else is ready.
@@ -323,6 +328,9 @@ impl Loop {
 
     /// The hub's loop: iterations of drain and poll until `stop()` or nothing referenced is left.
     pub(crate) fn run_until_idle(&self, py: Python<'_>) -> PyResult<()> {
+        // One buffer for what every poll brings, reused rather than allocated per iteration. It belongs to this
+        // frame, not to the loop's state: no other greenlet can reach it, whatever the calls below run.
+        let mut arrivals = Vec::new();
         loop {
             if self.stopping.replace(false) {
                 return Ok(());
@@ -332,12 +340,11 @@ impl Loop {
                 return Ok(());
             }
             self.run_prepare_watchers(py);
-            let mut arrivals = Vec::new();
             self.poll_io(py, self.poll_timeout(), &mut arrivals)?;
             self.drain.beat();
             self.expire_timers(&mut arrivals);
             self.collect_watchers(py, &mut arrivals);
-            self.queue_arrivals(arrivals);
+            self.queue_arrivals(&mut arrivals);
             self.run_idle(py);
             self.check_signals(py);
         }

@@ -8,18 +8,10 @@ import asyncio
 import ferrovent
 import pytest
 from ferrovent import GreenletExit, Timeout
-from ferrovent.asyncio import await_, greenlet, new_event_loop, wait_greenlet
+from ferrovent.asyncio import await_, greenlet, wait_greenlet
 from ferrovent.event import AsyncResult, Event
 
-BOUND = 5.0  # seconds any wait in these tests may take at most
-
-
-def run(coro):
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, BOUND))
-    finally:
-        loop.close()
+from tests.asyncio_helpers import BOUND, run
 
 
 async def double_later(x, delay=0.01):

@@ -18,15 +18,7 @@ from ferrovent import socket as green_socket
 from ferrovent.asyncio import EventLoop, EventLoopPolicy, new_event_loop, wait_greenlet
 from ferrovent.event import Event
 
-BOUND = 5.0  # seconds any wait in these tests may take at most
-
-
-def run(coro):
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, BOUND))
-    finally:
-        loop.close()
+from tests.asyncio_helpers import BOUND, run
 
 
 def test_a_coroutine_runs_to_its_result_on_ferroventss_loop():

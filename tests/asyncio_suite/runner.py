@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.gevent_suite.discover import SuiteFile
-from tests.gevent_suite.outcomes import FileRun
 from tests.gevent_suite.report import cause, load_side
 from tests.gevent_suite.runner import run_file
+from tests.suite_cli import add_report_options, progress_printer, run_report_command, save_report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -198,11 +198,6 @@ def check(data: dict) -> list[str]:
     return lost
 
 
-def _print_progress(run: FileRun) -> None:
-    counts = "/".join(str(run.count(kind)) for kind in ("pass", "fail", "error", "skip"))
-    print(f"{run.side:9} {run.file:30} {counts:>14} {run.seconds:7.1f}s  {run.status()}", flush=True)
-
-
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", help="test files to run (test_tasks or test_tasks.py); default all")
@@ -213,21 +208,19 @@ def _parse_args(argv):
         action="store_true",
         help="ferrovent side: asyncio.SelectorEventLoop(selector) makes a ferrovent loop too (more tests on it)",
     )
-    parser.add_argument("--json", type=Path, help="write the full report (every outcome) to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 if a test expectations.json lists fails")
-    parser.add_argument("--failing-list", type=Path, help="print the tests lost in this --json report, and stop")
-    parser.add_argument("--write-expectations", nargs="+", type=Path, metavar="REPORT", help="write the ratchet")
+    add_report_options(parser)
     return parser.parse_args(argv)
+
+
+def _write_expectations(reports: list[dict]) -> None:
+    written = write_expectations(reports)
+    print(f"{EXPECTATIONS}: {sum(map(len, written['files'].values()))} tests in {len(written['files'])} files")
 
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
-    if args.failing_list:
-        print_failing_list(json.loads(args.failing_list.read_text()))
-        return 0
-    if args.write_expectations:
-        written = write_expectations([json.loads(path.read_text()) for path in args.write_expectations])
-        print(f"{EXPECTATIONS}: {sum(map(len, written['files'].values()))} tests in {len(written['files'])} files")
+    if run_report_command(args, print_failing_list, _write_expectations):
         return 0
     files = suite_files(args.files, args.timeout)
     print(
@@ -235,7 +228,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     started = time.monotonic()
-    results = run_suite(files, args.jobs, _print_progress, args.stand_in)
+    results = run_suite(files, args.jobs, progress_printer(file_width=30), args.stand_in)
     data = {
         "meta": {
             "python": sys.version.split()[0],
@@ -246,9 +239,7 @@ def main(argv=None) -> int:
     }
     data["totals"] = totals(results)
     print_report(data)
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"report written to {args.json}")
+    save_report(data, args.json)
     if args.check:
         lost = check(data)
         for line in lost:

@@ -19,7 +19,6 @@ sets (warnings, faulthandler, dev mode), except that tests needing the external 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,11 +26,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from tests.gevent_suite import expectations, report
 from tests.gevent_suite.discover import DEFAULT_TIMEOUT, SuiteFile, known_failures, stock_tests_dir, suite_files
 from tests.gevent_suite.outcomes import FileRun, read_record
+from tests.suite_cli import add_report_options, progress_printer, read_report, run_report_command, save_report
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "child.py"
@@ -142,11 +143,6 @@ def run_suite(
     return results
 
 
-def _print_progress(run: FileRun) -> None:
-    counts = "/".join(str(run.count(kind)) for kind in ("pass", "fail", "error", "skip"))
-    print(f"{run.side:9} {run.file:45} {counts:>14} {run.seconds:7.1f}s  {run.status()}", flush=True)
-
-
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", help="test files to run (test__event or test__event.py); default all")
@@ -154,7 +150,6 @@ def _parse_args(argv):
     parser.add_argument("-j", "--jobs", type=int, default=1, help="files run at once (default 1)")
     parser.add_argument("--timeout", type=float, help=f"seconds per file (default: gevent's, {DEFAULT_TIMEOUT:.0f})")
     parser.add_argument("--use", default=DEFAULT_RESOURCES, help="gevent's test resources (default %(default)s)")
-    parser.add_argument("--json", type=Path, help="write the full report (every outcome) to this file")
     parser.add_argument("--stock-report", type=Path, help="take the stock-gevent side from this earlier --json report")
     parser.add_argument(
         "--preview",
@@ -166,19 +161,7 @@ def _parse_args(argv):
     )
     parser.add_argument("--summarize", type=Path, help="print the causes of failure in this --json report, and stop")
     parser.add_argument("--top", type=int, default=40, help="causes to print with --summarize (default 40)")
-    parser.add_argument(
-        "--failing-list",
-        type=Path,
-        help="print every test of this --json report passing on stock gevent and not on ferrovent, by file, with "
-        "its cause, and stop",
-    )
-    parser.add_argument(
-        "--write-expectations",
-        nargs="+",
-        type=Path,
-        metavar="REPORT",
-        help="write CI's ratchet (tests/gevent_suite/expectations.json) from these --json reports, and stop",
-    )
+    add_report_options(parser)
     parser.add_argument(
         "--budget",
         type=float,
@@ -188,19 +171,18 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
+def _write_expectations(reports: list[dict], budget: float) -> None:
+    written = expectations.write(expectations.PATH, reports, budget)
+    count = sum(len(entry["passing"]) for entry in written["files"].values())
+    print(f"{expectations.PATH}: {count} tests in {len(written['files'])} files, ~{written['seconds']}s")
+
+
 def main(argv=None) -> int:
     args = _parse_args(argv)
     if args.summarize:
-        report.print_causes(json.loads(args.summarize.read_text()), args.top)
+        report.print_causes(read_report(args.summarize), args.top)
         return 0
-    if args.failing_list:
-        report.print_failing_list(json.loads(args.failing_list.read_text()))
-        return 0
-    if args.write_expectations:
-        reports = [json.loads(path.read_text()) for path in args.write_expectations]
-        written = expectations.write(expectations.PATH, reports, args.budget)
-        count = sum(len(entry["passing"]) for entry in written["files"].values())
-        print(f"{expectations.PATH}: {count} tests in {len(written['files'])} files, ~{written['seconds']}s")
+    if run_report_command(args, report.print_failing_list, partial(_write_expectations, budget=args.budget)):
         return 0
     tests_dir = stock_tests_dir()
     if tests_dir is None:
@@ -214,15 +196,13 @@ def main(argv=None) -> int:
     files = suite_files(tests_dir, config, args.files)
     print(f"{len(files)} files from {tests_dir}, sides: {', '.join(sides)}, -j{args.jobs}", flush=True)
     started = time.monotonic()
-    results = run_suite(files, sides, envs, args.jobs, args.timeout, _print_progress)
+    results = run_suite(files, sides, envs, args.jobs, args.timeout, progress_printer(file_width=45))
     if args.stock_report:
-        saved = report.load_side(json.loads(args.stock_report.read_text()), "gevent")
+        saved = report.load_side(read_report(args.stock_report), "gevent")
         results["gevent"] = {test.name: saved[test.name] for test in files if test.name in saved}
     data = report.build(results, config, time.monotonic() - started, vars(args))
     report.print_report(data)
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"report written to {args.json}")
+    save_report(data, args.json)
     return 0
 
 

@@ -43,7 +43,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", pep440_version())?;
     m.add("POLLER", poller::SYSTEM_POLLER)?;
     m.add_class::<event_loop::Loop>()?;
-    m.add_function(wrap_pyfunction!(current::sleep, m)?)?;
+    current::register(m)?;
     m.add_function(wrap_pyfunction!(cpython::frame_stack::small_frame_stacks, m)?)?;
     m.add_function(wrap_pyfunction!(cpython::arena_cache, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;

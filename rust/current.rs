@@ -7,13 +7,14 @@ use std::cell::RefCell;
 use std::ffi::CStr;
 use std::ptr;
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyWeakrefReference;
 
 use crate::event_loop::Loop;
+use crate::vectorcall;
 
 /// A thread's weak reference to its loop. The hub clears it while the thread's Python state still exists (see
 /// `ferrovent.hub`); thread-local destructors run after that state is gone, when no Python object may be touched,
@@ -82,30 +83,17 @@ fn sleep_here(py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
 static SLEEP_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The docstring, with the signature CPython reads into `__text_signature__` (what PyO3 would write).
-const SLEEP_DOC: &CStr = c"sleep(seconds=0.0, ref=...)\n--\n\n`sleep(seconds=0, ref=True)`: parks the current greenlet for \
+const SLEEP_DOC: &CStr =
+    c"sleep(seconds=0.0, ref=...)\n--\n\n`sleep(seconds=0, ref=True)`: parks the current greenlet for \
 `seconds`; 0 yields to everything already ready.";
 
-/// Adds `sleep`: a plain vectorcall builtin whose C frame stays on every sleeping greenlet's saved stack, so it is
-/// kept small (PyO3's trampoline frame is ~340 bytes, copied out and back at every switch). `sleep(0)`,
+/// Adds `sleep`: a plain vectorcall builtin (rust/vectorcall.rs), whose C frame stays on every sleeping greenlet's
+/// saved stack, so it is kept small (PyO3's trampoline frame is ~340 bytes, copied out and back at every switch).
 /// `sleep()` and `sleep(x)` with `x` an exact float or int are handled here; every other shape goes to the
 /// PyO3-wrapped `sleep`, which parses and fails exactly as before.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    SLEEP_WITH_ARGUMENTS.get_or_try_init(py, || wrap_pyfunction!(sleep, m).map(|f| f.into_any().unbind()))?;
-    // The definition must outlive the function object: made once per process and never freed.
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"sleep".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: sleep_entry },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: SLEEP_DOC.as_ptr(),
-    }));
-    let module_name = m.name()?;
-    // SAFETY: `def` is valid for the life of the process; no self; the module name is a str. A new reference, or
-    // NULL with an exception set, which becomes an error.
-    let function = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, ptr::null_mut(), module_name.as_ptr()))
-    }?;
-    m.add("sleep", function)
+    SLEEP_WITH_ARGUMENTS.get_or_try_init(m.py(), || wrap_pyfunction!(sleep, m).map(|f| f.into_any().unbind()))?;
+    m.add("sleep", vectorcall::function(m, c"sleep", sleep_entry, SLEEP_DOC)?)
 }
 
 /// CPython's entry point for `sleep(...)`.
@@ -117,7 +105,8 @@ unsafe extern "C" fn sleep_entry(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls a vectorcall builtin with the GIL held, `nargsf` positional arguments in `args` and
     // `kwnames` NULL or a tuple naming the keyword arguments that follow them.
-    std::panic::catch_unwind(|| unsafe { sleep_vectorcall(args, nargsf, kwnames) }).unwrap_or_else(|_| panicked())
+    std::panic::catch_unwind(|| unsafe { sleep_vectorcall(args, nargsf, kwnames) })
+        .unwrap_or_else(|_| vectorcall::panicked())
 }
 
 /// # Safety
@@ -129,7 +118,6 @@ unsafe fn sleep_vectorcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: the caller holds the GIL.
     let py = unsafe { Python::assume_attached() };
-    #[allow(clippy::cast_sign_loss)] // a vectorcall's nargsf is a count with a flag bit, never negative
     // SAFETY: `nargsf` is what CPython passed.
     let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
     let seconds = match (nargs, kwnames.is_null()) {
@@ -138,17 +126,11 @@ unsafe fn sleep_vectorcall(
         (1, true) => unsafe { exact_seconds(*args) },
         _ => None,
     };
-    let Some(seconds) = seconds else {
-        let general = SLEEP_WITH_ARGUMENTS.get(py).map_or(ptr::null_mut(), Py::as_ptr);
-        // SAFETY: the arguments are passed on unchanged to a live vectorcall-capable builtin.
-        return unsafe { ffi::PyObject_Vectorcall(general, args, nargsf as usize, kwnames) };
-    };
-    match sleep_here(py, seconds, true) {
-        Ok(()) => py.None().into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            ptr::null_mut()
-        }
+    match (seconds, SLEEP_WITH_ARGUMENTS.get(py)) {
+        (Some(seconds), _) => vectorcall::into_result(py, sleep_here(py, seconds, true).map(|()| py.None())),
+        // SAFETY: the arguments CPython passed, passed on unchanged.
+        (None, Some(general)) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
+        (None, None) => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
     }
 }
 
@@ -172,13 +154,4 @@ unsafe fn exact_seconds(seconds: *mut ffi::PyObject) -> Option<f64> {
         }
     }
     None
-}
-
-#[cold]
-#[inline(never)]
-fn panicked() -> *mut ffi::PyObject {
-    // SAFETY: only called from `sleep_entry`, which holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    PanicException::new_err("ferrovent: panic in sleep").restore(py);
-    ptr::null_mut()
 }

@@ -25,6 +25,7 @@ mod ready;
 mod run;
 mod sockops;
 mod timers;
+mod vectorcall;
 mod wait;
 mod waitqueue;
 mod watchers;
@@ -50,7 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::Heartbeat>()?;
     m.add_class::<waitqueue::WaitQueue>()?;
     m.add_class::<linkable::LinkCore>()?;
-    m.add_class::<itemqueue::ItemQueue>()?;
+    itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;

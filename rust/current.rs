@@ -4,11 +4,17 @@
 //! destructor runs without the GIL, so the release would only be queued).
 
 use std::cell::RefCell;
+use std::ffi::CStr;
+use std::ptr;
 
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyWeakrefReference;
 
 use crate::event_loop::Loop;
+use crate::vectorcall;
 
 /// A thread's weak reference to its loop. The hub clears it while the thread's Python state still exists (see
 /// `ferrovent.hub`); thread-local destructors run after that state is gone, when no Python object may be touched,
@@ -59,9 +65,93 @@ pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
     Ok(loop_)
 }
 
-/// `sleep(seconds=0, ref=True)`: parks the current greenlet for `seconds`; 0 yields to everything already ready.
+/// `sleep(seconds=0, ref=True)` with PyO3's argument handling: the call shapes `sleep_entry` passes on (keywords,
+/// `ref`, a seconds that is not an exact float or int), with PyO3's errors. Not a module attribute.
 #[pyfunction]
 #[pyo3(signature = (seconds=0.0, r#ref=true))]
-pub fn sleep(py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
-    get(py)?.borrow().sleep_current(py, seconds, r#ref)
+fn sleep(py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
+    sleep_here(py, seconds, r#ref)
+}
+
+/// Parks the current greenlet in this thread's loop.
+#[inline(never)]
+fn sleep_here(py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
+    get(py)?.get().sleep_current(py, seconds, referenced)
+}
+
+/// The PyO3-wrapped `sleep`, for the call shapes the fast entry does not take.
+static SLEEP_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The docstring, with the signature CPython reads into `__text_signature__` (what PyO3 would write).
+const SLEEP_DOC: &CStr =
+    c"sleep(seconds=0.0, ref=...)\n--\n\n`sleep(seconds=0, ref=True)`: parks the current greenlet for \
+`seconds`; 0 yields to everything already ready.";
+
+/// Adds `sleep`: a plain vectorcall builtin (rust/vectorcall.rs), whose C frame stays on every sleeping greenlet's
+/// saved stack, so it is kept small (PyO3's trampoline frame is ~340 bytes, copied out and back at every switch).
+/// `sleep()` and `sleep(x)` with `x` an exact float or int are handled here; every other shape goes to the
+/// PyO3-wrapped `sleep`, which parses and fails exactly as before.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    SLEEP_WITH_ARGUMENTS.get_or_try_init(m.py(), || wrap_pyfunction!(sleep, m).map(|f| f.into_any().unbind()))?;
+    m.add("sleep", vectorcall::function(m, c"sleep", sleep_entry, SLEEP_DOC)?)
+}
+
+/// CPython's entry point for `sleep(...)`.
+unsafe extern "C" fn sleep_entry(
+    _: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a vectorcall builtin with the GIL held, `nargsf` positional arguments in `args` and
+    // `kwnames` NULL or a tuple naming the keyword arguments that follow them.
+    std::panic::catch_unwind(|| unsafe { sleep_vectorcall(args, nargsf, kwnames) })
+        .unwrap_or_else(|_| vectorcall::panicked())
+}
+
+/// # Safety
+/// As `sleep_entry`'s arguments, with the GIL held.
+unsafe fn sleep_vectorcall(
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller holds the GIL.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `nargsf` is what CPython passed.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
+    let seconds = match (nargs, kwnames.is_null()) {
+        (0, true) => Some(0.0),
+        // SAFETY: one positional argument, a borrowed reference valid for the call.
+        (1, true) => unsafe { exact_seconds(*args) },
+        _ => None,
+    };
+    match (seconds, SLEEP_WITH_ARGUMENTS.get(py)) {
+        (Some(seconds), _) => vectorcall::into_result(py, sleep_here(py, seconds, true).map(|()| py.None())),
+        // SAFETY: the arguments CPython passed, passed on unchanged.
+        (None, Some(general)) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
+        (None, None) => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+    }
+}
+
+/// `seconds` as a float when it is an exact float or an int a float can hold; None for anything else.
+///
+/// # Safety
+/// `seconds` is a valid borrowed reference and the GIL is held.
+unsafe fn exact_seconds(seconds: *mut ffi::PyObject) -> Option<f64> {
+    // SAFETY: per the contract; the float and int checks read only the type, PyLong_AsDouble only the int.
+    unsafe {
+        if ffi::PyFloat_CheckExact(seconds) != 0 {
+            return Some(ffi::PyFloat_AS_DOUBLE(seconds));
+        }
+        if ffi::PyLong_CheckExact(seconds) != 0 {
+            let value = ffi::PyLong_AsDouble(seconds);
+            if value == -1.0 && !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear(); // too large: the general path raises its own error
+                return None;
+            }
+            return Some(value);
+        }
+    }
+    None
 }

@@ -15,8 +15,10 @@
 //! the stdlib's hooks has every item go through `_qsize`/`_put`/`_get`.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
 
 use pyo3::exceptions::PyRuntimeError;
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -25,6 +27,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::event_loop::Loop;
 use crate::greenlet_api;
+use crate::vectorcall;
 use crate::waitqueue::{resume, LoopSlot, WaitQueue};
 
 /// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
@@ -489,6 +492,79 @@ impl ItemQueue {
         let woken_box = self.woken_box.try_borrow_mut().map(|mut b| b.take());
         drop(woken_box);
     }
+}
+
+/// PyO3's `put` and `get`, for the call shapes the fast entries pass on.
+static GENERAL_PUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static GENERAL_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const PUT_DOC: &CStr =
+    c"put($self, item, block=..., timeout=None)\n--\n\nAdds `item`, waiting for a free slot if the queue \
+is full.\n\nWith `block` false, or once `timeout` seconds have passed, raises Full instead of waiting.";
+const GET_DOC: &CStr =
+    c"get($self, block=..., timeout=None)\n--\n\nRemoves and returns the next item, waiting for one if \
+the queue is empty.\n\nWith `block` false, or once `timeout` seconds have passed, raises Empty instead of waiting.";
+
+/// Adds `ItemQueue`, with `put(item)` and `get()` as plain vectorcall methods (rust/vectorcall.rs): PyO3's
+/// trampoline, argument parsing and `self` check cost about as much as a put or get of an unbounded queue. Every
+/// other call shape goes to PyO3's methods.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<ItemQueue>()?;
+    let cls = py.get_type::<ItemQueue>();
+    let put = vectorcall::replace_method(&cls, c"put", put_entry, PUT_DOC)?;
+    GENERAL_PUT.get_or_init(py, || put.unbind());
+    let get = vectorcall::replace_method(&cls, c"get", get_entry, GET_DOC)?;
+    GENERAL_GET.get_or_init(py, || get.unbind());
+    Ok(())
+}
+
+/// CPython's entry point for `queue.put(...)`.
+unsafe extern "C" fn put_entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a method descriptor's function with the GIL held, `slf` an instance of ItemQueue
+    // (the descriptor checked it), and the vectorcall arguments.
+    std::panic::catch_unwind(|| unsafe {
+        let py = Python::assume_attached();
+        if ffi::PyVectorcall_NARGS(nargsf as usize) == 1 && kwnames.is_null() {
+            let queue = Bound::from_borrowed_ptr(py, slf);
+            let item = Bound::from_borrowed_ptr(py, *args);
+            let result = ItemQueue::put(queue.cast_unchecked(), item, Truthy(true), None);
+            return vectorcall::into_result(py, result.map(|()| py.None()));
+        }
+        match GENERAL_PUT.get(py) {
+            Some(general) => vectorcall::pass_on(general, slf, args, nargsf, kwnames),
+            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        }
+    })
+    .unwrap_or_else(|_| vectorcall::panicked())
+}
+
+/// CPython's entry point for `queue.get(...)`.
+unsafe extern "C" fn get_entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as for `put_entry`.
+    std::panic::catch_unwind(|| unsafe {
+        let py = Python::assume_attached();
+        if ffi::PyVectorcall_NARGS(nargsf as usize) == 0 && kwnames.is_null() {
+            let queue = Bound::from_borrowed_ptr(py, slf);
+            let result = ItemQueue::get(queue.cast_unchecked(), Truthy(true), None);
+            return vectorcall::into_result(py, result.map(Bound::unbind));
+        }
+        match GENERAL_GET.get(py) {
+            Some(general) => vectorcall::pass_on(general, slf, args, nargsf, kwnames),
+            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        }
+    })
+    .unwrap_or_else(|_| vectorcall::panicked())
 }
 
 #[cfg(test)]

@@ -47,17 +47,17 @@ pub enum Ready {
 }
 
 impl Ready {
-    /// The Python objects it holds (for the garbage collector).
-    pub fn objects(&self) -> Vec<&Py<PyAny>> {
-        match self {
-            Ready::Resume { greenlet, wake, .. } => {
-                [Some(greenlet), wake.as_ref().and_then(Wake::object)].into_iter().flatten().collect()
-            }
-            Ready::Throw { greenlet, exc } => vec![greenlet, exc],
-            Ready::Call { func, args } | Ready::Watch { func, args, .. } => vec![func, args.as_any()],
-            Ready::Callback(handle) => vec![handle.as_any()], // and what it holds: see Loop::__traverse__
-            Ready::Timer(_) => Vec::new(),
-        }
+    /// The Python objects it holds (for the garbage collector, which asks for every entry at every full
+    /// collection: so nothing is allocated here).
+    pub fn objects(&self) -> impl Iterator<Item = &Py<PyAny>> {
+        let pair = match self {
+            Ready::Resume { greenlet, wake, .. } => [Some(greenlet), wake.as_ref().and_then(Wake::object)],
+            Ready::Throw { greenlet, exc } => [Some(greenlet), Some(exc)],
+            Ready::Call { func, args } | Ready::Watch { func, args, .. } => [Some(func), Some(args.as_any())],
+            Ready::Callback(handle) => [Some(handle.as_any()), None], // and what it holds: see Loop::__traverse__
+            Ready::Timer(_) => [None, None],
+        };
+        pair.into_iter().flatten()
     }
 }
 
@@ -69,15 +69,15 @@ pub enum TimerAction {
 }
 
 impl TimerAction {
-    /// The Python objects it holds (for the garbage collector).
-    pub fn objects(&self) -> Vec<&Py<PyAny>> {
-        match self {
-            TimerAction::Resume { greenlet, wake, .. } => {
-                [Some(greenlet), wake.object()].into_iter().flatten().collect()
-            }
-            TimerAction::Throw { greenlet, exc } => vec![greenlet, exc],
-            TimerAction::Call { func, args } => vec![func, args.as_any()],
-        }
+    /// The Python objects it holds (for the garbage collector, which asks for every pending timer at every full
+    /// collection: so nothing is allocated here).
+    pub fn objects(&self) -> impl Iterator<Item = &Py<PyAny>> {
+        let pair = match self {
+            TimerAction::Resume { greenlet, wake, .. } => [Some(greenlet), wake.object()],
+            TimerAction::Throw { greenlet, exc } => [Some(greenlet), Some(exc)],
+            TimerAction::Call { func, args } => [Some(func), Some(args.as_any())],
+        };
+        pair.into_iter().flatten()
     }
 }
 

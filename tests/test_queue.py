@@ -470,3 +470,22 @@ def test_blocked_putters_of_a_hooked_queue_are_admitted_in_order():
     assert q.get() == 1 and q.qsize() == 0
     ferrovent.joinall(putters)
     assert [q.get(), q.get()] == [4, 3]  # 3 went in first
+
+
+def test_put_and_get_take_every_call_shape_and_refuse_wrong_ones():
+    q = Queue()
+    q.put(1)
+    q.put(2, True)
+    q.put(3, block=False)
+    q.put(item=4, timeout=1)
+    assert [q.get(), q.get(True), q.get(block=False), q.get(timeout=1)] == [1, 2, 3, 4]
+    with pytest.raises(stdlib_queue.Empty):
+        q.get(False)
+    with pytest.raises(TypeError, match="item"):
+        q.put()
+    with pytest.raises(TypeError):
+        q.get(True, 1, 2)
+    with pytest.raises(TypeError, match="unexpected"):
+        q.put(1, wait=True)
+    with pytest.raises(TypeError, match="doesn't apply"):
+        Queue.put(object(), 1)

@@ -59,3 +59,28 @@ def test_negative_sleep_yields_like_sleep_zero():
     ferrovent.sleep(-1)
     assert ran == ["other"]
     assert time.perf_counter_ns() - start < ns(0.5)
+
+
+class Seconds:
+    """Not a float or an int, but convertible to one."""
+
+    def __float__(self):
+        return 0.001
+
+
+def test_every_argument_shape_sleeps_or_fails_as_a_python_function_would():
+    start = time.perf_counter_ns()
+    ferrovent.sleep(Seconds())
+    ferrovent.sleep(True)  # an int subclass
+    ferrovent.sleep(0.001, True)
+    assert time.perf_counter_ns() - start >= ns(0.002)
+    with pytest.raises(TypeError, match="seconds"):
+        ferrovent.sleep("1")
+    with pytest.raises(TypeError):
+        ferrovent.sleep(0, True, 3)
+    with pytest.raises(TypeError, match="unexpected"):
+        ferrovent.sleep(nap=1)
+    with pytest.raises(TypeError, match="multiple values"):
+        ferrovent.sleep(0, seconds=0)
+    with pytest.raises(OverflowError):
+        ferrovent.sleep(10**400)

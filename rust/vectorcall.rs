@@ -1,0 +1,114 @@
+//! Plain vectorcall entry points for the hottest calls (`sleep`, a queue's `put` and `get`), where PyO3's
+//! trampoline and argument parsing cost more than the work itself.
+//!
+//! Each entry handles only its common call shape itself and passes every other shape on, unchanged, to the
+//! PyO3-wrapped function or method it stands in front of; so signatures, defaults and error messages stay PyO3's.
+//! The entries are made with the public C API (`PyCFunction_NewEx`, `PyDescr_NewMethod`): no CPython internals.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+/// A vectorcall entry's C signature (`METH_FASTCALL | METH_KEYWORDS`).
+pub type Entry = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// A method definition that lives as long as the process (functions and descriptors keep a pointer to it).
+fn leaked_def(name: &'static CStr, entry: Entry, doc: &'static CStr) -> *mut ffi::PyMethodDef {
+    Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: entry },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: doc.as_ptr(),
+    }))
+}
+
+/// A module-level builtin `name` of module `m` calling `entry`. `doc` starts with the signature line CPython reads
+/// into `__text_signature__` (`name(...)\n--\n\n`).
+pub fn function<'py>(
+    m: &Bound<'py, PyModule>,
+    name: &'static CStr,
+    entry: Entry,
+    doc: &'static CStr,
+) -> PyResult<Bound<'py, PyAny>> {
+    let def = leaked_def(name, entry, doc);
+    let module_name = m.name()?;
+    // SAFETY: `def` lives for the process; no self; the module name is a str. A new reference, or NULL with an
+    // exception set, which becomes an error.
+    unsafe { Bound::from_owned_ptr_or_err(m.py(), ffi::PyCFunction_NewEx(def, ptr::null_mut(), module_name.as_ptr())) }
+}
+
+/// Puts a method `name` calling `entry` on `cls` in place of the one there, and returns the one that was there.
+/// The method descriptor checks that `self` is an instance of `cls` before `entry` runs.
+pub fn replace_method<'py>(
+    cls: &Bound<'py, PyType>,
+    name: &'static CStr,
+    entry: Entry,
+    doc: &'static CStr,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    let attribute = name.to_str().map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))?;
+    let previous = cls.getattr(attribute)?;
+    let def = leaked_def(name, entry, doc);
+    // SAFETY: `cls` is a live type and `def` lives for the process. A new reference, or NULL with an exception set.
+    let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
+    cls.setattr(attribute, descriptor)?;
+    Ok(previous)
+}
+
+/// Calls `general` (a function, or with `slf` a method descriptor) with the arguments an entry received.
+///
+/// # Safety
+/// The GIL is held; `args`, `nargsf` and `kwnames` are what CPython passed the entry; `slf` is a live object or
+/// NULL.
+pub unsafe fn pass_on(
+    general: &Py<PyAny>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let nargsf = nargsf as usize;
+    if slf.is_null() {
+        // SAFETY: per the contract, the arguments are passed on unchanged to a live callable.
+        return unsafe { ffi::PyObject_Vectorcall(general.as_ptr(), args, nargsf, kwnames) };
+    }
+    // SAFETY: per the contract, `args` holds `nargs` positionals, then one value per name in `kwnames` (a tuple).
+    unsafe {
+        let nargs = usize::try_from(ffi::PyVectorcall_NARGS(nargsf)).unwrap_or(0);
+        let keywords = if kwnames.is_null() { 0 } else { usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0) };
+        let mut all = Vec::with_capacity(1 + nargs + keywords);
+        all.push(slf);
+        all.extend_from_slice(std::slice::from_raw_parts(args, nargs + keywords));
+        ffi::PyObject_Vectorcall(general.as_ptr(), all.as_ptr(), 1 + nargs, kwnames)
+    }
+}
+
+/// An entry's result: the object (a new reference), or NULL with the error set.
+pub fn into_result(py: Python<'_>, result: PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
+    match result {
+        Ok(value) => value.into_ptr(),
+        Err(err) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// What an entry returns when its body panicked (never in release builds, which abort on panic).
+#[cold]
+#[inline(never)]
+pub fn panicked() -> *mut ffi::PyObject {
+    // SAFETY: only called from an entry, which CPython calls with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    PanicException::new_err("ferrovent: panic in a vectorcall entry").restore(py);
+    ptr::null_mut()
+}

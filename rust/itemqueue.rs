@@ -512,59 +512,57 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<ItemQueue>()?;
     let cls = py.get_type::<ItemQueue>();
-    let put = vectorcall::replace_method(&cls, c"put", put_entry, PUT_DOC)?;
+    let put = vectorcall::replace_method(&cls, c"put", vectorcall::method_entry::<FastPut>, PUT_DOC)?;
     GENERAL_PUT.get_or_init(py, || put.unbind());
-    let get = vectorcall::replace_method(&cls, c"get", get_entry, GET_DOC)?;
+    let get = vectorcall::replace_method(&cls, c"get", vectorcall::method_entry::<FastGet>, GET_DOC)?;
     GENERAL_GET.get_or_init(py, || get.unbind());
     Ok(())
 }
 
-/// CPython's entry point for `queue.put(...)`.
-unsafe extern "C" fn put_entry(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls a method descriptor's function with the GIL held, `slf` an instance of ItemQueue
-    // (the descriptor checked it), and the vectorcall arguments.
-    std::panic::catch_unwind(|| unsafe {
-        let py = Python::assume_attached();
-        if ffi::PyVectorcall_NARGS(nargsf as usize) == 1 && kwnames.is_null() {
-            let queue = Bound::from_borrowed_ptr(py, slf);
-            let item = Bound::from_borrowed_ptr(py, *args);
-            let result = ItemQueue::put(queue.cast_unchecked(), item, Truthy(true), None);
-            return vectorcall::into_result(py, result.map(|()| py.None()));
-        }
-        match GENERAL_PUT.get(py) {
-            Some(general) => vectorcall::pass_on(general, slf, args, nargsf, kwnames),
-            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
-        }
-    })
-    .unwrap_or_else(|_| vectorcall::panicked())
+/// `queue.put(item)`, taken by its vectorcall entry.
+struct FastPut;
+
+impl vectorcall::FastMethod for FastPut {
+    fn general() -> &'static PyOnceLock<Py<PyAny>> {
+        &GENERAL_PUT
+    }
+
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<PyResult<Py<PyAny>>> {
+        (nargs == 1).then(|| {
+            // SAFETY: per the trait's contract, `slf` is an ItemQueue and `args[0]` a borrowed reference.
+            let (queue, item) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
+            // SAFETY: `slf` is an ItemQueue (the method descriptor checked it).
+            let queue = unsafe { queue.cast_into_unchecked::<ItemQueue>() };
+            ItemQueue::put(&queue, item, Truthy(true), None).map(|()| py.None())
+        })
+    }
 }
 
-/// CPython's entry point for `queue.get(...)`.
-unsafe extern "C" fn get_entry(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as for `put_entry`.
-    std::panic::catch_unwind(|| unsafe {
-        let py = Python::assume_attached();
-        if ffi::PyVectorcall_NARGS(nargsf as usize) == 0 && kwnames.is_null() {
-            let queue = Bound::from_borrowed_ptr(py, slf);
-            let result = ItemQueue::get(queue.cast_unchecked(), Truthy(true), None);
-            return vectorcall::into_result(py, result.map(Bound::unbind));
-        }
-        match GENERAL_GET.get(py) {
-            Some(general) => vectorcall::pass_on(general, slf, args, nargsf, kwnames),
-            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
-        }
-    })
-    .unwrap_or_else(|_| vectorcall::panicked())
+/// `queue.get()`, taken by its vectorcall entry.
+struct FastGet;
+
+impl vectorcall::FastMethod for FastGet {
+    fn general() -> &'static PyOnceLock<Py<PyAny>> {
+        &GENERAL_GET
+    }
+
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        _: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<PyResult<Py<PyAny>>> {
+        (nargs == 0).then(|| {
+            // SAFETY: per the trait's contract, `slf` is an ItemQueue (the method descriptor checked it).
+            let queue = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<ItemQueue>() };
+            ItemQueue::get(&queue, Truthy(true), None).map(Bound::unbind)
+        })
+    }
 }
 
 #[cfg(test)]

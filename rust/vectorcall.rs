@@ -6,11 +6,14 @@
 //! The entries are made with the public C API (`PyCFunction_NewEx`, `PyDescr_NewMethod`): no CPython internals.
 
 use std::ffi::CStr;
+use std::panic::AssertUnwindSafe;
 use std::ptr;
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 /// A vectorcall entry's C signature (`METH_FASTCALL | METH_KEYWORDS`).
@@ -90,6 +93,55 @@ pub unsafe fn pass_on(
         all.extend_from_slice(std::slice::from_raw_parts(args, nargs + keywords));
         ffi::PyObject_Vectorcall(general.as_ptr(), all.as_ptr(), 1 + nargs, kwnames)
     }
+}
+
+/// A method whose common call shape a vectorcall entry (`method_entry`) takes itself.
+pub trait FastMethod {
+    /// The PyO3 method the entry stands in front of, for every other call shape.
+    fn general() -> &'static PyOnceLock<Py<PyAny>>;
+
+    /// The common shape's call, given the positional count (no keywords); None for any other shape.
+    ///
+    /// # Safety
+    /// The GIL is held, `slf` is an instance of the method's class and `args` holds `nargs` borrowed references.
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<PyResult<Py<PyAny>>>;
+}
+
+/// CPython's entry point for method `M`: the common call shape through `M::fast`, everything else passed on to
+/// `M::general()`; no panic unwinds into CPython.
+///
+/// # Safety
+/// Called only by CPython, through a method descriptor of `M`'s class (`replace_method`): with the GIL held, `slf`
+/// an instance of the class (the descriptor checked it) and the vectorcall arguments.
+pub unsafe extern "C" fn method_entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let body = AssertUnwindSafe(|| {
+        // SAFETY: per the contract, the GIL is held.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: `nargsf` is what CPython passed.
+        let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
+        if kwnames.is_null() {
+            // SAFETY: per the contract; no keywords, so `args` holds `nargs` positionals.
+            if let Some(result) = unsafe { M::fast(py, slf, args, nargs) } {
+                return into_result(py, result);
+            }
+        }
+        match M::general().get(py) {
+            // SAFETY: the arguments CPython passed, passed on unchanged to the general method.
+            Some(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
+            None => into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        }
+    });
+    std::panic::catch_unwind(body).unwrap_or_else(|_| panicked())
 }
 
 /// An entry's result: the object (a new reference), or NULL with the error set.

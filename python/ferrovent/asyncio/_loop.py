@@ -1,14 +1,27 @@
-"""`EventLoop`: the stdlib's Unix selector event loop, waiting in the hub's Rust loop through `HubSelector`."""
+"""`EventLoop`: the stdlib's Unix selector event loop, waiting in the hub's Rust loop through `HubSelector`.
+
+Its two hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio.Handle`` without running
+``Handle.__init__``, and `EventLoop._run_once` runs the ready handles without a Python frame each. Both set and
+read the private slots of asyncio's ``Handle``, so they are used only on the Python versions listed in
+``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
+``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
+runs asyncio's own code (it records where each callback was queued and times each one).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
+import os
+import sys
 import weakref
+from asyncio import base_events, format_helpers
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
 
+from ferrovent import _core
 from ferrovent.exceptions import BlockingSwitchOutError
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
@@ -22,6 +35,35 @@ if TYPE_CHECKING:
 _os_thread_ident = get_original("_thread", "get_ident")
 # hub -> the ferrovent loops running in its greenlets, latest started last (await_ runs on the latest one)
 _running: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# The Python versions whose asyncio.Handle the Rust fast path was checked against (its slots, its __init__ and _run).
+_FAST_PATH_PYTHONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "__weakref__", "_context"}
+
+
+def _fast_path_allowed() -> bool:
+    switched_off = os.environ.get("FERROVENT_ASYNCIO_FAST", "").strip().lower() in ("0", "false", "no", "off")
+    return (
+        not switched_off
+        and sys.version_info[:2] in _FAST_PATH_PYTHONS
+        and set(asyncio.Handle.__slots__) == _HANDLE_SLOTS
+        and asyncio.TimerHandle.__base__ is asyncio.Handle
+    )
+
+
+FAST_PATH = _fast_path_allowed()
+
+
+def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
+    """What ``Handle._run`` does with a callback's exception: the loop's exception handler gets it."""
+    context = {
+        "message": f"Exception in callback {format_helpers._format_callback_source(handle._callback, handle._args)}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 class EventLoop(asyncio.SelectorEventLoop):
@@ -44,6 +86,18 @@ class EventLoop(asyncio.SelectorEventLoop):
         selector = HubSelector(self._hub)
         self._wake_select = selector._core.wake  # the Rust call itself: call_soon makes it every time
         super().__init__(selector)
+        self._fast: Optional[_core.AioLoop] = None
+        if FAST_PATH and type(self).call_soon is EventLoop.call_soon and type(self)._run_once is EventLoop._run_once:
+            self._fast = _core.AioLoop(
+                self,
+                self._ready,
+                selector._core,
+                asyncio.Handle,
+                asyncio.TimerHandle,
+                EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
+                _report_callback_error,
+            )
+            self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
 
     @property
     def hub(self) -> Hub:
@@ -69,6 +123,52 @@ class EventLoop(asyncio.SelectorEventLoop):
         if handle._source_traceback:
             del handle._source_traceback[-1]
         return handle
+
+    def _run_once(self) -> None:
+        """One iteration, as asyncio's: drop cancelled timers, select (parking in the hub) up to the next timer,
+        queue the due timers, then run the handles ready now. Outside debug mode the last step is in Rust."""
+        if self._fast is None or self._debug:
+            super()._run_once()
+            return
+        self._drop_cancelled_timers()
+        if self._ready or self._stopping:
+            timeout: Optional[float] = 0
+        elif self._scheduled:
+            timeout = min(max(0, self._scheduled[0]._when - self.time()), base_events.MAXIMUM_SELECT_TIMEOUT)
+        else:
+            timeout = None
+        self._process_events(self._selector.select(timeout))
+        # a timer within the clock's resolution of now is due: the clock may not tick between two reads
+        due_before = self.time() + self._clock_resolution
+        scheduled = self._scheduled
+        while scheduled and scheduled[0]._when < due_before:
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False
+            self._ready.append(handle)
+        self._fast.run_ready()
+
+    def _drop_cancelled_timers(self) -> None:
+        """asyncio's rule: rebuild the heap without its cancelled timers when they are many and most of it, else
+        pop those at its head."""
+        scheduled = self._scheduled
+        count = len(scheduled)
+        if (
+            count > base_events._MIN_SCHEDULED_TIMER_HANDLES
+            and self._timer_cancelled_count / count > base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        ):
+            kept = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False
+                else:
+                    kept.append(handle)
+            heapq.heapify(kept)
+            self._scheduled = kept
+            self._timer_cancelled_count = 0
+            return
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
 
     def _check_thread(self) -> None:
         # debug mode's "non-thread-safe operation" check: any greenlet of the loop's OS thread may call in

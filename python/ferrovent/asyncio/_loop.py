@@ -1,7 +1,7 @@
 """`EventLoop`: the stdlib's Unix selector event loop, waiting in the hub's Rust loop through `HubSelector`.
 
-Its two hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio.Handle`` without running
-``Handle.__init__``, and `EventLoop._run_once` runs the ready handles without a Python frame each. Both set and
+Its hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio.Handle`` without running
+``Handle.__init__``, and `EventLoop._run_once` (timers, select, the ready handles run) is one Rust call. Both set and
 read the private slots of asyncio's ``Handle``, so they are used only on the Python versions listed in
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import heapq
 import os
 import sys
 import weakref
-from asyncio import base_events, format_helpers
+from asyncio import format_helpers
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
@@ -125,50 +124,11 @@ class EventLoop(asyncio.SelectorEventLoop):
         return handle
 
     def _run_once(self) -> None:
-        """One iteration, as asyncio's: drop cancelled timers, select (parking in the hub) up to the next timer,
-        queue the due timers, then run the handles ready now. Outside debug mode the last step is in Rust."""
+        """One iteration, as asyncio's; outside debug mode in Rust (`_core.AioLoop.run_once`)."""
         if self._fast is None or self._debug:
             super()._run_once()
-            return
-        self._drop_cancelled_timers()
-        if self._ready or self._stopping:
-            timeout: Optional[float] = 0
-        elif self._scheduled:
-            timeout = min(max(0, self._scheduled[0]._when - self.time()), base_events.MAXIMUM_SELECT_TIMEOUT)
         else:
-            timeout = None
-        self._process_events(self._selector.select(timeout))
-        # a timer within the clock's resolution of now is due: the clock may not tick between two reads
-        due_before = self.time() + self._clock_resolution
-        scheduled = self._scheduled
-        while scheduled and scheduled[0]._when < due_before:
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False
-            self._ready.append(handle)
-        self._fast.run_ready()
-
-    def _drop_cancelled_timers(self) -> None:
-        """asyncio's rule: rebuild the heap without its cancelled timers when they are many and most of it, else
-        pop those at its head."""
-        scheduled = self._scheduled
-        count = len(scheduled)
-        if (
-            count > base_events._MIN_SCHEDULED_TIMER_HANDLES
-            and self._timer_cancelled_count / count > base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
-        ):
-            kept = []
-            for handle in scheduled:
-                if handle._cancelled:
-                    handle._scheduled = False
-                else:
-                    kept.append(handle)
-            heapq.heapify(kept)
-            self._scheduled = kept
-            self._timer_cancelled_count = 0
-            return
-        while scheduled and scheduled[0]._cancelled:
-            self._timer_cancelled_count -= 1
-            heapq.heappop(scheduled)._scheduled = False
+            self._fast.run_once()
 
     def _check_thread(self) -> None:
         # debug mode's "non-thread-safe operation" check: any greenlet of the loop's OS thread may call in

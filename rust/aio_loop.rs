@@ -224,6 +224,22 @@ impl AioLoop {
         Ok(handle)
     }
 
+    /// Runs the handles in the ready queue now (not those they queue), skipping cancelled ones, as asyncio's
+    /// `_run_once` does outside debug mode. SystemExit and KeyboardInterrupt from a callback go up, the handles
+    /// after it staying queued.
+    fn run_ready(&self, py: Python<'_>) -> PyResult<()> {
+        let count = self.ready.bind(py).len()?;
+        let popleft = self.popleft.bind(py);
+        for _ in 0..count {
+            let handle = popleft.call0()?;
+            if self.is_cancelled(py, &handle)? {
+                continue;
+            }
+            self.run_handle(py, &handle)?;
+        }
+        Ok(())
+    }
+
     fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
         let kind = handle.get_type();
         kind.is(self.handle_type.bind(py)) || kind.is(self.timer_handle_type.bind(py))
@@ -337,7 +353,8 @@ impl AioLoop {
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let aio_loop = self.aio_loop.bind(py);
-        if aio_loop.getattr(intern!(py, "_debug"))?.is_truthy()? || aio_loop.getattr(intern!(py, "_closed"))?.is_truthy()?
+        if aio_loop.getattr(intern!(py, "_debug"))?.is_truthy()?
+            || aio_loop.getattr(intern!(py, "_closed"))?.is_truthy()?
         {
             let mut call_args = vec![callback.into_any()];
             call_args.extend(args.iter());
@@ -369,22 +386,6 @@ impl AioLoop {
         }
         self.queue_due_timers(py, aio_loop)?;
         self.run_ready(py)
-    }
-
-    /// Runs the handles in the ready queue now (not those they queue), skipping cancelled ones, as asyncio's
-    /// `_run_once` does outside debug mode. SystemExit and KeyboardInterrupt from a callback go up, the handles
-    /// after it staying queued.
-    fn run_ready(&self, py: Python<'_>) -> PyResult<()> {
-        let count = self.ready.bind(py).len()?;
-        let popleft = self.popleft.bind(py);
-        for _ in 0..count {
-            let handle = popleft.call0()?;
-            if self.is_cancelled(py, &handle)? {
-                continue;
-            }
-            self.run_handle(py, &handle)?;
-        }
-        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

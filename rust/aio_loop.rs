@@ -103,7 +103,11 @@ pub struct AioLoop {
     handle_type: Py<PyType>,
     timer_handle_type: Py<PyType>,
     layout: HandleLayout,
-    /// asyncio's own `call_soon` for this loop, for debug mode and a closed loop.
+    /// asyncio's own `Handle.__init__` and `Handle._run`: if code has replaced one (to time callbacks, say), the
+    /// handles are made, or run, by the replacement.
+    handle_init: Py<PyAny>,
+    handle_run: Py<PyAny>,
+    /// asyncio's own `call_soon` for this loop, for debug mode, a closed loop and a replaced `Handle.__init__`.
     slow_call_soon: Py<PyAny>,
     /// `report(handle, exception)`: hands a callback's exception to the loop's exception handler.
     report: Py<PyAny>,
@@ -230,14 +234,29 @@ impl AioLoop {
     fn run_ready(&self, py: Python<'_>) -> PyResult<()> {
         let count = self.ready.bind(py).len()?;
         let popleft = self.popleft.bind(py);
+        let run_replaced = self.replaced(py, intern!(py, "_run"), &self.handle_run)?;
         for _ in 0..count {
             let handle = popleft.call0()?;
             if self.is_cancelled(py, &handle)? {
                 continue;
             }
-            self.run_handle(py, &handle)?;
+            if run_replaced {
+                handle.call_method0(intern!(py, "_run"))?;
+            } else {
+                self.run_handle(py, &handle)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether `asyncio.Handle`'s method `name` is no longer `original`.
+    fn replaced(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, pyo3::types::PyString>,
+        original: &Py<PyAny>,
+    ) -> PyResult<bool> {
+        Ok(!self.handle_type.bind(py).getattr(name)?.is(original))
     }
 
     fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
@@ -317,14 +336,21 @@ impl AioLoop {
         selector: Py<AioSelector>,
         handle_type: Py<PyType>,
         timer_handle_type: Py<PyType>,
+        handle_init: Py<PyAny>,
+        handle_run: Py<PyAny>,
         slow_call_soon: Py<PyAny>,
         report: Py<PyAny>,
     ) -> PyResult<Self> {
         let py = aio_loop.py();
         let heapq = py.import("heapq")?;
         let constants = py.import("asyncio.base_events")?;
+        if timer_handle_type.bind(py).getattr(intern!(py, "__dict__"))?.contains("_run")? {
+            return Err(pyo3::exceptions::PyTypeError::new_err("TimerHandle has a _run of its own"));
+        }
         Ok(Self {
             layout: HandleLayout::of(handle_type.bind(py))?,
+            handle_init,
+            handle_run,
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
             max_select_timeout: constants.getattr("MAXIMUM_SELECT_TIMEOUT")?.extract()?,
@@ -355,6 +381,7 @@ impl AioLoop {
         let aio_loop = self.aio_loop.bind(py);
         if aio_loop.getattr(intern!(py, "_debug"))?.is_truthy()?
             || aio_loop.getattr(intern!(py, "_closed"))?.is_truthy()?
+            || self.replaced(py, intern!(py, "__init__"), &self.handle_init)?
         {
             let mut call_args = vec![callback.into_any()];
             call_args.extend(args.iter());
@@ -396,6 +423,8 @@ impl AioLoop {
         visit.call(&self.selector)?;
         visit.call(&self.handle_type)?;
         visit.call(&self.timer_handle_type)?;
+        visit.call(&self.handle_init)?;
+        visit.call(&self.handle_run)?;
         visit.call(&self.slow_call_soon)?;
         visit.call(&self.report)?;
         visit.call(&self.heappop)?;

@@ -96,3 +96,28 @@ def test_with_the_fast_path_switched_off_callbacks_behave_the_same():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=environment)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == json.loads(json.dumps(observe(asyncio.new_event_loop)))
+
+
+def test_a_replaced_handle_init_or_run_is_used(monkeypatch):
+    made, ran = [], []
+    own_init, own_run = asyncio.Handle.__init__, asyncio.Handle._run
+
+    def init(self, *args, **kwargs):
+        made.append(self)
+        own_init(self, *args, **kwargs)
+
+    def run(self):
+        ran.append(self)
+        own_run(self)
+
+    monkeypatch.setattr(asyncio.Handle, "__init__", init)
+    monkeypatch.setattr(asyncio.Handle, "_run", run)
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        seen = []
+        handle = loop.call_soon(seen.append, 1)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert seen == [1] and handle in made and handle in ran

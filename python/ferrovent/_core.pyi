@@ -397,6 +397,8 @@ class AioLoop:
         selector: AioSelector,
         handle_type: type,
         timer_handle_type: type,
+        handle_init: Any,
+        handle_run: Any,
         slow_call_soon: Any,
         report: Any,
     ) -> Self: ...

@@ -15,7 +15,7 @@ import contextvars
 import os
 import sys
 import weakref
-from asyncio import format_helpers
+from asyncio import events, format_helpers
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
@@ -40,6 +40,17 @@ _FAST_PATH_PYTHONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 _HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "__weakref__", "_context"}
 
 
+def _asyncio_own(name: str) -> Optional[Callable[..., Any]]:
+    """``Handle``'s method ``name`` if it is asyncio's own (not replaced before ferrovent was imported), else None."""
+    method = asyncio.Handle.__dict__.get(name)
+    code = getattr(method, "__code__", None)
+    return method if code is not None and code.co_filename == events.__file__ else None
+
+
+# What the fast path does instead of these: while they are replaced (to time callbacks, say), the replacements run.
+_HANDLE_INIT, _HANDLE_RUN = _asyncio_own("__init__"), _asyncio_own("_run")
+
+
 def _fast_path_allowed() -> bool:
     switched_off = os.environ.get("FERROVENT_ASYNCIO_FAST", "").strip().lower() in ("0", "false", "no", "off")
     return (
@@ -47,6 +58,8 @@ def _fast_path_allowed() -> bool:
         and sys.version_info[:2] in _FAST_PATH_PYTHONS
         and set(asyncio.Handle.__slots__) == _HANDLE_SLOTS
         and asyncio.TimerHandle.__base__ is asyncio.Handle
+        and _HANDLE_INIT is not None
+        and _HANDLE_RUN is not None
     )
 
 
@@ -93,6 +106,8 @@ class EventLoop(asyncio.SelectorEventLoop):
                 selector._core,
                 asyncio.Handle,
                 asyncio.TimerHandle,
+                _HANDLE_INIT,
+                _HANDLE_RUN,
                 EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
                 _report_callback_error,
             )

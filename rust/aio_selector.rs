@@ -239,6 +239,21 @@ impl AioSelector {
         }
     }
 
+    /// `wake`, for the Rust callers (AioLoop's call_soon).
+    pub(crate) fn wake_parked(&self, py: Python<'_>) -> PyResult<()> {
+        if self.parked.borrow().is_none() {
+            return Ok(());
+        }
+        let lp = self.lp.get();
+        lp.check_thread()?;
+        let Some(greenlet) = self.parked.take() else { return Ok(()) };
+        let token = lp.lot.borrow().token_of(address(greenlet.bind(py)));
+        if let Some(token) = token {
+            lp.push_ready(Ready::Resume { greenlet, token, wake: Some(Wake::Value(py.None())) });
+        }
+        Ok(())
+    }
+
     fn note_yield(&self, py: Python<'_>, lp: &Loop) -> PyResult<()> {
         let interval: f64 = lp.get_switch_interval.bind(py).call0()?.extract()?;
         self.switch_interval.set(if interval > 0.0 { (interval * 1e9) as Nanos } else { 0 });
@@ -312,17 +327,7 @@ impl AioSelector {
     /// Ends a `wait` parked in another greenlet (no-op if none is).
     /// From another OS thread it raises InvalidThreadUseError (`call_soon_threadsafe` is the way from there).
     fn wake(&self, py: Python<'_>) -> PyResult<()> {
-        if self.parked.borrow().is_none() {
-            return Ok(());
-        }
-        let lp = self.lp.get();
-        lp.check_thread()?;
-        let Some(greenlet) = self.parked.take() else { return Ok(()) };
-        let token = lp.lot.borrow().token_of(address(greenlet.bind(py)));
-        if let Some(token) = token {
-            lp.push_ready(Ready::Resume { greenlet, token, wake: Some(Wake::Value(py.None())) });
-        }
-        Ok(())
+        self.wake_parked(py)
     }
 
     /// How many fds are registered.

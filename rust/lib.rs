@@ -8,6 +8,7 @@ compile_error!(
     "ferrovent runs on Linux, macOS and the BSDs only: its reactor needs epoll or kqueue (no Windows support)"
 );
 
+mod aio_loop;
 mod aio_selector;
 mod cpython;
 mod current;
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linkable::LinkCore>()?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
+    m.add_class::<aio_loop::AioLoop>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

@@ -18,6 +18,7 @@ __all__ = [
     "WaitQueue",
     "LinkCore",
     "ItemQueue",
+    "AioLoop",
     "AioSelector",
     "TIMEOUT",
     "BlockingSwitchOutError",
@@ -393,6 +394,24 @@ class LinkCore:
     def _set_flag(self) -> None: ...
     def _clear_flag(self) -> None: ...
     def _wait_for_flag(self, timeout: Optional[Any] = None) -> bool: ...
+
+@final
+class AioLoop:
+    """The asyncio loop's hot paths: call_soon's handles, and one iteration of the loop (timers, select, callbacks)."""
+    def __new__(
+        cls,
+        aio_loop: Any,
+        ready: Any,
+        selector: AioSelector,
+        handle_type: type,
+        timer_handle_type: type,
+        handle_init: Any,
+        handle_run: Any,
+        slow_call_soon: Any,
+        report: Any,
+    ) -> Self: ...
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any: ...
+    def run_once(self) -> None: ...
 
 @final
 class AioSelector:

@@ -1,14 +1,26 @@
-"""`EventLoop`: the stdlib's Unix selector event loop, waiting in the hub's Rust loop through `HubSelector`."""
+"""`EventLoop`: the stdlib's Unix selector event loop, waiting in the hub's Rust loop through `HubSelector`.
+
+Its hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio.Handle`` without running
+``Handle.__init__``, and `EventLoop._run_once` (timers, select, the ready handles run) is one Rust call. Both set and
+read the private slots of asyncio's ``Handle``, so they are used only on the Python versions listed in
+``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
+``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
+runs asyncio's own code (it records where each callback was queued and times each one).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import sys
 import weakref
+from asyncio import events, format_helpers
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
 
+from ferrovent import _core
 from ferrovent.exceptions import BlockingSwitchOutError
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
@@ -22,6 +34,48 @@ if TYPE_CHECKING:
 _os_thread_ident = get_original("_thread", "get_ident")
 # hub -> the ferrovent loops running in its greenlets, latest started last (await_ runs on the latest one)
 _running: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# The Python versions whose asyncio.Handle the Rust fast path was checked against (its slots, its __init__ and _run).
+_FAST_PATH_PYTHONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "__weakref__", "_context"}
+
+
+def _asyncio_own(name: str) -> Optional[Callable[..., Any]]:
+    """``Handle``'s method ``name`` if it is asyncio's own (not replaced before ferrovent was imported), else None."""
+    method = asyncio.Handle.__dict__.get(name)
+    code = getattr(method, "__code__", None)
+    return method if code is not None and code.co_filename == events.__file__ else None
+
+
+# What the fast path does instead of these: while they are replaced (to time callbacks, say), the replacements run.
+_HANDLE_INIT, _HANDLE_RUN = _asyncio_own("__init__"), _asyncio_own("_run")
+
+
+def _fast_path_allowed() -> bool:
+    switched_off = os.environ.get("FERROVENT_ASYNCIO_FAST", "").strip().lower() in ("0", "false", "no", "off")
+    return (
+        not switched_off
+        and sys.version_info[:2] in _FAST_PATH_PYTHONS
+        and set(asyncio.Handle.__slots__) == _HANDLE_SLOTS
+        and asyncio.TimerHandle.__base__ is asyncio.Handle
+        and _HANDLE_INIT is not None
+        and _HANDLE_RUN is not None
+    )
+
+
+FAST_PATH = _fast_path_allowed()
+
+
+def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
+    """What ``Handle._run`` does with a callback's exception: the loop's exception handler gets it."""
+    context = {
+        "message": f"Exception in callback {format_helpers._format_callback_source(handle._callback, handle._args)}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 class EventLoop(asyncio.SelectorEventLoop):
@@ -44,6 +98,20 @@ class EventLoop(asyncio.SelectorEventLoop):
         selector = HubSelector(self._hub)
         self._wake_select = selector._core.wake  # the Rust call itself: call_soon makes it every time
         super().__init__(selector)
+        self._fast: Optional[_core.AioLoop] = None
+        if FAST_PATH and type(self).call_soon is EventLoop.call_soon and type(self)._run_once is EventLoop._run_once:
+            self._fast = _core.AioLoop(
+                self,
+                self._ready,
+                selector._core,
+                asyncio.Handle,
+                asyncio.TimerHandle,
+                _HANDLE_INIT,
+                _HANDLE_RUN,
+                EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
+                _report_callback_error,
+            )
+            self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
 
     @property
     def hub(self) -> Hub:
@@ -69,6 +137,13 @@ class EventLoop(asyncio.SelectorEventLoop):
         if handle._source_traceback:
             del handle._source_traceback[-1]
         return handle
+
+    def _run_once(self) -> None:
+        """One iteration, as asyncio's; outside debug mode in Rust (`_core.AioLoop.run_once`)."""
+        if self._fast is None or self._debug:
+            super()._run_once()
+        else:
+            self._fast.run_once()
 
     def _check_thread(self) -> None:
         # debug mode's "non-thread-safe operation" check: any greenlet of the loop's OS thread may call in

@@ -1,0 +1,433 @@
+//! `ferrovent._core.AioLoop`: the hot paths of the asyncio loop (python/ferrovent/asyncio/_loop.py) without a
+//! Python frame each: the making of a callback's `asyncio.Handle` in `call_soon`, and one iteration of the loop
+//! (`run_once`: timers, select, the ready queue's handles run).
+//!
+//! What stays asyncio's own: the handles are `asyncio.Handle` / `TimerHandle` instances with their usual slots, the
+//! ready queue is the loop's `_ready` deque, and the timer heap is the loop's `_scheduled` list (a `heapq` heap),
+//! so asyncio's own code and anything that looks at them sees what it expects; the selector's `select` and the
+//! loop's `_process_events` are called as asyncio calls them. What this file does is what `Handle.__init__`,
+//! `Handle._run` and `BaseEventLoop._run_once` do, in the same order, for the plain (non-debug) case: a copy of the
+//! current context when none is given; cancelled timers dropped by asyncio's rule; a select timeout of zero when
+//! callbacks are ready, else up to the next timer; timers due within the clock's resolution queued; the ready
+//! callbacks run in their contexts, an exception (other than SystemExit and KeyboardInterrupt) handed to the loop's
+//! exception handler through a Python reporter. Debug mode, a closed loop, and handles of other classes go through
+//! asyncio's own Python code.
+//!
+//! The handles' slots are read and written in place, at the offsets their member descriptors give (a CPython
+//! internal: `PyMemberDescrObject`'s layout, checked at construction; the Python side makes an `AioLoop` only on
+//! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple, PyType};
+use pyo3::{ffi, intern};
+
+use crate::aio_selector::AioSelector;
+
+/// The byte offsets of `asyncio.Handle`'s slots in its instances (and in `TimerHandle`'s, which extends it).
+struct HandleLayout {
+    context: isize,
+    aio_loop: isize,
+    callback: isize,
+    args: isize,
+    cancelled: isize,
+    repr: isize,
+    source_traceback: isize,
+}
+
+impl HandleLayout {
+    /// The layout of `handle_type`'s slots, or an error if one of them is not a plain writable object slot.
+    fn of(handle_type: &Bound<'_, PyType>) -> PyResult<Self> {
+        Ok(Self {
+            context: slot_offset(handle_type, "_context")?,
+            aio_loop: slot_offset(handle_type, "_loop")?,
+            callback: slot_offset(handle_type, "_callback")?,
+            args: slot_offset(handle_type, "_args")?,
+            cancelled: slot_offset(handle_type, "_cancelled")?,
+            repr: slot_offset(handle_type, "_repr")?,
+            source_traceback: slot_offset(handle_type, "_source_traceback")?,
+        })
+    }
+}
+
+/// Where the `__slots__` member `name` of `owner` lives in its instances.
+fn slot_offset(owner: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
+    let py = owner.py();
+    let descriptor = owner.getattr(intern!(py, "__dict__"))?.get_item(name)?;
+    let not_a_slot = || pyo3::exceptions::PyTypeError::new_err(format!("{name} is not an object slot of {owner}"));
+    // SAFETY: a type check on a live object.
+    let is_member = unsafe { ffi::Py_TYPE(descriptor.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) };
+    if !is_member {
+        return Err(not_a_slot());
+    }
+    // SAFETY: a member descriptor is a PyMemberDescrObject, whose `d_member` points at its PyMemberDef (pyo3-ffi
+    // types the field as a PyGetSetDef pointer); both live as long as the type, which `owner` keeps alive.
+    let (owner_of_descriptor, member) = unsafe {
+        let object = descriptor.as_ptr().cast::<ffi::PyMemberDescrObject>();
+        ((*object).d_common.d_type, *(*object).d_member.cast::<ffi::PyMemberDef>())
+    };
+    if owner_of_descriptor != owner.as_type_ptr()
+        || member.type_code != ffi::Py_T_OBJECT_EX
+        || member.flags & ffi::Py_READONLY != 0
+    {
+        return Err(not_a_slot());
+    }
+    Ok(member.offset)
+}
+
+/// The object in the slot at `offset` of `object`, None if it is empty.
+///
+/// # Safety
+/// `offset` must be one of `HandleLayout`'s and `object` an instance of `asyncio.Handle` or a subclass.
+unsafe fn read_slot<'py>(object: &Bound<'py, PyAny>, offset: isize) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: per the contract, the slot is an object pointer inside `object`; a borrowed reference to what it holds
+    // is taken while `object` is alive.
+    unsafe {
+        let slot = object.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
+        Bound::from_borrowed_ptr_or_opt(object.py(), *slot)
+    }
+}
+
+/// See the module documentation.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct AioLoop {
+    /// The asyncio loop (its `_debug` and `_closed` are read at each call: asyncio sets them as plain attributes).
+    aio_loop: Py<PyAny>,
+    /// The loop's ready deque's `append` and `popleft`, and the deque itself.
+    ready: Py<PyAny>,
+    append: Py<PyAny>,
+    popleft: Py<PyAny>,
+    /// Parked in `select` is where a `call_soon` from another greenlet finds the loop: it wakes it.
+    selector: Py<AioSelector>,
+    handle_type: Py<PyType>,
+    timer_handle_type: Py<PyType>,
+    layout: HandleLayout,
+    /// asyncio's own `Handle.__init__` and `Handle._run`: if code has replaced one (to time callbacks, say), the
+    /// handles are made, or run, by the replacement.
+    handle_init: Py<PyAny>,
+    handle_run: Py<PyAny>,
+    /// asyncio's own `call_soon` for this loop, for debug mode, a closed loop and a replaced `Handle.__init__`.
+    slow_call_soon: Py<PyAny>,
+    /// `report(handle, exception)`: hands a callback's exception to the loop's exception handler.
+    report: Py<PyAny>,
+    heappop: Py<PyAny>,
+    heapify: Py<PyAny>,
+    /// asyncio's constants (asyncio.base_events): the longest select, and when to rebuild the timer heap.
+    max_select_timeout: f64,
+    min_heap_to_rebuild: usize,
+    min_cancelled_fraction: f64,
+}
+
+impl AioLoop {
+    /// asyncio's rule: the heap is rebuilt without its cancelled timers when they are many and most of it, else
+    /// the cancelled ones at its head are popped.
+    fn drop_cancelled_timers(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?.cast_into::<PyList>()?;
+        let count = scheduled.len();
+        if count == 0 {
+            return Ok(());
+        }
+        let cancelled_name = intern!(py, "_timer_cancelled_count");
+        let mut cancelled: i64 = aio_loop.getattr(cancelled_name)?.extract()?;
+        #[allow(clippy::cast_precision_loss)] // counts of timers, far below 2^52
+        let fraction = cancelled as f64 / count as f64;
+        if count > self.min_heap_to_rebuild && fraction > self.min_cancelled_fraction {
+            let kept = PyList::empty(py);
+            for timer in scheduled.iter() {
+                if timer.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                    timer.setattr(intern!(py, "_scheduled"), false)?;
+                } else {
+                    kept.append(timer)?;
+                }
+            }
+            self.heapify.bind(py).call1((&kept,))?;
+            aio_loop.setattr(intern!(py, "_scheduled"), kept)?;
+            return aio_loop.setattr(cancelled_name, 0);
+        }
+        let before = cancelled;
+        while !scheduled.is_empty() && scheduled.get_item(0)?.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+            cancelled -= 1;
+            self.heappop.bind(py).call1((&scheduled,))?.setattr(intern!(py, "_scheduled"), false)?;
+        }
+        if cancelled == before {
+            return Ok(());
+        }
+        aio_loop.setattr(cancelled_name, cancelled)
+    }
+
+    /// The select timeout: zero if callbacks are ready or the loop is stopping, else up to the next timer (None:
+    /// no timer).
+    fn select_timeout(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        if self.ready.bind(py).len()? > 0 || aio_loop.getattr(intern!(py, "_stopping"))?.is_truthy()? {
+            return Ok(Some(0.0));
+        }
+        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?;
+        if scheduled.len()? == 0 {
+            return Ok(None);
+        }
+        let when: f64 = scheduled.get_item(0)?.getattr(intern!(py, "_when"))?.extract()?;
+        let now: f64 = aio_loop.call_method0(intern!(py, "time"))?.extract()?;
+        Ok(Some((when - now).max(0.0).min(self.max_select_timeout)))
+    }
+
+    /// Moves the timers due now, or within the clock's resolution of now, to the ready queue.
+    fn queue_due_timers(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?;
+        if scheduled.len()? == 0 {
+            return Ok(());
+        }
+        let now: f64 = aio_loop.call_method0(intern!(py, "time"))?.extract()?;
+        let resolution: f64 = aio_loop.getattr(intern!(py, "_clock_resolution"))?.extract()?;
+        let due_before = now + resolution;
+        let append = self.append.bind(py);
+        while scheduled.len()? > 0 {
+            let when: f64 = scheduled.get_item(0)?.getattr(intern!(py, "_when"))?.extract()?;
+            if when >= due_before {
+                break;
+            }
+            let timer = self.heappop.bind(py).call1((&scheduled,))?;
+            timer.setattr(intern!(py, "_scheduled"), false)?;
+            append.call1((timer,))?;
+        }
+        Ok(())
+    }
+
+    /// A new `asyncio.Handle` as `Handle.__init__` makes it outside debug mode.
+    fn new_handle<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let empty = PyTuple::empty(py);
+        // SAFETY: `handle_type` is a type object (asyncio.Handle, checked in Python before this object is made);
+        // PyType_GenericNew allocates an instance with its slots empty and ignores the (valid) argument tuple.
+        let handle = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyType_GenericNew(self.handle_type.as_ptr().cast(), empty.as_ptr(), std::ptr::null_mut()),
+            )?
+        };
+        let layout = &self.layout;
+        let values = [
+            (layout.context, context),
+            (layout.aio_loop, self.aio_loop.bind(py).clone()),
+            (layout.callback, callback),
+            (layout.args, args.into_any()),
+            (layout.cancelled, pyo3::types::PyBool::new(py, false).to_owned().into_any()),
+            (layout.repr, py.None().into_bound(py)),
+            (layout.source_traceback, py.None().into_bound(py)),
+        ];
+        for (offset, value) in values {
+            // SAFETY: `handle` is a new asyncio.Handle whose slots are all empty, and `offset` one of its slots
+            // (`HandleLayout::of`): the slot takes the reference, as the member descriptor's setter would.
+            unsafe { *handle.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() = value.into_ptr() };
+        }
+        Ok(handle)
+    }
+
+    /// Runs the handles in the ready queue now (not those they queue), skipping cancelled ones, as asyncio's
+    /// `_run_once` does outside debug mode. SystemExit and KeyboardInterrupt from a callback go up, the handles
+    /// after it staying queued.
+    fn run_ready(&self, py: Python<'_>) -> PyResult<()> {
+        let count = self.ready.bind(py).len()?;
+        let popleft = self.popleft.bind(py);
+        let run_replaced = self.replaced(py, intern!(py, "_run"), &self.handle_run)?;
+        for _ in 0..count {
+            let handle = popleft.call0()?;
+            if self.is_cancelled(py, &handle)? {
+                continue;
+            }
+            if run_replaced {
+                handle.call_method0(intern!(py, "_run"))?;
+            } else {
+                self.run_handle(py, &handle)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `asyncio.Handle`'s method `name` is no longer `original`.
+    fn replaced(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, pyo3::types::PyString>,
+        original: &Py<PyAny>,
+    ) -> PyResult<bool> {
+        Ok(!self.handle_type.bind(py).getattr(name)?.is(original))
+    }
+
+    fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
+        let kind = handle.get_type();
+        kind.is(self.handle_type.bind(py)) || kind.is(self.timer_handle_type.bind(py))
+    }
+
+    fn is_cancelled(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.is_plain_handle(py, handle) {
+            // SAFETY: an asyncio.Handle or TimerHandle, and its slot.
+            if let Some(cancelled) = unsafe { read_slot(handle, self.layout.cancelled) } {
+                return cancelled.is_truthy();
+            }
+        }
+        handle.getattr(intern!(py, "_cancelled"))?.is_truthy()
+    }
+
+    /// Runs one handle taken from the ready queue, as `Handle._run` would.
+    fn run_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.is_plain_handle(py, handle) {
+            return handle.call_method0(intern!(py, "_run")).map(drop);
+        }
+        // SAFETY: `handle` is an asyncio.Handle or TimerHandle (checked above) and these are its slots.
+        let (context, callback, args) = unsafe {
+            (
+                read_slot(handle, self.layout.context),
+                read_slot(handle, self.layout.callback),
+                read_slot(handle, self.layout.args),
+            )
+        };
+        let (Some(context), Some(callback), Some(args)) = (context, callback, args) else {
+            return handle.call_method0(intern!(py, "_run")).map(drop); // raises the missing slot's AttributeError
+        };
+        // SAFETY: a type check on a live object.
+        if unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } == 0 {
+            return handle.call_method0(intern!(py, "_run")).map(drop);
+        }
+        let outcome = run_in_context(py, &context, &callback, &args);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) => {
+                Err(err)
+            }
+            Err(err) => self.report.bind(py).call1((handle, err.into_value(py))).map(drop),
+        }
+    }
+}
+
+/// `context.run(callback, *args)`, without the method call.
+fn run_in_context(
+    py: Python<'_>,
+    context: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
+    // if it is already entered.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = callback.call1(args.cast::<PyTuple>()?);
+    // SAFETY: the context entered above, current again whatever greenlets ran during the call (greenlet keeps
+    // each greenlet's context); no exception is set here (PyO3 holds the call's error, if any, in `result`).
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result.map(drop)
+}
+
+#[pymethods]
+impl AioLoop {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        aio_loop: Bound<'_, PyAny>,
+        ready: Bound<'_, PyAny>,
+        selector: Py<AioSelector>,
+        handle_type: Py<PyType>,
+        timer_handle_type: Py<PyType>,
+        handle_init: Py<PyAny>,
+        handle_run: Py<PyAny>,
+        slow_call_soon: Py<PyAny>,
+        report: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let py = aio_loop.py();
+        let heapq = py.import("heapq")?;
+        let constants = py.import("asyncio.base_events")?;
+        if timer_handle_type.bind(py).getattr(intern!(py, "__dict__"))?.contains("_run")? {
+            return Err(pyo3::exceptions::PyTypeError::new_err("TimerHandle has a _run of its own"));
+        }
+        Ok(Self {
+            layout: HandleLayout::of(handle_type.bind(py))?,
+            handle_init,
+            handle_run,
+            heappop: heapq.getattr("heappop")?.unbind(),
+            heapify: heapq.getattr("heapify")?.unbind(),
+            max_select_timeout: constants.getattr("MAXIMUM_SELECT_TIMEOUT")?.extract()?,
+            min_heap_to_rebuild: constants.getattr("_MIN_SCHEDULED_TIMER_HANDLES")?.extract()?,
+            min_cancelled_fraction: constants.getattr("_MIN_CANCELLED_TIMER_HANDLES_FRACTION")?.extract()?,
+            append: ready.getattr(intern!(py, "append"))?.unbind(),
+            popleft: ready.getattr(intern!(py, "popleft"))?.unbind(),
+            ready: ready.unbind(),
+            aio_loop: aio_loop.unbind(),
+            selector,
+            handle_type,
+            timer_handle_type,
+            slow_call_soon,
+            report,
+        })
+    }
+
+    /// asyncio's `call_soon`: queues `callback(*args)` to run in `context` (None: a copy of the current one) and
+    /// returns its `asyncio.Handle`; wakes the loop if it is parked in `select`.
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon<'py>(
+        &self,
+        py: Python<'py>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let aio_loop = self.aio_loop.bind(py);
+        if aio_loop.getattr(intern!(py, "_debug"))?.is_truthy()?
+            || aio_loop.getattr(intern!(py, "_closed"))?.is_truthy()?
+            || self.replaced(py, intern!(py, "__init__"), &self.handle_init)?
+        {
+            let mut call_args = vec![callback.into_any()];
+            call_args.extend(args.iter());
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item(intern!(py, "context"), context)?;
+            return self.slow_call_soon.bind(py).call(PyTuple::new(py, call_args)?, Some(&kwargs));
+        }
+        let context = match context {
+            Some(context) if !context.is_none() => context,
+            // SAFETY: returns a new reference to a new Context, or NULL with an exception set.
+            _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? },
+        };
+        let handle = self.new_handle(py, callback, args, context)?;
+        self.append.bind(py).call1((&handle,))?;
+        self.selector.get().wake_parked(py)?;
+        Ok(handle)
+    }
+
+    /// One iteration of the loop, as asyncio's `_run_once` outside debug mode: cancelled timers dropped, the
+    /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found, the due
+    /// timers queued, the ready handles run.
+    fn run_once(&self, py: Python<'_>) -> PyResult<()> {
+        let aio_loop = self.aio_loop.bind(py);
+        self.drop_cancelled_timers(py, aio_loop)?;
+        let timeout = self.select_timeout(py, aio_loop)?;
+        let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;
+        if events.len()? > 0 {
+            aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
+        }
+        self.queue_due_timers(py, aio_loop)?;
+        self.run_ready(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.aio_loop)?;
+        visit.call(&self.ready)?;
+        visit.call(&self.append)?;
+        visit.call(&self.popleft)?;
+        visit.call(&self.selector)?;
+        visit.call(&self.handle_type)?;
+        visit.call(&self.timer_handle_type)?;
+        visit.call(&self.handle_init)?;
+        visit.call(&self.handle_run)?;
+        visit.call(&self.slow_call_soon)?;
+        visit.call(&self.report)?;
+        visit.call(&self.heappop)?;
+        visit.call(&self.heapify)
+    }
+}

@@ -1,0 +1,123 @@
+"""The asyncio loop's Rust fast path (call_soon's handles, the ready queue's run) keeps asyncio's behaviour: the
+same observations on ferrovent's loop, with the fast path on and off (FERROVENT_ASYNCIO_FAST=0), as on the
+default loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import os
+import subprocess
+import sys
+
+import ferrovent.asyncio
+from ferrovent.asyncio import _loop
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def observe(new_loop) -> list:
+    """What a user sees of call_soon and the running of callbacks, as JSON-able values."""
+    seen: list = []
+    loop = new_loop()
+    errors: list = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        handle = loop.call_soon(seen.append, "first")
+        timer = loop.call_later(0, seen.append, "timer")
+        seen.append([type(handle).__name__, type(handle) is asyncio.Handle, type(timer) is asyncio.TimerHandle])
+
+        def queue_more() -> None:
+            seen.append("queue_more")
+            loop.call_soon(seen.append, "queued while running: next iteration")
+
+        def fail() -> None:
+            raise ValueError("boom")
+
+        loop.call_soon(queue_more)
+        failing = loop.call_soon(fail)
+        loop.call_soon(seen.append, "after the failure")
+        loop.call_soon(seen.append, "cancelled").cancel()
+        context = contextvars.copy_context()
+        context.run(VAR.set, "given")
+        loop.call_soon(lambda: seen.append(VAR.get()), context=context)
+        VAR.set("current")
+        loop.call_soon(lambda: (seen.append(VAR.get()), VAR.set("changed by a callback")))
+        loop.call_soon(lambda: seen.append(VAR.get()))
+        VAR.set("unset")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.run_until_complete(asyncio.sleep(0))
+        seen.append([(c["message"], repr(c["exception"]), c["handle"] is failing) for c in errors])
+
+        loop.call_soon(seen.append, "before the interrupt")
+        loop.call_soon(lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        loop.call_soon(seen.append, "left queued by the interrupt")
+        try:
+            loop.run_forever()
+        except KeyboardInterrupt:
+            seen.append(["interrupted", len(loop._ready)])
+
+        loop.set_debug(True)
+        traced = loop.call_soon(seen.append, "debug")
+        seen.append(traced._source_traceback[-1].name)
+        loop.set_debug(False)
+    finally:
+        loop.close()
+    try:
+        loop.call_soon(seen.append, "closed")
+    except RuntimeError as exc:
+        seen.append(str(exc))
+    return seen
+
+
+def test_callbacks_behave_on_ferroventss_loop_as_on_the_default_loop():
+    assert observe(ferrovent.asyncio.new_event_loop) == observe(asyncio.new_event_loop)
+
+
+def test_the_fast_path_is_used_where_allowed():
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        assert (loop._fast is not None) == _loop.FAST_PATH
+        if sys.version_info[:2] in _loop._FAST_PATH_PYTHONS:
+            assert _loop.FAST_PATH or os.environ.get("FERROVENT_ASYNCIO_FAST")
+    finally:
+        loop.close()
+
+
+def test_with_the_fast_path_switched_off_callbacks_behave_the_same():
+    script = (
+        "import json, ferrovent.asyncio, test_asyncio_fast_path as t\n"
+        "loop = ferrovent.asyncio.new_event_loop(); assert loop._fast is None; loop.close()\n"
+        "print(json.dumps(t.observe(ferrovent.asyncio.new_event_loop)))\n"
+    )
+    environment = dict(os.environ, FERROVENT_ASYNCIO_FAST="0", PYTHONPATH=os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=environment)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == json.loads(json.dumps(observe(asyncio.new_event_loop)))
+
+
+def test_a_replaced_handle_init_or_run_is_used(monkeypatch):
+    made, ran = [], []
+    own_init, own_run = asyncio.Handle.__init__, asyncio.Handle._run
+
+    def init(self, *args, **kwargs):
+        made.append(self)
+        own_init(self, *args, **kwargs)
+
+    def run(self):
+        ran.append(self)
+        own_run(self)
+
+    monkeypatch.setattr(asyncio.Handle, "__init__", init)
+    monkeypatch.setattr(asyncio.Handle, "_run", run)
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        seen = []
+        handle = loop.call_soon(seen.append, 1)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert seen == [1] and handle in made and handle in ran

@@ -51,13 +51,16 @@ pub fn forget(loop_: &Bound<'_, Loop>) -> PyResult<()> {
     Ok(())
 }
 
+/// This thread's loop if it has one; None rather than making a hub.
+pub fn existing(py: Python<'_>) -> Option<Bound<'_, Loop>> {
+    let found = CURRENT.with(|current| current.borrow().0.as_ref().and_then(|weak| weak.bind(py).upgrade()));
+    found.and_then(|loop_| loop_.cast_into::<Loop>().ok())
+}
+
 /// This thread's loop, creating the hub (through `ferrovent.hub.get_hub`) if the thread has none yet.
 pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
-    let found = CURRENT.with(|current| current.borrow().0.as_ref().and_then(|weak| weak.bind(py).upgrade()));
-    if let Some(loop_) = found {
-        if let Ok(loop_) = loop_.cast_into::<Loop>() {
-            return Ok(loop_);
-        }
+    if let Some(loop_) = existing(py) {
+        return Ok(loop_);
     }
     let hub = py.import("ferrovent.hub")?.call_method0("get_hub")?;
     let loop_ = hub.getattr("loop")?.cast_into::<Loop>()?;

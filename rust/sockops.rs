@@ -60,14 +60,13 @@ fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<c_int> {
 /// Linux, whose read stops only when the queue (and the backlog) is empty, at an urgent-data mark, or with the end
 /// of the stream behind it; the fd table hears of the last two from the poller. Not of datagrams or SCTP (message ends), nor of AF_UNIX streams (a read stops
 /// at passed fds and credentials), nor with flags (MSG_PEEK leaves the data queued).
-fn short_read_drains(sock: &Bound<'_, PyAny>, flags: c_int) -> PyResult<bool> {
-    let head = head_of(sock)?;
+fn short_read_drains(head: &SocketHead, flags: c_int) -> bool {
     let kind = head.sock_type & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-    Ok(cfg!(target_os = "linux")
+    cfg!(target_os = "linux")
         && flags == 0
         && kind == libc::SOCK_STREAM
         && (head.sock_family == libc::AF_INET || head.sock_family == libc::AF_INET6)
-        && (head.sock_proto == 0 || head.sock_proto == libc::IPPROTO_TCP))
+        && (head.sock_proto == 0 || head.sock_proto == libc::IPPROTO_TCP)
 }
 
 /// `OSError(errno, strerror(errno))`: Python maps it to the subclass for `errno` (BlockingIOError, ...).
@@ -215,28 +214,25 @@ fn cooperative_read<T>(
     count: impl Fn(&T) -> usize,
     attempt: impl FnMut(c_int) -> PyResult<Result<T, c_int>>,
 ) -> PyResult<T> {
-    if !short_read_drains(sock, flags)? {
+    let head = head_of(sock)?;
+    // The record lives in this thread's loop; a thread without one has no registration, so nothing to read or keep.
+    let table_fd = usize::try_from(head.sock_fd).ok().filter(|_| short_read_drains(head, flags));
+    let Some(table_fd) = table_fd else {
         return cooperative(sock, Direction::Read, patience, attempt);
-    }
+    };
     let py = sock.py();
-    let fd = fd_of(sock)?;
-    let table_fd = usize::try_from(fd).ok();
-    if table_fd.is_some_and(|fd| current_fds_drained(py, fd)) && !patience.never_wait {
-        wait_within(sock, fd, Direction::Read, patience)?;
+    let drained = current::existing(py).is_some_and(|loop_| loop_.get().fds.borrow().is_drained(table_fd));
+    if drained && !patience.never_wait {
+        wait_within(sock, head.sock_fd, Direction::Read, patience)?;
     }
     let done = cooperative(sock, Direction::Read, patience, attempt)?;
     let received = count(&done);
     if received > 0 && received < size {
-        if let (Some(fd), Ok(loop_)) = (usize::try_from(fd_of(sock)?).ok(), current::get(py)) {
-            loop_.get().fds.borrow_mut().mark_drained(fd);
+        if let Some(loop_) = current::existing(py) {
+            loop_.get().fds.borrow_mut().mark_drained(table_fd);
         }
     }
     Ok(done)
-}
-
-/// Whether the current thread's loop has `fd` drained (false where no loop runs yet).
-fn current_fds_drained(py: Python<'_>, fd: usize) -> bool {
-    current::get(py).is_ok_and(|loop_| loop_.get().fds.borrow().is_drained(fd))
 }
 
 /// Runs `body` on a bytes-like object's memory (address, length), held through the buffer protocol as the stdlib's

@@ -14,12 +14,6 @@ NOTES = (
     "[1] ratio > 1 means ferrovent is better: ferrovent/gevent for higher-is-better metrics, gevent/ferrovent for "
     "lower-is-better ones.",
 )
-REFERENCE_NOTE = (
-    "{name} is plain greenlet with no library, the same figure for both. A sleep(0) that goes through the hub costs "
-    "two switches (gevent's bound: half this rate); ferrovent hands off straight to the next ready greenlet, one "
-    "switch, so its bound is this rate."
-)
-
 Samples = dict[tuple[str, str], list[float]]
 
 
@@ -69,8 +63,9 @@ def rows(
             metric += f", load by {load_client}"
         if bench.reference:
             runs = samples.get((bench.name, reference_impl), [])
-            cell = _number(statistics.median(runs)) if runs else "n/a"
-            table.append((bench.name, metric, cell, cell, "reference", str(len(runs))))
+            reference = statistics.median(runs) if runs else None
+            cell = _number(reference) if reference is not None else "n/a"
+            table.append((bench.name, metric, cell, cell, _reference_ratio(bench, reference, samples), str(len(runs))))
             continue
         ferrovent, gevent = _medians(bench, samples)
         cells = [_number(median) if median is not None else "n/a" for median in (ferrovent, gevent)]
@@ -81,8 +76,17 @@ def rows(
     return table
 
 
+def _reference_ratio(bench: Bench, reference: float | None, samples: Samples) -> str:
+    """A reference row's ratio cell: ferrovent's figure of `bench.versus` against the reference, if it ran."""
+    if bench.versus is None:
+        return "reference"
+    runs = samples.get((bench.versus, "ferrovent"), [])
+    ratio = _ratio(bench, statistics.median(runs) if runs else None, reference)
+    return f"{ratio:.2f}x" if ratio is not None else "n/a"
+
+
 def notes(benches: list[Bench]) -> list[str]:
-    return [*NOTES, *(REFERENCE_NOTE.format(name=bench.name) for bench in benches if bench.reference)]
+    return [*NOTES, *(bench.note for bench in benches if bench.note)]
 
 
 def render_text(header: list[tuple[str, str]], table: list[tuple[str, ...]], footnotes: list[str]) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import random
 import sys
@@ -30,7 +32,17 @@ import wsgi_wrk
 from parked_memory import park_greenlets, rss_bytes
 
 REFERENCE_IMPL = "greenlet"
-CLIENT_CPU = "load_client_cpu"  # a figure of the WSGI run that is no bench: the share of its core the client used
+CLIENT_CPU = "load_client_cpu"
+SWITCH_FLOOR_NOTE = (
+    "switch_floor is plain greenlet with no library, the same figure for both. A sleep(0) that goes through the hub "
+    "costs two switches (gevent's bound: half this rate); ferrovent hands off straight to the next ready greenlet, "
+    "one switch, so its bound is this rate."
+)
+GRANIAN_NOTE = (
+    "granian_hello and granian_p99 are granian (a Rust HTTP server; one worker, its default threads for WSGI) serving "
+    "the same app to the same load, the same figure for both; their ratio is ferrovent's wsgi_hello (wsgi_p99) "
+    "against granian's."
+)  # a figure of the WSGI run that is no bench: the share of its core the client used
 
 Measure = Callable[[ModuleType, bool], "float | dict[str, float]"]
 # A bench that runs under a load client (uses_load_client) also takes the client's name (wsgi_wrk.LOAD_CLIENTS).
@@ -47,6 +59,8 @@ class Bench:
     reference: bool = False
     uses_load_client: bool = False  # measured under the load of --client (wrk or ferrovent's http_load)
     measured_by: str | None = None  # the bench whose run also yields this one's figure (then `measure` is None)
+    note: str | None = None  # a footnote the table prints under it (what a reference row measures)
+    versus: str | None = None  # a reference row's ratio: ferrovent's figure of this bench against the reference
 
     @property
     def runner(self) -> str:
@@ -238,6 +252,15 @@ def fairness(lib: ModuleType, quick: bool) -> dict[str, float]:
     }
 
 
+def granian_hello(greenlet_module: ModuleType, quick: bool, client: str) -> dict[str, float]:
+    """Requests/s and p99 latency of granian serving the same hello world to the same load as wsgi_hello."""
+    if importlib.util.find_spec("granian") is None:
+        raise real_stacks.PeerMissing("granian does not import (it comes with the bench extra: pip install granian)")
+    result = wsgi_wrk.wsgi_hello("granian", client, seconds=2 if quick else 5)
+    real_stacks.PEERS["granian"] = importlib.metadata.version("granian")
+    return {"granian_hello": result.requests_per_second, "granian_p99": result.p99_ms, CLIENT_CPU: result.client_cpu}
+
+
 def tcp_echo(lib: ModuleType, quick: bool) -> dict[str, float]:
     """Echo round trips/s on StreamServer, the client in another process (wsgi_wrk.py), and the server's CPU
     microseconds per round trip (its CPU time over the run, from /proc, divided by the round trips)."""
@@ -303,7 +326,7 @@ BENCHES = {
     for bench in (
         Bench("spawn_join", "greenlets/s", True, spawn_join),
         Bench("sleep0", "yields/s", True, sleep0),
-        Bench("switch_floor", "switches/s", True, switch_floor, reference=True),
+        Bench("switch_floor", "switches/s", True, switch_floor, reference=True, note=SWITCH_FLOOR_NOTE),
         Bench("timers", "ms over longest delay", False, timers),
         Bench("memory", "KiB per parked greenlet", False, memory),
         Bench("event_fanout", "wakeups/s", True, event_fanout),
@@ -312,6 +335,26 @@ BENCHES = {
         Bench("pool_imap_unordered", "items/s", True, pool_imap_unordered),
         Bench("wsgi_hello", "requests/s", True, wsgi_hello, uses_load_client=True),
         Bench("wsgi_p99", "ms p99 latency", False, None, uses_load_client=True, measured_by="wsgi_hello"),
+        Bench(
+            "granian_hello",
+            "requests/s",
+            True,
+            granian_hello,
+            reference=True,
+            uses_load_client=True,
+            note=GRANIAN_NOTE,
+            versus="wsgi_hello",
+        ),
+        Bench(
+            "granian_p99",
+            "ms p99 latency",
+            False,
+            None,
+            reference=True,
+            uses_load_client=True,
+            measured_by="granian_hello",
+            versus="wsgi_p99",
+        ),
         Bench("tcp_echo", "round trips/s", True, tcp_echo),
         Bench("tcp_echo_cpu", "server CPU us per round trip", False, None, measured_by="tcp_echo"),
         Bench("websocket_echo", "messages/s", True, websocket_echo),

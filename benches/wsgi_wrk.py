@@ -3,15 +3,16 @@
 The server runs in its own process pinned to CPU 0, the load generator in another pinned to CPU 1 (with `taskset`,
 when the machine has two CPUs or more), so neither steals the other's core.
 
-    python benches/wsgi_wrk.py [--rounds 3] [--seconds 5] [--impls ferrovent,gevent,meinheld] [--client wrk]
+    python benches/wsgi_wrk.py [--rounds 3] [--seconds 5] [--impls ferrovent,gevent,granian,meinheld] [--client wrk]
 
 prints the table (medians over rounds, implementations interleaved): requests/s and p99 latency of the WSGI app
-for ferrovent's and gevent's pywsgi and for meinheld, then echo round trips/s on each StreamServer. The load
-generator is wrk (Debian's `wrk` package) when it is installed, else `http_load`, the one that ships inside
-ferrovent's extension (`ferrovent._core.http_load`: the same shape of load, 50 keep-alive connections with one
-request in flight each); `--client` picks one. meinheld comes from `pip install --no-deps meinheld` (skipped if it
-does not import). `benches/run.py --only wsgi_hello,wsgi_p99,tcp_echo` runs the same measurements inside the main
-table (ferrovent and gevent only). Internal entry points, used by the above:
+for ferrovent's and gevent's pywsgi, for granian and for meinheld, then echo round trips/s on each StreamServer.
+The load generator is wrk (Debian's `wrk` package) when it is installed, else `http_load`, the one that ships
+inside ferrovent's extension (`ferrovent._core.http_load`: the same shape of load, 50 keep-alive connections with
+one request in flight each); `--client` picks one. granian comes with the bench extra, meinheld from
+`pip install --no-deps meinheld`; either is skipped if it does not import. `benches/run.py --only
+wsgi_hello,wsgi_p99,tcp_echo` runs the same measurements inside the main table (ferrovent and gevent only).
+Internal entry points, used by the above:
 
     python benches/wsgi_wrk.py serve-wsgi IMPL PORT        # the hello-world server; prints READY when listening
     python benches/wsgi_wrk.py serve-echo IMPL PORT        # an echo StreamServer; prints READY when listening
@@ -21,7 +22,8 @@ table (ferrovent and gevent only). Internal entry points, used by the above:
     python benches/wsgi_wrk.py load-client PORT SECONDS N  # http_load with N connections; prints a JSON line
 
 Every server is configured alike: no access log, TCP_NODELAY on the listener (gevent's pywsgi does not set it by
-itself), keep-alive on (meinheld's is off unless asked for).
+itself), keep-alive on (meinheld's is off unless asked for). granian runs as its CLI would start it for one worker
+(its own defaults otherwise, among them 512 threads for the WSGI app), HTTP/1 only like the others.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 SERVER_CPU, LOAD_CPU = 0, 1
 READY = "READY"
-WSGI_IMPLS = ("ferrovent", "gevent", "meinheld")
+WSGI_IMPLS = ("ferrovent", "gevent", "granian", "meinheld")
 ECHO_IMPLS = ("ferrovent", "gevent")
 ECHO_MESSAGE = b"x" * 64
 # ECHO_MESSAGE as a client's WebSocket frame: final binary, masked with a zero key (the payload goes as it is).
@@ -75,8 +77,40 @@ def _hello(environ: dict, start_response) -> list[bytes]:
     return [b"Hello, World!"]
 
 
+def _serve_granian(port: int) -> None:
+    """Granian (Rust, one worker process, its default 512 blocking threads for WSGI, HTTP/1 only as ours) serving
+    `_hello` on 127.0.0.1:port; READY once it accepts connections; it dies with this process."""
+    argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws", "--workers", "1"]
+    argv += ["--log-level", "warning", "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(HERE.parent)]
+    # its log goes to stderr: stdout is where our parent waits for READY
+    granian = subprocess.Popen([*argv, f"{HERE.stem}:_hello"], stdout=sys.stderr, preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + 30
+    while granian.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        print(READY, flush=True)
+        break
+    sys.exit(granian.wait())
+
+
+def _die_with_parent() -> None:
+    """In a child between fork and exec: the kernel sends it SIGTERM when the process that started it dies (the
+    bench stops a server with SIGKILL, which nothing can forward)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def serve_wsgi(impl: str, port: int) -> None:
     """Serves `_hello` on 127.0.0.1:port with `impl`'s server until killed."""
+    if impl == "granian":
+        _serve_granian(port)
+        return
     if impl == "meinheld":
         from meinheld import server
 

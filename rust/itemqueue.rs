@@ -11,13 +11,16 @@
 //! Putters are woken one at a time: the one woken for a slot (`woken_box`, the box it waits with) wakes the next
 //! when it is done, if there is room still. So no two woken putters can race for slots and fall out of order.
 //!
-//! Storage: a plain queue (`_plain`) keeps its items in the deque `queue`, used directly; a subclass that overrides
-//! the stdlib's hooks has every item go through `_qsize`/`_put`/`_get`.
+//! Storage: a plain queue (`_plain`) keeps its items here, in a Rust deque, until its `queue` attribute is read or
+//! set; from then on they live in that Python deque, used directly (whoever read it may change it), for good. A
+//! subclass that overrides the stdlib's hooks has every item go through `_qsize`/`_put`/`_get` and its storage is
+//! whatever its `_init` put in `queue`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ffi::CStr;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyIndexError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
@@ -90,10 +93,21 @@ impl Capacity {
     }
 }
 
+/// Where a queue's items are.
+enum Items {
+    /// Here: a plain queue whose `queue` attribute nobody has read or set (no Python call per item).
+    Native(VecDeque<Py<PyAny>>),
+    /// In a Python object: the deque a plain queue's `queue` attribute gave out or was given, or whatever a
+    /// subclass's `_init` made.
+    Object(Py<PyAny>),
+}
+
 #[pyclass(frozen, subclass, module = "ferrovent._core")]
 pub struct ItemQueue {
-    /// The items: a deque for a plain queue, whatever the subclass's `_init` made otherwise.
-    queue: RefCell<Py<PyAny>>,
+    queue: RefCell<Items>,
+    /// Counts changes to `Items::Native`, so that making the deque (which may run Python code) can tell whether
+    /// the items changed meanwhile.
+    native_changes: Cell<u64>,
     capacity: Cell<Capacity>,
     unfinished: Cell<i64>,
     plain: Cell<bool>,
@@ -111,8 +125,59 @@ pub struct ItemQueue {
 unsafe impl Sync for ItemQueue {}
 
 impl ItemQueue {
-    fn storage<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        self.queue.borrow().bind(py).clone()
+    fn native_len(&self) -> Option<usize> {
+        match &*self.queue.borrow() {
+            Items::Native(items) => Some(items.len()),
+            Items::Object(_) => None,
+        }
+    }
+
+    /// Appends to the items held here; gives `item` back if they are in a Python object.
+    fn push_native<'py>(&self, item: Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+        match &mut *self.queue.borrow_mut() {
+            Items::Native(items) => {
+                items.push_back(item.unbind());
+                self.native_changes.set(self.native_changes.get() + 1);
+                None
+            }
+            Items::Object(_) => Some(item),
+        }
+    }
+
+    /// The first of the items held here (None if there is none), or Err(()) if they are in a Python object.
+    fn pop_native(&self) -> Result<Option<Py<PyAny>>, ()> {
+        match &mut *self.queue.borrow_mut() {
+            Items::Native(items) => {
+                self.native_changes.set(self.native_changes.get() + 1);
+                Ok(items.pop_front())
+            }
+            Items::Object(_) => Err(()),
+        }
+    }
+
+    /// Replaces the storage; what it held is released after the borrow (releasing may run Python code).
+    fn replace_items(&self, items: Items) {
+        let previous = self.queue.replace(items);
+        drop(previous);
+    }
+
+    /// The Python object holding the items, moving the items held here into a new deque first.
+    fn storage_object(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        loop {
+            let (snapshot, changes) = match &*self.queue.borrow() {
+                Items::Object(storage) => return Ok(storage.clone_ref(py)),
+                Items::Native(items) => {
+                    let snapshot: Vec<Py<PyAny>> = items.iter().map(|item| item.clone_ref(py)).collect();
+                    (snapshot, self.native_changes.get())
+                }
+            };
+            // Making the list and the deque may run Python code (a collection, a finaliser) that puts or gets.
+            let deque = deque_methods(py)?.deque.bind(py).call1((PyList::new(py, snapshot)?,))?.unbind();
+            if self.native_changes.get() == changes {
+                self.replace_items(Items::Object(deque.clone_ref(py)));
+                return Ok(deque);
+            }
+        }
     }
 
     /// Whether the caller is the hub of the queue's loop (which cannot wait).
@@ -130,7 +195,10 @@ impl ItemQueue {
     fn size(slf: &Bound<'_, Self>) -> PyResult<i64> {
         let me = slf.get();
         if me.plain.get() {
-            Ok(me.storage(slf.py()).len()? as i64)
+            match me.native_len() {
+                Some(len) => Ok(len as i64),
+                None => Ok(me.storage_object(slf.py())?.bind(slf.py()).len()? as i64),
+            }
         } else {
             slf.call_method0(intern!(slf.py(), "_qsize"))?.extract()
         }
@@ -149,12 +217,14 @@ impl ItemQueue {
         let py = slf.py();
         let me = slf.get();
         if me.plain.get() {
-            let storage = me.storage(py);
-            let methods = deque_methods(py)?;
-            if storage.get_type().is(&methods.deque) {
-                methods.append.bind(py).call1((storage, item))?;
-            } else {
-                storage.call_method1(intern!(py, "append"), (item,))?;
+            if let Some(item) = me.push_native(item) {
+                let storage = me.storage_object(py)?.into_bound(py);
+                let methods = deque_methods(py)?;
+                if storage.get_type().is(&methods.deque) {
+                    methods.append.bind(py).call1((storage, item))?;
+                } else {
+                    storage.call_method1(intern!(py, "append"), (item,))?;
+                }
             }
         } else {
             slf.call_method1(intern!(py, "_put"), (item,))?;
@@ -172,12 +242,18 @@ impl ItemQueue {
         let py = slf.py();
         let me = slf.get();
         let item = if me.plain.get() {
-            let storage = me.storage(py);
-            let methods = deque_methods(py)?;
-            if storage.get_type().is(&methods.deque) {
-                methods.popleft.bind(py).call1((storage,))?
-            } else {
-                storage.call_method0(intern!(py, "popleft"))?
+            match me.pop_native() {
+                Ok(Some(item)) => item.into_bound(py),
+                Ok(None) => return Err(PyIndexError::new_err("pop from an empty queue")),
+                Err(()) => {
+                    let storage = me.storage_object(py)?.into_bound(py);
+                    let methods = deque_methods(py)?;
+                    if storage.get_type().is(&methods.deque) {
+                        methods.popleft.bind(py).call1((storage,))?
+                    } else {
+                        storage.call_method0(intern!(py, "popleft"))?
+                    }
+                }
             }
         } else {
             slf.call_method0(intern!(py, "_get"))?
@@ -284,7 +360,8 @@ impl ItemQueue {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         Ok(Self {
-            queue: RefCell::new(py.None()),
+            queue: RefCell::new(Items::Object(py.None())),
+            native_changes: Cell::new(0),
             capacity: Cell::new(Capacity { maxsize: -1 }),
             unfinished: Cell::new(0),
             plain: Cell::new(true),
@@ -296,16 +373,38 @@ impl ItemQueue {
         })
     }
 
-    /// The storage object (a deque unless a subclass's `_init` made something else).
+    /// The storage object (a deque unless a subclass's `_init` made something else). Reading it moves a plain
+    /// queue's items into it for good: whoever holds it may change it.
     #[getter]
-    fn get_queue(&self, py: Python<'_>) -> Py<PyAny> {
-        self.queue.borrow().clone_ref(py)
+    fn get_queue(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.storage_object(py)
     }
 
     #[setter]
     fn set_queue(&self, value: Py<PyAny>) {
-        let previous = self.queue.replace(value);
-        drop(previous); // after the borrow: releasing it may run Python code
+        self.replace_items(Items::Object(value));
+    }
+
+    /// Makes `items` (any iterable) the queue's items, held here: a plain queue's `_init`.
+    fn _hold(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
+        let held: VecDeque<Py<PyAny>> =
+            items.try_iter()?.map(|item| item.map(Bound::unbind)).collect::<PyResult<_>>()?;
+        self.native_changes.set(self.native_changes.get() + 1);
+        self.replace_items(Items::Native(held));
+        Ok(())
+    }
+
+    /// The next item, not removed (IndexError if there is none): a plain queue's `_peek`.
+    fn _front(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let front = match &*self.queue.borrow() {
+            Items::Native(items) => Some(items.front().map(|item| item.clone_ref(py))),
+            Items::Object(_) => None,
+        };
+        match front {
+            Some(Some(item)) => Ok(item),
+            Some(None) => Err(PyIndexError::new_err("peek at an empty queue")),
+            None => Ok(self.storage_object(py)?.bind(py).get_item(0)?.unbind()),
+        }
     }
 
     /// The bound (0 or less: none); `maxsize` is the public face of it.
@@ -481,16 +580,29 @@ impl ItemQueue {
             visit.call(woken_box)?;
         }
         if let Ok(queue) = self.queue.try_borrow() {
-            visit.call(&*queue)?;
+            match &*queue {
+                Items::Native(items) => {
+                    for item in items {
+                        visit.call(item)?;
+                    }
+                }
+                Items::Object(storage) => visit.call(storage)?,
+            }
         }
         self.loop_.traverse(&visit)
     }
 
-    /// Drops the loop and the woken putter's box; the storage is a container the collector clears itself.
+    /// Drops the loop, the woken putter's box and the items held here; a storage object is a container the
+    /// collector clears itself.
     fn __clear__(&self) {
         self.loop_.clear();
         let woken_box = self.woken_box.try_borrow_mut().map(|mut b| b.take());
         drop(woken_box);
+        let held = self.queue.try_borrow_mut().map(|mut queue| match &mut *queue {
+            Items::Native(items) => std::mem::take(items),
+            Items::Object(_) => VecDeque::new(),
+        });
+        drop(held);
     }
 }
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import gc
 import queue as stdlib_queue
 import time
+import weakref
 
 import ferrovent
 import pytest
@@ -427,6 +430,34 @@ def test_the_storage_is_the_public_deque():
     q.put(1)
     q.queue.append(2)  # as with gevent, the deque is the queue's storage
     assert q.qsize() == len(q) == 2 and [q.get(), q.get()] == [1, 2] and q.empty()
+
+
+def test_the_deque_read_from_a_queue_stays_its_storage():
+    q = Queue(items=[1, 2])
+    q.put(3)
+    assert q.peek() == 1 and q.qsize() == 3
+    storage = q.queue  # the items held in Rust move into this deque, which stays the storage
+    assert isinstance(storage, collections.deque) and list(storage) == [1, 2, 3]
+    q.put(4)
+    storage.appendleft(0)
+    assert q.queue is storage and list(storage) == [0, 1, 2, 3, 4]
+    assert [q.get() for _ in range(5)] == [0, 1, 2, 3, 4] and not storage
+    q.queue = collections.deque(["given"])
+    assert q.peek() == "given" and q.get() == "given" and q.empty()
+
+
+def test_a_queue_in_a_cycle_with_its_items_is_collected():
+    class Item:
+        pass
+
+    q = Queue()
+    item = Item()
+    item.queue = q  # the queue holds the item (in Rust), the item holds the queue
+    q.put(item)
+    gone = weakref.ref(item)
+    del q, item
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_put_whose_item_was_taken_as_its_timeout_fired_succeeds():

@@ -117,7 +117,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
                 )
             maxsize = None
         self._maxsize = -1 if maxsize is None else maxsize
-        # Items in a deque used directly from Rust, unless a subclass has hooks of its own.
+        # Items held in Rust (in a deque once `queue` is read), unless a subclass has hooks of its own.
         self._plain = not type(self)._hooked
         self.hub = get_hub()
         self._loop = self.hub.loop
@@ -127,12 +127,15 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
             self._init(maxsize, items)
         else:
             self._init(maxsize)
-        self.unfinished_tasks = self._qsize()
+        self.unfinished_tasks = self.qsize()
 
     # -- the stdlib's hooks ----------------------------------------------------------------------------------
 
     def _init(self, maxsize: Optional[int], items=()) -> None:
-        self.queue = self._create_queue(items)
+        if self._plain:
+            self._hold(items)
+        else:
+            self.queue = self._create_queue(items)
 
     def _create_queue(self, items=()):
         return deque(items)
@@ -147,7 +150,7 @@ class SimpleQueue(ItemQueue, _ReadUntilStop):
         return self.queue.popleft()
 
     def _peek(self) -> Any:
-        return self.queue[0]
+        return self._front()
 
     # -- state ----------------------------------------------------------------------------------------------
 

@@ -355,21 +355,26 @@ def tcp_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
 
 def tcp_echo_with_cpu(impl: str, seconds: float = 5.0, connections: int = 50) -> tuple[float, float]:
     """Echo round trips/s on `impl`'s StreamServer, and the server's CPU microseconds per round trip."""
-    with ServerProcess("serve-echo", impl) as server:
+    return _echo_with_cpu("serve-echo", impl, seconds, connections)
+
+
+def websocket_echo_with_cpu(impl: str, seconds: float = 5.0, connections: int = 50) -> tuple[float, float]:
+    """WebSocket echo messages/s through gevent-websocket on `impl`'s pywsgi, and the server's CPU microseconds
+    per message."""
+    return _echo_with_cpu("serve-websocket", impl, seconds, connections, "websocket")
+
+
+def _echo_with_cpu(mode: str, impl: str, seconds: float, connections: int, *client_args: str) -> tuple[float, float]:
+    """`echo_client` against `impl`'s server `mode` from the load CPU: round trips/s, and the server's CPU
+    microseconds per round trip (its CPU time over the client's run divided by the round trips)."""
+    with ServerProcess(mode, impl) as server:
         argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections)]
+        argv += client_args
         cpu_before = server.cpu_seconds()
         done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
         cpu_used = server.cpu_seconds() - cpu_before
     rate = float(done.stdout.strip().splitlines()[-1])
     return rate, cpu_used / (rate * seconds) * 1e6
-
-
-def websocket_echo(impl: str, seconds: float = 5.0, connections: int = 50) -> float:
-    """WebSocket echo messages/s through gevent-websocket on `impl`'s pywsgi, the client in another process."""
-    with ServerProcess("serve-websocket", impl) as server:
-        argv = [sys.executable, str(HERE), "echo-client", str(server.port), str(seconds), str(connections), "websocket"]
-        done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
 
 
 # -- the standalone table -------------------------------------------------------------------------------------

@@ -186,6 +186,9 @@ impl Loop {
     }
 
     /// Parks until the next readiness edge of `fd` in `direction`, the timeout, or the fd's closing.
+    ///
+    /// The frame of this function stays on every parked greenlet's saved C stack (every idle connection's), so it
+    /// only switches: the parking before and the outcome after are out-of-line calls that have returned by then.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn wait_fd_current(
         &self,
@@ -197,9 +200,28 @@ impl Loop {
         referenced: bool,
         persistent: bool,
     ) -> PyResult<bool> {
+        let Some((current, token)) = self.park_on_fd(py, fd, direction, timeout, referenced, persistent)? else {
+            return Ok(true);
+        };
+        let switched = self.switch_to_next(py, &current);
+        self.fd_wait_ended(py, (&current, token, switched), fd, persistent, timeout_exc)
+    }
+
+    /// Parks the current greenlet on `fd` (and its timeout); None if the fd cannot be waited on (not pollable:
+    /// the wait is over at once).
+    #[inline(never)]
+    fn park_on_fd<'py>(
+        &self,
+        py: Python<'py>,
+        fd: usize,
+        direction: Direction,
+        timeout: Option<f64>,
+        referenced: bool,
+        persistent: bool,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, u64)>> {
         let current = self.current_waiter(py)?;
         if !self.ensure_registered(fd, persistent)? {
-            return Ok(true);
+            return Ok(None);
         }
         let token = self.park_token(&current, Some((fd, direction)));
         let waiter = FdWaiter { greenlet: current.clone().unbind(), token };
@@ -207,7 +229,21 @@ impl Loop {
         if let Some(seconds) = timeout {
             self.arm_timeout(&current, token, seconds, Wake::TimedOut, referenced);
         }
-        let woke = self.switch_away(py, &current, token);
+        Ok(Some((current, token)))
+    }
+
+    /// What an fd wait returns once its greenlet is resumed (`switch`: the parked greenlet, its token and whether
+    /// the switch succeeded): true on readiness, false on a timeout without an exception to raise.
+    #[inline(never)]
+    fn fd_wait_ended(
+        &self,
+        py: Python<'_>,
+        (current, token, switched): (&Bound<'_, PyAny>, u64, bool),
+        fd: usize,
+        persistent: bool,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let woke = self.resumed(py, current, token, switched);
         if !persistent {
             self.release_if_transient(fd);
         }

@@ -207,8 +207,8 @@ impl Loop {
         self.fd_wait_ended(py, (&current, token, switched), fd, persistent, timeout_exc)
     }
 
-    /// Parks the current greenlet on `fd` (and its timeout); None if the fd cannot be waited on (not pollable:
-    /// the wait is over at once).
+    /// Parks the current greenlet on `fd` (and its timeout); None if the poller refuses the fd (a regular file,
+    /// always ready: the wait is over at once).
     #[inline(never)]
     fn park_on_fd<'py>(
         &self,

@@ -51,7 +51,7 @@ impl Loop {
     pub(crate) fn park_token(&self, current: &Bound<'_, PyAny>, fd: Option<(usize, Direction)>) -> u64 {
         let mut lot = self.lot.borrow_mut();
         let token = lot.new_token();
-        lot.park(address(current), Parked { token, timer: None, fd });
+        lot.park(address(current), Parked::new(token, fd));
         token
     }
 

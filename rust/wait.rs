@@ -5,6 +5,9 @@
 //! ready greenlet instead of going through the hub (one switch instead of two); past the switch interval, or
 //! when the next entry is not a plain resume, it switches to the hub.
 
+use std::ptr;
+
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::event_loop::{address, timeout_sentinel, BlockingSwitchOutError, FdWaiter, InvalidSwitchError, Loop};
@@ -138,20 +141,48 @@ impl Loop {
 
     /// `sleep(seconds)`: 0 or less yields to everything already ready.
     pub(crate) fn sleep_current(&self, py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
-        let (current, token) = self.park_to_sleep(py, seconds, referenced)?;
-        let woke = self.switch_away(py, &current, token);
-        woke_without_value(py, woke)
+        let slept = self.sleep_current_raw(py, seconds, referenced);
+        // SAFETY: a new reference, or NULL with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, slept) }.map(drop)
     }
 
-    /// Parks the current greenlet for `sleep`, behind a timer or at the back of the ready queue.
+    /// `sleep_current` in CPython's convention: None, or NULL with the exception set. The `sleep` builtin's frames
+    /// stay on every sleeping greenlet's saved C stack, and a `PyResult` (64 bytes) would sit in this frame and in
+    /// each caller's; so the work before and after the switch is out of line, and only a pointer comes back.
+    pub(crate) fn sleep_current_raw(&self, py: Python<'_>, seconds: f64, referenced: bool) -> *mut ffi::PyObject {
+        let Some((current, token)) = self.park_to_sleep(py, seconds, referenced) else {
+            return ptr::null_mut();
+        };
+        let switched = self.switch_to_next(py, &current);
+        self.woke_from_sleep(py, &current, token, switched)
+    }
+
+    /// What a sleep returns once its greenlet is resumed, as `sleep_current_raw` does.
     #[inline(never)]
-    fn park_to_sleep<'py>(
+    fn woke_from_sleep(
         &self,
-        py: Python<'py>,
-        seconds: f64,
-        referenced: bool,
-    ) -> PyResult<(Bound<'py, PyAny>, u64)> {
-        let current = self.current_waiter(py)?;
+        py: Python<'_>,
+        current: &Bound<'_, PyAny>,
+        token: u64,
+        switched: bool,
+    ) -> *mut ffi::PyObject {
+        match woke_without_value(py, self.resumed(py, current, token, switched)) {
+            Ok(()) => py.None().into_ptr(),
+            Err(err) => raised(py, err),
+        }
+    }
+
+    /// Parks the current greenlet for `sleep`, behind a timer or at the back of the ready queue. None, with the
+    /// exception set, if it cannot park.
+    #[inline(never)]
+    fn park_to_sleep<'py>(&self, py: Python<'py>, seconds: f64, referenced: bool) -> Option<(Bound<'py, PyAny>, u64)> {
+        let current = match self.current_waiter(py) {
+            Ok(current) => current,
+            Err(err) => {
+                err.restore(py);
+                return None;
+            }
+        };
         let token = self.park_token(&current, None);
         let wake = Wake::Value(py.None());
         if seconds > 0.0 {
@@ -160,7 +191,7 @@ impl Loop {
             let greenlet = current.clone().unbind();
             self.push_ready(Ready::Resume { greenlet, token, wake: Some(wake) });
         }
-        Ok((current, token))
+        Some((current, token))
     }
 
     /// `park(timeout)`: returns the value given to `wake()`, or TIMEOUT.
@@ -256,6 +287,14 @@ impl Loop {
             Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
         }
     }
+}
+
+/// Sets `err` as the current exception and returns the NULL that says so.
+#[cold]
+#[inline(never)]
+fn raised(py: Python<'_>, err: PyErr) -> *mut ffi::PyObject {
+    err.restore(py);
+    ptr::null_mut()
 }
 
 /// The outcome of a wait that returns nothing (sleep, idle): an exception thrown in, or nothing.

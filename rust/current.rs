@@ -73,13 +73,24 @@ pub fn get(py: Python<'_>) -> PyResult<Bound<'_, Loop>> {
 #[pyfunction]
 #[pyo3(signature = (seconds=0.0, r#ref=true))]
 fn sleep(py: Python<'_>, seconds: f64, r#ref: bool) -> PyResult<()> {
-    sleep_here(py, seconds, r#ref)
+    // SAFETY: a new reference, or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, sleep_here(py, seconds, r#ref)) }.map(drop)
 }
 
-/// Parks the current greenlet in this thread's loop.
+/// Parks the current greenlet in this thread's loop: None, or NULL with the exception set (no `PyResult` in the
+/// frames a sleeping greenlet keeps; see `Loop::sleep_current_raw`).
 #[inline(never)]
-fn sleep_here(py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
-    get(py)?.get().sleep_current(py, seconds, referenced)
+fn sleep_here(py: Python<'_>, seconds: f64, referenced: bool) -> *mut ffi::PyObject {
+    match loop_or_raise(py) {
+        Some(loop_) => loop_.get().sleep_current_raw(py, seconds, referenced),
+        None => ptr::null_mut(),
+    }
+}
+
+/// This thread's loop, or None with the exception set.
+#[inline(never)]
+fn loop_or_raise(py: Python<'_>) -> Option<Bound<'_, Loop>> {
+    get(py).map_err(|err| err.restore(py)).ok()
 }
 
 /// The PyO3-wrapped `sleep`, for the call shapes the fast entry does not take.
@@ -130,7 +141,7 @@ unsafe fn sleep_vectorcall(
         _ => None,
     };
     match (seconds, SLEEP_WITH_ARGUMENTS.get(py)) {
-        (Some(seconds), _) => vectorcall::into_result(py, sleep_here(py, seconds, true).map(|()| py.None())),
+        (Some(seconds), _) => sleep_here(py, seconds, true),
         // SAFETY: the arguments CPython passed, passed on unchanged.
         (None, Some(general)) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
         (None, None) => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),

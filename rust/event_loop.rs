@@ -174,12 +174,12 @@ impl Loop {
 
     /// Undoes what a parked wait registered: its timer and its place in an fd's queue.
     pub(crate) fn release_parked(&self, parked: Parked) {
-        if let Some(timer) = parked.timer {
+        if let Some(timer) = parked.timer() {
             // Dropping the action may drop the last reference to Python objects: take it out first.
             let action = self.timers.borrow_mut().cancel(timer);
             drop(action);
         }
-        if let Some((fd, direction)) = parked.fd {
+        if let Some((fd, direction)) = parked.fd() {
             let waiter = self.fds.borrow_mut().remove_waiter(fd, direction, |w| w.token == parked.token);
             drop(waiter);
         }
@@ -398,7 +398,7 @@ impl Loop {
         let token = {
             let mut lot = self.lot.borrow_mut();
             let token = lot.new_token();
-            lot.park(address(&greenlet), Parked { token, timer: None, fd: None });
+            lot.park(address(&greenlet), Parked::new(token, None));
             token
         };
         self.push_ready(Ready::Resume { greenlet: greenlet.unbind(), token, wake: None });

@@ -92,10 +92,11 @@ unsafe fn run_greenlet() -> *mut ffi::PyObject {
         return ptr::null_mut();
     }
     let [_, function, args, kwargs] = call;
-    let result = if args.is_null() || kwargs.is_null() {
+    let result = if args.is_null() {
         ptr::null_mut() // the arguments' error is set: it becomes the greenlet's failure
     } else {
-        // SAFETY: `args` is a tuple and `kwargs` a dict (see `begin`); we hold all of them for the call.
+        // SAFETY: `args` is a tuple and `kwargs` a dict or NULL for none (see `begin`); we hold all of them for
+        // the call.
         unsafe { ffi::PyObject_Call(function, args, kwargs) }
     };
     // SAFETY: as above; `result` is a new reference or NULL with an exception set; `call`'s references pass on.
@@ -103,9 +104,9 @@ unsafe fn run_greenlet() -> *mut ffi::PyObject {
 }
 
 /// Fills `call` with the current greenlet, the function to call (from `_begin`, which marks the greenlet as run),
-/// its arguments as a tuple and its keyword arguments as a dict, all new references. Arguments that cannot be
-/// made so are left NULL, with their error set. False, with an exception set, if the greenlet or its function
-/// cannot be had.
+/// its arguments as a tuple and its keyword arguments as a dict (NULL for none: `_kwargs` is None until someone
+/// reads `kwargs`), all new references. Arguments that cannot be made so leave both NULL, with their error set.
+/// False, with an exception set, if the greenlet or its function cannot be had.
 ///
 /// # Safety
 /// The GIL is held.
@@ -122,25 +123,28 @@ unsafe fn begin(call: &mut [*mut ffi::PyObject; 4]) -> bool {
         }
     };
     // As `f(*args, **kwargs)` would take them: any iterable, any mapping.
-    let arguments = || -> PyResult<[Bound<'_, PyAny>; 2]> {
+    let arguments = || -> PyResult<(Bound<'_, PyAny>, Option<Bound<'_, PyAny>>)> {
         let args = greenlet.getattr(intern!(py, "args"))?;
         let args = match args.cast_into::<PyTuple>() {
             Ok(tuple) => tuple.into_any(),
             Err(other) => py.get_type::<PyTuple>().call1((other.into_inner(),))?,
         };
-        let kwargs = greenlet.getattr(intern!(py, "kwargs"))?;
+        let kwargs = greenlet.getattr(intern!(py, "_kwargs"))?;
+        if kwargs.is_none() {
+            return Ok((args, None));
+        }
         let kwargs = match kwargs.cast_into::<PyDict>() {
             Ok(dict) => dict.into_any(),
             Err(other) => py.get_type::<PyDict>().call1((other.into_inner(),))?,
         };
-        Ok([args, kwargs])
+        Ok((args, Some(kwargs)))
     };
     let [args, kwargs] = arguments().map_or_else(
         |err| {
             err.restore(py);
             [ptr::null_mut(); 2]
         },
-        |found| found.map(Bound::into_ptr),
+        |(args, kwargs)| [args.into_ptr(), kwargs.map_or(ptr::null_mut(), Bound::into_ptr)],
     );
     *call = [greenlet.into_ptr(), function.into_ptr(), args, kwargs];
     true

@@ -36,7 +36,7 @@ impl Loop {
         drop(dropped);
         let parked = self.lot.borrow_mut().take_all();
         for wait in parked {
-            let fd = wait.fd;
+            let fd = wait.fd();
             self.release_parked(wait);
             if let Some((fd, _)) = fd {
                 self.release_if_transient(fd);

@@ -7,6 +7,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroU64;
 
 use crate::fdtable::Direction;
 use crate::timers::TimerId;
@@ -33,11 +34,36 @@ impl Hasher for AddressHasher {
 const SPARSE_FLOOR: usize = 4096;
 
 /// What one parked greenlet waits for, beyond a plain wake.
+///
+/// One is kept per parked greenlet (every idle connection's handler), so it is packed into 24 bytes (48 with
+/// plain options): a timer id is never 0, and an fd that reaches a wait is a registered C int.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parked {
     pub token: u64,
-    pub timer: Option<TimerId>,
-    pub fd: Option<(usize, Direction)>,
+    timer: Option<NonZeroU64>,
+    fd: Option<(u32, Direction)>,
+}
+
+impl Parked {
+    /// A wait under `token`, on `fd` in a direction if given (an fd the poller registered), with no timer yet.
+    pub fn new(token: u64, fd: Option<(usize, Direction)>) -> Self {
+        let fd = fd.and_then(|(fd, direction)| {
+            let packed = u32::try_from(fd).ok();
+            debug_assert!(packed.is_some(), "fd {fd} was registered with the poller, so it is a C int");
+            packed.map(|fd| (fd, direction))
+        });
+        Self { token, timer: None, fd }
+    }
+
+    /// The timer that ends the wait, if any.
+    pub fn timer(&self) -> Option<TimerId> {
+        self.timer.map(NonZeroU64::get)
+    }
+
+    /// The fd (and direction) waited on, if any.
+    pub fn fd(&self) -> Option<(usize, Direction)> {
+        self.fd.map(|(fd, direction)| (fd as usize, direction))
+    }
 }
 
 #[derive(Default)]
@@ -95,8 +121,9 @@ impl ParkingLot {
 
     /// Attaches a timer to a parked greenlet's wait.
     pub fn set_timer(&mut self, address: usize, timer: TimerId) {
+        debug_assert_ne!(timer, 0, "timer ids start at 1");
         if let Some(p) = self.parked.get_mut(&address) {
-            p.timer = Some(timer);
+            p.timer = NonZeroU64::new(timer);
         }
     }
 
@@ -110,15 +137,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_parked_entry_is_packed() {
+        assert_eq!(std::mem::size_of::<Parked>(), 24);
+    }
+
+    #[test]
     fn stale_tokens_do_not_claim() {
         let mut lot = ParkingLot::default();
         let first = lot.new_token();
-        lot.park(0x1000, Parked { token: first, timer: None, fd: None });
+        lot.park(0x1000, Parked::new(first, None));
         assert!(lot.claim(0x1000, first).is_some());
         let second = lot.new_token();
-        lot.park(0x1000, Parked { token: second, timer: Some(3), fd: None });
+        lot.park(0x1000, Parked::new(second, Some((7, Direction::Read))));
+        lot.set_timer(0x1000, 3);
         assert!(lot.claim(0x1000, first).is_none(), "a wake for an earlier wait is dropped");
-        assert_eq!(lot.claim(0x1000, second).and_then(|p| p.timer), Some(3));
+        let claimed = lot.claim(0x1000, second).map(|p| (p.timer(), p.fd()));
+        assert_eq!(claimed, Some((Some(3), Some((7, Direction::Read)))));
         assert!(lot.claim(0x1000, second).is_none(), "a second wake for the same wait is dropped");
         assert_eq!(lot.len(), 0);
     }
@@ -127,7 +161,7 @@ mod tests {
     fn the_table_shrinks_once_a_burst_has_left() {
         let mut lot = ParkingLot::default();
         let token = lot.new_token();
-        (1..=100_000).for_each(|i| lot.park(i * 64, Parked { token, timer: None, fd: None }));
+        (1..=100_000).for_each(|i| lot.park(i * 64, Parked::new(token, None)));
         let grown = lot.parked.capacity();
         (11..=100_000).for_each(|i| assert!(lot.claim(i * 64, token).is_some()));
         assert!(lot.parked.capacity() <= SPARSE_FLOOR && lot.parked.capacity() < grown / 8);

@@ -5,6 +5,9 @@
 //! ready greenlet instead of going through the hub (one switch instead of two); past the switch interval, or
 //! when the next entry is not a plain resume, it switches to the hub.
 
+use std::ptr;
+
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::event_loop::{address, timeout_sentinel, BlockingSwitchOutError, FdWaiter, InvalidSwitchError, Loop};
@@ -51,7 +54,7 @@ impl Loop {
     pub(crate) fn park_token(&self, current: &Bound<'_, PyAny>, fd: Option<(usize, Direction)>) -> u64 {
         let mut lot = self.lot.borrow_mut();
         let token = lot.new_token();
-        lot.park(address(current), Parked { token, timer: None, fd });
+        lot.park(address(current), Parked::new(token, fd));
         token
     }
 
@@ -138,20 +141,48 @@ impl Loop {
 
     /// `sleep(seconds)`: 0 or less yields to everything already ready.
     pub(crate) fn sleep_current(&self, py: Python<'_>, seconds: f64, referenced: bool) -> PyResult<()> {
-        let (current, token) = self.park_to_sleep(py, seconds, referenced)?;
-        let woke = self.switch_away(py, &current, token);
-        woke_without_value(py, woke)
+        let slept = self.sleep_current_raw(py, seconds, referenced);
+        // SAFETY: a new reference, or NULL with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, slept) }.map(drop)
     }
 
-    /// Parks the current greenlet for `sleep`, behind a timer or at the back of the ready queue.
+    /// `sleep_current` in CPython's convention: None, or NULL with the exception set. The `sleep` builtin's frames
+    /// stay on every sleeping greenlet's saved C stack, and a `PyResult` (64 bytes) would sit in this frame and in
+    /// each caller's; so the work before and after the switch is out of line, and only a pointer comes back.
+    pub(crate) fn sleep_current_raw(&self, py: Python<'_>, seconds: f64, referenced: bool) -> *mut ffi::PyObject {
+        let Some((current, token)) = self.park_to_sleep(py, seconds, referenced) else {
+            return ptr::null_mut();
+        };
+        let switched = self.switch_to_next(py, &current);
+        self.woke_from_sleep(py, &current, token, switched)
+    }
+
+    /// What a sleep returns once its greenlet is resumed, as `sleep_current_raw` does.
     #[inline(never)]
-    fn park_to_sleep<'py>(
+    fn woke_from_sleep(
         &self,
-        py: Python<'py>,
-        seconds: f64,
-        referenced: bool,
-    ) -> PyResult<(Bound<'py, PyAny>, u64)> {
-        let current = self.current_waiter(py)?;
+        py: Python<'_>,
+        current: &Bound<'_, PyAny>,
+        token: u64,
+        switched: bool,
+    ) -> *mut ffi::PyObject {
+        match woke_without_value(py, self.resumed(py, current, token, switched)) {
+            Ok(()) => py.None().into_ptr(),
+            Err(err) => raised(py, err),
+        }
+    }
+
+    /// Parks the current greenlet for `sleep`, behind a timer or at the back of the ready queue. None, with the
+    /// exception set, if it cannot park.
+    #[inline(never)]
+    fn park_to_sleep<'py>(&self, py: Python<'py>, seconds: f64, referenced: bool) -> Option<(Bound<'py, PyAny>, u64)> {
+        let current = match self.current_waiter(py) {
+            Ok(current) => current,
+            Err(err) => {
+                err.restore(py);
+                return None;
+            }
+        };
         let token = self.park_token(&current, None);
         let wake = Wake::Value(py.None());
         if seconds > 0.0 {
@@ -160,7 +191,7 @@ impl Loop {
             let greenlet = current.clone().unbind();
             self.push_ready(Ready::Resume { greenlet, token, wake: Some(wake) });
         }
-        Ok((current, token))
+        Some((current, token))
     }
 
     /// `park(timeout)`: returns the value given to `wake()`, or TIMEOUT.
@@ -186,6 +217,9 @@ impl Loop {
     }
 
     /// Parks until the next readiness edge of `fd` in `direction`, the timeout, or the fd's closing.
+    ///
+    /// The frame of this function stays on every parked greenlet's saved C stack (every idle connection's), so it
+    /// only switches: the parking before and the outcome after are out-of-line calls that have returned by then.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn wait_fd_current(
         &self,
@@ -197,9 +231,28 @@ impl Loop {
         referenced: bool,
         persistent: bool,
     ) -> PyResult<bool> {
+        let Some((current, token)) = self.park_on_fd(py, fd, direction, timeout, referenced, persistent)? else {
+            return Ok(true);
+        };
+        let switched = self.switch_to_next(py, &current);
+        self.fd_wait_ended(py, (&current, token, switched), fd, persistent, timeout_exc)
+    }
+
+    /// Parks the current greenlet on `fd` (and its timeout); None if the poller refuses the fd (a regular file,
+    /// always ready: the wait is over at once).
+    #[inline(never)]
+    fn park_on_fd<'py>(
+        &self,
+        py: Python<'py>,
+        fd: usize,
+        direction: Direction,
+        timeout: Option<f64>,
+        referenced: bool,
+        persistent: bool,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, u64)>> {
         let current = self.current_waiter(py)?;
         if !self.ensure_registered(fd, persistent)? {
-            return Ok(true);
+            return Ok(None);
         }
         let token = self.park_token(&current, Some((fd, direction)));
         let waiter = FdWaiter { greenlet: current.clone().unbind(), token };
@@ -207,7 +260,21 @@ impl Loop {
         if let Some(seconds) = timeout {
             self.arm_timeout(&current, token, seconds, Wake::TimedOut, referenced);
         }
-        let woke = self.switch_away(py, &current, token);
+        Ok(Some((current, token)))
+    }
+
+    /// What an fd wait returns once its greenlet is resumed (`switch`: the parked greenlet, its token and whether
+    /// the switch succeeded): true on readiness, false on a timeout without an exception to raise.
+    #[inline(never)]
+    fn fd_wait_ended(
+        &self,
+        py: Python<'_>,
+        (current, token, switched): (&Bound<'_, PyAny>, u64, bool),
+        fd: usize,
+        persistent: bool,
+        timeout_exc: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let woke = self.resumed(py, current, token, switched);
         if !persistent {
             self.release_if_transient(fd);
         }
@@ -220,6 +287,14 @@ impl Loop {
             Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
         }
     }
+}
+
+/// Sets `err` as the current exception and returns the NULL that says so.
+#[cold]
+#[inline(never)]
+fn raised(py: Python<'_>, err: PyErr) -> *mut ffi::PyObject {
+    err.restore(py);
+    ptr::null_mut()
 }
 
 /// The outcome of a wait that returns nothing (sleep, idle): an exception thrown in, or nothing.

@@ -167,6 +167,16 @@ def test_args_and_kwargs_set_before_start_are_unpacked_like_a_call():
     assert g.get(timeout=5) == ((1, 2), {"k": 3})
 
 
+def test_kwargs_is_a_dict_whose_changes_before_start_reach_the_call():
+    assert ferrovent.Greenlet(lambda **kwargs: kwargs, k=1).kwargs == {"k": 1}
+    g = ferrovent.Greenlet(lambda *args, **kwargs: (args, kwargs), 1)
+    assert g.kwargs == {}
+    g.kwargs["k"] = 2
+    g.start()
+    assert g.get(timeout=5) == ((1,), {"k": 2})
+    assert g.kwargs == {}  # freed once it ran
+
+
 def test_arguments_that_cannot_be_unpacked_fail_the_greenlet():
     g = ferrovent.Greenlet(lambda *args: args)
     g.args = 5  # not iterable

@@ -63,6 +63,24 @@ def test_a_raising_handler_is_reported_once_and_the_server_goes_on():
     assert reports.count("failed with ValueError") == 1
 
 
+class _TaggingServer(StreamServer):
+    """A server whose items carry a third value: handlers get every item's values, whatever their number."""
+
+    def do_read(self):
+        item = super().do_read()
+        return None if item is None else (*item, "tag")
+
+
+def test_a_handler_gets_every_value_of_its_item():
+    def handle(sock, address, tag):
+        sock.sendall(f"{tag} {address[0]}".encode())
+
+    with ServerThread(lambda: _TaggingServer(("127.0.0.1", 0), handle)) as running:
+        with running.connect() as sock:
+            assert sock.recv(100) == b"tag 127.0.0.1"
+            assert sock.recv(100) == b""  # closed once the handler returned
+
+
 def test_attributes_and_address_forms():
     server = StreamServer(":0", echo)
     assert (server.family, server.address) == (socket.AF_INET, ("", 0))

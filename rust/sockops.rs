@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTypeError, PyValueError};
@@ -259,10 +260,14 @@ fn with_buffer<R>(
     result
 }
 
+/// Whether the interpreter is older than 3.10, read once: `version_info()` formats and parses the version string
+/// on every call, which cost the echo server several percent of its CPU when each socket call asked.
+static BEFORE_3_10: OnceLock<bool> = OnceLock::new();
+
 /// A `flags` argument, read as the stdlib's "i" argument format reads it, with its errors: Python 3.9's format
 /// had messages of its own for a float and for a non-integer.
 fn flags_arg(flags: &Bound<'_, PyAny>) -> PyResult<c_int> {
-    if flags.py().version_info() >= (3, 10) {
+    if !*BEFORE_3_10.get_or_init(|| flags.py().version_info() < (3, 10)) {
         return flags.extract::<c_int>();
     }
     if flags.is_instance_of::<PyFloat>() {

@@ -70,6 +70,7 @@ _IP_FAMILIES = (_socket.AF_INET, _socket.AF_INET6)
 # A call given this flag never blocks, whatever the socket's timeout: it raises BlockingIOError, as in the stdlib.
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _CONNECTING = (EINPROGRESS, EALREADY, EWOULDBLOCK)
+_INF = float("inf")  # settimeout's bound, made once: some clients set the timeout around every read
 
 
 def _resolve(sock: socket, address: Any) -> Any:
@@ -119,7 +120,7 @@ class socket(__socket__.socket):
         """Sets the timeout of blocking calls: None blocks, 0.0 never blocks, else seconds (as the stdlib)."""
         if value is None:
             self._timeout = None
-        elif type(value) in (float, int) and 0 <= value < float("inf"):
+        elif type(value) in (float, int) and 0 <= value < _INF:
             self._timeout = float(value)
         else:  # let the C socket validate odd values and produce the stdlib's exact errors
             _sock_settimeout(self, value)

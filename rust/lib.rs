@@ -10,6 +10,7 @@ compile_error!(
 
 mod aio_loop;
 mod aio_selector;
+mod aio_transport;
 mod cpython;
 mod current;
 mod event_loop;
@@ -56,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
     m.add_class::<aio_loop::AioLoop>()?;
+    m.add_class::<aio_transport::AioReadReady>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

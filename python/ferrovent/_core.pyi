@@ -19,6 +19,7 @@ __all__ = [
     "LinkCore",
     "ItemQueue",
     "AioLoop",
+    "AioReadReady",
     "AioSelector",
     "TIMEOUT",
     "BlockingSwitchOutError",
@@ -412,6 +413,12 @@ class AioLoop:
     ) -> Self: ...
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any: ...
     def run_once(self) -> None: ...
+
+@final
+class AioReadReady:
+    """A socket transport's reader callback: recv through a reused buffer, then the protocol's data_received."""
+    def __new__(cls, transport: Any) -> Self: ...
+    def __call__(self) -> None: ...
 
 @final
 class AioSelector:

@@ -27,11 +27,13 @@ _PLAIN_RECVS = (_socket.socket.recv, _cooperative_socket.socket.recv)
 class SocketTransport(selector_events._SelectorSocketTransport):
     """The stdlib's socket transport whose reader callback, for ``data_received`` protocols, is Rust's."""
 
-    def __init__(self, loop: Any, sock: Any, protocol: Any, *args: Any, **kwargs: Any) -> None:
-        self._reads_in_rust = False
-        # before the stdlib's __init__: it registers `self._read_ready` as the reader
-        self._read_ready = _core.AioReadReady(self)
-        super().__init__(loop, sock, protocol, *args, **kwargs)
+    _reads_in_rust = False
+
+    @property
+    def _read_ready(self) -> _core.AioReadReady:  # type: ignore[override]
+        # What the stdlib registers as the reader (on connection and on resume_reading). A new one each time, as a
+        # bound method would be: the registration keeps the transport alive, and no cycle keeps it longer.
+        return _core.AioReadReady(self)
 
     def set_protocol(self, protocol: Any) -> None:
         """As the stdlib's; says whether the new protocol's reads go through Rust."""

@@ -11,7 +11,9 @@
 //! callbacks are ready, else up to the next timer; timers due within the clock's resolution queued; the ready
 //! callbacks run in their contexts, an exception (other than SystemExit and KeyboardInterrupt) handed to the loop's
 //! exception handler through a Python reporter. Debug mode, a closed loop, and handles of other classes go through
-//! asyncio's own Python code.
+//! asyncio's own Python code. Where the loop's class keeps asyncio's `_process_events` and `_add_callback` and its
+//! selector is the `HubSelector`, the events a select found are dispatched here too (`queue_ready_fds`), and a
+//! select that need not wait is the selector's Rust `poll`, without the Python `select` around it.
 //!
 //! The handles' slots are read and written in place, at the offsets their member descriptors give (a CPython
 //! internal: `PyMemberDescrObject`'s layout, checked at construction; the Python side makes an `AioLoop` only on
@@ -24,6 +26,10 @@ use pyo3::types::{PyList, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::AioSelector;
+
+/// The `selectors` module's event bits.
+const EVENT_READ: u32 = 1;
+const EVENT_WRITE: u32 = 2;
 
 /// The byte offsets of `asyncio.Handle`'s slots in its instances (and in `TimerHandle`'s, which extends it).
 struct HandleLayout {
@@ -117,6 +123,8 @@ pub struct AioLoop {
     max_select_timeout: f64,
     min_heap_to_rebuild: usize,
     min_cancelled_fraction: f64,
+    /// Whether `run_once` may poll the selector and dispatch its events itself (see the module documentation).
+    dispatches_events: bool,
 }
 
 impl AioLoop {
@@ -189,6 +197,33 @@ impl AioLoop {
             let timer = self.heappop.bind(py).call1((&scheduled,))?;
             timer.setattr(intern!(py, "_scheduled"), false)?;
             append.call1((timer,))?;
+        }
+        Ok(())
+    }
+
+    /// What asyncio's `_process_events` does with a select's `(key, events)` pairs: for each ready direction of a
+    /// key (read first), its handle (`key.data` is the `(reader, writer)` pair) is queued, or if it was cancelled
+    /// the fd's reader or writer is removed.
+    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, events: &Bound<'_, PyList>) -> PyResult<()> {
+        let append = self.append.bind(py);
+        for event in events.iter() {
+            let (key, mask): (Bound<'_, PyAny>, u32) = event.extract()?;
+            let fileobj = key.getattr(intern!(py, "fileobj"))?;
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.getattr(intern!(py, "data"))?.extract()?;
+            let directions = [
+                (EVENT_READ, reader, intern!(py, "_remove_reader")),
+                (EVENT_WRITE, writer, intern!(py, "_remove_writer")),
+            ];
+            for (bit, handle, remove) in directions {
+                if mask & bit == 0 || handle.is_none() {
+                    continue;
+                }
+                if self.is_cancelled(py, &handle)? {
+                    aio_loop.call_method1(remove, (&fileobj,))?;
+                } else {
+                    append.call1((handle,))?;
+                }
+            }
         }
         Ok(())
     }
@@ -340,6 +375,7 @@ impl AioLoop {
         handle_run: Py<PyAny>,
         slow_call_soon: Py<PyAny>,
         report: Py<PyAny>,
+        dispatches_events: bool,
     ) -> PyResult<Self> {
         let py = aio_loop.py();
         let heapq = py.import("heapq")?;
@@ -365,6 +401,7 @@ impl AioLoop {
             timer_handle_type,
             slow_call_soon,
             report,
+            dispatches_events,
         })
     }
 
@@ -401,15 +438,27 @@ impl AioLoop {
     }
 
     /// One iteration of the loop, as asyncio's `_run_once` outside debug mode: cancelled timers dropped, the
-    /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found, the due
-    /// timers queued, the ready handles run.
+    /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found (both in
+    /// Rust where allowed), the due timers queued, the ready handles run.
     fn run_once(&self, py: Python<'_>) -> PyResult<()> {
         let aio_loop = self.aio_loop.bind(py);
         self.drop_cancelled_timers(py, aio_loop)?;
         let timeout = self.select_timeout(py, aio_loop)?;
-        let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;
+        let polled = if self.dispatches_events { self.selector.get().poll(py, timeout)? } else { None };
+        let events = match polled {
+            Some(events) => events.into_any(),
+            // HubSelector's own `select` would poll again before waiting
+            None if self.dispatches_events => {
+                aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?
+            }
+            None => aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?,
+        };
         if events.len()? > 0 {
-            aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
+            if self.dispatches_events {
+                self.queue_ready_fds(py, aio_loop, events.cast::<PyList>()?)?;
+            } else {
+                aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
+            }
         }
         self.queue_due_timers(py, aio_loop)?;
         self.run_ready(py)

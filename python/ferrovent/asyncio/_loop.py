@@ -15,7 +15,7 @@ import contextvars
 import os
 import sys
 import weakref
-from asyncio import events, format_helpers
+from asyncio import base_events, events, format_helpers, selector_events
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
@@ -67,6 +67,16 @@ def _fast_path_allowed() -> bool:
 FAST_PATH = _fast_path_allowed()
 
 
+def _dispatches_in_rust(loop_class: type, selector: HubSelector) -> bool:
+    """Whether `_core.AioLoop` may poll ``selector`` and queue the handles of ready fds itself: the loop's class and
+    the selector's keep asyncio's and ferrovent's own code for it."""
+    return (
+        loop_class._process_events is selector_events.BaseSelectorEventLoop._process_events
+        and loop_class._add_callback is base_events.BaseEventLoop._add_callback
+        and type(selector) is HubSelector
+    )
+
+
 def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
     """What ``Handle._run`` does with a callback's exception: the loop's exception handler gets it."""
     context = {
@@ -111,6 +121,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 _HANDLE_RUN,
                 EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
                 _report_callback_error,
+                _dispatches_in_rust(type(self), selector),
             )
             self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
 

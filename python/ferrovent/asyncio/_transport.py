@@ -38,6 +38,7 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     def set_protocol(self, protocol: Any) -> None:
         """As the stdlib's; says whether the new protocol's reads go through Rust."""
         super().set_protocol(protocol)
+        sock_recv = getattr(type(self._sock), "recv", None)  # no socket once closed; tests give mocks
         self._reads_in_rust = not isinstance(protocol, protocols.BufferedProtocol) and any(
-            type(self._sock).recv is recv for recv in _PLAIN_RECVS
+            sock_recv is recv for recv in _PLAIN_RECVS
         )

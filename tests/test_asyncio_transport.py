@@ -167,7 +167,8 @@ def test_the_rust_reader_serves_plain_protocols_on_the_fast_path():
         plain, _protocol, peer = await connected(asyncio.Protocol)
         buffered, _protocol, peer2 = await connected(asyncio.BufferedProtocol)
         try:
-            return [type(plain), plain._reads_in_rust, buffered._reads_in_rust]
+            in_rust = [getattr(transport, "_reads_in_rust", None) for transport in (plain, buffered)]
+            return [type(plain), *in_rust]
         finally:
             for closing in (plain, buffered, peer, peer2):
                 closing.close()

@@ -58,6 +58,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio_selector::AioSelector>()?;
     m.add_class::<aio_loop::AioLoop>()?;
     m.add_class::<aio_transport::AioReadReady>()?;
+    m.add_class::<aio_transport::AioWrite>()?;
+    m.add_class::<aio_transport::AioBoundWrite>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

@@ -1,6 +1,7 @@
-"""The asyncio loop's socket transport (its reads in Rust for data_received protocols) keeps the stdlib's behaviour:
-what a protocol sees of data, pauses, eof, errors and resets is the same on ferrovent's loop, with the fast path on
-and off (FERROVENT_ASYNCIO_FAST=0), as on the default loop."""
+"""The asyncio loop's socket transport (its reads for data_received protocols and its unbuffered writes in Rust)
+keeps the stdlib's behaviour: what a protocol and its peer see of data, pauses, buffered writes, eof, errors and
+resets is the same on ferrovent's loop, with the fast path on and off (FERROVENT_ASYNCIO_FAST=0), as on the default
+loop."""
 
 from __future__ import annotations
 
@@ -114,6 +115,41 @@ async def scenarios() -> list:
     seen.append(peer.recv(1))  # the connection is up at both ends
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     peer.close()
+    await protocol.lost
+    seen.append(protocol.events)
+
+    # writes: a type error; a write too large to go at once, buffered and then delivered in order; write_eof
+    transport, protocol, peer = await connected(Recorder)
+    try:
+        transport.write("text")
+    except TypeError as exc:
+        seen.append(str(exc))
+    big = bytes(range(256)) * 40_000  # 10 MB: more than the socket takes at once
+    transport.write(b"head")
+    transport.write(big)
+    seen.append(["buffered", transport.get_write_buffer_size() > 0])
+    peer.setblocking(False)
+    got = bytearray()
+    while chunk := await loop.sock_recv(peer, 1 << 20):
+        got += chunk
+        if len(got) == 4 + len(big):
+            transport.write_eof()
+    seen.append(["delivered", got == b"head" + big, transport.get_write_buffer_size()])
+    try:
+        transport.write(b"after eof")
+    except RuntimeError as exc:
+        seen.append(str(exc))
+    transport.close()
+    await protocol.lost
+    seen.append(protocol.events)
+    peer.close()
+
+    # a send that fails (the peer reset the connection) loses the connection with that error
+    transport, protocol, peer = await connected(Recorder)
+    transport.pause_reading()  # so that only the write hears of the reset
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    transport.write(b"to nobody")
     await protocol.lost
     seen.append(protocol.events)
 

@@ -18,9 +18,11 @@ __all__ = [
     "WaitQueue",
     "LinkCore",
     "ItemQueue",
+    "AioBoundWrite",
     "AioLoop",
     "AioReadReady",
     "AioSelector",
+    "AioWrite",
     "TIMEOUT",
     "BlockingSwitchOutError",
     "InvalidSwitchError",
@@ -420,6 +422,17 @@ class AioReadReady:
     """A socket transport's reader callback: recv through a reused buffer, then the protocol's data_received."""
     def __new__(cls, transport: Any) -> Self: ...
     def __call__(self) -> None: ...
+
+@final
+class AioWrite:
+    """A socket transport class's ``write``: binds an `AioBoundWrite` to each transport it is read from."""
+    def __new__(cls, stdlib_write: Any) -> Self: ...
+    def __get__(self, transport: Any, _owner: Any = None) -> Any: ...
+
+@final
+class AioBoundWrite:
+    """A socket transport's ``write(data)``: sends at once when nothing is buffered, else the stdlib's write."""
+    def __call__(self, data: Any) -> None: ...
 
 @final
 class AioSelector:

@@ -19,13 +19,18 @@
 //! internal: `PyMemberDescrObject`'s layout, checked at construction; the Python side makes an `AioLoop` only on
 //! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use std::ffi::CStr;
+use std::panic::AssertUnwindSafe;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::AioSelector;
+use crate::vectorcall;
 
 /// The `selectors` module's event bits.
 const EVENT_READ: u32 = 1;
@@ -93,6 +98,96 @@ unsafe fn read_slot<'py>(object: &Bound<'py, PyAny>, offset: isize) -> Option<Bo
         let slot = object.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
         Bound::from_borrowed_ptr_or_opt(object.py(), *slot)
     }
+}
+
+const CALL_SOON_DOC: &CStr = c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's `call_soon`: \
+queues `callback(*args)` to run in `context` (None: a copy of the current one) and returns its `asyncio.Handle`.";
+
+/// PyO3's `call_soon`, for the call shapes the vectorcall entry does not take.
+static GENERAL_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Adds `AioLoop`, with `call_soon` as a plain vectorcall method (rust/vectorcall.rs) that takes the shapes asyncio
+/// uses, `call_soon(callback, *args)` and `call_soon(callback, *args, context=...)` (every Task step, every future
+/// callback), without PyO3's trampoline and keyword parsing. Every other shape goes to PyO3's method.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<AioLoop>()?;
+    let cls = py.get_type::<AioLoop>();
+    let general = vectorcall::replace_method(&cls, c"call_soon", call_soon_entry, CALL_SOON_DOC)?;
+    GENERAL_CALL_SOON.get_or_init(py, || general.unbind());
+    Ok(())
+}
+
+/// The `context` a call passed by keyword: Some(None) without keywords, Some(value) with `context=` alone, None for
+/// any other keywords.
+///
+/// # Safety
+/// The GIL is held; `kwnames` is NULL or the tuple of keyword names CPython passed, whose values follow the `nargs`
+/// positionals in `args`.
+unsafe fn context_keyword(
+    py: Python<'_>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> Option<Option<*mut ffi::PyObject>> {
+    if kwnames.is_null() {
+        return Some(None);
+    }
+    // SAFETY: per the contract, `kwnames` is a live tuple (of str) and `args[nargs]` holds the first keyword's value.
+    unsafe {
+        if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
+            return None;
+        }
+        let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+        let expected = intern!(py, "context").as_ptr();
+        let is_context = name == expected || ffi::PyUnicode_Compare(name, expected) == 0;
+        is_context.then(|| Some(*args.add(nargs)))
+    }
+}
+
+/// CPython's entry point for `AioLoop.call_soon` (see `register`); no panic unwinds into CPython.
+///
+/// # Safety
+/// Called only by CPython through the method descriptor `register` made: with the GIL held, `slf` an `AioLoop`
+/// (the descriptor checked it) and the vectorcall arguments.
+unsafe extern "C" fn call_soon_entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let body = AssertUnwindSafe(|| {
+        // SAFETY: per the contract, the GIL is held.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: `nargsf` is what CPython passed.
+        let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) }).unwrap_or(0);
+        // SAFETY: the arguments CPython passed.
+        let context = unsafe { context_keyword(py, args, nargs, kwnames) };
+        if let (true, Some(context)) = (nargs >= 1, context) {
+            // SAFETY: `slf` is an AioLoop and `args` holds `nargs` borrowed positionals, then the context if given.
+            let (aio_loop, callback, rest, context) = unsafe {
+                let positionals = std::slice::from_raw_parts(args, nargs);
+                let rest: Vec<Bound<'_, PyAny>> =
+                    positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)).collect();
+                (
+                    Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AioLoop>(),
+                    Bound::from_borrowed_ptr(py, positionals[0]),
+                    rest,
+                    context.map(|value| Bound::from_borrowed_ptr(py, value)),
+                )
+            };
+            let handle = PyTuple::new(py, rest)
+                .and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context))
+                .map(Bound::unbind);
+            return vectorcall::into_result(py, handle);
+        }
+        match GENERAL_CALL_SOON.get(py) {
+            // SAFETY: the arguments CPython passed, passed on unchanged to PyO3's method.
+            Some(general) => unsafe { vectorcall::pass_on(general, slf, args, nargsf, kwnames) },
+            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        }
+    });
+    std::panic::catch_unwind(body).unwrap_or_else(|_| vectorcall::panicked())
 }
 
 /// See the module documentation.

@@ -56,7 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linkable::LinkCore>()?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
-    m.add_class::<aio_loop::AioLoop>()?;
+    aio_loop::register(m)?;
     m.add_class::<aio_transport::AioReadReady>()?;
     m.add_class::<aio_transport::AioWrite>()?;
     m.add_class::<aio_transport::AioBoundWrite>()?;

@@ -11,19 +11,30 @@
 //! callbacks are ready, else up to the next timer; timers due within the clock's resolution queued; the ready
 //! callbacks run in their contexts, an exception (other than SystemExit and KeyboardInterrupt) handed to the loop's
 //! exception handler through a Python reporter. Debug mode, a closed loop, and handles of other classes go through
-//! asyncio's own Python code.
+//! asyncio's own Python code. Where the loop's class keeps asyncio's `_process_events` and `_add_callback` and its
+//! selector is the `HubSelector`, the events a select found are dispatched here too (`queue_ready_fds`), and a
+//! select that need not wait is the selector's Rust `poll`, without the Python `select` around it.
 //!
 //! The handles' slots are read and written in place, at the offsets their member descriptors give (a CPython
 //! internal: `PyMemberDescrObject`'s layout, checked at construction; the Python side makes an `AioLoop` only on
 //! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use std::ffi::CStr;
+use std::panic::AssertUnwindSafe;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::AioSelector;
+use crate::vectorcall;
+
+/// The `selectors` module's event bits.
+const EVENT_READ: u32 = 1;
+const EVENT_WRITE: u32 = 2;
 
 /// The byte offsets of `asyncio.Handle`'s slots in its instances (and in `TimerHandle`'s, which extends it).
 struct HandleLayout {
@@ -89,6 +100,96 @@ unsafe fn read_slot<'py>(object: &Bound<'py, PyAny>, offset: isize) -> Option<Bo
     }
 }
 
+const CALL_SOON_DOC: &CStr = c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's `call_soon`: \
+queues `callback(*args)` to run in `context` (None: a copy of the current one) and returns its `asyncio.Handle`.";
+
+/// PyO3's `call_soon`, for the call shapes the vectorcall entry does not take.
+static GENERAL_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Adds `AioLoop`, with `call_soon` as a plain vectorcall method (rust/vectorcall.rs) that takes the shapes asyncio
+/// uses, `call_soon(callback, *args)` and `call_soon(callback, *args, context=...)` (every Task step, every future
+/// callback), without PyO3's trampoline and keyword parsing. Every other shape goes to PyO3's method.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<AioLoop>()?;
+    let cls = py.get_type::<AioLoop>();
+    let general = vectorcall::replace_method(&cls, c"call_soon", call_soon_entry, CALL_SOON_DOC)?;
+    GENERAL_CALL_SOON.get_or_init(py, || general.unbind());
+    Ok(())
+}
+
+/// The `context` a call passed by keyword: Some(None) without keywords, Some(value) with `context=` alone, None for
+/// any other keywords.
+///
+/// # Safety
+/// The GIL is held; `kwnames` is NULL or the tuple of keyword names CPython passed, whose values follow the `nargs`
+/// positionals in `args`.
+unsafe fn context_keyword(
+    py: Python<'_>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> Option<Option<*mut ffi::PyObject>> {
+    if kwnames.is_null() {
+        return Some(None);
+    }
+    // SAFETY: per the contract, `kwnames` is a live tuple (of str) and `args[nargs]` holds the first keyword's value.
+    unsafe {
+        if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
+            return None;
+        }
+        let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+        let expected = intern!(py, "context").as_ptr();
+        let is_context = name == expected || ffi::PyUnicode_Compare(name, expected) == 0;
+        is_context.then(|| Some(*args.add(nargs)))
+    }
+}
+
+/// CPython's entry point for `AioLoop.call_soon` (see `register`); no panic unwinds into CPython.
+///
+/// # Safety
+/// Called only by CPython through the method descriptor `register` made: with the GIL held, `slf` an `AioLoop`
+/// (the descriptor checked it) and the vectorcall arguments.
+unsafe extern "C" fn call_soon_entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let body = AssertUnwindSafe(|| {
+        // SAFETY: per the contract, the GIL is held.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: `nargsf` is what CPython passed.
+        let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) }).unwrap_or(0);
+        // SAFETY: the arguments CPython passed.
+        let context = unsafe { context_keyword(py, args, nargs, kwnames) };
+        if let (true, Some(context)) = (nargs >= 1, context) {
+            // SAFETY: `slf` is an AioLoop and `args` holds `nargs` borrowed positionals, then the context if given.
+            let (aio_loop, callback, rest, context) = unsafe {
+                let positionals = std::slice::from_raw_parts(args, nargs);
+                let rest: Vec<Bound<'_, PyAny>> =
+                    positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)).collect();
+                (
+                    Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AioLoop>(),
+                    Bound::from_borrowed_ptr(py, positionals[0]),
+                    rest,
+                    context.map(|value| Bound::from_borrowed_ptr(py, value)),
+                )
+            };
+            let handle = PyTuple::new(py, rest)
+                .and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context))
+                .map(Bound::unbind);
+            return vectorcall::into_result(py, handle);
+        }
+        match GENERAL_CALL_SOON.get(py) {
+            // SAFETY: the arguments CPython passed, passed on unchanged to PyO3's method.
+            Some(general) => unsafe { vectorcall::pass_on(general, slf, args, nargsf, kwnames) },
+            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        }
+    });
+    std::panic::catch_unwind(body).unwrap_or_else(|_| vectorcall::panicked())
+}
+
 /// See the module documentation.
 #[pyclass(frozen, module = "ferrovent._core")]
 pub struct AioLoop {
@@ -117,6 +218,8 @@ pub struct AioLoop {
     max_select_timeout: f64,
     min_heap_to_rebuild: usize,
     min_cancelled_fraction: f64,
+    /// Whether `run_once` may poll the selector and dispatch its events itself (see the module documentation).
+    dispatches_events: bool,
 }
 
 impl AioLoop {
@@ -189,6 +292,33 @@ impl AioLoop {
             let timer = self.heappop.bind(py).call1((&scheduled,))?;
             timer.setattr(intern!(py, "_scheduled"), false)?;
             append.call1((timer,))?;
+        }
+        Ok(())
+    }
+
+    /// What asyncio's `_process_events` does with a select's `(key, events)` pairs: for each ready direction of a
+    /// key (read first), its handle (`key.data` is the `(reader, writer)` pair) is queued, or if it was cancelled
+    /// the fd's reader or writer is removed.
+    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, events: &Bound<'_, PyList>) -> PyResult<()> {
+        let append = self.append.bind(py);
+        for event in events.iter() {
+            let (key, mask): (Bound<'_, PyAny>, u32) = event.extract()?;
+            let fileobj = key.getattr(intern!(py, "fileobj"))?;
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.getattr(intern!(py, "data"))?.extract()?;
+            let directions = [
+                (EVENT_READ, reader, intern!(py, "_remove_reader")),
+                (EVENT_WRITE, writer, intern!(py, "_remove_writer")),
+            ];
+            for (bit, handle, remove) in directions {
+                if mask & bit == 0 || handle.is_none() {
+                    continue;
+                }
+                if self.is_cancelled(py, &handle)? {
+                    aio_loop.call_method1(remove, (&fileobj,))?;
+                } else {
+                    append.call1((handle,))?;
+                }
+            }
         }
         Ok(())
     }
@@ -340,6 +470,7 @@ impl AioLoop {
         handle_run: Py<PyAny>,
         slow_call_soon: Py<PyAny>,
         report: Py<PyAny>,
+        dispatches_events: bool,
     ) -> PyResult<Self> {
         let py = aio_loop.py();
         let heapq = py.import("heapq")?;
@@ -365,6 +496,7 @@ impl AioLoop {
             timer_handle_type,
             slow_call_soon,
             report,
+            dispatches_events,
         })
     }
 
@@ -401,15 +533,27 @@ impl AioLoop {
     }
 
     /// One iteration of the loop, as asyncio's `_run_once` outside debug mode: cancelled timers dropped, the
-    /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found, the due
-    /// timers queued, the ready handles run.
+    /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found (both in
+    /// Rust where allowed), the due timers queued, the ready handles run.
     fn run_once(&self, py: Python<'_>) -> PyResult<()> {
         let aio_loop = self.aio_loop.bind(py);
         self.drop_cancelled_timers(py, aio_loop)?;
         let timeout = self.select_timeout(py, aio_loop)?;
-        let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;
+        let polled = if self.dispatches_events { self.selector.get().poll(py, timeout)? } else { None };
+        let events = match polled {
+            Some(events) => events.into_any(),
+            // HubSelector's own `select` would poll again before waiting
+            None if self.dispatches_events => {
+                aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?
+            }
+            None => aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?,
+        };
         if events.len()? > 0 {
-            aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
+            if self.dispatches_events {
+                self.queue_ready_fds(py, aio_loop, events.cast::<PyList>()?)?;
+            } else {
+                aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
+            }
         }
         self.queue_due_timers(py, aio_loop)?;
         self.run_ready(py)

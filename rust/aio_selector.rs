@@ -301,7 +301,7 @@ impl AioSelector {
 
     /// The ready `(key, events)` pairs if they can be given without switching, else None (call `wait`).
     /// `timeout`: seconds, None for no limit.
-    fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyList>>> {
+    pub(crate) fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyList>>> {
         let lp = self.lp.get();
         let ready = self.level(py)?;
         let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);

@@ -10,6 +10,7 @@ compile_error!(
 
 mod aio_loop;
 mod aio_selector;
+mod aio_transport;
 mod cpython;
 mod current;
 mod event_loop;
@@ -55,7 +56,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<linkable::LinkCore>()?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
-    m.add_class::<aio_loop::AioLoop>()?;
+    aio_loop::register(m)?;
+    m.add_class::<aio_transport::AioReadReady>()?;
+    m.add_class::<aio_transport::AioWrite>()?;
+    m.add_class::<aio_transport::AioBoundWrite>()?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

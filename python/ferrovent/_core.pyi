@@ -19,8 +19,11 @@ __all__ = [
     "WaitQueue",
     "LinkCore",
     "ItemQueue",
+    "AioBoundWrite",
     "AioLoop",
+    "AioReadReady",
     "AioSelector",
+    "AioWrite",
     "TIMEOUT",
     "BlockingSwitchOutError",
     "InvalidSwitchError",
@@ -410,9 +413,27 @@ class AioLoop:
         handle_run: Any,
         slow_call_soon: Any,
         report: Any,
+        dispatches_events: bool,
     ) -> Self: ...
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any: ...
     def run_once(self) -> None: ...
+
+@final
+class AioReadReady:
+    """A socket transport's reader callback: recv through a reused buffer, then the protocol's data_received."""
+    def __new__(cls, transport: Any) -> Self: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+
+@final
+class AioWrite:
+    """A socket transport class's ``write``: binds an `AioBoundWrite` to each transport it is read from."""
+    def __new__(cls, stdlib_write: Any) -> Self: ...
+    def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
+
+@final
+class AioBoundWrite:
+    """A socket transport's ``write(data)``: sends at once when nothing is buffered, else the stdlib's write."""
+    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
 @final
 class AioSelector:

@@ -9,9 +9,10 @@ Why it is built this way. `EventLoop` is the stdlib's ``SelectorEventLoop`` with
 zero-timeout poll(2) over them, and only when nothing is ready does it park the greenlet running the asyncio loop
 in the hub, as a waiter on its fds in the hub's fd table, until an fd is ready, a timer is due, or another greenlet
 calls ``call_soon``. So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by
-CPython's test_asyncio, and ferrovent owns waiting, plus the two hot paths: ``call_soon`` and each loop iteration
-run in Rust (``_core.AioLoop``, see ``_loop.py``) on asyncio's own handles, ready deque and timer heap. The costs
-of this choice: those stay Python objects (uvloop has its own in C), the transports are the stdlib's Python, and a
+CPython's test_asyncio, and ferrovent owns waiting, plus the hot paths: ``call_soon`` and each loop iteration
+run in Rust (``_core.AioLoop``, see ``_loop.py``) on asyncio's own handles, ready deque and timer heap, and the
+socket transport's reads and unbuffered writes (``_transport.py``). The costs of this choice: those stay Python
+objects (uvloop has its own in C), the rest of the transports is the stdlib's Python, and a
 busy asyncio loop lets the hub run when the hub has greenlets queued or once per switch interval (see
 ``_selector.py``).
 

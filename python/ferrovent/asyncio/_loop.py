@@ -15,7 +15,7 @@ import contextvars
 import os
 import sys
 import weakref
-from asyncio import events, format_helpers
+from asyncio import base_events, events, format_helpers, selector_events
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import getcurrent
@@ -26,6 +26,7 @@ from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
 
 from ._selector import HubSelector
+from ._transport import SocketTransport
 
 if TYPE_CHECKING:
     from ferrovent.hub import Hub
@@ -64,6 +65,16 @@ def _fast_path_allowed() -> bool:
 
 
 FAST_PATH = _fast_path_allowed()
+
+
+def _dispatches_in_rust(loop_class: type, selector: HubSelector) -> bool:
+    """Whether `_core.AioLoop` may poll ``selector`` and queue the handles of ready fds itself: the loop's class and
+    the selector's keep asyncio's and ferrovent's own code for it."""
+    return (
+        loop_class._process_events is selector_events.BaseSelectorEventLoop._process_events
+        and loop_class._add_callback is base_events.BaseEventLoop._add_callback
+        and type(selector) is HubSelector
+    )
 
 
 def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
@@ -110,6 +121,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 _HANDLE_RUN,
                 EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
                 _report_callback_error,
+                _dispatches_in_rust(type(self), selector),
             )
             self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
 
@@ -144,6 +156,14 @@ class EventLoop(asyncio.SelectorEventLoop):
             super()._run_once()
         else:
             self._fast.run_once()
+
+    def _make_socket_transport(
+        self, sock: Any, protocol: asyncio.BaseProtocol, waiter: Any = None, *, extra: Any = None, server: Any = None
+    ) -> asyncio.Transport:
+        """As the stdlib's; with the fast path on, the transport reads for ``data_received`` in Rust."""
+        if self._fast is None:
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _check_thread(self) -> None:
         # debug mode's "non-thread-safe operation" check: any greenlet of the loop's OS thread may call in

@@ -76,8 +76,10 @@ class HubSelector(selectors._BaseSelectorImpl):
         """The ready ``(key, events)`` pairs, parking the calling greenlet in the hub up to ``timeout`` seconds
         (None: until an fd is ready or `wake` is called) if none is; other greenlets run meanwhile."""
         ready = self._core.poll(timeout)
-        if ready is not None:
-            return ready
+        return ready if ready is not None else self._wait(timeout)
+
+    def _wait(self, timeout: Optional[float]) -> list[tuple[selectors.SelectorKey, int]]:
+        """`select` when ``_core.poll`` found it must let the hub run: parks, or yields once, then polls."""
         # Other greenlets of this thread run while this one waits: asyncio's running loop and async-generator
         # hooks are per thread, so they must not see this loop's while it is away, and get it back on return.
         running, hooks = _get_running_loop(), sys.get_asyncgen_hooks()

@@ -1,0 +1,59 @@
+"""`SocketTransport`: the stdlib's selector socket transport, reading for ``data_received`` protocols and writing
+when nothing is buffered in Rust.
+
+The stdlib's transport reads with ``sock.recv(max_size)``: CPython makes a ``max_size`` (256 KiB) bytes object for
+each read and shrinks it, and with glibc that is an mmap, an mremap and a munmap per read unless something earlier
+in the process happened to raise malloc's mmap threshold. `_core.AioReadReady`, the reader callback here, reads
+into one buffer per thread that it keeps, and hands the protocol a bytes object of the received length; what the
+protocol and the loop see is what the stdlib's ``_read_ready`` gives them (its documentation lists it).
+
+``write`` (`_core.AioWrite`) sends a ``bytes`` at once when nothing is buffered, as the stdlib's does first, without
+its Python frame; every other case, and data the socket did not take at once, goes to the stdlib's ``write``.
+
+Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
+the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
+allocation, and a socket whose ``recv`` or ``send`` is not the plain one (a subclass's own) is read or written
+through its own.
+"""
+
+from __future__ import annotations
+
+import _socket
+from asyncio import protocols, selector_events
+from typing import Any
+
+from ferrovent import _core
+from ferrovent import socket as _cooperative_socket
+
+# methods that do nothing more than recv(2) or send(2) on a non-blocking socket, as the Rust read and write do
+_PLAIN_RECVS = (_socket.socket.recv, _cooperative_socket.socket.recv)
+_PLAIN_SENDS = (_socket.socket.send, _cooperative_socket.socket.send)
+
+
+def _is_one_of(method: Any, plain: tuple) -> bool:
+    return any(method is candidate for candidate in plain)
+
+
+class SocketTransport(selector_events._SelectorSocketTransport):
+    """The stdlib's socket transport whose reader callback (for ``data_received`` protocols) and ``write`` (when
+    nothing is buffered) are Rust's."""
+
+    _reads_in_rust = False
+    _writes_in_rust = False
+
+    write = _core.AioWrite(selector_events._SelectorSocketTransport.write)
+
+    @property
+    def _read_ready(self) -> _core.AioReadReady:  # type: ignore[override]
+        # What the stdlib registers as the reader (on connection and on resume_reading). A new one each time, as a
+        # bound method would be: the registration keeps the transport alive, and no cycle keeps it longer.
+        return _core.AioReadReady(self)
+
+    def set_protocol(self, protocol: Any) -> None:
+        """As the stdlib's; says whether the new protocol's reads go through Rust."""
+        super().set_protocol(protocol)
+        sock_type = type(self._sock)  # NoneType once closed; tests give mocks
+        self._writes_in_rust = _is_one_of(getattr(sock_type, "send", None), _PLAIN_SENDS)
+        self._reads_in_rust = not isinstance(protocol, protocols.BufferedProtocol) and _is_one_of(
+            getattr(sock_type, "recv", None), _PLAIN_RECVS
+        )

@@ -1,0 +1,233 @@
+//! `ferrovent._core.AioReadReady`: the read side of the asyncio loop's socket transport
+//! (python/ferrovent/asyncio/_transport.py) for protocols that take `data_received(bytes)`: what the stdlib's
+//! `_SelectorSocketTransport._read_ready` does for them, in one Rust call per readable event.
+//!
+//! Why: the stdlib reads with `sock.recv(max_size)` (256 KiB), and CPython makes a bytes object of that size for
+//! each read, shrinks it to what came and frees it. That size is above glibc's mmap threshold, so unless something
+//! earlier in the process raised the threshold, every read costs an mmap, an mremap and a munmap: the echo figures
+//! then depend on how the process started. Here each read goes into one buffer per thread, kept and reused, and the
+//! protocol gets a bytes object of the received length.
+//!
+//! What the protocol and the loop see is the stdlib's: nothing once the connection is lost; EAGAIN and EINTR (after
+//! the signal handlers, which may raise) end the call quietly; another error goes to the transport's `_fatal_error`
+//! (as `OSError(errno, strerror)`, the subclass for the errno, as `socket.recv` raises it); an empty read calls
+//! `_read_ready__on_eof`; an exception from `data_received` goes to `_fatal_error`. SystemExit and
+//! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` is not the
+//! plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
+//!
+//! `AioWrite` is the transport class's `write`: the stdlib's first step, done here for a non-empty `bytes` when
+//! nothing is buffered, the connection is not lost, no eof was written and no sendfile is in progress: send(2) at
+//! once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
+//! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
+//! buffers it and waits for the socket to be writable as it always does; a send error goes to `_fatal_error`, as
+//! the stdlib's would. A socket whose `send` is not the plain one is written through the stdlib's `write` alone.
+
+use std::cell::RefCell;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyMemoryView, PySlice};
+use pyo3::{ffi, intern};
+
+thread_local! {
+    /// The buffer every read of this thread goes into first: as large as the largest `max_size` asked for.
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What one recv(2) gave.
+enum Received<'py> {
+    Data(Bound<'py, PyBytes>),
+    /// Nothing to read now (EAGAIN): the next readable event comes back.
+    Nothing,
+    Interrupted,
+    Failed(PyErr),
+}
+
+/// One recv(2) of up to `max_size` bytes from `fd`, through the thread's buffer.
+fn recv_once(py: Python<'_>, fd: libc::c_int, max_size: usize) -> Received<'_> {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        if buffer.len() < max_size {
+            buffer.resize(max_size, 0);
+        }
+        // SAFETY: recv(2) writes at most `max_size` bytes into the buffer, which has at least that many.
+        let received = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), max_size, 0) };
+        if let Ok(length) = usize::try_from(received) {
+            // Making the bytes object runs no Python code, so the borrow of the buffer ends before any does.
+            return Received::Data(PyBytes::new(py, &buffer[..length]));
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => Received::Nothing,
+            Some(libc::EINTR) => Received::Interrupted,
+            // SAFETY: errno is still recv's (nothing ran since); this sets OSError(errno, strerror), the subclass
+            // for the errno, as CPython's socket module does, and returns NULL.
+            _ => Received::Failed(unsafe {
+                ffi::PyErr_SetFromErrno(ffi::PyExc_OSError);
+                PyErr::fetch(py)
+            }),
+        }
+    })
+}
+
+fn goes_up(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// See the module documentation. Called with no arguments, as the loop's reader callback.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct AioReadReady {
+    transport: Py<PyAny>,
+}
+
+impl AioReadReady {
+    /// Hands `err` to the transport's `_fatal_error` with `message`, unless it is one that goes up.
+    fn fatal(py: Python<'_>, transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+        if goes_up(py, &err) {
+            return Err(err);
+        }
+        transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+    }
+}
+
+#[pymethods]
+impl AioReadReady {
+    #[new]
+    fn new(transport: Py<PyAny>) -> Self {
+        Self { transport }
+    }
+
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let transport = self.transport.bind(py);
+        if !transport.getattr(intern!(py, "_reads_in_rust"))?.is_truthy()? {
+            return transport.getattr(intern!(py, "_read_ready_cb"))?.call0().map(drop);
+        }
+        if transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
+            return Ok(());
+        }
+        let max_size: usize = transport.getattr(intern!(py, "max_size"))?.extract()?;
+        let sock = transport.getattr(intern!(py, "_sock"))?;
+        let fd: libc::c_int = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let data = loop {
+            match recv_once(py, fd, max_size) {
+                Received::Data(data) => break data,
+                Received::Nothing => return Ok(()),
+                Received::Interrupted => match py.check_signals() {
+                    Ok(()) => {}
+                    Err(err) => return Self::fatal(py, transport, err, "Fatal read error on socket transport"),
+                },
+                Received::Failed(err) => {
+                    return Self::fatal(py, transport, err, "Fatal read error on socket transport")
+                }
+            }
+        };
+        if data.as_bytes().is_empty() {
+            return transport.call_method0(intern!(py, "_read_ready__on_eof")).map(drop);
+        }
+        let protocol = transport.getattr(intern!(py, "_protocol"))?;
+        match protocol.call_method1(intern!(py, "data_received"), (data,)) {
+            Ok(_) => Ok(()),
+            Err(err) => Self::fatal(py, transport, err, "Fatal error: protocol.data_received() call failed."),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.transport)
+    }
+}
+
+/// See the module documentation: the descriptor, a class attribute, that binds `AioBoundWrite` to a transport.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct AioWrite {
+    /// The stdlib's `_SelectorSocketTransport.write`, for every case not done here.
+    stdlib_write: Py<PyAny>,
+}
+
+#[pymethods]
+impl AioWrite {
+    #[new]
+    fn new(stdlib_write: Py<PyAny>) -> Self {
+        Self { stdlib_write }
+    }
+
+    fn __get__(
+        slf: Bound<'_, Self>,
+        transport: Option<Bound<'_, PyAny>>,
+        _owner: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match transport {
+            None => Ok(slf.into_any().unbind()),
+            Some(transport) => {
+                let stdlib_write = slf.get().stdlib_write.clone_ref(py);
+                Ok(Py::new(py, AioBoundWrite { transport: transport.unbind(), stdlib_write })?.into_any())
+            }
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.stdlib_write)
+    }
+}
+
+/// A transport's `write(data)` (see the module documentation).
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct AioBoundWrite {
+    transport: Py<PyAny>,
+    stdlib_write: Py<PyAny>,
+}
+
+impl AioBoundWrite {
+    /// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof
+    /// written, no sendfile in progress and the connection not lost, whose socket's `send` is the plain one.
+    fn sends_now(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(bytes) = data.cast_exact::<PyBytes>() else { return Ok(false) };
+        Ok(!bytes.as_bytes().is_empty()
+            && transport.getattr(intern!(py, "_writes_in_rust"))?.is_truthy()?
+            && !transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
+            && !transport.getattr(intern!(py, "_eof"))?.is_truthy()?
+            && transport.getattr(intern!(py, "_empty_waiter"))?.is_none()
+            && !transport.getattr(intern!(py, "_buffer"))?.is_truthy()?)
+    }
+}
+
+#[pymethods]
+impl AioBoundWrite {
+    fn __call__(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
+        let transport = self.transport.bind(py);
+        let stdlib_write = self.stdlib_write.bind(py);
+        if !Self::sends_now(py, transport, &data)? {
+            return stdlib_write.call1((transport, data)).map(drop);
+        }
+        let bytes = data.cast::<PyBytes>()?.as_bytes();
+        let fd: libc::c_int =
+            transport.getattr(intern!(py, "_sock"))?.call_method0(intern!(py, "fileno"))?.extract()?;
+        // SAFETY: send(2) reads `bytes.len()` bytes of the bytes object's storage, alive for the call.
+        let sent = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+        if let Ok(sent) = usize::try_from(sent) {
+            if sent == bytes.len() {
+                return Ok(());
+            }
+            // the rest, as a view: the stdlib's write tries once more, then buffers it and waits for writability
+            let view = PyMemoryView::from(&data)?;
+            let rest = view.get_item(PySlice::new(py, isize::try_from(sent)?, isize::MAX, 1))?;
+            return stdlib_write.call1((transport, rest)).map(drop);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) => stdlib_write.call1((transport, data)).map(drop),
+            _ => {
+                // SAFETY: errno is still send's; this sets OSError(errno, strerror), as CPython's socket module does.
+                let err = unsafe {
+                    ffi::PyErr_SetFromErrno(ffi::PyExc_OSError);
+                    PyErr::fetch(py)
+                };
+                let message = "Fatal write error on socket transport";
+                transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+            }
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.transport)?;
+        visit.call(&self.stdlib_write)
+    }
+}

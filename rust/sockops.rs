@@ -319,19 +319,18 @@ pub fn sock_recv<'py>(
     let mut patience = Patience::new(timeout, flags);
     // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
     // bytes, so an idle connection costs no more than it did.
-    let (bytes, received) = cooperative_read(
-        sock,
-        flags,
-        size,
-        &mut patience,
-        |(_, n)| *n,
-        |fd| recv_attempt(py, fd, size, flags),
-    )?;
+    let (bytes, received) =
+        cooperative_read(sock, flags, size, &mut patience, |(_, n)| *n, |fd| recv_attempt(py, fd, size, flags))?;
     shrunk_to(bytes, received, size)
 }
 
 /// One try of `recv`: recv(2) into a fresh bytes object of `size` bytes, and how many it received; or the errno.
-fn recv_attempt(py: Python<'_>, fd: c_int, size: usize, flags: c_int) -> PyResult<Result<(Bound<'_, PyAny>, usize), c_int>> {
+fn recv_attempt(
+    py: Python<'_>,
+    fd: c_int,
+    size: usize,
+    flags: c_int,
+) -> PyResult<Result<(Bound<'_, PyAny>, usize), c_int>> {
     // SAFETY: a NULL source asks for an uninitialised bytes object of `size` bytes (at most isize::MAX, as it came
     // from a Py_ssize_t): a new reference or NULL.
     let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t) };
@@ -392,24 +391,29 @@ pub fn sock_recv_into(
     timeout: Option<f64>,
 ) -> PyResult<usize> {
     let (nbytes, flags) = (nbytes.extract::<isize>()?, flags_arg(flags)?);
-    with_buffer(buffer, true, |_| not_writable(buffer), |storage, length| {
-        let Ok(wanted) = usize::try_from(nbytes) else {
-            return Err(PyValueError::new_err("negative buffersize in recv_into"));
-        };
-        let size = into_size(wanted, length)?;
-        let mut patience = Patience::new(timeout, flags);
-        cooperative_read(
-            sock,
-            flags,
-            size,
-            &mut patience,
-            |n| *n,
-            |fd| {
-                // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
-                Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
-            },
-        )
-    })
+    with_buffer(
+        buffer,
+        true,
+        |_| not_writable(buffer),
+        |storage, length| {
+            let Ok(wanted) = usize::try_from(nbytes) else {
+                return Err(PyValueError::new_err("negative buffersize in recv_into"));
+            };
+            let size = into_size(wanted, length)?;
+            let mut patience = Patience::new(timeout, flags);
+            cooperative_read(
+                sock,
+                flags,
+                size,
+                &mut patience,
+                |n| *n,
+                |fd| {
+                    // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+                    Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
+                },
+            )
+        },
+    )
 }
 
 /// `send(data, flags)` with the socket's `timeout` (or the call's own): how many bytes were sent.

@@ -18,8 +18,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use super::{
-    check_signals, head_of, into_size, not_writable, os_error, outcome, parking_place, recv_attempt,
-    short_read_drains, shrunk_to, timed_out, Patience,
+    check_signals, head_of, into_size, not_writable, os_error, outcome, parking_place, recv_attempt, short_read_drains,
+    shrunk_to, timed_out, Patience,
 };
 use crate::current;
 use crate::event_loop::Loop;
@@ -63,9 +63,8 @@ unsafe fn recv_vectorcall(
         // SAFETY: four positional arguments, borrowed references valid for the call.
         let (sock, bufsize, flags, timeout) = unsafe { (*args, *args.add(1), *args.add(2), *args.add(3)) };
         // SAFETY: borrowed references, with the GIL held.
-        if let (Some(size), Some(flags), Some(timeout)) =
-            unsafe { (exact_size(bufsize), exact_flags(flags), exact_timeout(timeout)) }
-        {
+        let parsed = unsafe { (exact_size(bufsize), exact_flags(flags), exact_timeout(timeout)) };
+        if let (Some(size), Some(flags), Some(timeout)) = parsed {
             // SAFETY: `sock` is a borrowed reference that outlives the call.
             let sock = unsafe { Borrowed::from_ptr(py, sock) };
             return recv_here(&sock, size, flags, timeout);
@@ -102,9 +101,8 @@ unsafe fn recv_into_vectorcall(
         let (sock, buffer, nbytes, flags, timeout) =
             unsafe { (*args, *args.add(1), *args.add(2), *args.add(3), *args.add(4)) };
         // SAFETY: borrowed references, with the GIL held.
-        if let (Some(wanted), Some(flags), Some(timeout)) =
-            unsafe { (exact_size(nbytes), exact_flags(flags), exact_timeout(timeout)) }
-        {
+        let parsed = unsafe { (exact_size(nbytes), exact_flags(flags), exact_timeout(timeout)) };
+        if let (Some(wanted), Some(flags), Some(timeout)) = parsed {
             // SAFETY: `sock` and `buffer` are borrowed references that outlive the call.
             let (sock, buffer) = unsafe { (Borrowed::from_ptr(py, sock), Borrowed::from_ptr(py, buffer)) };
             return recv_into_here(&sock, &buffer, wanted, flags, timeout);
@@ -288,7 +286,8 @@ fn read<T>(
             Err(errno) => errno,
         };
         let again = errno == libc::EAGAIN || errno == libc::EWOULDBLOCK;
-        let retry = if again && !patience.never_wait { wait(sock, fd, &mut patience) } else { retry_after(sock, errno) };
+        let retry =
+            if again && !patience.never_wait { wait(sock, fd, &mut patience) } else { retry_after(sock, errno) };
         if !retry {
             return None;
         }

@@ -1,6 +1,8 @@
 //! The cooperative socket calls: `recv`, `recv_into`, `send`, `sendall` and `accept` of `ferrovent.socket.socket`,
 //! each one Rust call that does the system call on the socket's fd and, on EAGAIN, parks the current greenlet on the
 //! fd (the loop's own fd wait, as `Loop.wait_fd`) and retries.
+//! `recv` and `recv_into`, the calls an idle connection's handler is parked in, come through plain vectorcall entries
+//! whose frames stay small while parked (sockops/recv_entry.rs).
 //!
 //! Semantics are the stdlib's (Modules/socketmodule.c): the socket's timeout is a deadline for the whole call
 //! (`TimeoutError("timed out")`), a timeout of 0 or `MSG_DONTWAIT` raise BlockingIOError instead of waiting, EINTR

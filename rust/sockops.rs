@@ -1,6 +1,8 @@
 //! The cooperative socket calls: `recv`, `recv_into`, `send`, `sendall` and `accept` of `ferrovent.socket.socket`,
 //! each one Rust call that does the system call on the socket's fd and, on EAGAIN, parks the current greenlet on the
 //! fd (the loop's own fd wait, as `Loop.wait_fd`) and retries.
+//! `recv` and `recv_into`, the calls an idle connection's handler is parked in, come through plain vectorcall entries
+//! whose frames stay small while parked (sockops/recv_entry.rs).
 //!
 //! Semantics are the stdlib's (Modules/socketmodule.c): the socket's timeout is a deadline for the whole call
 //! (`TimeoutError("timed out")`), a timeout of 0 or `MSG_DONTWAIT` raise BlockingIOError instead of waiting, EINTR
@@ -19,8 +21,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyFloat, PyType};
 
 use crate::current;
-use crate::event_loop::ConcurrentObjectUseError;
+use crate::event_loop::{ConcurrentObjectUseError, Loop};
 use crate::fdtable::Direction;
+use crate::vectorcall;
+
+mod recv_entry;
+use recv_entry::{
+    sock_recv_entry, sock_recv_into_entry, RECV_DOC, RECV_INTO_DOC, RECV_INTO_WITH_ARGUMENTS, RECV_WITH_ARGUMENTS,
+};
 
 /// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
 /// protocol the socket was made with, follow the object header.
@@ -145,18 +153,28 @@ fn park_on(
     timeout: Option<f64>,
     exclusive: bool,
 ) -> PyResult<bool> {
-    let py = sock.py();
+    let (loop_, fd, referenced) = parking_place(sock, fd, direction, exclusive)?;
+    loop_.get().wait_fd_current(sock.py(), fd, direction, timeout, None, referenced, true)
+}
+
+/// What parking on the socket's `fd` needs, checked: this thread's loop, the fd as the fd table's index and
+/// whether the wait keeps the loop alive (see `park_on`).
+fn parking_place<'py>(
+    sock: &Bound<'py, PyAny>,
+    fd: c_int,
+    direction: Direction,
+    exclusive: bool,
+) -> PyResult<(Bound<'py, Loop>, usize, bool)> {
     let fd = usize::try_from(fd).map_err(|_| os_error(libc::EBADF))?;
-    let loop_ = current::get(py)?;
-    let loop_ = loop_.get();
-    loop_.check_thread()?;
-    if exclusive && loop_.fds.borrow().has_waiters(fd, direction) {
+    let loop_ = current::get(sock.py())?;
+    loop_.get().check_thread()?;
+    if exclusive && loop_.get().fds.borrow().has_waiters(fd, direction) {
         let way = if direction == Direction::Write { "writing to" } else { "reading from" };
         return Err(ConcurrentObjectUseError::new_err(format!(
             "This socket is already used by another greenlet: another greenlet is {way} fd {fd}"
         )));
     }
-    loop_.wait_fd_current(py, fd, direction, timeout, None, referenced(sock), true)
+    Ok((loop_, fd, referenced(sock)))
 }
 
 /// The wait after EAGAIN: parks until the socket is ready in `direction`, or raises the timeout error once
@@ -286,7 +304,8 @@ fn flags_arg(flags: &Bound<'_, PyAny>) -> PyResult<c_int> {
 // The numeric arguments come as objects and are read inside, so that a wrong one fails with the stdlib's own
 // message ("'str' object cannot be interpreted as an integer"), not one that names the Rust parameter.
 
-/// `recv(bufsize, flags)` with the socket's `timeout`: the bytes received, b"" at the end of the stream.
+/// `recv(bufsize, flags)` with the socket's `timeout`: the bytes received, b"" at the end of the stream. The call
+/// shapes `sock_recv_entry` passes on, with PyO3's argument handling; not a module attribute.
 #[pyfunction]
 pub fn sock_recv<'py>(
     sock: &Bound<'py, PyAny>,
@@ -302,26 +321,35 @@ pub fn sock_recv<'py>(
     let mut patience = Patience::new(timeout, flags);
     // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
     // bytes, so an idle connection costs no more than it did.
-    let (bytes, received) = cooperative_read(
-        sock,
-        flags,
-        size,
-        &mut patience,
-        |(_, n)| *n,
-        |fd| {
-            // SAFETY: a NULL source asks for an uninitialised bytes object of `bufsize` bytes: a new reference or NULL.
-            let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bufsize) };
-            // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
-            let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
-            // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
-            let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
-            // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
-            let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
-            Ok(received.map(|n| (bytes, n)))
-        },
-    )?;
+    let (bytes, received) =
+        cooperative_read(sock, flags, size, &mut patience, |(_, n)| *n, |fd| recv_attempt(py, fd, size, flags))?;
+    shrunk_to(bytes, received, size)
+}
+
+/// One try of `recv`: recv(2) into a fresh bytes object of `size` bytes, and how many it received; or the errno.
+fn recv_attempt(
+    py: Python<'_>,
+    fd: c_int,
+    size: usize,
+    flags: c_int,
+) -> PyResult<Result<(Bound<'_, PyAny>, usize), c_int>> {
+    // SAFETY: a NULL source asks for an uninitialised bytes object of `size` bytes (at most isize::MAX, as it came
+    // from a Py_ssize_t): a new reference or NULL.
+    let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t) };
+    // SAFETY: `raw` is a new reference (checked non-NULL by `from_owned_ptr_or_err`), owned by the Bound.
+    let bytes = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+    // SAFETY: `bytes` is a new bytes object nobody else has seen, so its storage is ours to fill.
+    let storage = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<c_void>();
+    // SAFETY: recv(2) writes at most `size` bytes into `storage`, which has that many.
+    let received = outcome(unsafe { libc::recv(fd, storage, size, flags) });
+    Ok(received.map(|n| (bytes, n)))
+}
+
+/// The bytes object of `recv_attempt`, cut to the `received` bytes of its `size`.
+fn shrunk_to(bytes: Bound<'_, PyAny>, received: usize, size: usize) -> PyResult<Bound<'_, PyBytes>> {
+    let py = bytes.py();
     if received == size {
-        // SAFETY: the object is a bytes object, made above.
+        // SAFETY: the object is a bytes object, made by `recv_attempt`.
         return Ok(unsafe { bytes.cast_into_unchecked() });
     }
     let mut resized = bytes.into_ptr();
@@ -335,7 +363,27 @@ pub fn sock_recv<'py>(
     Ok(unsafe { Bound::from_owned_ptr(py, resized).cast_into_unchecked() })
 }
 
-/// `recv_into(buffer, nbytes, flags)` with the socket's `timeout`: how many bytes were received.
+/// The error of `recv_into` given an object without a writable buffer.
+fn not_writable(buffer: &Bound<'_, PyAny>) -> PyErr {
+    match buffer.get_type().name() {
+        Ok(kind) => {
+            PyTypeError::new_err(format!("recv_into() argument 1 must be read-write bytes-like object, not {kind}"))
+        }
+        Err(err) => err,
+    }
+}
+
+/// How many bytes `recv_into` reads into a buffer of `length` bytes when asked for `wanted` (0: the whole buffer).
+fn into_size(wanted: usize, length: usize) -> PyResult<usize> {
+    let size = if wanted == 0 { length } else { wanted };
+    if size > length {
+        return Err(PyValueError::new_err("buffer too small for requested bytes"));
+    }
+    Ok(size)
+}
+
+/// `recv_into(buffer, nbytes, flags)` with the socket's `timeout`: how many bytes were received. The call shapes
+/// `sock_recv_into_entry` passes on; not a module attribute.
 #[pyfunction]
 pub fn sock_recv_into(
     sock: &Bound<'_, PyAny>,
@@ -345,33 +393,29 @@ pub fn sock_recv_into(
     timeout: Option<f64>,
 ) -> PyResult<usize> {
     let (nbytes, flags) = (nbytes.extract::<isize>()?, flags_arg(flags)?);
-    let refused = |_| match buffer.get_type().name() {
-        Ok(kind) => {
-            PyTypeError::new_err(format!("recv_into() argument 1 must be read-write bytes-like object, not {kind}"))
-        }
-        Err(err) => err,
-    };
-    with_buffer(buffer, true, refused, |storage, length| {
-        let Ok(wanted) = usize::try_from(nbytes) else {
-            return Err(PyValueError::new_err("negative buffersize in recv_into"));
-        };
-        let size = if wanted == 0 { length } else { wanted };
-        if size > length {
-            return Err(PyValueError::new_err("buffer too small for requested bytes"));
-        }
-        let mut patience = Patience::new(timeout, flags);
-        cooperative_read(
-            sock,
-            flags,
-            size,
-            &mut patience,
-            |n| *n,
-            |fd| {
-                // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
-                Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
-            },
-        )
-    })
+    with_buffer(
+        buffer,
+        true,
+        |_| not_writable(buffer),
+        |storage, length| {
+            let Ok(wanted) = usize::try_from(nbytes) else {
+                return Err(PyValueError::new_err("negative buffersize in recv_into"));
+            };
+            let size = into_size(wanted, length)?;
+            let mut patience = Patience::new(timeout, flags);
+            cooperative_read(
+                sock,
+                flags,
+                size,
+                &mut patience,
+                |n| *n,
+                |fd| {
+                    // SAFETY: recv(2) writes at most `size` bytes into the writable buffer, which holds at least that many.
+                    Ok(outcome(unsafe { libc::recv(fd, storage, size, flags) }))
+                },
+            )
+        },
+    )
 }
 
 /// `send(data, flags)` with the socket's `timeout` (or the call's own): how many bytes were sent.
@@ -459,8 +503,12 @@ pub fn sock_wait(sock: &Bound<'_, PyAny>, writable: bool, timeout: Option<f64>, 
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(sock_recv, m)?)?;
-    m.add_function(wrap_pyfunction!(sock_recv_into, m)?)?;
+    let py = m.py();
+    RECV_WITH_ARGUMENTS.get_or_try_init(py, || wrap_pyfunction!(sock_recv, m).map(|f| f.into_any().unbind()))?;
+    RECV_INTO_WITH_ARGUMENTS
+        .get_or_try_init(py, || wrap_pyfunction!(sock_recv_into, m).map(|f| f.into_any().unbind()))?;
+    m.add("sock_recv", vectorcall::function(m, c"sock_recv", sock_recv_entry, RECV_DOC)?)?;
+    m.add("sock_recv_into", vectorcall::function(m, c"sock_recv_into", sock_recv_into_entry, RECV_INTO_DOC)?)?;
     m.add_function(wrap_pyfunction!(sock_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
     m.add_function(wrap_pyfunction!(sock_accept, m)?)?;

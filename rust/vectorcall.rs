@@ -1,5 +1,6 @@
-//! Plain vectorcall entry points for the hottest calls (`sleep`, a queue's `put` and `get`), where PyO3's
-//! trampoline and argument parsing cost more than the work itself.
+//! Plain vectorcall entry points for the hottest calls (`sleep`, a queue's `put` and `get`, a socket's `recv` and
+//! `recv_into`), where PyO3's trampoline and argument parsing cost more than the work itself, or its frame would
+//! stay on every parked greenlet's saved C stack.
 //!
 //! Each entry handles only its common call shape itself and passes every other shape on, unchanged, to the
 //! PyO3-wrapped function or method it stands in front of; so signatures, defaults and error messages stay PyO3's.

@@ -721,7 +721,10 @@ BAD_CALLS = {
     "sendall str": lambda s: s.sendall("x"),
     "recv str size": lambda s: s.recv("1"),
     "recv negative size": lambda s: s.recv(-1),
+    "recv float size": lambda s: s.recv(1.0),
     "recv_into bytes": lambda s: s.recv_into(b"xx"),
+    "recv_into read-only buffer": lambda s: s.recv_into(memoryview(bytearray(2)).toreadonly()),
+    "recv_into float size": lambda s: s.recv_into(bytearray(2), 1.0),
     "recv_into negative size": lambda s: s.recv_into(bytearray(4), -1),
     "recv_into too small": lambda s: s.recv_into(bytearray(4), 5),
 }

@@ -31,7 +31,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use crate::event_loop::Loop;
 use crate::greenlet_api;
 use crate::vectorcall;
-use crate::waitqueue::{resume, LoopSlot, WaitQueue};
+use crate::waitqueue::{resume, LoopSlot, WaitQueue, Waited};
 
 /// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
 /// calling the method descriptors skips a method lookup per item.
@@ -52,6 +52,13 @@ fn deque_methods(py: Python<'_>) -> PyResult<&DequeMethods> {
             deque: deque.unbind(),
         })
     })
+}
+
+/// Where `ItemQueue::get_blocking_raw` stands: done (a new reference, or NULL with the exception set), or to
+/// wait in the loop's line of getters.
+enum GetStep<'py> {
+    Done(*mut ffi::PyObject),
+    Wait(Bound<'py, Loop>),
 }
 
 /// `queue.Full` (ferrovent's Full is the stdlib's very class), looked up once.
@@ -308,6 +315,72 @@ impl ItemQueue {
         }
     }
 
+    /// `get()`: the next item, waiting in line for one if there is none; a new reference, or NULL with the
+    /// exception set. Shaped as a wait is (see `WaitQueue::wait_raw`): this frame stays on the parked greenlet's
+    /// saved C stack, so it holds no `PyResult` and the work around each wait is out of line. A shut queue or a
+    /// call from the hub goes to the Python side's `_get_slow`.
+    fn get_blocking_raw(slf: &Bound<'_, Self>) -> *mut ffi::PyObject {
+        let getters = slf.get().getters.bind(slf.py());
+        let mut waited = None;
+        loop {
+            let lp = match Self::next_get_step(slf, waited) {
+                GetStep::Done(got) => return got,
+                GetStep::Wait(lp) => lp,
+            };
+            // After a wake that found no item (taken by someone who never waited), back to the front of the line.
+            let front = waited.is_some();
+            waited = Some(WaitQueue::wait_current_raw(getters, &lp, None, front, None));
+        }
+    }
+
+    /// What `get_blocking_raw` does next, given how its last wait ended (None before the first).
+    #[inline(never)]
+    fn next_get_step<'py>(slf: &Bound<'py, Self>, waited: Option<Waited>) -> GetStep<'py> {
+        let py = slf.py();
+        let me = slf.get();
+        let step = || -> PyResult<GetStep<'py>> {
+            match waited {
+                Some(Waited::Failed { lost }) => {
+                    let err = PyErr::fetch(py);
+                    if lost {
+                        if let Err(secondary) = Self::pass_getter_wake_on(slf) {
+                            secondary.set_cause(py, Some(err));
+                            return Err(secondary);
+                        }
+                    }
+                    return Err(err);
+                }
+                Some(Waited::TimedOut) => return Err(PyRuntimeError::new_err("a get with no timeout timed out")),
+                Some(Waited::Woken) | None => {}
+            }
+            if Self::size(slf)? > 0 {
+                return Ok(GetStep::Done(Self::pop(slf)?.into_ptr()));
+            }
+            if me.shutdown.get() {
+                return Err(shutdown_error(py)?);
+            }
+            if waited.is_none() && Self::in_hub(slf)? {
+                let slow = slf.call_method1(intern!(py, "_get_slow"), (true, py.None()))?;
+                return Ok(GetStep::Done(slow.into_ptr()));
+            }
+            Ok(GetStep::Wait(me.owner_loop(py)?))
+        };
+        step().unwrap_or_else(|err| {
+            err.restore(py);
+            GetStep::Done(std::ptr::null_mut())
+        })
+    }
+
+    /// A getter woken for an item left without it (an exception ended its wait): the next getter may have it.
+    fn pass_getter_wake_on(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        let getters = me.getters.bind(slf.py());
+        if !getters.get().is_empty() && Self::size(slf)? > 0 {
+            WaitQueue::wake_first(getters, me.owner_loop(slf.py())?.get())?;
+        }
+        Ok(())
+    }
+
     /// A putter woken for a slot stores its item if the slot is still free (true) or finds it taken (false).
     fn store_for_woken_putter(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
         if slf.get().shutdown.get() {
@@ -541,6 +614,11 @@ impl ItemQueue {
         block: Truthy,
         timeout: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if block.0 && timeout.is_none() {
+            let got = Self::get_blocking_raw(slf);
+            // SAFETY: a new reference, or NULL with the exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(slf.py(), got) };
+        }
         if Self::size(slf)? > 0 {
             return Self::pop(slf);
         }
@@ -644,13 +722,13 @@ impl vectorcall::FastMethod for FastPut {
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>> {
+    ) -> Option<*mut ffi::PyObject> {
         (nargs == 1).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue and `args[0]` a borrowed reference.
             let (queue, item) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
             // SAFETY: `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { queue.cast_into_unchecked::<ItemQueue>() };
-            ItemQueue::put(&queue, item, Truthy(true), None).map(|()| py.None())
+            vectorcall::into_result(py, ItemQueue::put(&queue, item, Truthy(true), None).map(|()| py.None()))
         })
     }
 }
@@ -668,11 +746,11 @@ impl vectorcall::FastMethod for FastGet {
         slf: *mut ffi::PyObject,
         _: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>> {
+    ) -> Option<*mut ffi::PyObject> {
         (nargs == 0).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<ItemQueue>() };
-            ItemQueue::get(&queue, Truthy(true), None).map(Bound::unbind)
+            ItemQueue::get_blocking_raw(&queue)
         })
     }
 }

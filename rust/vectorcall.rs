@@ -100,7 +100,9 @@ pub trait FastMethod {
     /// The PyO3 method the entry stands in front of, for every other call shape.
     fn general() -> &'static PyOnceLock<Py<PyAny>>;
 
-    /// The common shape's call, given the positional count (no keywords); None for any other shape.
+    /// The common shape's call, given the positional count (no keywords): its result in CPython's convention (a
+    /// new reference, or NULL with the exception set, so a call that waits keeps no `PyResult` in its frames);
+    /// None for any other shape.
     ///
     /// # Safety
     /// The GIL is held, `slf` is an instance of the method's class and `args` holds `nargs` borrowed references.
@@ -109,7 +111,7 @@ pub trait FastMethod {
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>>;
+    ) -> Option<*mut ffi::PyObject>;
 }
 
 /// CPython's entry point for method `M`: the common call shape through `M::fast`, everything else passed on to
@@ -132,7 +134,7 @@ pub unsafe extern "C" fn method_entry<M: FastMethod>(
         if kwnames.is_null() {
             // SAFETY: per the contract; no keywords, so `args` holds `nargs` positionals.
             if let Some(result) = unsafe { M::fast(py, slf, args, nargs) } {
-                return into_result(py, result);
+                return result;
             }
         }
         match M::general().get(py) {

@@ -51,7 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cpython::arena_cache, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
     m.add_class::<event_loop::Heartbeat>()?;
-    m.add_class::<waitqueue::WaitQueue>()?;
+    waitqueue::register(m)?;
     m.add_class::<linkable::LinkCore>()?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;

@@ -166,3 +166,60 @@ pub fn panicked() -> *mut ffi::PyObject {
     PanicException::new_err("ferrovent: panic in a vectorcall entry").restore(py);
     ptr::null_mut()
 }
+
+/// `seconds` as a float when it is an exact float or an int a float can hold; None for anything else.
+///
+/// # Safety
+/// `seconds` is a valid borrowed reference and the GIL is held.
+pub unsafe fn exact_seconds(seconds: *mut ffi::PyObject) -> Option<f64> {
+    // SAFETY: per the contract; the float and int checks read only the type, PyLong_AsDouble only the int.
+    unsafe {
+        if ffi::PyFloat_CheckExact(seconds) != 0 {
+            return Some(ffi::PyFloat_AS_DOUBLE(seconds));
+        }
+        if ffi::PyLong_CheckExact(seconds) != 0 {
+            let value = ffi::PyLong_AsDouble(seconds);
+            if value == -1.0 && !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear(); // too large: the general path raises its own error
+                return None;
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A `timeout` argument: None as `Some(None)`, an exact float or int as its seconds; None for anything else.
+///
+/// # Safety
+/// As `exact_seconds`.
+pub unsafe fn optional_seconds(timeout: *mut ffi::PyObject) -> Option<Option<f64>> {
+    // SAFETY: per the contract, the GIL is held.
+    if timeout == unsafe { ffi::Py_None() } {
+        return Some(None);
+    }
+    // SAFETY: per the contract.
+    unsafe { exact_seconds(timeout) }.map(Some)
+}
+
+/// A `bool` argument that is exactly True or False; None for anything else.
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn exact_bool(value: *mut ffi::PyObject) -> Option<bool> {
+    // SAFETY: per the contract, the GIL is held; the singletons are only compared with.
+    unsafe {
+        if value == ffi::Py_True() {
+            Some(true)
+        } else if value == ffi::Py_False() {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// A `True` or `False`, as an entry returns it (a new reference).
+pub fn bool_result(py: Python<'_>, value: bool) -> *mut ffi::PyObject {
+    pyo3::types::PyBool::new(py, value).to_owned().into_any().unbind().into_ptr()
+}

@@ -14,15 +14,19 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ffi::CStr;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 
 use crate::event_loop::{address, InvalidThreadUseError, Loop};
 use crate::ready::{Ready, Wake};
 use crate::timers::Nanos;
+use crate::vectorcall;
 
 /// One place in the line: a parked greenlet (with its park token) or a link, and what it carries.
 pub(crate) struct Entry<T> {
@@ -390,6 +394,78 @@ impl WaitQueue {
             }
         }
         Ok(None)
+    }
+}
+
+/// PyO3's `wait`, for the call shapes the fast entry passes on.
+static GENERAL_WAIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const WAIT_DOC: &CStr = c"wait($self, loop, timeout=None, front=False, item=None, on_lost=None)\n--\n\nParks the \
+current greenlet in the line until the line wakes it (True) or `timeout` passes (False).\nInvalidThreadUseError, \
+before anything else, if `loop` is not the calling thread's current loop (the\ncaller then lets its hub take the \
+object over). `front` queues it first; `item` is handed to whoever takes it off with `take_item`; `on_lost()` is \
+called\nif it ends with an exception after the line had woken it (so the wake can be passed on).";
+
+/// Adds `WaitQueue`, with `wait` as a plain vectorcall method (rust/vectorcall.rs) for its positional call shape:
+/// its frames stay on every waiting greenlet's saved C stack, and PyO3's trampoline frame is about 340 bytes.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<WaitQueue>()?;
+    let cls = py.get_type::<WaitQueue>();
+    let wait = vectorcall::replace_method(&cls, c"wait", vectorcall::method_entry::<FastWait>, WAIT_DOC)?;
+    GENERAL_WAIT.get_or_init(py, || wait.unbind());
+    Ok(())
+}
+
+/// `line.wait(loop, timeout, front, item, on_lost)` with positional arguments only, `timeout` None or an exact
+/// number and `front` exactly True or False, taken by its vectorcall entry.
+struct FastWait;
+
+impl vectorcall::FastMethod for FastWait {
+    fn general() -> &'static PyOnceLock<Py<PyAny>> {
+        &GENERAL_WAIT
+    }
+
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<*mut ffi::PyObject> {
+        let nargs = usize::try_from(nargs).ok().filter(|n| (1..=5).contains(n))?;
+        // SAFETY: per the trait's contract, `args` holds `nargs` borrowed references.
+        let args = unsafe { std::slice::from_raw_parts(args, nargs) };
+        // SAFETY: borrowed references, valid for the call; the GIL is held.
+        let arg = |at: usize| args.get(at).map(|&obj| unsafe { Bound::from_borrowed_ptr(py, obj) });
+        let loop_ = arg(0)?.cast_into::<Loop>().ok()?;
+        // SAFETY: as above.
+        let timeout = match args.get(1) {
+            Some(&timeout) => unsafe { vectorcall::optional_seconds(timeout) }?,
+            None => None,
+        };
+        // SAFETY: as above.
+        let front = match args.get(2) {
+            Some(&front) => unsafe { vectorcall::exact_bool(front) }?,
+            None => false,
+        };
+        let item = arg(3).filter(|item| !item.is_none()).map(Bound::unbind);
+        let on_lost = arg(4).filter(|on_lost| !on_lost.is_none());
+        // SAFETY: `slf` is a WaitQueue (the method descriptor checked it).
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<WaitQueue>() };
+        let waited = WaitQueue::wait_current_raw(&this, &loop_, timeout, front, item);
+        Some(waited_result(py, waited, on_lost.as_ref()))
+    }
+}
+
+/// A raw wait's outcome as an entry returns it: True, False, or NULL with the exception set.
+#[inline(never)]
+fn waited_result(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+    match WaitQueue::outcome(py, waited, on_lost) {
+        Ok(woken) => vectorcall::bool_result(py, woken),
+        Err(err) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
     }
 }
 

@@ -52,7 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::ThreadsafeHandle>()?;
     m.add_class::<event_loop::Heartbeat>()?;
     waitqueue::register(m)?;
-    m.add_class::<linkable::LinkCore>()?;
+    linkable::register(m)?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
     m.add_class::<aio_loop::AioLoop>()?;

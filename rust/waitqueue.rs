@@ -247,19 +247,6 @@ impl WaitQueue {
         Self::wait_raw(this, loop_.get(), timeout, front, item)
     }
 
-    /// `wait_current` once the caller knows `lp` is the calling thread's current loop.
-    pub(crate) fn wait_in_line(
-        this: &Bound<'_, Self>,
-        lp: &Loop,
-        timeout: Option<f64>,
-        front: bool,
-        item: Option<Py<PyAny>>,
-        on_lost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let waited = Self::wait_raw(this, lp, timeout, front, item);
-        Self::outcome(this.py(), waited, on_lost)
-    }
-
     /// A raw wait's outcome as `wait_current` returns it, calling `on_lost` for a wake the error made it lose.
     #[inline(never)]
     pub(crate) fn outcome(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
@@ -279,7 +266,7 @@ impl WaitQueue {
         }
     }
 
-    /// The wait of `wait_in_line`, shaped as `sleep` is (rust/wait.rs): the frames on the way to the switch stay on
+    /// The wait of `wait_current` once the caller knows `lp` is the calling thread's current loop, shaped as `sleep` is (rust/wait.rs): the frames on the way to the switch stay on
     /// the parked greenlet's saved C stack, so this one holds only what the wait needs across the switch, joining
     /// the line and the work after each wake are out of line, and no `PyResult` is kept (after `Failed`, the
     /// exception is set in the interpreter).
@@ -459,7 +446,7 @@ impl vectorcall::FastMethod for FastWait {
 
 /// A raw wait's outcome as an entry returns it: True, False, or NULL with the exception set.
 #[inline(never)]
-fn waited_result(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+pub(crate) fn waited_result(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> *mut ffi::PyObject {
     match WaitQueue::outcome(py, waited, on_lost) {
         Ok(woken) => vectorcall::bool_result(py, woken),
         Err(err) => {

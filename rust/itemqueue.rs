@@ -4,9 +4,10 @@
 //! the getters' and putters' `WaitQueue`s) and implements the calls that do not wait: a put with room, a get with
 //! an item, and the wake-ups that follow (a put wakes the first waiting getter; a get that frees a slot wakes the
 //! first waiting putter, which stores its item itself when it runs). So `put` and `get` of a queue with room or
-//! items are one Rust call each, and so is a put that waits for a slot (`put_waiting`). A call that has something
-//! to check first (a timeout, a shutdown, the hub calling) goes to the Python methods `_put_slow` and `_get_slow`,
-//! which wait in the same `WaitQueue`s.
+//! items are one Rust call each, and so are a put that waits for a slot and a get that waits for an item (with
+//! no timeout): those waits are shaped to keep little of the C stack (see `WaitQueue::wait_raw`). A call that
+//! has something to check first (a timeout, a shutdown, the hub calling) goes to the Python methods `_put_slow`
+//! and `_get_slow`, which wait in the same `WaitQueue`s.
 //!
 //! Putters are woken one at a time: the one woken for a slot (`woken_box`, the box it waits with) wakes the next
 //! when it is done, if there is room still. So no two woken putters can race for slots and fall out of order.
@@ -271,47 +272,113 @@ impl ItemQueue {
         Ok(item)
     }
 
-    /// A put that found the queue full: waits in line for a slot (Full once `timeout` passes), then stores `item`.
+    /// `put(item, block)` with no timeout: stored at once, or after waiting in line for a slot (`put_waiting_raw`);
+    /// None, or NULL with the exception set. A shut queue, or a full one with `block` false or in the hub, goes to
+    /// the Python side's `_put_slow`.
+    fn put_raw(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, block: bool) -> *mut ffi::PyObject {
+        match Self::put_at_once(slf, item, block) {
+            Some(done) => done,
+            None => Self::put_waiting_raw(slf, item, None),
+        }
+    }
+
+    /// `put_raw` up to the wait: its result if it need not wait for a slot, None if it must.
+    #[inline(never)]
+    fn put_at_once(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, block: bool) -> Option<*mut ffi::PyObject> {
+        let py = slf.py();
+        let step = || -> PyResult<Option<*mut ffi::PyObject>> {
+            if !slf.get().shutdown.get() {
+                if Self::has_room(slf)? {
+                    Self::add(slf, item.clone())?;
+                    return Ok(Some(py.None().into_ptr()));
+                }
+                if block && !Self::in_hub(slf)? {
+                    return Ok(None);
+                }
+            }
+            let slow = slf.call_method1(intern!(py, "_put_slow"), (item, block, py.None()))?;
+            Ok(Some(slow.into_ptr()))
+        };
+        step().unwrap_or_else(|err| {
+            err.restore(py);
+            Some(std::ptr::null_mut())
+        })
+    }
+
+    /// A put that found the queue full: waits in line for a slot (Full once `timeout` passes), then stores `item`;
+    /// None, or NULL with the exception set. Shaped as a wait is (see `WaitQueue::wait_raw`): this frame stays on
+    /// the parked greenlet's saved C stack, so it holds no `PyResult` and the work after each wake is out of line.
     ///
     /// The putter waits with a box, a list holding its item. A get in the hub, which cannot wait for the putter to
     /// run, may store the item for it (the box is then empty), or fail to (the box then holds the item and the
     /// error, which the putter raises). Otherwise the putter was woken for a free slot: it stores its item itself,
     /// so a subclass's `_put` runs here, or waits again at the front if the slot was taken meanwhile.
-    fn put_waiting(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn put_waiting_raw(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> *mut ffi::PyObject {
         let py = slf.py();
-        let me = slf.get();
-        let lp = me.owner_loop(py)?;
-        let putters = me.putters.bind(py);
-        let boxed = PyList::new(py, [item])?;
+        let Some((lp, boxed)) = Self::before_put_wait(slf, item) else { return std::ptr::null_mut() };
+        let putters = slf.get().putters.bind(py);
         let deadline = timeout.map(|seconds| lp.get().deadline_after(seconds));
         let mut timeout = timeout;
         let mut front = false;
         loop {
             let waited =
-                WaitQueue::wait_current(putters, &lp, timeout, front, Some(boxed.clone().into_any().unbind()), None);
-            let woken = match waited {
-                Ok(woken) => woken,
-                Err(err) => {
-                    Self::putter_done(slf, &boxed)?;
-                    return Err(err);
-                }
-            };
-            if !woken {
-                return Err(full_error(py)?);
-            }
-            match boxed.len() {
-                0 => return Ok(()), // a get in the hub stored it
-                2 => return Err(PyErr::from_value(boxed.get_item(1)?)),
-                _ => {}
-            }
-            let stored = Self::store_for_woken_putter(slf, item);
-            Self::putter_done(slf, &boxed)?;
-            if stored? {
-                return Ok(());
+                WaitQueue::wait_current_raw(putters, &lp, timeout, front, Some(boxed.clone().into_any().unbind()));
+            if let Some(done) = Self::after_put_wait(slf, item, &boxed, waited) {
+                return done;
             }
             front = true; // the slot was taken by someone who never waited: back to the front of the line
             let lp = lp.get();
             timeout = deadline.map(|d| d.saturating_sub(lp.clock()) as f64 / 1e9);
+        }
+    }
+
+    /// The queue's loop and the box a putter waits with; None, with the exception set, if it cannot wait.
+    #[inline(never)]
+    fn before_put_wait<'py>(
+        slf: &Bound<'py, Self>,
+        item: &Bound<'py, PyAny>,
+    ) -> Option<(Bound<'py, Loop>, Bound<'py, PyList>)> {
+        let py = slf.py();
+        let made = slf.get().owner_loop(py).and_then(|lp| Ok((lp, PyList::new(py, [item])?)));
+        made.map_err(|err| err.restore(py)).ok()
+    }
+
+    /// What a putter does after a wait for a slot ended: its result (None, or NULL with the exception set), or
+    /// None to wait again at the front of the line.
+    #[inline(never)]
+    fn after_put_wait(
+        slf: &Bound<'_, Self>,
+        item: &Bound<'_, PyAny>,
+        boxed: &Bound<'_, PyList>,
+        waited: Waited,
+    ) -> Option<*mut ffi::PyObject> {
+        let py = slf.py();
+        let step = || -> PyResult<bool> {
+            match waited {
+                Waited::Failed { .. } => {
+                    let err = PyErr::fetch(py);
+                    Self::putter_done(slf, boxed)?;
+                    return Err(err);
+                }
+                Waited::TimedOut => return Err(full_error(py)?),
+                Waited::Woken => {}
+            }
+            match boxed.len() {
+                0 => return Ok(true), // a get in the hub stored it
+                2 => return Err(PyErr::from_value(boxed.get_item(1)?)),
+                _ => {}
+            }
+            let stored = Self::store_for_woken_putter(slf, item);
+            Self::putter_done(slf, boxed)?;
+            stored
+        };
+        match step() {
+            Ok(true) => Some(py.None().into_ptr()),
+            Ok(false) => None,
+            Err(err) => {
+                err.restore(py);
+                Some(std::ptr::null_mut())
+            }
         }
     }
 
@@ -588,15 +655,12 @@ impl ItemQueue {
         block: Truthy,
         timeout: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if timeout.is_none() && !slf.get().shutdown.get() {
-            if Self::has_room(slf)? {
-                return Self::add(slf, item);
-            }
-            if block.0 && !Self::in_hub(slf)? {
-                return Self::put_waiting(slf, &item, None);
-            }
+        let py = slf.py();
+        if timeout.is_none() {
+            // SAFETY: a new reference, or NULL with the exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(py, Self::put_raw(slf, &item, block.0)) }.map(drop);
         }
-        slf.call_method1(intern!(slf.py(), "_put_slow"), (item, block.0, timeout))?;
+        slf.call_method1(intern!(py, "_put_slow"), (item, block.0, timeout))?;
         Ok(())
     }
 
@@ -645,10 +709,11 @@ impl ItemQueue {
         Self::wake_putter(slf)
     }
 
-    /// Waits in line for a slot, then stores `item`; Full once `timeout` passes (see `put_waiting`).
+    /// Waits in line for a slot, then stores `item`; Full once `timeout` passes (see `put_waiting_raw`).
     #[pyo3(signature = (item, timeout=None))]
     fn _put_waiting(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
-        Self::put_waiting(slf, &item, timeout)
+        // SAFETY: a new reference, or NULL with the exception set.
+        unsafe { Bound::from_owned_ptr_or_err(slf.py(), Self::put_waiting_raw(slf, &item, timeout)) }.map(drop)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -728,7 +793,7 @@ impl vectorcall::FastMethod for FastPut {
             let (queue, item) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
             // SAFETY: `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { queue.cast_into_unchecked::<ItemQueue>() };
-            vectorcall::into_result(py, ItemQueue::put(&queue, item, Truthy(true), None).map(|()| py.None()))
+            ItemQueue::put_raw(&queue, &item, true)
         })
     }
 }

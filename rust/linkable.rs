@@ -56,7 +56,8 @@ impl LinkCore {
     /// Whether a waiter need not wait: the flag is set, or it comes, in the owner's loop, while a `set()`'s
     /// waiters are still being woken (it is one of them: it yields to them first).
     fn ready_for_waiter(&self, py: Python<'_>) -> PyResult<bool> {
-        if !self.flag.get() && !(self.dispatching.get() && self.owner_loop(py)?.is_some()) {
+        let woken_with_others = || -> PyResult<bool> { Ok(self.dispatching.get() && self.owner_loop(py)?.is_some()) };
+        if !self.flag.get() && !woken_with_others()? {
             return Ok(false);
         }
         if self.dispatching.get() {

@@ -425,13 +425,13 @@ impl vectorcall::FastMethod for FastWait {
         // SAFETY: borrowed references, valid for the call; the GIL is held.
         let arg = |at: usize| args.get(at).map(|&obj| unsafe { Bound::from_borrowed_ptr(py, obj) });
         let loop_ = arg(0)?.cast_into::<Loop>().ok()?;
-        // SAFETY: as above.
         let timeout = match args.get(1) {
+            // SAFETY: a borrowed reference, valid for the call; the GIL is held.
             Some(&timeout) => unsafe { vectorcall::optional_seconds(timeout) }?,
             None => None,
         };
-        // SAFETY: as above.
         let front = match args.get(2) {
+            // SAFETY: the GIL is held.
             Some(&front) => unsafe { vectorcall::exact_bool(front) }?,
             None => false,
         };

@@ -137,7 +137,7 @@ unsafe fn sleep_vectorcall(
     let seconds = match (nargs, kwnames.is_null()) {
         (0, true) => Some(0.0),
         // SAFETY: one positional argument, a borrowed reference valid for the call.
-        (1, true) => unsafe { exact_seconds(*args) },
+        (1, true) => unsafe { vectorcall::exact_seconds(*args) },
         _ => None,
     };
     match (seconds, SLEEP_WITH_ARGUMENTS.get(py)) {
@@ -146,26 +146,4 @@ unsafe fn sleep_vectorcall(
         (None, Some(general)) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
         (None, None) => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
     }
-}
-
-/// `seconds` as a float when it is an exact float or an int a float can hold; None for anything else.
-///
-/// # Safety
-/// `seconds` is a valid borrowed reference and the GIL is held.
-unsafe fn exact_seconds(seconds: *mut ffi::PyObject) -> Option<f64> {
-    // SAFETY: per the contract; the float and int checks read only the type, PyLong_AsDouble only the int.
-    unsafe {
-        if ffi::PyFloat_CheckExact(seconds) != 0 {
-            return Some(ffi::PyFloat_AS_DOUBLE(seconds));
-        }
-        if ffi::PyLong_CheckExact(seconds) != 0 {
-            let value = ffi::PyLong_AsDouble(seconds);
-            if value == -1.0 && !ffi::PyErr_Occurred().is_null() {
-                ffi::PyErr_Clear(); // too large: the general path raises its own error
-                return None;
-            }
-            return Some(value);
-        }
-    }
-    None
 }

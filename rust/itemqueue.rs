@@ -4,9 +4,10 @@
 //! the getters' and putters' `WaitQueue`s) and implements the calls that do not wait: a put with room, a get with
 //! an item, and the wake-ups that follow (a put wakes the first waiting getter; a get that frees a slot wakes the
 //! first waiting putter, which stores its item itself when it runs). So `put` and `get` of a queue with room or
-//! items are one Rust call each, and so is a put that waits for a slot (`put_waiting`). A call that has something
-//! to check first (a timeout, a shutdown, the hub calling) goes to the Python methods `_put_slow` and `_get_slow`,
-//! which wait in the same `WaitQueue`s.
+//! items are one Rust call each, and so are a put that waits for a slot and a get that waits for an item (with
+//! no timeout): those waits are shaped to keep little of the C stack (see `WaitQueue::wait_raw`). A call that
+//! has something to check first (a timeout, a shutdown, the hub calling) goes to the Python methods `_put_slow`
+//! and `_get_slow`, which wait in the same `WaitQueue`s.
 //!
 //! Putters are woken one at a time: the one woken for a slot (`woken_box`, the box it waits with) wakes the next
 //! when it is done, if there is room still. So no two woken putters can race for slots and fall out of order.
@@ -26,12 +27,13 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple};
 
 use crate::event_loop::Loop;
 use crate::greenlet_api;
+use crate::timers::Nanos;
 use crate::vectorcall;
-use crate::waitqueue::{resume, LoopSlot, WaitQueue};
+use crate::waitqueue::{resume, LoopSlot, WaitQueue, Waited};
 
 /// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
 /// calling the method descriptors skips a method lookup per item.
@@ -54,18 +56,42 @@ fn deque_methods(py: Python<'_>) -> PyResult<&DequeMethods> {
     })
 }
 
-/// `queue.Full` (ferrovent's Full is the stdlib's very class), looked up once.
-static FULL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// Where `ItemQueue::get_blocking_raw` stands: done (a new reference, or NULL with the exception set), or to
+/// wait in the loop's line of getters (for so many seconds, or with no timeout).
+enum GetStep<'py> {
+    Done(*mut ffi::PyObject),
+    Wait(Bound<'py, Loop>, Option<f64>),
+}
 
-fn full_error(py: Python<'_>) -> PyResult<PyErr> {
-    let full = FULL.get_or_try_init(py, || py.import("queue")?.getattr("Full").map(Bound::unbind))?;
-    Ok(PyErr::from_value(full.bind(py).call0()?))
+/// How long a get may wait: no limit, so many seconds from its first look, or until a deadline on the loop's clock.
+#[derive(Clone, Copy)]
+enum Limit {
+    Never,
+    After(f64),
+    At(Nanos),
+}
+
+/// `queue.Full` and `queue.Empty` (ferrovent's are the stdlib's very classes), looked up once.
+static FULL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EMPTY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A new instance of the stdlib's `queue.<name>`, kept in `class`.
+fn stdlib_queue_error(py: Python<'_>, class: &PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<PyErr> {
+    let class = class.get_or_try_init(py, || py.import("queue")?.getattr(name).map(Bound::unbind))?;
+    Ok(PyErr::from_value(class.bind(py).call0()?))
 }
 
 /// `ferrovent.queue.ShutDown` (the stdlib's from Python 3.13), raised in a woken putter that finds the queue shut.
 fn shutdown_error(py: Python<'_>) -> PyResult<PyErr> {
     let shutdown = py.import("ferrovent.queue")?.getattr("ShutDown")?;
     Ok(PyErr::from_value(shutdown.call0()?))
+}
+
+/// A `timeout` argument the Rust waits take: an exact float or int, zero or more (anything else, a `Timeout` or a
+/// negative number, goes to the Python side).
+fn seconds_to_wait(timeout: &Bound<'_, PyAny>) -> Option<f64> {
+    let number = timeout.is_exact_instance_of::<PyFloat>() || timeout.is_exact_instance_of::<PyInt>();
+    number.then(|| timeout.extract::<f64>().ok()).flatten().filter(|seconds| *seconds >= 0.0)
 }
 
 /// A `block` argument: any object, taken by its truth value (as the stdlib's queue takes it).
@@ -264,48 +290,197 @@ impl ItemQueue {
         Ok(item)
     }
 
-    /// A put that found the queue full: waits in line for a slot (Full once `timeout` passes), then stores `item`.
+    /// `put(item, block)` with no timeout: stored at once, or after waiting in line for a slot (`put_waiting_raw`);
+    /// None, or NULL with the exception set. A shut queue, or a full one with `block` false or in the hub, goes to
+    /// the Python side's `_put_slow`.
+    fn put_raw(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, block: bool) -> *mut ffi::PyObject {
+        match Self::put_at_once(slf, item, block) {
+            Some(done) => done,
+            None => Self::put_waiting_raw(slf, item, None),
+        }
+    }
+
+    /// `put_raw` up to the wait: its result if it need not wait for a slot, None if it must.
+    #[inline(never)]
+    fn put_at_once(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, block: bool) -> Option<*mut ffi::PyObject> {
+        let py = slf.py();
+        let step = || -> PyResult<Option<*mut ffi::PyObject>> {
+            if !slf.get().shutdown.get() {
+                if Self::has_room(slf)? {
+                    Self::add(slf, item.clone())?;
+                    return Ok(Some(py.None().into_ptr()));
+                }
+                if block && !Self::in_hub(slf)? {
+                    return Ok(None);
+                }
+            }
+            let slow = slf.call_method1(intern!(py, "_put_slow"), (item, block, py.None()))?;
+            Ok(Some(slow.into_ptr()))
+        };
+        step().unwrap_or_else(|err| {
+            err.restore(py);
+            Some(std::ptr::null_mut())
+        })
+    }
+
+    /// A put that found the queue full: waits in line for a slot (Full once `timeout` passes), then stores `item`;
+    /// None, or NULL with the exception set. Shaped as a wait is (see `WaitQueue::wait_raw`): this frame stays on
+    /// the parked greenlet's saved C stack, so it holds no `PyResult` and the work after each wake is out of line.
     ///
     /// The putter waits with a box, a list holding its item. A get in the hub, which cannot wait for the putter to
     /// run, may store the item for it (the box is then empty), or fail to (the box then holds the item and the
     /// error, which the putter raises). Otherwise the putter was woken for a free slot: it stores its item itself,
     /// so a subclass's `_put` runs here, or waits again at the front if the slot was taken meanwhile.
-    fn put_waiting(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn put_waiting_raw(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, timeout: Option<f64>) -> *mut ffi::PyObject {
         let py = slf.py();
-        let me = slf.get();
-        let lp = me.owner_loop(py)?;
-        let putters = me.putters.bind(py);
-        let boxed = PyList::new(py, [item])?;
+        let Some((lp, boxed)) = Self::before_put_wait(slf, item) else { return std::ptr::null_mut() };
+        let putters = slf.get().putters.bind(py);
         let deadline = timeout.map(|seconds| lp.get().deadline_after(seconds));
         let mut timeout = timeout;
         let mut front = false;
         loop {
             let waited =
-                WaitQueue::wait_current(putters, &lp, timeout, front, Some(boxed.clone().into_any().unbind()), None);
-            let woken = match waited {
-                Ok(woken) => woken,
-                Err(err) => {
-                    Self::putter_done(slf, &boxed)?;
-                    return Err(err);
-                }
-            };
-            if !woken {
-                return Err(full_error(py)?);
-            }
-            match boxed.len() {
-                0 => return Ok(()), // a get in the hub stored it
-                2 => return Err(PyErr::from_value(boxed.get_item(1)?)),
-                _ => {}
-            }
-            let stored = Self::store_for_woken_putter(slf, item);
-            Self::putter_done(slf, &boxed)?;
-            if stored? {
-                return Ok(());
+                WaitQueue::wait_current_raw(putters, &lp, timeout, front, Some(boxed.clone().into_any().unbind()));
+            if let Some(done) = Self::after_put_wait(slf, item, &boxed, waited) {
+                return done;
             }
             front = true; // the slot was taken by someone who never waited: back to the front of the line
             let lp = lp.get();
             timeout = deadline.map(|d| d.saturating_sub(lp.clock()) as f64 / 1e9);
         }
+    }
+
+    /// The queue's loop and the box a putter waits with; None, with the exception set, if it cannot wait.
+    #[inline(never)]
+    fn before_put_wait<'py>(
+        slf: &Bound<'py, Self>,
+        item: &Bound<'py, PyAny>,
+    ) -> Option<(Bound<'py, Loop>, Bound<'py, PyList>)> {
+        let py = slf.py();
+        let made = slf.get().owner_loop(py).and_then(|lp| Ok((lp, PyList::new(py, [item])?)));
+        made.map_err(|err| err.restore(py)).ok()
+    }
+
+    /// What a putter does after a wait for a slot ended: its result (None, or NULL with the exception set), or
+    /// None to wait again at the front of the line.
+    #[inline(never)]
+    fn after_put_wait(
+        slf: &Bound<'_, Self>,
+        item: &Bound<'_, PyAny>,
+        boxed: &Bound<'_, PyList>,
+        waited: Waited,
+    ) -> Option<*mut ffi::PyObject> {
+        let py = slf.py();
+        let step = || -> PyResult<bool> {
+            match waited {
+                Waited::Failed { .. } => {
+                    let err = PyErr::fetch(py);
+                    Self::putter_done(slf, boxed)?;
+                    return Err(err);
+                }
+                Waited::TimedOut => return Err(stdlib_queue_error(py, &FULL, "Full")?),
+                Waited::Woken => {}
+            }
+            match boxed.len() {
+                0 => return Ok(true), // a get in the hub stored it
+                2 => return Err(PyErr::from_value(boxed.get_item(1)?)),
+                _ => {}
+            }
+            let stored = Self::store_for_woken_putter(slf, item);
+            Self::putter_done(slf, boxed)?;
+            stored
+        };
+        match step() {
+            Ok(true) => Some(py.None().into_ptr()),
+            Ok(false) => None,
+            Err(err) => {
+                err.restore(py);
+                Some(std::ptr::null_mut())
+            }
+        }
+    }
+
+    /// `get()`, or `get(timeout=seconds)`: the next item, waiting in line for one if there is none (Empty once
+    /// `timeout` passes); a new reference, or NULL with the exception set. Shaped as a wait is (see
+    /// `WaitQueue::wait_raw`): this frame stays on the parked greenlet's saved C stack, so it holds no `PyResult`
+    /// and the work around each wait is out of line. A shut queue or a call from the hub goes to the Python side's
+    /// `_get_slow`. Inlined into its callers: one frame fewer on the saved stack.
+    #[inline(always)]
+    fn get_blocking_raw(slf: &Bound<'_, Self>, timeout: Option<f64>) -> *mut ffi::PyObject {
+        let getters = slf.get().getters.bind(slf.py());
+        let mut waited = None;
+        let mut limit = timeout.map_or(Limit::Never, Limit::After);
+        loop {
+            let (lp, left) = match Self::next_get_step(slf, waited, &mut limit) {
+                GetStep::Done(got) => return got,
+                GetStep::Wait(lp, left) => (lp, left),
+            };
+            // After a wake that found no item (taken by someone who never waited), back to the front of the line.
+            let front = waited.is_some();
+            waited = Some(WaitQueue::wait_current_raw(getters, &lp, left, front, None));
+        }
+    }
+
+    /// What `get_blocking_raw` does next, given how its last wait ended (None before the first): done, or wait
+    /// for the time left within `limit` (made a deadline here at the first look).
+    #[inline(never)]
+    fn next_get_step<'py>(slf: &Bound<'py, Self>, waited: Option<Waited>, limit: &mut Limit) -> GetStep<'py> {
+        let py = slf.py();
+        let me = slf.get();
+        let mut step = || -> PyResult<GetStep<'py>> {
+            match waited {
+                Some(Waited::Failed { lost }) => {
+                    let err = PyErr::fetch(py);
+                    if lost {
+                        if let Err(secondary) = Self::pass_getter_wake_on(slf) {
+                            secondary.set_cause(py, Some(err));
+                            return Err(secondary);
+                        }
+                    }
+                    return Err(err);
+                }
+                Some(Waited::TimedOut) => return Err(stdlib_queue_error(py, &EMPTY, "Empty")?),
+                Some(Waited::Woken) | None => {}
+            }
+            if Self::size(slf)? > 0 {
+                return Ok(GetStep::Done(Self::pop(slf)?.into_ptr()));
+            }
+            if me.shutdown.get() {
+                return Err(shutdown_error(py)?);
+            }
+            if waited.is_none() && Self::in_hub(slf)? {
+                let timeout = match *limit {
+                    Limit::After(seconds) => Some(seconds),
+                    Limit::Never | Limit::At(_) => None,
+                };
+                let slow = slf.call_method1(intern!(py, "_get_slow"), (true, timeout))?;
+                return Ok(GetStep::Done(slow.into_ptr()));
+            }
+            let lp = me.owner_loop(py)?;
+            let left = match *limit {
+                Limit::Never => None,
+                Limit::After(seconds) => {
+                    *limit = Limit::At(lp.get().deadline_after(seconds));
+                    Some(seconds)
+                }
+                Limit::At(deadline) => Some(deadline.saturating_sub(lp.get().clock()) as f64 / 1e9),
+            };
+            Ok(GetStep::Wait(lp, left))
+        };
+        step().unwrap_or_else(|err| {
+            err.restore(py);
+            GetStep::Done(std::ptr::null_mut())
+        })
+    }
+
+    /// A getter woken for an item left without it (an exception ended its wait): the next getter may have it.
+    fn pass_getter_wake_on(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let me = slf.get();
+        let getters = me.getters.bind(slf.py());
+        if !getters.get().is_empty() && Self::size(slf)? > 0 {
+            WaitQueue::wake_first(getters, me.owner_loop(slf.py())?.get())?;
+        }
+        Ok(())
     }
 
     /// A putter woken for a slot stores its item if the slot is still free (true) or finds it taken (false).
@@ -515,15 +690,12 @@ impl ItemQueue {
         block: Truthy,
         timeout: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if timeout.is_none() && !slf.get().shutdown.get() {
-            if Self::has_room(slf)? {
-                return Self::add(slf, item);
-            }
-            if block.0 && !Self::in_hub(slf)? {
-                return Self::put_waiting(slf, &item, None);
-            }
+        let py = slf.py();
+        if timeout.is_none() {
+            // SAFETY: a new reference, or NULL with the exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(py, Self::put_raw(slf, &item, block.0)) }.map(drop);
         }
-        slf.call_method1(intern!(slf.py(), "_put_slow"), (item, block.0, timeout))?;
+        slf.call_method1(intern!(py, "_put_slow"), (item, block.0, timeout))?;
         Ok(())
     }
 
@@ -541,6 +713,15 @@ impl ItemQueue {
         block: Truthy,
         timeout: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let waits_here = match &timeout {
+            None => Some(None),
+            Some(seconds) => seconds_to_wait(seconds).map(Some),
+        };
+        if let (true, Some(timeout)) = (block.0, waits_here) {
+            let got = Self::get_blocking_raw(slf, timeout);
+            // SAFETY: a new reference, or NULL with the exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(slf.py(), got) };
+        }
         if Self::size(slf)? > 0 {
             return Self::pop(slf);
         }
@@ -567,10 +748,11 @@ impl ItemQueue {
         Self::wake_putter(slf)
     }
 
-    /// Waits in line for a slot, then stores `item`; Full once `timeout` passes (see `put_waiting`).
+    /// Waits in line for a slot, then stores `item`; Full once `timeout` passes (see `put_waiting_raw`).
     #[pyo3(signature = (item, timeout=None))]
     fn _put_waiting(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
-        Self::put_waiting(slf, &item, timeout)
+        // SAFETY: a new reference, or NULL with the exception set.
+        unsafe { Bound::from_owned_ptr_or_err(slf.py(), Self::put_waiting_raw(slf, &item, timeout)) }.map(drop)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -644,13 +826,13 @@ impl vectorcall::FastMethod for FastPut {
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>> {
+    ) -> Option<*mut ffi::PyObject> {
         (nargs == 1).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue and `args[0]` a borrowed reference.
             let (queue, item) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
             // SAFETY: `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { queue.cast_into_unchecked::<ItemQueue>() };
-            ItemQueue::put(&queue, item, Truthy(true), None).map(|()| py.None())
+            ItemQueue::put_raw(&queue, &item, true)
         })
     }
 }
@@ -668,11 +850,11 @@ impl vectorcall::FastMethod for FastGet {
         slf: *mut ffi::PyObject,
         _: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>> {
+    ) -> Option<*mut ffi::PyObject> {
         (nargs == 0).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<ItemQueue>() };
-            ItemQueue::get(&queue, Truthy(true), None).map(Bound::unbind)
+            ItemQueue::get_blocking_raw(&queue, None)
         })
     }
 }

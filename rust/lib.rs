@@ -52,8 +52,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cpython::arena_cache, m)?)?;
     m.add_class::<event_loop::ThreadsafeHandle>()?;
     m.add_class::<event_loop::Heartbeat>()?;
-    m.add_class::<waitqueue::WaitQueue>()?;
-    m.add_class::<linkable::LinkCore>()?;
+    waitqueue::register(m)?;
+    linkable::register(m)?;
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
     aio_loop::register(m)?;

@@ -8,15 +8,26 @@
 //! in Python.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
 
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::event_loop::Loop;
 use crate::greenlet_api;
-use crate::waitqueue::{LoopSlot, WaitQueue};
+use crate::vectorcall;
+use crate::waitqueue::{waited_result, LoopSlot, WaitQueue};
+
+/// Where Event.wait stands before it parks: answered (a new reference, or NULL with the exception set), or to park
+/// in this line of the loop.
+enum FlagWait<'py> {
+    Done(*mut ffi::PyObject),
+    Park(Py<WaitQueue>, Bound<'py, Loop>),
+}
 
 #[pyclass(frozen, subclass, module = "ferrovent._core")]
 pub struct LinkCore {
@@ -40,6 +51,62 @@ impl LinkCore {
             return true;
         }
         self.loop_.get(py).is_some_and(|lp| lp.get().check_thread().is_err())
+    }
+
+    /// Whether a waiter need not wait: the flag is set, or it comes, in the owner's loop, while a `set()`'s
+    /// waiters are still being woken (it is one of them: it yields to them first).
+    fn ready_for_waiter(&self, py: Python<'_>) -> PyResult<bool> {
+        let woken_with_others = || -> PyResult<bool> { Ok(self.dispatching.get() && self.owner_loop(py)?.is_some()) };
+        if !self.flag.get() && !woken_with_others()? {
+            return Ok(false);
+        }
+        if self.dispatching.get() {
+            self.yield_to_woken(py)?;
+        }
+        Ok(true)
+    }
+
+    /// The owner's loop, if it is the calling thread's.
+    fn owner_loop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, Loop>>> {
+        match self.loop_.get(py) {
+            Some(lp) if crate::current::get(py)?.is(lp.bind(py)) => Ok(Some(lp.into_bound(py))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Event.wait for a timeout in seconds (or None), in CPython's result convention (True, False, or NULL with
+    /// the exception set) and shaped as a wait is (see `WaitQueue::wait_raw`): its frame stays on the parked
+    /// greenlet's saved C stack, so it keeps no `PyResult` and the work before the wait is out of line.
+    /// `check_ready` false when the caller has just found the object not ready.
+    fn wait_for_flag_raw(slf: &Bound<'_, Self>, timeout: Option<f64>, check_ready: bool) -> *mut ffi::PyObject {
+        let py = slf.py();
+        let (links, lp) = match Self::before_flag_wait(slf, timeout, check_ready) {
+            FlagWait::Done(result) => return result,
+            FlagWait::Park(links, lp) => (links, lp),
+        };
+        let waited = WaitQueue::wait_raw(links.bind(py), lp.get(), timeout, false, None);
+        waited_result(py, waited, None)
+    }
+
+    /// What Event.wait does before it parks: answer at once, or park in the owner's loop (here, the caller's).
+    /// A wait not in the owner's loop (the first one, or one from another thread) goes through `Linkable._park`.
+    #[inline(never)]
+    fn before_flag_wait<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>, check_ready: bool) -> FlagWait<'py> {
+        let py = slf.py();
+        let me = slf.get();
+        let step = || -> PyResult<FlagWait<'py>> {
+            if check_ready && me.ready_for_waiter(py)? {
+                return Ok(FlagWait::Done(vectorcall::bool_result(py, true)));
+            }
+            if let Some(lp) = me.owner_loop(py)? {
+                return Ok(FlagWait::Park(me.links.borrow().clone_ref(py), lp));
+            }
+            Ok(FlagWait::Done(slf.call_method1(intern!(py, "_park"), (timeout,))?.into_ptr()))
+        };
+        step().unwrap_or_else(|err| {
+            err.restore(py);
+            FlagWait::Done(std::ptr::null_mut())
+        })
     }
 
     /// Lets the greenlets a notification just woke run before the caller, which found the flag set. Only on the
@@ -149,17 +216,7 @@ impl LinkCore {
     #[pyo3(signature = (timeout=None))]
     fn _wait_for_flag(slf: &Bound<'_, Self>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let py = slf.py();
-        let me = slf.get();
-        let owner_loop = || -> PyResult<Option<Bound<'_, Loop>>> {
-            match me.loop_.get(py) {
-                Some(lp) if crate::current::get(py)?.is(lp.bind(py)) => Ok(Some(lp.bind(py).clone())),
-                _ => Ok(None),
-            }
-        };
-        if me.flag.get() || (me.dispatching.get() && owner_loop()?.is_some()) {
-            if me.dispatching.get() {
-                me.yield_to_woken(py)?;
-            }
+        if slf.get().ready_for_waiter(py)? {
             return Ok(true);
         }
         let timeout = match timeout {
@@ -169,11 +226,9 @@ impl LinkCore {
                 Err(_) => return slf.call_method1(intern!(py, "_wait_bounded"), (given,))?.extract(),
             },
         };
-        if let Some(lp) = owner_loop()? {
-            let links = me.links.borrow().clone_ref(py);
-            return WaitQueue::wait_in_line(links.bind(py), lp.get(), timeout, false, None, None);
-        }
-        slf.call_method1(intern!(py, "_park"), (timeout,))?.extract()
+        let waited = Self::wait_for_flag_raw(slf, timeout, false);
+        // SAFETY: a new reference, or NULL with the exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, waited) }?.extract()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -186,5 +241,55 @@ impl LinkCore {
     /// Drops the loop reference; the line is a container the collector clears itself.
     fn __clear__(&self) {
         self.loop_.clear();
+    }
+}
+
+/// PyO3's `_wait_for_flag`, for the call shapes the fast entry passes on.
+static GENERAL_WAIT_FOR_FLAG: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const WAIT_FOR_FLAG_DOC: &CStr = c"_wait_for_flag($self, timeout=None)\n--\n\nEvent.wait: blocks until the flag \
+is set, or `timeout` seconds pass.\n\nReturns True if the flag was set before or during the wait, False if the \
+timeout expired first. A caller in\nthe owner's loop that comes while a `set()`'s waiters are still being woken is \
+one of them, even if\n`clear()` came in between (as in gevent, whose notification wakes every waiter present when \
+it runs), and\nruns after the earlier ones. A wait not in the owner's loop (the first wait, or one from another \
+thread)\ngoes through `Linkable._park`. A timeout that is not a number (a `Timeout` instance) goes to\n\
+`Linkable._wait_bounded`.";
+
+/// Adds `LinkCore`, with `_wait_for_flag` (Event.wait) as a plain vectorcall method (rust/vectorcall.rs) for
+/// `wait()` and `wait(seconds)`: its frames stay on every waiting greenlet's saved C stack, and PyO3's trampoline
+/// frame is about 340 bytes.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<LinkCore>()?;
+    let cls = py.get_type::<LinkCore>();
+    let entry = vectorcall::method_entry::<FastWaitForFlag>;
+    let general = vectorcall::replace_method(&cls, c"_wait_for_flag", entry, WAIT_FOR_FLAG_DOC)?;
+    GENERAL_WAIT_FOR_FLAG.get_or_init(py, || general.unbind());
+    Ok(())
+}
+
+/// `event.wait()` and `event.wait(timeout)` with `timeout` None or an exact number, taken by its vectorcall entry.
+struct FastWaitForFlag;
+
+impl vectorcall::FastMethod for FastWaitForFlag {
+    fn general() -> &'static PyOnceLock<Py<PyAny>> {
+        &GENERAL_WAIT_FOR_FLAG
+    }
+
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<*mut ffi::PyObject> {
+        let timeout = match nargs {
+            0 => None,
+            // SAFETY: per the trait's contract, one borrowed reference; the GIL is held.
+            1 => unsafe { vectorcall::optional_seconds(*args) }?,
+            _ => return None,
+        };
+        // SAFETY: `slf` is a LinkCore (the method descriptor checked it), a borrowed reference valid for the call.
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LinkCore>() };
+        Some(LinkCore::wait_for_flag_raw(&this, timeout, true))
     }
 }

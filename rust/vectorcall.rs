@@ -101,7 +101,9 @@ pub trait FastMethod {
     /// The PyO3 method the entry stands in front of, for every other call shape.
     fn general() -> &'static PyOnceLock<Py<PyAny>>;
 
-    /// The common shape's call, given the positional count (no keywords); None for any other shape.
+    /// The common shape's call, given the positional count (no keywords): its result in CPython's convention (a
+    /// new reference, or NULL with the exception set, so a call that waits keeps no `PyResult` in its frames);
+    /// None for any other shape.
     ///
     /// # Safety
     /// The GIL is held, `slf` is an instance of the method's class and `args` holds `nargs` borrowed references.
@@ -110,7 +112,7 @@ pub trait FastMethod {
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
-    ) -> Option<PyResult<Py<PyAny>>>;
+    ) -> Option<*mut ffi::PyObject>;
 }
 
 /// CPython's entry point for method `M`: the common call shape through `M::fast`, everything else passed on to
@@ -133,7 +135,7 @@ pub unsafe extern "C" fn method_entry<M: FastMethod>(
         if kwnames.is_null() {
             // SAFETY: per the contract; no keywords, so `args` holds `nargs` positionals.
             if let Some(result) = unsafe { M::fast(py, slf, args, nargs) } {
-                return into_result(py, result);
+                return result;
             }
         }
         match M::general().get(py) {
@@ -164,4 +166,61 @@ pub fn panicked() -> *mut ffi::PyObject {
     let py = unsafe { Python::assume_attached() };
     PanicException::new_err("ferrovent: panic in a vectorcall entry").restore(py);
     ptr::null_mut()
+}
+
+/// `seconds` as a float when it is an exact float or an int a float can hold; None for anything else.
+///
+/// # Safety
+/// `seconds` is a valid borrowed reference and the GIL is held.
+pub unsafe fn exact_seconds(seconds: *mut ffi::PyObject) -> Option<f64> {
+    // SAFETY: per the contract; the float and int checks read only the type, PyLong_AsDouble only the int.
+    unsafe {
+        if ffi::PyFloat_CheckExact(seconds) != 0 {
+            return Some(ffi::PyFloat_AS_DOUBLE(seconds));
+        }
+        if ffi::PyLong_CheckExact(seconds) != 0 {
+            let value = ffi::PyLong_AsDouble(seconds);
+            if value == -1.0 && !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear(); // too large: the general path raises its own error
+                return None;
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A `timeout` argument: None as `Some(None)`, an exact float or int as its seconds; None for anything else.
+///
+/// # Safety
+/// As `exact_seconds`.
+pub unsafe fn optional_seconds(timeout: *mut ffi::PyObject) -> Option<Option<f64>> {
+    // SAFETY: per the contract, the GIL is held.
+    if timeout == unsafe { ffi::Py_None() } {
+        return Some(None);
+    }
+    // SAFETY: per the contract.
+    unsafe { exact_seconds(timeout) }.map(Some)
+}
+
+/// A `bool` argument that is exactly True or False; None for anything else.
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn exact_bool(value: *mut ffi::PyObject) -> Option<bool> {
+    // SAFETY: per the contract, the GIL is held; the singletons are only compared with.
+    unsafe {
+        if value == ffi::Py_True() {
+            Some(true)
+        } else if value == ffi::Py_False() {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// A `True` or `False`, as an entry returns it (a new reference).
+pub fn bool_result(py: Python<'_>, value: bool) -> *mut ffi::PyObject {
+    pyo3::types::PyBool::new(py, value).to_owned().into_any().unbind().into_ptr()
 }

@@ -84,7 +84,7 @@ impl Loop {
 
     /// Switches to the next ready greenlet, or to the hub. False if the switch raised (the error is set).
     #[inline(never)]
-    fn switch_to_next(&self, py: Python<'_>, current: &Bound<'_, PyAny>) -> bool {
+    pub(crate) fn switch_to_next(&self, py: Python<'_>, current: &Bound<'_, PyAny>) -> bool {
         match self.next_to_run(py, current) {
             Next::Me => true,
             Next::Greenlet(greenlet) => greenlet_api::switch_raw(&greenlet),
@@ -94,7 +94,13 @@ impl Loop {
 
     /// What the resumed greenlet finds: the wake it was resumed with, or why there is none.
     #[inline(never)]
-    fn resumed(&self, py: Python<'_>, current: &Bound<'_, PyAny>, token: u64, switched: bool) -> PyResult<Wake> {
+    pub(crate) fn resumed(
+        &self,
+        py: Python<'_>,
+        current: &Bound<'_, PyAny>,
+        token: u64,
+        switched: bool,
+    ) -> PyResult<Wake> {
         let outcome = if switched { Ok(()) } else { Err(PyErr::fetch(py)) };
         let taken = self.wake_slot.borrow_mut().take();
         match (outcome, taken) {

@@ -14,14 +14,19 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ffi::CStr;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 
 use crate::event_loop::{address, InvalidThreadUseError, Loop};
 use crate::ready::{Ready, Wake};
+use crate::timers::Nanos;
+use crate::vectorcall;
 
 /// One place in the line: a parked greenlet (with its park token) or a link, and what it carries.
 pub(crate) struct Entry<T> {
@@ -109,6 +114,25 @@ impl<T> Line<T> {
 }
 
 type PyEntry = Entry<Py<PyAny>>;
+
+/// How a wait in a line ended. After `Failed` the exception is set in the interpreter, not carried: see
+/// `WaitQueue::wait_raw`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Waited {
+    /// This line woke it (also when a timeout or a stray wake overtook that wake).
+    Woken,
+    TimedOut,
+    /// An exception ended it; `lost` if this line had already taken it off for a wake, which it did not use.
+    Failed {
+        lost: bool,
+    },
+}
+
+/// Where a wait stands after a wake: over, or parked again under a new token.
+enum Step {
+    Over(Waited),
+    Again(u64),
+}
 
 /// The loop an object's waiters park in (None until the object is set up or owned), as queues and linkable
 /// objects hold it.
@@ -205,83 +229,142 @@ impl WaitQueue {
         item: Option<Py<PyAny>>,
         on_lost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if !crate::current::get(this.py())?.is(loop_) {
-            return Err(InvalidThreadUseError::new_err(
-                "this object's waiters belong to another thread's hub (or to a destroyed one)",
-            ));
-        }
-        Self::wait_in_line(this, loop_.get(), timeout, front, item, on_lost)
+        let waited = Self::wait_current_raw(this, loop_, timeout, front, item);
+        Self::outcome(this.py(), waited, on_lost)
     }
 
-    /// `wait_current` once the caller knows `lp` is the calling thread's current loop.
-    pub(crate) fn wait_in_line(
+    /// `wait_current` in the raw shape (see `wait_raw`).
+    pub(crate) fn wait_current_raw(
+        this: &Bound<'_, Self>,
+        loop_: &Bound<'_, Loop>,
+        timeout: Option<f64>,
+        front: bool,
+        item: Option<Py<PyAny>>,
+    ) -> Waited {
+        if !is_current_loop(loop_) {
+            return Waited::Failed { lost: false };
+        }
+        Self::wait_raw(this, loop_.get(), timeout, front, item)
+    }
+
+    /// A raw wait's outcome as `wait_current` returns it, calling `on_lost` for a wake the error made it lose.
+    #[inline(never)]
+    pub(crate) fn outcome(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        match waited {
+            Waited::Woken => Ok(true),
+            Waited::TimedOut => Ok(false),
+            Waited::Failed { lost } => {
+                let err = PyErr::fetch(py);
+                match on_lost.filter(|_| lost).map(|f| f.call0()) {
+                    Some(Err(secondary)) => {
+                        secondary.set_cause(py, Some(err));
+                        Err(secondary)
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// The wait of `wait_current` once the caller knows `lp` is the calling thread's current loop, shaped as `sleep` is (rust/wait.rs): the frames on the way to the switch stay on
+    /// the parked greenlet's saved C stack, so this one holds only what the wait needs across the switch, joining
+    /// the line and the work after each wake are out of line, and no `PyResult` is kept (after `Failed`, the
+    /// exception is set in the interpreter).
+    pub(crate) fn wait_raw(
         this: &Bound<'_, Self>,
         lp: &Loop,
         timeout: Option<f64>,
         front: bool,
         item: Option<Py<PyAny>>,
-        on_lost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    ) -> Waited {
         let py = this.py();
-        let me = this.get();
-        let current = lp.current_waiter(py)?;
-        let deadline = timeout.map(|seconds| lp.deadline_after(seconds));
-        let mut token = lp.park_token(&current, None);
-        me.line.borrow_mut().push(Entry { obj: current.clone().unbind(), token: Some(token), item }, front);
-        if let Some(seconds) = timeout {
-            lp.arm_timeout(&current, token, seconds, Wake::TimedOut, true);
-        }
+        let Some((current, mut token, deadline)) = this.get().join_line(py, lp, timeout, front, item) else {
+            return Waited::Failed { lost: false };
+        };
         loop {
-            let wake = match lp.switch_away(py, &current, token) {
-                Ok(wake) => wake,
-                Err(err) => return Err(me.leave_after_error(py, token, on_lost, err)),
-            };
-            let timed_out = match wake {
-                Wake::Value(value) if value.is(this) => return Ok(true),
-                Wake::Raise(exc) => {
-                    let err = PyErr::from_value(exc.into_bound(py));
-                    return Err(me.leave_after_error(py, token, on_lost, err));
-                }
-                Wake::TimedOut => true,
-                Wake::Value(stray) => {
-                    drop(stray);
-                    false
-                }
-            };
-            if !me.line.borrow().holds(token) {
-                return Ok(true); // this line took us off for a wake the other one overtook
-            }
-            if timed_out {
-                let entry = me.line.borrow_mut().remove_token(token);
-                drop(entry);
-                return Ok(false);
-            }
-            // A stray wake: wait again in the same place, for the time left.
-            let renewed = lp.park_token(&current, None);
-            me.line.borrow_mut().retoken(token, renewed);
-            token = renewed;
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_sub(lp.clock()) as f64 / 1e9;
-                lp.arm_timeout(&current, token, left, Wake::TimedOut, true);
+            let switched = lp.switch_to_next(py, &current);
+            match Self::after_wake(this, lp, &current, token, deadline, switched) {
+                Step::Over(waited) => return waited,
+                Step::Again(renewed) => token = renewed,
             }
         }
     }
 
-    /// Takes the wait parked under `token` out of the line after `err` ended it; calls `on_lost` if a wake from
-    /// this line had already taken it off. Returns the error to raise.
-    fn leave_after_error(&self, py: Python<'_>, token: u64, on_lost: Option<&Bound<'_, PyAny>>, err: PyErr) -> PyErr {
-        let entry = self.line.borrow_mut().remove_token(token);
-        if entry.is_some() {
-            drop(entry);
-            return err;
-        }
-        match on_lost.map(|f| f.call0()) {
-            Some(Err(secondary)) => {
-                secondary.set_cause(py, Some(err));
-                secondary
+    /// Parks the current greenlet in the line: it, its token and its deadline; None, with the exception set, if
+    /// it cannot wait (the hub).
+    #[inline(never)]
+    fn join_line<'py>(
+        &self,
+        py: Python<'py>,
+        lp: &Loop,
+        timeout: Option<f64>,
+        front: bool,
+        item: Option<Py<PyAny>>,
+    ) -> Option<(Bound<'py, PyAny>, u64, Option<Nanos>)> {
+        let current = match lp.current_waiter(py) {
+            Ok(current) => current,
+            Err(err) => {
+                drop(item);
+                err.restore(py);
+                return None;
             }
-            _ => err,
+        };
+        let deadline = timeout.map(|seconds| lp.deadline_after(seconds));
+        let token = lp.park_token(&current, None);
+        self.line.borrow_mut().push(Entry { obj: current.clone().unbind(), token: Some(token), item }, front);
+        if let Some(seconds) = timeout {
+            lp.arm_timeout(&current, token, seconds, Wake::TimedOut, true);
         }
+        Some((current, token, deadline))
+    }
+
+    /// What a wait does once its greenlet is resumed under `token`: it is over, or it parks again (a stray wake).
+    #[inline(never)]
+    fn after_wake(
+        this: &Bound<'_, Self>,
+        lp: &Loop,
+        current: &Bound<'_, PyAny>,
+        token: u64,
+        deadline: Option<Nanos>,
+        switched: bool,
+    ) -> Step {
+        let py = this.py();
+        let me = this.get();
+        let timed_out = match lp.resumed(py, current, token, switched) {
+            Ok(Wake::Value(value)) if value.is(this) => return Step::Over(Waited::Woken),
+            Ok(Wake::Raise(exc)) => return me.leave_after_error(py, token, PyErr::from_value(exc.into_bound(py))),
+            Err(err) => return me.leave_after_error(py, token, err),
+            Ok(Wake::TimedOut) => true,
+            Ok(Wake::Value(stray)) => {
+                drop(stray);
+                false
+            }
+        };
+        if !me.line.borrow().holds(token) {
+            return Step::Over(Waited::Woken); // this line took us off for a wake the other one overtook
+        }
+        if timed_out {
+            let entry = me.line.borrow_mut().remove_token(token);
+            drop(entry);
+            return Step::Over(Waited::TimedOut);
+        }
+        // A stray wake: wait again in the same place, for the time left.
+        let renewed = lp.park_token(current, None);
+        me.line.borrow_mut().retoken(token, renewed);
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_sub(lp.clock()) as f64 / 1e9;
+            lp.arm_timeout(current, renewed, left, Wake::TimedOut, true);
+        }
+        Step::Again(renewed)
+    }
+
+    /// Takes the wait parked under `token` out of the line after `err` ended it, and sets `err` as the exception.
+    fn leave_after_error(&self, py: Python<'_>, token: u64, err: PyErr) -> Step {
+        let entry = self.line.borrow_mut().remove_token(token);
+        let lost = entry.is_none(); // a wake from this line had already taken it off
+        drop(entry); // before the exception is set: releasing the item may run Python code
+        err.restore(py);
+        Step::Over(Waited::Failed { lost })
     }
 
     /// Finds the first entry equal to `target` (identity first, then `==`, as `deque.remove` does). Comparing can
@@ -298,6 +381,99 @@ impl WaitQueue {
             }
         }
         Ok(None)
+    }
+}
+
+/// PyO3's `wait`, for the call shapes the fast entry passes on.
+static GENERAL_WAIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const WAIT_DOC: &CStr = c"wait($self, loop, timeout=None, front=False, item=None, on_lost=None)\n--\n\nParks the \
+current greenlet in the line until the line wakes it (True) or `timeout` passes (False).\nInvalidThreadUseError, \
+before anything else, if `loop` is not the calling thread's current loop (the\ncaller then lets its hub take the \
+object over). `front` queues it first; `item` is handed to whoever takes it off with `take_item`; `on_lost()` is \
+called\nif it ends with an exception after the line had woken it (so the wake can be passed on).";
+
+/// Adds `WaitQueue`, with `wait` as a plain vectorcall method (rust/vectorcall.rs) for its positional call shape:
+/// its frames stay on every waiting greenlet's saved C stack, and PyO3's trampoline frame is about 340 bytes.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<WaitQueue>()?;
+    let cls = py.get_type::<WaitQueue>();
+    let wait = vectorcall::replace_method(&cls, c"wait", vectorcall::method_entry::<FastWait>, WAIT_DOC)?;
+    GENERAL_WAIT.get_or_init(py, || wait.unbind());
+    Ok(())
+}
+
+/// `line.wait(loop, timeout, front, item, on_lost)` with positional arguments only, `timeout` None or an exact
+/// number and `front` exactly True or False, taken by its vectorcall entry.
+struct FastWait;
+
+impl vectorcall::FastMethod for FastWait {
+    fn general() -> &'static PyOnceLock<Py<PyAny>> {
+        &GENERAL_WAIT
+    }
+
+    unsafe fn fast(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+    ) -> Option<*mut ffi::PyObject> {
+        let nargs = usize::try_from(nargs).ok().filter(|n| (1..=5).contains(n))?;
+        // SAFETY: per the trait's contract, `args` holds `nargs` borrowed references.
+        let args = unsafe { std::slice::from_raw_parts(args, nargs) };
+        // SAFETY: borrowed references, valid for the call; the GIL is held.
+        let arg = |at: usize| args.get(at).map(|&obj| unsafe { Bound::from_borrowed_ptr(py, obj) });
+        let loop_ = arg(0)?.cast_into::<Loop>().ok()?;
+        let timeout = match args.get(1) {
+            // SAFETY: a borrowed reference, valid for the call; the GIL is held.
+            Some(&timeout) => unsafe { vectorcall::optional_seconds(timeout) }?,
+            None => None,
+        };
+        let front = match args.get(2) {
+            // SAFETY: the GIL is held.
+            Some(&front) => unsafe { vectorcall::exact_bool(front) }?,
+            None => false,
+        };
+        let item = arg(3).filter(|item| !item.is_none()).map(Bound::unbind);
+        let on_lost = arg(4).filter(|on_lost| !on_lost.is_none());
+        // SAFETY: `slf` is a WaitQueue (the method descriptor checked it).
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<WaitQueue>() };
+        let waited = WaitQueue::wait_current_raw(&this, &loop_, timeout, front, item);
+        Some(waited_result(py, waited, on_lost.as_ref()))
+    }
+}
+
+/// A raw wait's outcome as an entry returns it: True, False, or NULL with the exception set.
+#[inline(never)]
+pub(crate) fn waited_result(py: Python<'_>, waited: Waited, on_lost: Option<&Bound<'_, PyAny>>) -> *mut ffi::PyObject {
+    match WaitQueue::outcome(py, waited, on_lost) {
+        Ok(woken) => vectorcall::bool_result(py, woken),
+        Err(err) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Whether `loop_` is the calling thread's current loop; false, with InvalidThreadUseError (or the error of
+/// finding the current loop) set, if not.
+#[inline(never)]
+fn is_current_loop(loop_: &Bound<'_, Loop>) -> bool {
+    let py = loop_.py();
+    match crate::current::get(py) {
+        Ok(current) if current.is(loop_) => true,
+        Ok(_) => {
+            InvalidThreadUseError::new_err(
+                "this object's waiters belong to another thread's hub (or to a destroyed one)",
+            )
+            .restore(py);
+            false
+        }
+        Err(err) => {
+            err.restore(py);
+            false
+        }
     }
 }
 

@@ -85,6 +85,22 @@ def test_nowait_and_timeouts():
     assert q.getters == q.putters == type(q.getters)()  # timeouts leave no waiter behind
 
 
+@pytest.mark.parametrize("timeout", [None, 5])
+def test_a_getter_whose_item_was_taken_before_it_ran_stays_first_in_line(timeout):
+    q, log = Queue(), []
+    first = ferrovent.spawn(lambda: log.append(("first", q.get(timeout=timeout))))
+    ferrovent.sleep(0)
+    second = ferrovent.spawn(lambda: log.append(("second", q.get(timeout=timeout))))
+    ferrovent.sleep(0)
+    q.put("a")  # wakes the first getter...
+    assert q.get_nowait() == "a"  # ...whose item is taken before it runs
+    ferrovent.sleep(0)  # it finds nothing and waits again, at the front
+    q.put("b")
+    q.put("c")
+    ferrovent.joinall([first, second], timeout=1)
+    assert log == [("first", "b"), ("second", "c")]
+
+
 def test_blocked_getters_are_served_in_order():
     q, log = Queue(), []
     greenlets = [ferrovent.spawn(collect, q, log, n) for n in range(4)]

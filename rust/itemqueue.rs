@@ -806,20 +806,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<ItemQueue>()?;
     let cls = py.get_type::<ItemQueue>();
-    let put = vectorcall::replace_method(&cls, c"put", vectorcall::method_entry::<FastPut>, PUT_DOC)?;
-    GENERAL_PUT.get_or_init(py, || put.unbind());
-    let get = vectorcall::replace_method(&cls, c"get", vectorcall::method_entry::<FastGet>, GET_DOC)?;
-    GENERAL_GET.get_or_init(py, || get.unbind());
-    Ok(())
+    vectorcall::install_method::<FastPut>(&cls, c"put", PUT_DOC)?;
+    vectorcall::install_method::<FastGet>(&cls, c"get", GET_DOC)
 }
 
 /// `queue.put(item)`, taken by its vectorcall entry.
 struct FastPut;
 
 impl vectorcall::FastMethod for FastPut {
-    fn general() -> &'static PyOnceLock<Py<PyAny>> {
-        &GENERAL_PUT
-    }
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_PUT;
 
     unsafe fn fast(
         py: Python<'_>,
@@ -841,9 +836,7 @@ impl vectorcall::FastMethod for FastPut {
 struct FastGet;
 
 impl vectorcall::FastMethod for FastGet {
-    fn general() -> &'static PyOnceLock<Py<PyAny>> {
-        &GENERAL_GET
-    }
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_GET;
 
     unsafe fn fast(
         py: Python<'_>,

@@ -262,19 +262,14 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<LinkCore>()?;
     let cls = py.get_type::<LinkCore>();
-    let entry = vectorcall::method_entry::<FastWaitForFlag>;
-    let general = vectorcall::replace_method(&cls, c"_wait_for_flag", entry, WAIT_FOR_FLAG_DOC)?;
-    GENERAL_WAIT_FOR_FLAG.get_or_init(py, || general.unbind());
-    Ok(())
+    vectorcall::install_method::<FastWaitForFlag>(&cls, c"_wait_for_flag", WAIT_FOR_FLAG_DOC)
 }
 
 /// `event.wait()` and `event.wait(timeout)` with `timeout` None or an exact number, taken by its vectorcall entry.
 struct FastWaitForFlag;
 
 impl vectorcall::FastMethod for FastWaitForFlag {
-    fn general() -> &'static PyOnceLock<Py<PyAny>> {
-        &GENERAL_WAIT_FOR_FLAG
-    }
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_WAIT_FOR_FLAG;
 
     unsafe fn fast(
         py: Python<'_>,

@@ -68,6 +68,14 @@ pub fn replace_method<'py>(
     Ok(previous)
 }
 
+/// Puts `M`'s vectorcall entry (`method_entry::<M>`) on `cls` as method `name`, keeping the PyO3 method that was
+/// there as `M::GENERAL` for the call shapes `M::fast` passes on.
+pub fn install_method<M: FastMethod>(cls: &Bound<'_, PyType>, name: &'static CStr, doc: &'static CStr) -> PyResult<()> {
+    let general = replace_method(cls, name, method_entry::<M>, doc)?;
+    M::GENERAL.get_or_init(cls.py(), || general.unbind());
+    Ok(())
+}
+
 /// Calls `general` (a function, or with `slf` a method descriptor) with the arguments an entry received.
 ///
 /// # Safety
@@ -99,7 +107,7 @@ pub unsafe fn pass_on(
 /// A method whose common call shape a vectorcall entry (`method_entry`) takes itself.
 pub trait FastMethod {
     /// The PyO3 method the entry stands in front of, for every other call shape.
-    fn general() -> &'static PyOnceLock<Py<PyAny>>;
+    const GENERAL: &'static PyOnceLock<Py<PyAny>>;
 
     /// The common shape's call, given the positional count (no keywords): its result in CPython's convention (a
     /// new reference, or NULL with the exception set, so a call that waits keeps no `PyResult` in its frames);
@@ -116,7 +124,7 @@ pub trait FastMethod {
 }
 
 /// CPython's entry point for method `M`: the common call shape through `M::fast`, everything else passed on to
-/// `M::general()`; no panic unwinds into CPython.
+/// `M::GENERAL`; no panic unwinds into CPython.
 ///
 /// # Safety
 /// Called only by CPython, through a method descriptor of `M`'s class (`replace_method`): with the GIL held, `slf`
@@ -138,7 +146,7 @@ pub unsafe extern "C" fn method_entry<M: FastMethod>(
                 return result;
             }
         }
-        match M::general().get(py) {
+        match M::GENERAL.get(py) {
             // SAFETY: the arguments CPython passed, passed on unchanged to the general method.
             Some(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
             None => into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),

@@ -399,9 +399,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<WaitQueue>()?;
     let cls = py.get_type::<WaitQueue>();
-    let wait = vectorcall::replace_method(&cls, c"wait", vectorcall::method_entry::<FastWait>, WAIT_DOC)?;
-    GENERAL_WAIT.get_or_init(py, || wait.unbind());
-    Ok(())
+    vectorcall::install_method::<FastWait>(&cls, c"wait", WAIT_DOC)
 }
 
 /// `line.wait(loop, timeout, front, item, on_lost)` with positional arguments only, `timeout` None or an exact
@@ -409,9 +407,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 struct FastWait;
 
 impl vectorcall::FastMethod for FastWait {
-    fn general() -> &'static PyOnceLock<Py<PyAny>> {
-        &GENERAL_WAIT
-    }
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_WAIT;
 
     unsafe fn fast(
         py: Python<'_>,

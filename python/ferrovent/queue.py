@@ -14,8 +14,8 @@ woken one at a time, each waking the next once done, so blocked putters keep the
 The state and every call that does not wait live in Rust (``ferrovent._core.ItemQueue``, the base of SimpleQueue):
 ``put`` with room and ``get`` with an item are one Rust call each, and so are a ``put`` that waits for a slot and a
 ``get`` that waits for an item (with no timeout or a number of seconds): no interpreter frame stays on the C stack
-of a greenlet waiting there. Waiting greenlets park in the getters' and putters' ``WaitQueue``s; waking one is queueing its resume, no callback
-runs in the hub.
+of a greenlet waiting there. Waiting greenlets park in the getters' and putters' ``WaitQueue``s; waking one is
+queueing its resume, no callback runs in the hub.
 """
 
 from __future__ import annotations

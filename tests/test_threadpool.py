@@ -156,10 +156,11 @@ def test_size_and_maxsize(pool):
 
     def thread_id():
         both.wait(10)
-        return str(threading.get_native_id())
+        own = str(threading.get_native_id())
+        return own, own in os_threads()  # looked up while the thread surely lives
 
-    started = {result.get() for result in [pool.spawn(thread_id) for _ in range(2)]}
-    assert len(started) == 2 and started <= os_threads()
+    started = dict(result.get() for result in [pool.spawn(thread_id) for _ in range(2)])
+    assert len(started) == 2 and all(started.values())
     with pytest.raises(ValueError):
         pool.size = 4
     with pytest.raises(ValueError):

@@ -159,8 +159,9 @@ def test_size_and_maxsize(pool):
         own = str(threading.get_native_id())
         return own, own in os_threads()  # looked up while the thread surely lives
 
-    started = dict(result.get() for result in [pool.spawn(thread_id) for _ in range(2)])
-    assert len(started) == 2 and all(started.values())
+    seen = dict(result.get() for result in [pool.spawn(thread_id) for _ in range(2)])
+    assert len(seen) == 2 and all(seen.values())
+    started = set(seen)
     with pytest.raises(ValueError):
         pool.size = 4
     with pytest.raises(ValueError):

@@ -282,15 +282,32 @@ fn with_buffer<R>(
 /// on every call, which cost the echo server several percent of its CPU when each socket call asked.
 static BEFORE_3_10: OnceLock<bool> = OnceLock::new();
 
+fn before_3_10(py: Python<'_>) -> bool {
+    *BEFORE_3_10.get_or_init(|| py.version_info() < (3, 10))
+}
+
+/// Python 3.9's argument formats refused a float with a message of their own.
+fn refuse_float_as_3_9(arg: &Bound<'_, PyAny>) -> PyResult<()> {
+    if before_3_10(arg.py()) && arg.is_instance_of::<PyFloat>() {
+        return Err(PyTypeError::new_err("integer argument expected, got float"));
+    }
+    Ok(())
+}
+
+/// A size argument (recv's `bufsize`, recv_into's `nbytes`), read as the stdlib's "n" argument format reads it,
+/// with its errors.
+fn size_arg(size: &Bound<'_, PyAny>) -> PyResult<isize> {
+    refuse_float_as_3_9(size)?;
+    size.extract::<isize>()
+}
+
 /// A `flags` argument, read as the stdlib's "i" argument format reads it, with its errors: Python 3.9's format
 /// had messages of its own for a float and for a non-integer.
 fn flags_arg(flags: &Bound<'_, PyAny>) -> PyResult<c_int> {
-    if !*BEFORE_3_10.get_or_init(|| flags.py().version_info() < (3, 10)) {
+    if !before_3_10(flags.py()) {
         return flags.extract::<c_int>();
     }
-    if flags.is_instance_of::<PyFloat>() {
-        return Err(PyTypeError::new_err("integer argument expected, got float"));
-    }
+    refuse_float_as_3_9(flags)?;
     flags.extract::<c_int>().map_err(|err| {
         if err.is_instance_of::<PyTypeError>(flags.py()) {
             let name = flags.get_type().name().map(|name| name.to_string()).unwrap_or_default();
@@ -314,7 +331,7 @@ pub fn sock_recv<'py>(
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let py = sock.py();
-    let (bufsize, flags) = (bufsize.extract::<isize>()?, flags_arg(flags)?);
+    let (bufsize, flags) = (size_arg(bufsize)?, flags_arg(flags)?);
     let Ok(size) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
@@ -392,7 +409,7 @@ pub fn sock_recv_into(
     flags: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<usize> {
-    let (nbytes, flags) = (nbytes.extract::<isize>()?, flags_arg(flags)?);
+    let (nbytes, flags) = (size_arg(nbytes)?, flags_arg(flags)?);
     with_buffer(
         buffer,
         true,

@@ -20,9 +20,8 @@
 //! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
 
 use std::ffi::CStr;
-use std::panic::AssertUnwindSafe;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -30,7 +29,7 @@ use pyo3::types::{PyList, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::AioSelector;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
 const EVENT_READ: u32 = 1;
@@ -112,82 +111,71 @@ static GENERAL_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<AioLoop>()?;
-    let cls = py.get_type::<AioLoop>();
-    let general = vectorcall::replace_method(&cls, c"call_soon", call_soon_entry, CALL_SOON_DOC)?;
-    GENERAL_CALL_SOON.get_or_init(py, || general.unbind());
-    Ok(())
+    vectorcall::install_method::<FastCallSoon>(&py.get_type::<AioLoop>(), c"call_soon", CALL_SOON_DOC)
 }
 
-/// The `context` a call passed by keyword: Some(None) without keywords, Some(value) with `context=` alone, None for
-/// any other keywords.
-///
-/// # Safety
-/// The GIL is held; `kwnames` is NULL or the tuple of keyword names CPython passed, whose values follow the `nargs`
-/// positionals in `args`.
-unsafe fn context_keyword(
-    py: Python<'_>,
-    args: *const *mut ffi::PyObject,
-    nargs: usize,
-    kwnames: *mut ffi::PyObject,
-) -> Option<Option<*mut ffi::PyObject>> {
-    if kwnames.is_null() {
-        return Some(None);
+/// `call_soon(callback, *args)`, with or without `context=`, taken by its vectorcall entry.
+struct FastCallSoon;
+
+impl vectorcall::FastCall for FastCallSoon {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_CALL_SOON;
+
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        // SAFETY: per the trait's contract.
+        unsafe { call_soon_here(py, slf, args, nargs, None) }
     }
-    // SAFETY: per the contract, `kwnames` is a live tuple (of str) and `args[nargs]` holds the first keyword's value.
-    unsafe {
-        if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
-            return None;
+
+    unsafe fn fast_with_keywords(
+        py: Python<'_>,
+        slf: Object,
+        args: Arguments,
+        nargs: ffi::Py_ssize_t,
+        kwnames: Object,
+    ) -> Option<Object> {
+        // SAFETY: per the trait's contract, `kwnames` is a tuple of str whose values follow the positionals.
+        unsafe {
+            if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
+                return None;
+            }
+            let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+            let expected = intern!(py, "context").as_ptr();
+            if name != expected && ffi::PyUnicode_Compare(name, expected) != 0 {
+                return None;
+            }
+            call_soon_here(py, slf, args, nargs, Some(*args.add(usize::try_from(nargs).ok()?)))
         }
-        let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
-        let expected = intern!(py, "context").as_ptr();
-        let is_context = name == expected || ffi::PyUnicode_Compare(name, expected) == 0;
-        is_context.then(|| Some(*args.add(nargs)))
     }
 }
 
-/// CPython's entry point for `AioLoop.call_soon` (see `register`); no panic unwinds into CPython.
+/// `call_soon(callback, *args, context=context)` on the AioLoop `slf`; None (passed on) without a callback.
 ///
 /// # Safety
-/// Called only by CPython through the method descriptor `register` made: with the GIL held, `slf` an `AioLoop`
-/// (the descriptor checked it) and the vectorcall arguments.
-unsafe extern "C" fn call_soon_entry(
+/// The GIL is held, `slf` is an AioLoop, `args` holds `nargs` borrowed positionals and `context`, if given, is a borrowed
+/// reference.
+unsafe fn call_soon_here(
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let body = AssertUnwindSafe(|| {
-        // SAFETY: per the contract, the GIL is held.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: `nargsf` is what CPython passed.
-        let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) }).unwrap_or(0);
-        // SAFETY: the arguments CPython passed.
-        let context = unsafe { context_keyword(py, args, nargs, kwnames) };
-        if let (true, Some(context)) = (nargs >= 1, context) {
-            // SAFETY: `slf` is an AioLoop and `args` holds `nargs` borrowed positionals, then the context if given.
-            let (aio_loop, callback, rest, context) = unsafe {
-                let positionals = std::slice::from_raw_parts(args, nargs);
-                let rest: Vec<Bound<'_, PyAny>> =
-                    positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)).collect();
-                (
-                    Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AioLoop>(),
-                    Bound::from_borrowed_ptr(py, positionals[0]),
-                    rest,
-                    context.map(|value| Bound::from_borrowed_ptr(py, value)),
-                )
-            };
-            let handle = PyTuple::new(py, rest)
-                .and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context))
-                .map(Bound::unbind);
-            return vectorcall::into_result(py, handle);
-        }
-        match GENERAL_CALL_SOON.get(py) {
-            // SAFETY: the arguments CPython passed, passed on unchanged to PyO3's method.
-            Some(general) => unsafe { vectorcall::pass_on(general, slf, args, nargsf, kwnames) },
-            None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
-        }
-    });
-    std::panic::catch_unwind(body).unwrap_or_else(|_| vectorcall::panicked())
+    nargs: ffi::Py_ssize_t,
+    context: Option<*mut ffi::PyObject>,
+) -> Option<*mut ffi::PyObject> {
+    let nargs = usize::try_from(nargs).ok().filter(|&n| n >= 1)?;
+    // SAFETY: per the contract.
+    let (aio_loop, callback, rest, context) = unsafe {
+        let positionals = std::slice::from_raw_parts(args, nargs);
+        let rest: Vec<Bound<'_, PyAny>> =
+            positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)).collect();
+        (
+            Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AioLoop>(),
+            Bound::from_borrowed_ptr(py, positionals[0]),
+            rest,
+            context.map(|value| Bound::from_borrowed_ptr(py, value)),
+        )
+    };
+    let handle = PyTuple::new(py, rest)
+        .and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context))
+        .map(Bound::unbind);
+    Some(vectorcall::into_result(py, handle))
 }
 
 /// See the module documentation.

@@ -7,14 +7,13 @@ use std::cell::RefCell;
 use std::ffi::CStr;
 use std::ptr;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyWeakrefReference;
 
 use crate::event_loop::Loop;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 
 /// A thread's weak reference to its loop. The hub clears it while the thread's Python state still exists (see
 /// `ferrovent.hub`); thread-local destructors run after that state is gone, when no Python object may be touched,
@@ -106,44 +105,23 @@ const SLEEP_DOC: &CStr =
 /// `sleep()` and `sleep(x)` with `x` an exact float or int are handled here; every other shape goes to the
 /// PyO3-wrapped `sleep`, which parses and fails exactly as before.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    SLEEP_WITH_ARGUMENTS.get_or_try_init(m.py(), || wrap_pyfunction!(sleep, m).map(|f| f.into_any().unbind()))?;
-    m.add("sleep", vectorcall::function(m, c"sleep", sleep_entry, SLEEP_DOC)?)
+    let general = wrap_pyfunction!(sleep, m)?.into_any();
+    vectorcall::install_function::<FastSleep>(m, c"sleep", general, SLEEP_DOC)
 }
 
-/// CPython's entry point for `sleep(...)`.
-unsafe extern "C" fn sleep_entry(
-    _: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls a vectorcall builtin with the GIL held, `nargsf` positional arguments in `args` and
-    // `kwnames` NULL or a tuple naming the keyword arguments that follow them.
-    std::panic::catch_unwind(|| unsafe { sleep_vectorcall(args, nargsf, kwnames) })
-        .unwrap_or_else(|_| vectorcall::panicked())
-}
+/// `sleep()` and `sleep(seconds)` with `seconds` an exact float or int, taken by its vectorcall entry.
+struct FastSleep;
 
-/// # Safety
-/// As `sleep_entry`'s arguments, with the GIL held.
-unsafe fn sleep_vectorcall(
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: the caller holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `nargsf` is what CPython passed.
-    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
-    let seconds = match (nargs, kwnames.is_null()) {
-        (0, true) => Some(0.0),
-        // SAFETY: one positional argument, a borrowed reference valid for the call.
-        (1, true) => unsafe { vectorcall::exact_seconds(*args) },
-        _ => None,
-    };
-    match (seconds, SLEEP_WITH_ARGUMENTS.get(py)) {
-        (Some(seconds), _) => sleep_here(py, seconds, true),
-        // SAFETY: the arguments CPython passed, passed on unchanged.
-        (None, Some(general)) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
-        (None, None) => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+impl vectorcall::FastCall for FastSleep {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &SLEEP_WITH_ARGUMENTS;
+
+    unsafe fn fast(py: Python<'_>, _: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        let seconds = match nargs {
+            0 => 0.0,
+            // SAFETY: per the trait's contract, one borrowed reference; the GIL is held.
+            1 => unsafe { vectorcall::exact_seconds(*args) }?,
+            _ => return None,
+        };
+        Some(sleep_here(py, seconds, true))
     }
 }

@@ -32,7 +32,7 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple};
 use crate::event_loop::Loop;
 use crate::greenlet_api;
 use crate::timers::Nanos;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 use crate::waitqueue::{resume, LoopSlot, WaitQueue, Waited};
 
 /// `collections.deque` and its `append` and `popleft`, looked up once: a plain queue's storage is a deque, and
@@ -813,15 +813,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `queue.put(item)`, taken by its vectorcall entry.
 struct FastPut;
 
-impl vectorcall::FastMethod for FastPut {
+impl vectorcall::FastCall for FastPut {
     const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_PUT;
 
-    unsafe fn fast(
-        py: Python<'_>,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> Option<*mut ffi::PyObject> {
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
         (nargs == 1).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue and `args[0]` a borrowed reference.
             let (queue, item) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
@@ -835,15 +830,10 @@ impl vectorcall::FastMethod for FastPut {
 /// `queue.get()`, taken by its vectorcall entry.
 struct FastGet;
 
-impl vectorcall::FastMethod for FastGet {
+impl vectorcall::FastCall for FastGet {
     const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_GET;
 
-    unsafe fn fast(
-        py: Python<'_>,
-        slf: *mut ffi::PyObject,
-        _: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> Option<*mut ffi::PyObject> {
+    unsafe fn fast(py: Python<'_>, slf: Object, _: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
         (nargs == 0).then(|| {
             // SAFETY: per the trait's contract, `slf` is an ItemQueue (the method descriptor checked it).
             let queue = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<ItemQueue>() };

@@ -19,7 +19,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::event_loop::Loop;
 use crate::greenlet_api;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 use crate::waitqueue::{waited_result, LoopSlot, WaitQueue};
 
 /// Where Event.wait stands before it parks: answered (a new reference, or NULL with the exception set), or to park
@@ -268,15 +268,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `event.wait()` and `event.wait(timeout)` with `timeout` None or an exact number, taken by its vectorcall entry.
 struct FastWaitForFlag;
 
-impl vectorcall::FastMethod for FastWaitForFlag {
+impl vectorcall::FastCall for FastWaitForFlag {
     const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_WAIT_FOR_FLAG;
 
-    unsafe fn fast(
-        py: Python<'_>,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> Option<*mut ffi::PyObject> {
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
         let timeout = match nargs {
             0 => None,
             // SAFETY: per the trait's contract, one borrowed reference; the GIL is held.

@@ -26,9 +26,7 @@ use crate::fdtable::Direction;
 use crate::vectorcall;
 
 mod recv_entry;
-use recv_entry::{
-    sock_recv_entry, sock_recv_into_entry, RECV_DOC, RECV_INTO_DOC, RECV_INTO_WITH_ARGUMENTS, RECV_WITH_ARGUMENTS,
-};
+use recv_entry::{FastRecv, FastRecvInto, RECV_DOC, RECV_INTO_DOC};
 
 /// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
 /// protocol the socket was made with, follow the object header.
@@ -520,12 +518,9 @@ pub fn sock_wait(sock: &Bound<'_, PyAny>, writable: bool, timeout: Option<f64>, 
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    RECV_WITH_ARGUMENTS.get_or_try_init(py, || wrap_pyfunction!(sock_recv, m).map(|f| f.into_any().unbind()))?;
-    RECV_INTO_WITH_ARGUMENTS
-        .get_or_try_init(py, || wrap_pyfunction!(sock_recv_into, m).map(|f| f.into_any().unbind()))?;
-    m.add("sock_recv", vectorcall::function(m, c"sock_recv", sock_recv_entry, RECV_DOC)?)?;
-    m.add("sock_recv_into", vectorcall::function(m, c"sock_recv_into", sock_recv_into_entry, RECV_INTO_DOC)?)?;
+    vectorcall::install_function::<FastRecv>(m, c"sock_recv", wrap_pyfunction!(sock_recv, m)?.into_any(), RECV_DOC)?;
+    let general = wrap_pyfunction!(sock_recv_into, m)?.into_any();
+    vectorcall::install_function::<FastRecvInto>(m, c"sock_recv_into", general, RECV_INTO_DOC)?;
     m.add_function(wrap_pyfunction!(sock_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
     m.add_function(wrap_pyfunction!(sock_accept, m)?)?;

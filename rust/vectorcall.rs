@@ -17,6 +17,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
+/// An object pointer as an entry receives and returns it.
+pub type Object = *mut ffi::PyObject;
+
+/// A vectorcall entry's argument array.
+pub type Arguments = *const *mut ffi::PyObject;
+
 /// A vectorcall entry's C signature (`METH_FASTCALL | METH_KEYWORDS`).
 pub type Entry = unsafe extern "C" fn(
     *mut ffi::PyObject,
@@ -35,9 +41,8 @@ fn leaked_def(name: &'static CStr, entry: Entry, doc: &'static CStr) -> *mut ffi
     }))
 }
 
-/// A module-level builtin `name` of module `m` calling `entry`. `doc` starts with the signature line CPython reads
-/// into `__text_signature__` (`name(...)\n--\n\n`).
-pub fn function<'py>(
+/// A module-level builtin `name` of module `m` calling `entry`.
+fn function<'py>(
     m: &Bound<'py, PyModule>,
     name: &'static CStr,
     entry: Entry,
@@ -52,28 +57,44 @@ pub fn function<'py>(
 
 /// Puts a method `name` calling `entry` on `cls` in place of the one there, and returns the one that was there.
 /// The method descriptor checks that `self` is an instance of `cls` before `entry` runs.
-pub fn replace_method<'py>(
+fn replace_method<'py>(
     cls: &Bound<'py, PyType>,
     name: &'static CStr,
     entry: Entry,
     doc: &'static CStr,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = cls.py();
-    let attribute = name.to_str().map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))?;
-    let previous = cls.getattr(attribute)?;
+    let previous = cls.getattr(attribute_name(name)?)?;
     let def = leaked_def(name, entry, doc);
     // SAFETY: `cls` is a live type and `def` lives for the process. A new reference, or NULL with an exception set.
     let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
-    cls.setattr(attribute, descriptor)?;
+    cls.setattr(attribute_name(name)?, descriptor)?;
     Ok(previous)
 }
 
-/// Puts `M`'s vectorcall entry (`method_entry::<M>`) on `cls` as method `name`, keeping the PyO3 method that was
-/// there as `M::GENERAL` for the call shapes `M::fast` passes on.
-pub fn install_method<M: FastMethod>(cls: &Bound<'_, PyType>, name: &'static CStr, doc: &'static CStr) -> PyResult<()> {
-    let general = replace_method(cls, name, method_entry::<M>, doc)?;
-    M::GENERAL.get_or_init(cls.py(), || general.unbind());
+fn attribute_name(name: &'static CStr) -> PyResult<&'static str> {
+    name.to_str().map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))
+}
+
+/// Puts `C`'s vectorcall entry (`fast_entry::<C>`) on `cls` as method `name`, keeping the PyO3 method that was
+/// there as `C::GENERAL` for the call shapes `C` passes on.
+pub fn install_method<C: FastCall>(cls: &Bound<'_, PyType>, name: &'static CStr, doc: &'static CStr) -> PyResult<()> {
+    let general = replace_method(cls, name, fast_entry::<C>, doc)?;
+    C::GENERAL.get_or_init(cls.py(), || general.unbind());
     Ok(())
+}
+
+/// Adds `C`'s vectorcall entry (`fast_entry::<C>`) to module `m` as builtin `name`, with `general` (the PyO3
+/// function it stands in front of, not itself a module attribute) as `C::GENERAL`. `doc` starts with the signature
+/// line CPython reads into `__text_signature__` (`name(...)\n--\n\n`), as PyO3 would write it.
+pub fn install_function<C: FastCall>(
+    m: &Bound<'_, PyModule>,
+    name: &'static CStr,
+    general: Bound<'_, PyAny>,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    C::GENERAL.get_or_init(m.py(), || general.unbind());
+    m.add(attribute_name(name)?, function(m, name, fast_entry::<C>, doc)?)
 }
 
 /// Calls `general` (a function, or with `slf` a method descriptor) with the arguments an entry received.
@@ -81,7 +102,7 @@ pub fn install_method<M: FastMethod>(cls: &Bound<'_, PyType>, name: &'static CSt
 /// # Safety
 /// The GIL is held; `args`, `nargsf` and `kwnames` are what CPython passed the entry; `slf` is a live object or
 /// NULL.
-pub unsafe fn pass_on(
+unsafe fn pass_on(
     general: &Py<PyAny>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -104,32 +125,64 @@ pub unsafe fn pass_on(
     }
 }
 
-/// A method whose common call shape a vectorcall entry (`method_entry`) takes itself.
-pub trait FastMethod {
-    /// The PyO3 method the entry stands in front of, for every other call shape.
-    const GENERAL: &'static PyOnceLock<Py<PyAny>>;
-
-    /// The common shape's call, given the positional count (no keywords): its result in CPython's convention (a
-    /// new reference, or NULL with the exception set, so a call that waits keeps no `PyResult` in its frames);
-    /// None for any other shape.
-    ///
-    /// # Safety
-    /// The GIL is held, `slf` is an instance of the method's class and `args` holds `nargs` borrowed references.
-    unsafe fn fast(
-        py: Python<'_>,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> Option<*mut ffi::PyObject>;
-}
-
-/// CPython's entry point for method `M`: the common call shape through `M::fast`, everything else passed on to
-/// `M::GENERAL`; no panic unwinds into CPython.
+/// Passes a call an entry did not take on to `general` once it is set; out of line, so that the entry's frame,
+/// which stays on the saved stack of every greenlet parked in a fast call, does not grow by it.
 ///
 /// # Safety
-/// Called only by CPython, through a method descriptor of `M`'s class (`replace_method`): with the GIL held, `slf`
-/// an instance of the class (the descriptor checked it) and the vectorcall arguments.
-pub unsafe extern "C" fn method_entry<M: FastMethod>(
+/// As `pass_on`.
+#[inline(never)]
+unsafe fn pass_on_to(
+    py: Python<'_>,
+    general: &PyOnceLock<Py<PyAny>>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    match general.get(py) {
+        // SAFETY: per the contract.
+        Some(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
+        None => into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+    }
+}
+
+/// A method or module function whose common call shapes a vectorcall entry (`fast_entry`) takes itself.
+pub trait FastCall {
+    /// The PyO3 method or function the entry stands in front of, for every other call shape.
+    const GENERAL: &'static PyOnceLock<Py<PyAny>>;
+
+    /// A call without keywords, given the positional count: its result in CPython's convention (a new reference,
+    /// or NULL with the exception set, so a call that waits keeps no `PyResult` in its frames); None for a shape
+    /// to pass on.
+    ///
+    /// # Safety
+    /// The GIL is held, `args` holds `nargs` borrowed references, and `slf` is an instance of the method's class
+    /// (NULL for a module function).
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object>;
+
+    /// A call with keywords, as `fast`; by default every such shape is passed on.
+    ///
+    /// # Safety
+    /// As `fast`, and `kwnames` is the tuple of keyword names whose values follow the positionals in `args`.
+    unsafe fn fast_with_keywords(
+        _py: Python<'_>,
+        _slf: Object,
+        _args: Arguments,
+        _nargs: ffi::Py_ssize_t,
+        _kwnames: Object,
+    ) -> Option<Object> {
+        None
+    }
+}
+
+/// CPython's entry point for `C`: the shapes `C` takes, everything else passed on to `C::GENERAL`; no panic
+/// unwinds into CPython.
+///
+/// # Safety
+/// Called only by CPython, with the GIL held and the vectorcall arguments: through a method descriptor of `C`'s
+/// class (`install_method`), `slf` an instance of the class (the descriptor checked it), or as a module builtin
+/// (`install_function`), `slf` NULL.
+unsafe extern "C" fn fast_entry<C: FastCall>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
@@ -140,16 +193,18 @@ pub unsafe extern "C" fn method_entry<M: FastMethod>(
         let py = unsafe { Python::assume_attached() };
         // SAFETY: `nargsf` is what CPython passed.
         let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
-        if kwnames.is_null() {
-            // SAFETY: per the contract; no keywords, so `args` holds `nargs` positionals.
-            if let Some(result) = unsafe { M::fast(py, slf, args, nargs) } {
-                return result;
+        // SAFETY: per the contract, `args` holds `nargs` positionals, then the values `kwnames` names, if any.
+        let taken = unsafe {
+            if kwnames.is_null() {
+                C::fast(py, slf, args, nargs)
+            } else {
+                C::fast_with_keywords(py, slf, args, nargs, kwnames)
             }
-        }
-        match M::GENERAL.get(py) {
-            // SAFETY: the arguments CPython passed, passed on unchanged to the general method.
-            Some(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
-            None => into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        };
+        match taken {
+            Some(result) => result,
+            // SAFETY: the arguments CPython passed, passed on unchanged.
+            None => unsafe { pass_on_to(py, C::GENERAL, slf, args, nargsf, kwnames) },
         }
     });
     std::panic::catch_unwind(body).unwrap_or_else(|_| panicked())
@@ -209,6 +264,25 @@ pub unsafe fn optional_seconds(timeout: *mut ffi::PyObject) -> Option<Option<f64
     }
     // SAFETY: per the contract.
     unsafe { exact_seconds(timeout) }.map(Some)
+}
+
+/// An exact int that `T` holds (`usize` for a size, `c_int` for flags); None for anything else.
+///
+/// # Safety
+/// `value` is a valid borrowed reference and the GIL is held.
+pub unsafe fn exact_int<T: TryFrom<isize>>(value: *mut ffi::PyObject) -> Option<T> {
+    // SAFETY: per the contract; the check reads only the type, PyLong_AsSsize_t only the int.
+    unsafe {
+        if ffi::PyLong_CheckExact(value) == 0 {
+            return None;
+        }
+        let wide = ffi::PyLong_AsSsize_t(value);
+        if wide == -1 && !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear(); // too large: the general path raises its own error
+            return None;
+        }
+        T::try_from(wide).ok()
+    }
 }
 
 /// A `bool` argument that is exactly True or False; None for anything else.

@@ -26,7 +26,7 @@ use pyo3::types::PyList;
 use crate::event_loop::{address, InvalidThreadUseError, Loop};
 use crate::ready::{Ready, Wake};
 use crate::timers::Nanos;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 
 /// One place in the line: a parked greenlet (with its park token) or a link, and what it carries.
 pub(crate) struct Entry<T> {
@@ -406,15 +406,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// number and `front` exactly True or False, taken by its vectorcall entry.
 struct FastWait;
 
-impl vectorcall::FastMethod for FastWait {
+impl vectorcall::FastCall for FastWait {
     const GENERAL: &'static PyOnceLock<Py<PyAny>> = &GENERAL_WAIT;
 
-    unsafe fn fast(
-        py: Python<'_>,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-    ) -> Option<*mut ffi::PyObject> {
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
         let nargs = usize::try_from(nargs).ok().filter(|n| (1..=5).contains(n))?;
         // SAFETY: per the trait's contract, `args` holds `nargs` borrowed references.
         let args = unsafe { std::slice::from_raw_parts(args, nargs) };

@@ -12,7 +12,6 @@ use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -24,11 +23,11 @@ use super::{
 use crate::current;
 use crate::event_loop::Loop;
 use crate::fdtable::Direction;
-use crate::vectorcall;
+use crate::vectorcall::{self, Arguments, Object};
 
 /// The PyO3-wrapped `sock_recv` and `sock_recv_into`, for the call shapes the entries pass on.
-pub(in crate::sockops) static RECV_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-pub(in crate::sockops) static RECV_INTO_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static RECV_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static RECV_INTO_WITH_ARGUMENTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The docstrings, with the signature line CPython reads into `__text_signature__` (what PyO3 would write).
 pub(in crate::sockops) const RECV_DOC: &CStr = c"sock_recv(sock, bufsize, flags, timeout)\n--\n\n`recv(bufsize, \
@@ -36,149 +35,47 @@ flags)` of a cooperative socket with its `timeout`: the bytes received, b\"\" at
 pub(in crate::sockops) const RECV_INTO_DOC: &CStr = c"sock_recv_into(sock, buffer, nbytes, flags, timeout)\n--\n\n\
 `recv_into(buffer, nbytes, flags)` of a cooperative socket with its `timeout`: how many bytes were received.";
 
-/// CPython's entry point for `sock_recv(sock, bufsize, flags, timeout)`.
-pub(in crate::sockops) unsafe extern "C" fn sock_recv_entry(
-    _: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls a vectorcall builtin with the GIL held, `nargsf` positional arguments in `args` and
-    // `kwnames` NULL or a tuple naming the keyword arguments that follow them.
-    std::panic::catch_unwind(|| unsafe { recv_vectorcall(args, nargsf, kwnames) })
-        .unwrap_or_else(|_| vectorcall::panicked())
-}
+/// `sock_recv(sock, bufsize, flags, timeout)` with positional arguments, exact ints and a float or None timeout,
+/// taken by its vectorcall entry.
+pub(in crate::sockops) struct FastRecv;
 
-/// # Safety
-/// As `sock_recv_entry`'s arguments, with the GIL held.
-unsafe fn recv_vectorcall(
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: the caller holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `nargsf` is what CPython passed.
-    if kwnames.is_null() && unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) } == 4 {
-        // SAFETY: four positional arguments, borrowed references valid for the call.
-        let (sock, bufsize, flags, timeout) = unsafe { (*args, *args.add(1), *args.add(2), *args.add(3)) };
-        // SAFETY: borrowed references, with the GIL held.
-        let parsed = unsafe { (exact_size(bufsize), exact_flags(flags), exact_timeout(timeout)) };
-        if let (Some(size), Some(flags), Some(timeout)) = parsed {
-            // SAFETY: `sock` is a borrowed reference that outlives the call.
-            let sock = unsafe { Borrowed::from_ptr(py, sock) };
-            return recv_here(&sock, size, flags, timeout);
-        }
-    }
-    // SAFETY: the arguments CPython passed, passed on unchanged.
-    unsafe { pass_on(py, &RECV_WITH_ARGUMENTS, args, nargsf, kwnames) }
-}
+impl vectorcall::FastCall for FastRecv {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &RECV_WITH_ARGUMENTS;
 
-/// CPython's entry point for `sock_recv_into(sock, buffer, nbytes, flags, timeout)`.
-pub(in crate::sockops) unsafe extern "C" fn sock_recv_into_entry(
-    _: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as in `sock_recv_entry`.
-    std::panic::catch_unwind(|| unsafe { recv_into_vectorcall(args, nargsf, kwnames) })
-        .unwrap_or_else(|_| vectorcall::panicked())
-}
-
-/// # Safety
-/// As `sock_recv_into_entry`'s arguments, with the GIL held.
-unsafe fn recv_into_vectorcall(
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: the caller holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `nargsf` is what CPython passed.
-    if kwnames.is_null() && unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) } == 5 {
-        // SAFETY: five positional arguments, borrowed references valid for the call.
-        let (sock, buffer, nbytes, flags, timeout) =
-            unsafe { (*args, *args.add(1), *args.add(2), *args.add(3), *args.add(4)) };
-        // SAFETY: borrowed references, with the GIL held.
-        let parsed = unsafe { (exact_size(nbytes), exact_flags(flags), exact_timeout(timeout)) };
-        if let (Some(wanted), Some(flags), Some(timeout)) = parsed {
-            // SAFETY: `sock` and `buffer` are borrowed references that outlive the call.
-            let (sock, buffer) = unsafe { (Borrowed::from_ptr(py, sock), Borrowed::from_ptr(py, buffer)) };
-            return recv_into_here(&sock, &buffer, wanted, flags, timeout);
-        }
-    }
-    // SAFETY: the arguments CPython passed, passed on unchanged.
-    unsafe { pass_on(py, &RECV_INTO_WITH_ARGUMENTS, args, nargsf, kwnames) }
-}
-
-/// Passes a call on to the PyO3-wrapped function in `general`.
-///
-/// # Safety
-/// As `vectorcall::pass_on`.
-unsafe fn pass_on(
-    py: Python<'_>,
-    general: &PyOnceLock<Py<PyAny>>,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    match general.get(py) {
-        // SAFETY: per the contract.
-        Some(general) => unsafe { vectorcall::pass_on(general, ptr::null_mut(), args, nargsf, kwnames) },
-        None => vectorcall::into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
-    }
-}
-
-/// A size argument that is an exact int from 0 to isize::MAX; None for anything else.
-///
-/// # Safety
-/// `size` is a valid borrowed reference and the GIL is held.
-unsafe fn exact_size(size: *mut ffi::PyObject) -> Option<usize> {
-    // SAFETY: per the contract; the check reads only the type, PyLong_AsSsize_t only the int.
-    unsafe {
-        if ffi::PyLong_CheckExact(size) == 0 {
+    unsafe fn fast(py: Python<'_>, _: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        if nargs != 4 {
             return None;
         }
-        let value = ffi::PyLong_AsSsize_t(size);
-        if value == -1 && !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear(); // too large: the general path raises its own error
-            return None;
-        }
-        usize::try_from(value).ok()
+        // SAFETY: per the trait's contract, four borrowed references valid for the call; the GIL is held.
+        let (sock, size, flags, timeout) = unsafe {
+            let size = vectorcall::exact_int::<usize>(*args.add(1))?;
+            let flags = vectorcall::exact_int::<c_int>(*args.add(2))?;
+            let timeout = vectorcall::optional_seconds(*args.add(3))?;
+            (Borrowed::from_ptr(py, *args), size, flags, timeout)
+        };
+        Some(recv_here(&sock, size, flags, timeout))
     }
 }
 
-/// A flags argument that is an exact int a C int holds; None for anything else.
-///
-/// # Safety
-/// As `exact_size`.
-unsafe fn exact_flags(flags: *mut ffi::PyObject) -> Option<c_int> {
-    // SAFETY: per the contract; the check reads only the type, PyLong_AsLong only the int.
-    unsafe {
-        if ffi::PyLong_CheckExact(flags) == 0 {
-            return None;
-        }
-        let value = ffi::PyLong_AsLong(flags);
-        if value == -1 && !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear();
-            return None;
-        }
-        c_int::try_from(value).ok()
-    }
-}
+/// `sock_recv_into(sock, buffer, nbytes, flags, timeout)` with positional arguments, exact ints and a float or
+/// None timeout, taken by its vectorcall entry.
+pub(in crate::sockops) struct FastRecvInto;
 
-/// A timeout argument that is None or an exact float: Some(None) or Some(Some(seconds)); None for anything else.
-///
-/// # Safety
-/// As `exact_size`.
-unsafe fn exact_timeout(timeout: *mut ffi::PyObject) -> Option<Option<f64>> {
-    // SAFETY: per the contract; the checks read only the object's identity and type, the float its value.
-    unsafe {
-        if timeout == ffi::Py_None() {
-            return Some(None);
+impl vectorcall::FastCall for FastRecvInto {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &RECV_INTO_WITH_ARGUMENTS;
+
+    unsafe fn fast(py: Python<'_>, _: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        if nargs != 5 {
+            return None;
         }
-        (ffi::PyFloat_CheckExact(timeout) != 0).then(|| Some(ffi::PyFloat_AS_DOUBLE(timeout)))
+        // SAFETY: per the trait's contract, five borrowed references valid for the call; the GIL is held.
+        let (sock, buffer, wanted, flags, timeout) = unsafe {
+            let wanted = vectorcall::exact_int::<usize>(*args.add(2))?;
+            let flags = vectorcall::exact_int::<c_int>(*args.add(3))?;
+            let timeout = vectorcall::optional_seconds(*args.add(4))?;
+            (Borrowed::from_ptr(py, *args), Borrowed::from_ptr(py, *args.add(1)), wanted, flags, timeout)
+        };
+        Some(recv_into_here(&sock, &buffer, wanted, flags, timeout))
     }
 }
 

@@ -919,8 +919,14 @@ def monitoring_thread_reports_a_blocked_loop_once(lib, trace):
     lib.joinall([lib.spawn(switching) for _ in range(3)])
     trace.append(["quiet while switching", len(blocked)])
 
+    real_sleep = importlib.import_module(f"{lib.__name__}.monkey").get_original("time", "sleep")
+
     def culprit():
         arrived.wait(10)  # a real wait: the whole thread, and so the loop, stops until the report
+        # The monitor notifies before it prints (gevent's order too): still blocking, wait until the report is out.
+        deadline = time.monotonic() + 10
+        while blocked and "\n".join(blocked[0].info) not in stream.getvalue() and time.monotonic() < deadline:
+            real_sleep(0.01)
 
     guilty = lib.spawn(culprit)
     guilty.join()

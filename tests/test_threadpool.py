@@ -185,6 +185,67 @@ def test_size_and_maxsize(pool):
     assert pool.maxsize == 5
 
 
+class CountedWorkers(ThreadPool):
+    """A pool that knows its live workers: each counts from its creation (when the pool counts it) until its loop
+    has returned, and names its thread once running."""
+
+    def __init__(self, *args, **kwargs):
+        self.workers: dict = {}  # worker -> its native thread id, None until it runs
+        self.workers_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    class _WorkerGreenlet(ThreadPool._WorkerGreenlet):
+        def __init__(self, pool):
+            with pool.workers_lock:
+                pool.workers[self] = None
+            super().__init__(pool)
+
+        def run(self):
+            pool = self._pool()
+            with pool.workers_lock:
+                pool.workers[self] = threading.get_native_id()
+            try:
+                super().run()
+            finally:
+                with pool.workers_lock:
+                    del pool.workers[self]
+
+    def running_threads(self) -> set:
+        """The native ids of the workers whose loop runs, once every worker counted has started (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while None in self.workers.values() and time.monotonic() < deadline:
+            ferrovent.sleep(0.001)
+        with self.workers_lock:
+            return set(self.workers.values())
+
+    def settled_threads(self) -> set:
+        """`running_threads` once the workers told to stop have left (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while len(self.workers) != self.size and time.monotonic() < deadline:
+            ferrovent.sleep(0.001)
+        return self.running_threads()
+
+
+def test_a_worker_leaves_only_when_told_through_resizes_and_kills():
+    pool = CountedWorkers(4)
+    try:
+        for size, maxsize, kill in [(2, 4, False), (4, 4, False), (1, 4, False), (3, 3, False), (0, 2, True)]:
+            pool.maxsize = maxsize
+            if kill:
+                pool.kill()
+            else:
+                pool.size = size
+            assert pool.size == size and len(pool.settled_threads()) == size
+            for burst in range(1, maxsize + 2):  # up to maxsize + 1 jobs at once: no spawn waits for room
+                before = pool.size
+                results = [pool.spawn(threading.get_native_id) for _ in range(burst)]
+                ran_in = {result.get(timeout=10) for result in results}
+                threads = pool.running_threads()  # right after the results: no worker has left untold
+                assert ran_in <= threads and pool.size == len(threads) == max(before, min(burst, maxsize))
+    finally:
+        pool.kill()
+
+
 def test_wait_and_iwait_accept_results(pool):
     released = threading.Event()
     slow = pool.spawn(released.wait, 10)

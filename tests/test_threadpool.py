@@ -35,9 +35,11 @@ def reported():
     hub.exception_stream = saved
 
 
-def os_threads() -> set[str]:
-    """This process's OS threads: compare sets, since threads of earlier tests' pools may still be exiting."""
-    return set(os.listdir("/proc/self/task"))
+def thread_alive(native_id: int) -> bool:
+    """Whether this process has the OS thread ``native_id``, by name: a listing of /proc/self/task is no proof,
+    since Linux ends the listing early when the thread it has reached exits meanwhile (threads of earlier tests'
+    pools may still be exiting), leaving out live threads listed after it."""
+    return os.path.exists(f"/proc/self/task/{native_id}")
 
 
 def test_spawn_runs_the_job_in_another_os_thread(pool):
@@ -94,16 +96,17 @@ def test_get_times_out_while_the_job_runs_and_works_after(pool):
 
 
 def test_threads_start_on_need_and_stay_bounded(pool):
-    before = os_threads()
     assert pool.size == 0  # nothing started before the first job
     lock = threading.Lock()
     running = [0, 0]  # now, most at once
+    threads = set()  # the OS threads the jobs ran in
     released = threading.Event()
 
     def job(i):
         with lock:
             running[0] += 1
             running[1] = max(running[1], running[0])
+            threads.add(threading.get_native_id())
         released.wait(10)
         with lock:
             running[0] -= 1
@@ -114,11 +117,14 @@ def test_threads_start_on_need_and_stay_bounded(pool):
     # As gevent's: one job more than maxsize is accepted (it waits in the queue for the first free thread).
     assert len(pool) == 4 and pool.size == 3
     assert sum(not g.ready() for g in results) == 6  # the other six spawns wait for room
-    assert len(os_threads() - before) == 3
+    deadline = time.monotonic() + 10
+    while len(threads) < 3 and time.monotonic() < deadline:
+        ferrovent.sleep(0.01)
+    assert len(threads) == 3 and all(map(thread_alive, threads))
     released.set()
     assert [g.get().get() for g in results] == [i * i for i in range(10)]
     assert running[1] == 3
-    assert pool.size == 3 and len(os_threads() - before) == 3
+    assert pool.size == 3 and len(threads) == 3 and all(map(thread_alive, threads))  # the same three threads
 
 
 def test_map_and_imap_keep_order(pool):
@@ -156,12 +162,10 @@ def test_size_and_maxsize(pool):
 
     def thread_id():
         both.wait(10)
-        own = str(threading.get_native_id())
-        return own, own in os_threads()  # looked up while the thread surely lives
+        return threading.get_native_id()
 
-    seen = dict(result.get() for result in [pool.spawn(thread_id) for _ in range(2)])
-    assert len(seen) == 2 and all(seen.values())
-    started = set(seen)
+    started = {result.get() for result in [pool.spawn(thread_id) for _ in range(2)]}
+    assert len(started) == 2 and all(map(thread_alive, started))  # no worker leaves untold after its job
     with pytest.raises(ValueError):
         pool.size = 4
     with pytest.raises(ValueError):
@@ -173,12 +177,73 @@ def test_size_and_maxsize(pool):
     pool.kill()
     assert pool.size == 0
     deadline = time.monotonic() + 10
-    while started & os_threads() and time.monotonic() < deadline:  # the threads end on their own
+    while any(map(thread_alive, started)) and time.monotonic() < deadline:  # the threads end on their own
         ferrovent.sleep(0.01)
-    assert not started & os_threads()
+    assert not any(map(thread_alive, started))
     assert pool.apply(lambda: "after kill") == "after kill"  # a killed pool starts threads again on need
     pool.maxsize = 5
     assert pool.maxsize == 5
+
+
+class CountedWorkers(ThreadPool):
+    """A pool that knows its live workers: each counts from its creation (when the pool counts it) until its loop
+    has returned, and names its thread once running."""
+
+    def __init__(self, *args, **kwargs):
+        self.workers: dict = {}  # worker -> its native thread id, None until it runs
+        self.workers_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    class _WorkerGreenlet(ThreadPool._WorkerGreenlet):
+        def __init__(self, pool):
+            with pool.workers_lock:
+                pool.workers[self] = None
+            super().__init__(pool)
+
+        def run(self):
+            pool = self._pool()
+            with pool.workers_lock:
+                pool.workers[self] = threading.get_native_id()
+            try:
+                super().run()
+            finally:
+                with pool.workers_lock:
+                    del pool.workers[self]
+
+    def running_threads(self) -> set:
+        """The native ids of the workers whose loop runs, once every worker counted has started (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while None in self.workers.values() and time.monotonic() < deadline:
+            ferrovent.sleep(0.001)
+        with self.workers_lock:
+            return set(self.workers.values())
+
+    def settled_threads(self) -> set:
+        """`running_threads` once the workers told to stop have left (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while len(self.workers) != self.size and time.monotonic() < deadline:
+            ferrovent.sleep(0.001)
+        return self.running_threads()
+
+
+def test_a_worker_leaves_only_when_told_through_resizes_and_kills():
+    pool = CountedWorkers(4)
+    try:
+        for size, maxsize, kill in [(2, 4, False), (4, 4, False), (1, 4, False), (3, 3, False), (0, 2, True)]:
+            pool.maxsize = maxsize
+            if kill:
+                pool.kill()
+            else:
+                pool.size = size
+            assert pool.size == size and len(pool.settled_threads()) == size
+            for burst in range(1, maxsize + 2):  # up to maxsize + 1 jobs at once: no spawn waits for room
+                before = pool.size
+                results = [pool.spawn(threading.get_native_id) for _ in range(burst)]
+                ran_in = {result.get(timeout=10) for result in results}
+                threads = pool.running_threads()  # right after the results: no worker has left untold
+                assert ran_in <= threads and pool.size == len(threads) == max(before, min(burst, maxsize))
+    finally:
+        pool.kill()
 
 
 def test_wait_and_iwait_accept_results(pool):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import GreenletExit
 
-from ferrovent._core import HttpParseError, parse_request
+from ferrovent._core import HttpParseError, parse_request, response_head
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import (
     ClientError,
@@ -496,6 +496,33 @@ class WSGIHandler:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
+        date_line = _date.get()
+        http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        # The common response in one Rust call; anything unusual (or wrong) takes the Python path, which raises.
+        built = response_head(status, headers, date_line, http11, self.close_connection)
+        if built is None:
+            built = self._build_head(status, headers, date_line, http11)
+        self._head, code, length, provided_date, framed, says_close = built
+        if says_close:
+            self.close_connection = True
+        self.status = status
+        self.code = code
+        self.response_headers = headers
+        self._provided_length = length
+        self._provided_date = provided_date
+        self._date_line = "" if provided_date is not None else date_line
+        self._unframed = False
+        self._framed = framed or code < 200 or code in _NO_BODY_CODES
+        self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
+        self._http11 = http11
+        self._chunked = False
+        self._cut = False
+        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
+        return self.write
+
+    def _build_head(self, status: Any, headers: Any, date_line: str, http11: bool) -> tuple:
+        """`start_response`'s checks and head in Python, for what ``response_head`` leaves to it: the same tuple,
+        or gevent's error for a bad status or header."""
         if type(status) is not str:
             raise UnicodeError("The status string must be a native string")
         try:
@@ -523,14 +550,9 @@ class WSGIHandler:
         if code in _NO_BODY_CODES and length not in (None, "0"):
             message = f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
             raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
-        date_line = ""
         if provided_date is None:
-            date_line = _date.get()
             lines.append(date_line)
-        http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
-        if connection == "close":
-            self.close_connection = True
-        elif connection is None:
+        if connection is None:
             if not http11:
                 lines.append("Connection: close\r\n" if self.close_connection else "Connection: keep-alive\r\n")
             elif self.close_connection:
@@ -539,23 +561,10 @@ class WSGIHandler:
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
             _refuse_line_breaks(status, headers)
         try:
-            self._head = text.encode("latin-1")
+            head = text.encode("latin-1")
         except UnicodeEncodeError:
             raise UnicodeError("Non-latin1 header", headers) from None
-        self.status = status
-        self.code = code
-        self.response_headers = headers
-        self._provided_length = length
-        self._provided_date = provided_date
-        self._date_line = date_line
-        self._unframed = False
-        self._framed = framed or code < 200 or code in _NO_BODY_CODES
-        self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
-        self._http11 = http11
-        self._chunked = False
-        self._cut = False
-        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
-        return self.write
+        return head, code, length, provided_date, framed, connection == "close"
 
     def write(self, data: bytes) -> None:
         """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""

@@ -249,7 +249,8 @@ class WSGIHandler:
             environ = self._environ_class(environ)
         self.environ = environ
         self.close_connection = not keep_alive
-        upgrade = "HTTP_UPGRADE" in environ or environ.get("HTTP_CONNECTION", "").lower() == "upgrade"
+        connection = environ.get("HTTP_CONNECTION")
+        upgrade = "HTTP_UPGRADE" in environ or connection is not None and connection.lower() == "upgrade"
         if body or upgrade:
             self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
@@ -377,15 +378,12 @@ class WSGIHandler:
         self.code = code
         self.response_length = len(body)
         try:
-            self._send(head.encode("latin-1") + body)
+            self._conn.send(head.encode("latin-1") + body)
         except ClientError:
             self._linger = False
         if self._log_requests:
             self.time_finish = _now()
             self.log_request()
-
-    def _send(self, data: Any) -> None:
-        self._conn.send(data)
 
     # -- the response --
 
@@ -401,7 +399,8 @@ class WSGIHandler:
         self.result = None
         try:
             self.run_application()
-            self._finish_body()
+            if self._input is not EMPTY_INPUT:
+                self._finish_body()
         except InvalidClientInput as error:
             self.log_error("Invalid request body from %s: %s", self.client_address, error.strerror or error)
             self._send_error_response(400)
@@ -474,8 +473,9 @@ class WSGIHandler:
                     return
                 self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
         if self._chunked:
-            self._send(_CHUNKED_END)
-        self._check_length()
+            self._conn.send(_CHUNKED_END)
+        if self._provided_length is not None:
+            self._check_length()
 
     def _check_length(self) -> None:
         """Closes the connection after a body whose size does not match the Content-Length the app announced."""
@@ -613,7 +613,7 @@ class WSGIHandler:
             if data and self.code in _NO_BODY_CODES:
                 raise self.ApplicationError(f"The {self.code} response must have no body")
             self.headers_sent = True
-            self._send(head)
+            self._conn.send(head)
             return
         self.headers_sent = True
         if self._provided_length is not None and len(data) > self._limit():
@@ -622,10 +622,10 @@ class WSGIHandler:
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         if len(data) >= _SEPARATE_SEND:
-            self._send(head)
-            self._send(data)
+            self._conn.send(head)
+            self._conn.send(data)
         else:
-            self._send(head + data)
+            self._conn.send(head + data)
 
     def _write_more(self, data: bytes) -> None:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
@@ -640,7 +640,7 @@ class WSGIHandler:
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        self._send(data)
+        self._conn.send(data)
 
     def _limit(self) -> int:
         """The body size the application announced in its Content-Length (no limit if that is not a number)."""

@@ -3,7 +3,7 @@
 //! it, so it can be unit tested, property tested and fuzzed on its own; `environ`, `decoder` and `response` are the
 //! Python-facing layer.
 //!
-//! Python surface (see `_core.pyi`): `parse_request`, `response_head`, `CHUNKED`, `ChunkedDecoder`,
+//! Python surface (see `_core.pyi`): `parse_request`, `response_head`, `http_date_line`, `CHUNKED`, `ChunkedDecoder`,
 //! `HttpParseError`.
 
 use pyo3::buffer::PyBuffer;
@@ -14,6 +14,7 @@ use pyo3::types::PyBytes;
 #[cfg(test)]
 mod checks;
 pub mod chunked;
+mod date;
 mod decoder;
 mod environ;
 pub mod head;
@@ -85,6 +86,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(environ::parse_request, m)?)?;
     m.add("CHUNKED", environ::CHUNKED)?;
     m.add_function(wrap_pyfunction!(response::response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(date::http_date_line, m)?)?;
     m.add_class::<decoder::ChunkedDecoder>()?;
     m.add("HttpParseError", m.py().get_type::<HttpParseError>())?;
     Ok(())

@@ -2,12 +2,15 @@
 //! the headers. It only ever answers for responses it can build exactly as the Python code would (a `str` status
 //! starting with three digits, a list or tuple of `(str, str)` pairs, everything Latin-1, no CR or LF, not a 204
 //! or 304); for anything else it returns `None` and the handler's Python path, which is the specification and
-//! raises gevent's errors, runs instead. So it never raises for what the application gave.
+//! raises gevent's errors, runs instead. So it never raises for what the application gave. The server's `Date`
+//! line is `date`'s, also returned, for the handler's `provided_date` to take out of the head.
 //!
 //! The core (`Head`) is plain Rust over byte slices; the edge reads the `str` objects' Latin-1 bytes in place.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyStringData, PyTuple};
+
+use super::date;
 
 /// What the server needs to know of the headers the application gave.
 #[derive(Default, Debug, PartialEq, Eq)]
@@ -98,21 +101,23 @@ fn latin1_bytes<'a>(object: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
     }
 }
 
-/// What `response_head` returns: (head, code, Content-Length or None, Date or None, framed, says close).
-type Answer<'py> = (Bound<'py, PyBytes>, u16, Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, bool, bool);
+/// What `response_head` returns: (head, code, Content-Length or None, Date or None, framed, says close, the
+/// server's Date line in the head or "").
+type Answer<'py> =
+    (Bound<'py, PyBytes>, u16, Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>, bool, bool, Bound<'py, PyString>);
 
-/// `response_head(status, headers, date_line, http11, close)`: the response head for a common `start_response`
-/// call, or None when the handler's Python path must build it (see the module doc).
+/// `response_head(status, headers, http11, close)`: the response head for a common `start_response` call, or None
+/// when the handler's Python path must build it (see the module doc).
 #[pyfunction]
 pub fn response_head<'py>(
     py: Python<'py>,
     status: &Bound<'py, PyAny>,
     headers: &Bound<'py, PyAny>,
-    date_line: &Bound<'py, PyAny>,
     http11: bool,
     close: bool,
 ) -> PyResult<Option<Answer<'py>>> {
-    let (Some(status_bytes), Some(date)) = (latin1_bytes(status), latin1_bytes(date_line)) else { return Ok(None) };
+    let date_line = date::line(py);
+    let (Some(status_bytes), Some(date)) = (latin1_bytes(status), latin1_bytes(&date_line)) else { return Ok(None) };
     let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = headers.cast_exact::<PyList>() {
         list.iter().collect()
     } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
@@ -136,7 +141,8 @@ pub fn response_head<'py>(
     let Some((head, code, steering)) = build(status_bytes, &fields, date, http11, close) else { return Ok(None) };
     let length = steering.length.map(|index| pairs[index].1.clone());
     let provided_date = steering.date.map(|index| pairs[index].1.clone());
-    Ok(Some((PyBytes::new(py, &head), code, length, provided_date, steering.framed, steering.close)))
+    let date_line = if provided_date.is_some() { PyString::new(py, "") } else { date_line };
+    Ok(Some((PyBytes::new(py, &head), code, length, provided_date, steering.framed, steering.close, date_line)))
 }
 
 #[cfg(test)]

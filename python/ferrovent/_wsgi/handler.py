@@ -15,14 +15,13 @@ import sys
 import time
 import traceback
 from datetime import datetime
-from email.utils import formatdate
 from http import HTTPStatus
 from http.client import HTTPMessage
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import GreenletExit
 
-from ferrovent._core import HttpParseError, parse_request, response_head
+from ferrovent._core import HttpParseError, http_date_line, parse_request, response_head
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import (
     ClientError,
@@ -54,27 +53,6 @@ _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
-
-
-class _DateCache:
-    """The ``Date`` header line, formatted at most once per second."""
-
-    __slots__ = ("second", "line")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.line = ""
-
-    def get(self) -> str:
-        now = _now()
-        second = int(now)
-        if second != self.second:
-            self.second = second
-            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n"
-        return self.line
-
-
-_date = _DateCache()
 
 
 class WSGIHandler:
@@ -496,13 +474,12 @@ class WSGIHandler:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
-        date_line = _date.get()
         http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
         # The common response in one Rust call; anything unusual (or wrong) takes the Python path, which raises.
-        built = response_head(status, headers, date_line, http11, self.close_connection)
+        built = response_head(status, headers, http11, self.close_connection)
         if built is None:
-            built = self._build_head(status, headers, date_line, http11)
-        self._head, code, length, provided_date, framed, says_close = built
+            built = self._build_head(status, headers, http11)
+        self._head, code, length, provided_date, framed, says_close, self._date_line = built
         if says_close:
             self.close_connection = True
         self.status = status
@@ -510,7 +487,6 @@ class WSGIHandler:
         self.response_headers = headers
         self._provided_length = length
         self._provided_date = provided_date
-        self._date_line = "" if provided_date is not None else date_line
         self._unframed = False
         self._framed = framed or code < 200 or code in _NO_BODY_CODES
         self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
@@ -520,7 +496,7 @@ class WSGIHandler:
         self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
         return self.write
 
-    def _build_head(self, status: Any, headers: Any, date_line: str, http11: bool) -> tuple:
+    def _build_head(self, status: Any, headers: Any, http11: bool) -> tuple:
         """`start_response`'s checks and head in Python, for what ``response_head`` leaves to it: the same tuple,
         or gevent's error for a bad status or header."""
         if type(status) is not str:
@@ -550,7 +526,9 @@ class WSGIHandler:
         if code in _NO_BODY_CODES and length not in (None, "0"):
             message = f"Invalid Content-Length for {code} response: {length!r} (must be absent or zero)"
             raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
+        date_line = ""
         if provided_date is None:
+            date_line = http_date_line()
             lines.append(date_line)
         if connection is None:
             if not http11:
@@ -564,7 +542,7 @@ class WSGIHandler:
             head = text.encode("latin-1")
         except UnicodeEncodeError:
             raise UnicodeError("Non-latin1 header", headers) from None
-        return head, code, length, provided_date, framed, connection == "close"
+        return head, code, length, provided_date, framed, connection == "close", date_line
 
     def write(self, data: bytes) -> None:
         """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""

@@ -1,8 +1,10 @@
-//! HTTP/1.x for the WSGI server: the request-head parser, the WSGI environ built from it, and the chunked-body
-//! decoder. The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in it, so it can be unit
-//! tested, property tested and fuzzed on its own; `environ` and `decoder` are the Python-facing layer.
+//! HTTP/1.x for the WSGI server: the request-head parser, the WSGI environ built from it, the chunked-body decoder,
+//! and the common response head. The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in
+//! it, so it can be unit tested, property tested and fuzzed on its own; `environ`, `decoder` and `response` are the
+//! Python-facing layer.
 //!
-//! Python surface (see `_core.pyi`): `parse_request`, `CHUNKED`, `ChunkedDecoder`, `HttpParseError`.
+//! Python surface (see `_core.pyi`): `parse_request`, `response_head`, `http_date_line`, `CHUNKED`, `ChunkedDecoder`,
+//! `HttpParseError`.
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -12,12 +14,14 @@ use pyo3::types::PyBytes;
 #[cfg(test)]
 mod checks;
 pub mod chunked;
+mod date;
 mod decoder;
 mod environ;
 pub mod head;
 pub mod names;
 #[cfg(test)]
 mod props;
+mod response;
 
 /// A request the server must refuse: `status` is the HTTP status to answer with, `reason` says why (for the log).
 #[pyclass(extends = PyValueError, frozen, module = "ferrovent._core")]
@@ -81,6 +85,8 @@ fn with_bytes<R>(data: &Bound<'_, PyAny>, keep: usize, f: impl FnOnce(&[u8]) -> 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(environ::parse_request, m)?)?;
     m.add("CHUNKED", environ::CHUNKED)?;
+    m.add_function(wrap_pyfunction!(response::response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(date::http_date_line, m)?)?;
     m.add_class::<decoder::ChunkedDecoder>()?;
     m.add("HttpParseError", m.py().get_type::<HttpParseError>())?;
     Ok(())

@@ -35,6 +35,8 @@ __all__ = [
     "retire_hub",
     "adopt_hub",
     "parse_request",
+    "response_head",
+    "http_date_line",
     "CHUNKED",
     "ChunkedDecoder",
     "HttpParseError",
@@ -286,6 +288,25 @@ def parse_request(
 
     ``bytes`` and read-only buffers are read in place; a bytearray has at most its first 64 KiB copied first.
     """
+
+def response_head(
+    status: object, headers: object, http11: bool, close: bool
+) -> tuple[bytes, int, str | None, str | None, bool, bool, str] | None:
+    """The WSGI server's response head for a common ``start_response(status, headers)``, in one call.
+
+    Returns ``(head, code, content_length, date, framed, says_close, date_line)``: the status line and the headers
+    (``http_date_line()`` added unless the application gave a Date; ``Connection: close`` if ``close`` and the
+    application gave no Connection header; ``Connection: keep-alive`` otherwise to an HTTP/1.0 client), without the
+    framing header and the final blank line; the status code; the last Content-Length and Date values given (or
+    None); whether a Content-Length or Transfer-Encoding header frames the body; whether the Connection header
+    given says close; the Date line added ("" if none). Returns None, never raising, for anything but a ``str``
+    status of three digits (not 204 or 304) and a list or tuple of ``(str, str)`` pairs, all Latin-1 without CR or
+    LF: the caller's own code handles those.
+    """
+
+def http_date_line() -> str:
+    """``"Date: <IMF-fixdate of now>\\r\\n"`` (``email.utils.formatdate(int(time.time()), usegmt=True)``), made
+    at most once a second."""
 
 @final
 class ChunkedDecoder:

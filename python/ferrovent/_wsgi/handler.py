@@ -15,14 +15,13 @@ import sys
 import time
 import traceback
 from datetime import datetime
-from email.utils import formatdate
 from http import HTTPStatus
 from http.client import HTTPMessage
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import GreenletExit
 
-from ferrovent._core import HttpParseError, parse_request
+from ferrovent._core import HttpParseError, http_date_line, parse_request, response_head
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import (
     ClientError,
@@ -54,27 +53,6 @@ _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
-
-
-class _DateCache:
-    """The ``Date`` header line, formatted at most once per second."""
-
-    __slots__ = ("second", "line")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.line = ""
-
-    def get(self) -> str:
-        now = _now()
-        second = int(now)
-        if second != self.second:
-            self.second = second
-            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n"
-        return self.line
-
-
-_date = _DateCache()
 
 
 class WSGIHandler:
@@ -249,7 +227,8 @@ class WSGIHandler:
             environ = self._environ_class(environ)
         self.environ = environ
         self.close_connection = not keep_alive
-        upgrade = "HTTP_UPGRADE" in environ or environ.get("HTTP_CONNECTION", "").lower() == "upgrade"
+        connection = environ.get("HTTP_CONNECTION")
+        upgrade = "HTTP_UPGRADE" in environ or connection is not None and connection.lower() == "upgrade"
         if body or upgrade:
             self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
@@ -377,15 +356,12 @@ class WSGIHandler:
         self.code = code
         self.response_length = len(body)
         try:
-            self._send(head.encode("latin-1") + body)
+            self._conn.send(head.encode("latin-1") + body)
         except ClientError:
             self._linger = False
         if self._log_requests:
             self.time_finish = _now()
             self.log_request()
-
-    def _send(self, data: Any) -> None:
-        self._conn.send(data)
 
     # -- the response --
 
@@ -401,7 +377,8 @@ class WSGIHandler:
         self.result = None
         try:
             self.run_application()
-            self._finish_body()
+            if self._input is not EMPTY_INPUT:
+                self._finish_body()
         except InvalidClientInput as error:
             self.log_error("Invalid request body from %s: %s", self.client_address, error.strerror or error)
             self._send_error_response(400)
@@ -474,8 +451,9 @@ class WSGIHandler:
                     return
                 self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
         if self._chunked:
-            self._send(_CHUNKED_END)
-        self._check_length()
+            self._conn.send(_CHUNKED_END)
+        if self._provided_length is not None:
+            self._check_length()
 
     def _check_length(self) -> None:
         """Closes the connection after a body whose size does not match the Content-Length the app announced."""
@@ -496,6 +474,31 @@ class WSGIHandler:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
+        http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        # The common response in one Rust call; anything unusual (or wrong) takes the Python path, which raises.
+        built = response_head(status, headers, http11, self.close_connection)
+        if built is None:
+            built = self._build_head(status, headers, http11)
+        self._head, code, length, provided_date, framed, says_close, self._date_line = built
+        if says_close:
+            self.close_connection = True
+        self.status = status
+        self.code = code
+        self.response_headers = headers
+        self._provided_length = length
+        self._provided_date = provided_date
+        self._unframed = False
+        self._framed = framed or code < 200 or code in _NO_BODY_CODES
+        self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
+        self._http11 = http11
+        self._chunked = False
+        self._cut = False
+        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
+        return self.write
+
+    def _build_head(self, status: Any, headers: Any, http11: bool) -> tuple:
+        """`start_response`'s checks and head in Python, for what ``response_head`` leaves to it: the same tuple,
+        or gevent's error for a bad status or header."""
         if type(status) is not str:
             raise UnicodeError("The status string must be a native string")
         try:
@@ -525,12 +528,9 @@ class WSGIHandler:
             raise self.ApplicationError(message.encode("latin-1"))  # bytes, as gevent's: an app may send its args
         date_line = ""
         if provided_date is None:
-            date_line = _date.get()
+            date_line = http_date_line()
             lines.append(date_line)
-        http11 = self.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
-        if connection == "close":
-            self.close_connection = True
-        elif connection is None:
+        if connection is None:
             if not http11:
                 lines.append("Connection: close\r\n" if self.close_connection else "Connection: keep-alive\r\n")
             elif self.close_connection:
@@ -539,23 +539,10 @@ class WSGIHandler:
         if text.count("\n") != len(lines) or text.count("\r") != len(lines):
             _refuse_line_breaks(status, headers)
         try:
-            self._head = text.encode("latin-1")
+            head = text.encode("latin-1")
         except UnicodeEncodeError:
             raise UnicodeError("Non-latin1 header", headers) from None
-        self.status = status
-        self.code = code
-        self.response_headers = headers
-        self._provided_length = length
-        self._provided_date = provided_date
-        self._date_line = date_line
-        self._unframed = False
-        self._framed = framed or code < 200 or code in _NO_BODY_CODES
-        self._no_body = code < 200 or code in _NO_BODY_CODES or self.environ["REQUEST_METHOD"] == "HEAD"
-        self._http11 = http11
-        self._chunked = False
-        self._cut = False
-        self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
-        return self.write
+        return head, code, length, provided_date, framed, connection == "close", date_line
 
     def write(self, data: bytes) -> None:
         """The ``write`` callable start_response returns: sends ``data`` now (the headers first, if not yet)."""
@@ -604,7 +591,7 @@ class WSGIHandler:
             if data and self.code in _NO_BODY_CODES:
                 raise self.ApplicationError(f"The {self.code} response must have no body")
             self.headers_sent = True
-            self._send(head)
+            self._conn.send(head)
             return
         self.headers_sent = True
         if self._provided_length is not None and len(data) > self._limit():
@@ -613,10 +600,10 @@ class WSGIHandler:
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         if len(data) >= _SEPARATE_SEND:
-            self._send(head)
-            self._send(data)
+            self._conn.send(head)
+            self._conn.send(data)
         else:
-            self._send(head + data)
+            self._conn.send(head + data)
 
     def _write_more(self, data: bytes) -> None:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""
@@ -631,7 +618,7 @@ class WSGIHandler:
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        self._send(data)
+        self._conn.send(data)
 
     def _limit(self) -> int:
         """The body size the application announced in its Content-Length (no limit if that is not a number)."""

@@ -44,6 +44,7 @@ _CANCELLED = "cancelled"
 _finish_counter = itertools.count(1)
 _finish_order = operator.attrgetter("_finish_order")
 _SUCCESS = (None, None, None)
+_greenlet_dead = greenlet.dead.__get__  # greenlet's own `dead`, which Greenlet.dead extends
 
 
 class _SpawnedLink:
@@ -140,7 +141,7 @@ class Greenlet(greenlet):
 
     def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
-        greenlet.__init__(self, None, hub)
+        self.parent = hub  # all greenlet.__init__ would do: `run` is this class's (Rust) method
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
@@ -179,11 +180,16 @@ class Greenlet(greenlet):
         """True once it finished, or was killed before it could start; it will not run again."""
         if getcurrent() is self:
             return False
-        return self._start_state is _CANCELLED or greenlet.dead.__get__(self)
+        return self._start_state is _CANCELLED or _greenlet_dead(self)
 
     def ready(self) -> bool:
         """True once it has finished (successfully or not)."""
-        return self._exc_info is not None or self.dead
+        # `dead` inlined: joinall asks this of every greenlet, most of them still scheduled.
+        if self._exc_info is not None:
+            return True
+        if self._start_state is _CANCELLED:
+            return getcurrent() is not self
+        return _greenlet_dead(self)  # false for the running greenlet, as `dead` is
 
     def successful(self) -> bool:
         """True if it finished without an error (killing with GreenletExit counts as success)."""
@@ -723,8 +729,10 @@ def joinall(
         return _join_as_they_finish(greenlets, timeout, raise_error, count)
     # Joining each in turn parks at most once per greenlet still running, with no link per greenlet. The result
     # is put in iwait's order: those finished before the call first, as given, then the rest by finish time.
-    finished_before = [g for g in greenlets if g.ready()]
-    running = [g for g in greenlets if not g.ready()]
+    finished_before = []
+    running = []
+    for g in greenlets:
+        (finished_before if g.ready() else running).append(g)
     if timeout is None:
         for g in running:
             g.join()

@@ -18,7 +18,7 @@ from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT, greenlet_run
+from ferrovent._core import TIMEOUT, greenlet_run, spawn_greenlet
 from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
@@ -184,9 +184,11 @@ class Greenlet(greenlet):
 
     def ready(self) -> bool:
         """True once it has finished (successfully or not)."""
-        # `dead` inlined: joinall asks this of every greenlet, most of them still scheduled.
+        # `dead` inlined (unless a subclass has its own): joinall asks this of every greenlet, most still scheduled.
         if self._exc_info is not None:
             return True
+        if type(self).dead is not _greenlet_dead_property:
+            return self.dead
         if self._start_state is _CANCELLED:
             return getcurrent() is not self
         return _greenlet_dead(self)  # false for the running greenlet, as `dead` is
@@ -334,12 +336,10 @@ class Greenlet(greenlet):
             self._start_state = _SCHEDULED
             self._start_timer = self._hub.loop.call_later(seconds, self.switch)
 
-    @classmethod
-    def spawn(cls, *args: Any, **kwargs: Any) -> Self:
-        """Creates a greenlet of this class with these arguments (``run`` first), starts it and returns it."""
-        g = cls(*args, **kwargs)
-        g.start()
-        return g
+    # ``spawn(*args, **kwargs)``: creates a greenlet of this class with these arguments (``run`` first), starts it
+    # and returns it. Rust (rust/greenlet_spawn.rs): ``cls(*args, **kwargs)`` then its ``start()``, without a
+    # Python frame or a repacking of the arguments.
+    spawn = classmethod(spawn_greenlet)
 
     @classmethod
     def spawn_later(cls, seconds: float, *args: Any, **kwargs: Any) -> Self:
@@ -594,6 +594,8 @@ class Greenlet(greenlet):
                 self._hub.handle_error((link, self), *sys.exc_info())
 
 
+_greenlet_dead_property = Greenlet.dead  # what ready() inlines
+
 _spawn_callbacks = None  # the callbacks of Greenlet.add_spawn_callback, in the order added; None when there are none
 
 
@@ -735,7 +737,9 @@ def joinall(
         (finished_before if g.ready() else running).append(g)
     if timeout is None:
         for g in running:
-            g.join()
+            if not g.ready():  # most finish while an earlier one is joined
+                g.join()
+        finished_since = running
     else:
         deadline = time.monotonic() + timeout
         for g in running:
@@ -743,8 +747,8 @@ def joinall(
             if remaining <= 0:
                 break
             g.join(remaining)
-    finished_since = sorted((g for g in running if g.ready()), key=_finish_order)
-    return finished_before + finished_since
+        finished_since = [g for g in running if g.ready()]
+    return finished_before + sorted(finished_since, key=_finish_order)
 
 
 def _join_as_they_finish(greenlets, timeout, raise_error, count):

@@ -17,6 +17,7 @@ mod event_loop;
 mod fdtable;
 mod greenlet_api;
 mod greenlet_run;
+mod greenlet_spawn;
 mod handover;
 mod http;
 mod itemqueue;
@@ -66,6 +67,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidThreadUseError", py.get_type::<event_loop::InvalidThreadUseError>())?;
     m.add("ConcurrentObjectUseError", py.get_type::<event_loop::ConcurrentObjectUseError>())?;
     greenlet_run::register(m)?;
+    greenlet_spawn::register(m)?;
     handover::register(m)?;
     http::register(m)?;
     loadgen::register(m)?;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
 import types
@@ -16,6 +17,43 @@ def test_spawn_passes_positional_and_keyword_arguments():
     assert g.get() == ((1, 2), {"k": 3})
     assert isinstance(g, ferrovent.Greenlet)
     assert isinstance(g, greenlet.greenlet)
+
+
+def test_spawn_on_a_subclass_runs_its_own_init_and_start():
+    started = []
+
+    class Tagged(ferrovent.Greenlet):
+        def __init__(self, tag, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.tag = tag
+
+        def start(self):
+            started.append(self.tag)
+            super().start()
+
+    g = Tagged.spawn("t", lambda x, y=0: x + y, 1, y=2)
+    assert type(g) is Tagged and started == ["t"]
+    assert g.args == (1,) and g.kwargs == {"y": 2}
+    assert g.get() == 3
+    with pytest.raises(TypeError, match="must be callable"):
+        ferrovent.Greenlet.spawn(42)
+
+
+def test_spawn_is_a_classmethod_named_spawn_that_pickles():
+    assert ferrovent.spawn == ferrovent.Greenlet.spawn
+    assert ferrovent.Greenlet.spawn.__name__ == "spawn"
+    assert pickle.loads(pickle.dumps(ferrovent.spawn)) == ferrovent.spawn
+    assert ferrovent.spawn(int, "7").get() == 7
+
+
+def test_ready_asks_a_subclass_own_dead_property():
+    class AlwaysDead(ferrovent.Greenlet):
+        @property
+        def dead(self):
+            return True
+
+    assert AlwaysDead(int).ready()
+    assert not ferrovent.Greenlet(int).ready()
 
 
 def raiser():

@@ -32,6 +32,7 @@ __all__ = [
     "run_current_greenlet",
     "GreenletRun",
     "greenlet_run",
+    "spawn_greenlet",
     "retire_hub",
     "adopt_hub",
     "parse_request",
@@ -116,6 +117,9 @@ class GreenletRun:
     """The descriptor behind ``Greenlet.run``; it gives out ``run_current_greenlet``."""
 
 greenlet_run: GreenletRun
+
+def spawn_greenlet(cls: type[greenlet], /, *args: Any, **kwargs: Any) -> Any:
+    """``Greenlet.spawn``: ``cls(*args, **kwargs)``, started; returns it."""
 
 @final
 class Heartbeat:

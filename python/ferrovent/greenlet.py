@@ -18,7 +18,7 @@ from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT, greenlet_run
+from ferrovent._core import TIMEOUT, greenlet_run, spawn_greenlet
 from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
@@ -44,6 +44,7 @@ _CANCELLED = "cancelled"
 _finish_counter = itertools.count(1)
 _finish_order = operator.attrgetter("_finish_order")
 _SUCCESS = (None, None, None)
+_greenlet_dead = greenlet.dead.__get__  # greenlet's own `dead`, which Greenlet.dead extends
 
 
 class _SpawnedLink:
@@ -140,7 +141,7 @@ class Greenlet(greenlet):
 
     def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
-        greenlet.__init__(self, None, hub)
+        self.parent = hub  # all greenlet.__init__ would do: `run` is this class's (Rust) method
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
@@ -179,11 +180,18 @@ class Greenlet(greenlet):
         """True once it finished, or was killed before it could start; it will not run again."""
         if getcurrent() is self:
             return False
-        return self._start_state is _CANCELLED or greenlet.dead.__get__(self)
+        return self._start_state is _CANCELLED or _greenlet_dead(self)
 
     def ready(self) -> bool:
         """True once it has finished (successfully or not)."""
-        return self._exc_info is not None or self.dead
+        # `dead` inlined (unless a subclass has its own): joinall asks this of every greenlet, most still scheduled.
+        if self._exc_info is not None:
+            return True
+        if type(self).dead is not _greenlet_dead_property:
+            return self.dead
+        if self._start_state is _CANCELLED:
+            return getcurrent() is not self
+        return _greenlet_dead(self)  # false for the running greenlet, as `dead` is
 
     def successful(self) -> bool:
         """True if it finished without an error (killing with GreenletExit counts as success)."""
@@ -328,12 +336,10 @@ class Greenlet(greenlet):
             self._start_state = _SCHEDULED
             self._start_timer = self._hub.loop.call_later(seconds, self.switch)
 
-    @classmethod
-    def spawn(cls, *args: Any, **kwargs: Any) -> Self:
-        """Creates a greenlet of this class with these arguments (``run`` first), starts it and returns it."""
-        g = cls(*args, **kwargs)
-        g.start()
-        return g
+    # ``spawn(*args, **kwargs)``: creates a greenlet of this class with these arguments (``run`` first), starts it
+    # and returns it. Rust (rust/greenlet_spawn.rs): ``cls(*args, **kwargs)`` then its ``start()``, without a
+    # Python frame or a repacking of the arguments.
+    spawn = classmethod(spawn_greenlet)
 
     @classmethod
     def spawn_later(cls, seconds: float, *args: Any, **kwargs: Any) -> Self:
@@ -588,6 +594,8 @@ class Greenlet(greenlet):
                 self._hub.handle_error((link, self), *sys.exc_info())
 
 
+_greenlet_dead_property = Greenlet.dead  # what ready() inlines
+
 _spawn_callbacks = None  # the callbacks of Greenlet.add_spawn_callback, in the order added; None when there are none
 
 
@@ -723,11 +731,15 @@ def joinall(
         return _join_as_they_finish(greenlets, timeout, raise_error, count)
     # Joining each in turn parks at most once per greenlet still running, with no link per greenlet. The result
     # is put in iwait's order: those finished before the call first, as given, then the rest by finish time.
-    finished_before = [g for g in greenlets if g.ready()]
-    running = [g for g in greenlets if not g.ready()]
+    finished_before = []
+    running = []
+    for g in greenlets:
+        (finished_before if g.ready() else running).append(g)
     if timeout is None:
         for g in running:
-            g.join()
+            if not g.ready():  # most finish while an earlier one is joined
+                g.join()
+        finished_since = running
     else:
         deadline = time.monotonic() + timeout
         for g in running:
@@ -735,8 +747,8 @@ def joinall(
             if remaining <= 0:
                 break
             g.join(remaining)
-    finished_since = sorted((g for g in running if g.ready()), key=_finish_order)
-    return finished_before + finished_since
+        finished_since = [g for g in running if g.ready()]
+    return finished_before + sorted(finished_since, key=_finish_order)
 
 
 def _join_as_they_finish(greenlets, timeout, raise_error, count):

@@ -41,8 +41,10 @@ fn leaked_def(name: &'static CStr, entry: Entry, doc: &'static CStr) -> *mut ffi
     }))
 }
 
-/// A module-level builtin `name` of module `m` calling `entry`.
-fn function<'py>(
+/// A module-level builtin `name` of module `m` calling `entry` (which takes every call shape itself; see
+/// `install_function` for one that passes shapes on). `doc` starts with the signature line CPython reads into
+/// `__text_signature__` (`name(...)\n--\n\n`).
+pub fn function<'py>(
     m: &Bound<'py, PyModule>,
     name: &'static CStr,
     entry: Entry,

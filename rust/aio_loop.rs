@@ -227,6 +227,8 @@ pub struct AioLoop {
     heapify: Py<PyAny>,
     /// `asyncio.futures`, whose `Future` `create_future` makes (looked up at each call, as asyncio does).
     futures: Py<PyModule>,
+    /// `asyncio.base_events`, whose `time.monotonic` `time` calls (looked up at each call, as asyncio does).
+    base_events: Py<PyModule>,
     /// asyncio's constants (asyncio.base_events): the longest select, and when to rebuild the timer heap.
     max_select_timeout: f64,
     min_heap_to_rebuild: usize,
@@ -550,6 +552,7 @@ impl AioLoop {
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
             futures: py.import("asyncio.futures")?.unbind(),
+            base_events: constants.clone().unbind(),
             max_select_timeout: constants.getattr("MAXIMUM_SELECT_TIMEOUT")?.extract()?,
             min_heap_to_rebuild: constants.getattr("_MIN_SCHEDULED_TIMER_HANDLES")?.extract()?,
             min_cancelled_fraction: constants.getattr("_MIN_CANCELLED_TIMER_HANDLES_FRACTION")?.extract()?,
@@ -609,6 +612,12 @@ impl AioLoop {
         future_type.call((), Some(&kwargs))
     }
 
+    /// asyncio's `time`: `time.monotonic()`, through `asyncio.base_events`' `time` module.
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let time = self.base_events.bind(py).getattr(intern!(py, "time"))?;
+        time.getattr(intern!(py, "monotonic"))?.call0()
+    }
+
     /// One iteration of the loop, as asyncio's `_run_once` outside debug mode: cancelled timers dropped, the
     /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found (both in
     /// Rust where allowed), the due timers queued, the ready handles run. In debug mode, asyncio's own.
@@ -655,6 +664,7 @@ impl AioLoop {
         visit.call(&self.report)?;
         visit.call(&self.heappop)?;
         visit.call(&self.heapify)?;
-        visit.call(&self.futures)
+        visit.call(&self.futures)?;
+        visit.call(&self.base_events)
     }
 }

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import ferrovent.asyncio
 from ferrovent.asyncio import _loop
@@ -73,6 +74,9 @@ def observe(new_loop) -> list:
 
         future = loop.create_future()
         seen.append([type(future) is asyncio.Future, future.get_loop() is loop, future.done()])
+        before = time.monotonic()
+        now = loop.time()
+        seen.append(before <= now <= time.monotonic())
     finally:
         loop.close()
     try:
@@ -166,5 +170,19 @@ def test_a_loop_class_that_defines_its_state_is_read_through_it():
         loop.call_soon(loop.stop)
         loop.run_forever()
         assert ran_in_debug == [True]
+    finally:
+        loop.close()
+
+
+def test_a_replaced_clock_is_the_loops_clock(monkeypatch):
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        monkeypatch.setattr(time, "monotonic", lambda: 1234.5)  # asyncio's time() reads time.monotonic at each call
+        assert loop.time() == 1234.5
+        fired = []
+        loop.call_at(1234.5, fired.append, "due")  # due by the replaced clock: the next iteration runs it
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert fired == ["due"]
     finally:
         loop.close()

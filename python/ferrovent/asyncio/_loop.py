@@ -142,6 +142,8 @@ class EventLoop(asyncio.SelectorEventLoop):
             self._run_once = self._fast.run_once  # type: ignore[method-assign]
             if type(self).create_future is base_events.BaseEventLoop.create_future:
                 self.create_future = self._fast.create_future  # type: ignore[method-assign]
+            if type(self).time is base_events.BaseEventLoop.time:
+                self.time = self._fast.time  # type: ignore[method-assign]
 
     @property
     def hub(self) -> Hub:

@@ -612,6 +612,12 @@ impl AioLoop {
         future_type.call((), Some(&kwargs))
     }
 
+    /// asyncio's `get_debug`: the loop's `_debug` (every Future and Task asks it when made).
+    fn get_debug<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state(py)?;
+        self.attr(self.aio_loop.bind(py), state.as_ref(), intern!(py, "_debug"))
+    }
+
     /// asyncio's `time`: `time.monotonic()`, through `asyncio.base_events`' `time` module.
     fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let time = self.base_events.bind(py).getattr(intern!(py, "time"))?;

@@ -60,7 +60,9 @@ def observe(new_loop) -> list:
         except KeyboardInterrupt:
             seen.append(["interrupted", len(loop._ready)])
 
+        seen.append(loop.get_debug())
         loop.set_debug(True)
+        seen.append(loop.get_debug())
         traced = loop.call_soon(seen.append, "debug")
         seen.append(traced._source_traceback[-1].name)
         # debug mode's iteration notes the handle running (its slow-callback warning names it)

@@ -144,6 +144,8 @@ class EventLoop(asyncio.SelectorEventLoop):
                 self.create_future = self._fast.create_future  # type: ignore[method-assign]
             if type(self).time is base_events.BaseEventLoop.time:
                 self.time = self._fast.time  # type: ignore[method-assign]
+            if type(self).get_debug is base_events.BaseEventLoop.get_debug:
+                self.get_debug = self._fast.get_debug  # type: ignore[method-assign]
 
     @property
     def hub(self) -> Hub:

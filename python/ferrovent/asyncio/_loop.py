@@ -5,7 +5,10 @@ Its hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio
 read the private slots of asyncio's ``Handle``, so they are used only on the Python versions listed in
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
-runs asyncio's own code (it records where each callback was queued and times each one).
+runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
+loop's ``call_soon``, ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the instance's Rust calls
+(where its class keeps asyncio's), without a Python frame each, and the loop's state (``_debug``, ``_closed``...) is
+read from its ``__dict__`` where its class defines none of those names.
 """
 
 from __future__ import annotations

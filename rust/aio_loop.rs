@@ -25,7 +25,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::AioSelector;
@@ -114,6 +114,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     vectorcall::install_method::<FastCallSoon>(&py.get_type::<AioLoop>(), c"call_soon", CALL_SOON_DOC)
 }
 
+/// The first keyword-names tuple `("context",)` a call passed, kept (so its address is not reused) to recognise
+/// by identity the calls that pass the same tuple again: every Task step (asyncio's C tasks keep one).
+static CONTEXT_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
 /// `call_soon(callback, *args)`, with or without `context=`, taken by its vectorcall entry.
 struct FastCallSoon;
 
@@ -134,6 +138,11 @@ impl vectorcall::FastCall for FastCallSoon {
     ) -> Option<Object> {
         // SAFETY: per the trait's contract, `kwnames` is a tuple of str whose values follow the positionals.
         unsafe {
+            // Read only once `kwnames` is known to name one value.
+            let context = || *args.add(usize::try_from(nargs).unwrap_or(0));
+            if CONTEXT_KWNAMES.get(py).is_some_and(|known| known.as_ptr() == kwnames) {
+                return call_soon_here(py, slf, args, nargs, Some(context()));
+            }
             if ffi::PyTuple_GET_SIZE(kwnames) != 1 {
                 return None;
             }
@@ -142,7 +151,8 @@ impl vectorcall::FastCall for FastCallSoon {
             if name != expected && ffi::PyUnicode_Compare(name, expected) != 0 {
                 return None;
             }
-            call_soon_here(py, slf, args, nargs, Some(*args.add(usize::try_from(nargs).ok()?)))
+            CONTEXT_KWNAMES.get_or_init(py, || Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked().unbind());
+            call_soon_here(py, slf, args, nargs, Some(context()))
         }
     }
 }
@@ -163,8 +173,7 @@ unsafe fn call_soon_here(
     // SAFETY: per the contract.
     let (aio_loop, callback, rest, context) = unsafe {
         let positionals = std::slice::from_raw_parts(args, nargs);
-        let rest: Vec<Bound<'_, PyAny>> =
-            positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg)).collect();
+        let rest = positionals[1..].iter().map(|&arg| Bound::from_borrowed_ptr(py, arg));
         (
             Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AioLoop>(),
             Bound::from_borrowed_ptr(py, positionals[0]),
@@ -198,29 +207,73 @@ pub struct AioLoop {
     handle_run: Py<PyAny>,
     /// asyncio's own `call_soon` for this loop, for debug mode, a closed loop and a replaced `Handle.__init__`.
     slow_call_soon: Py<PyAny>,
+    /// asyncio's own `_run_once` for this loop, for debug mode.
+    slow_run_once: Py<PyAny>,
     /// `report(handle, exception)`: hands a callback's exception to the loop's exception handler.
     report: Py<PyAny>,
     heappop: Py<PyAny>,
     heapify: Py<PyAny>,
+    /// `asyncio.futures`, whose `Future` `create_future` makes (looked up at each call, as asyncio does).
+    futures: Py<PyModule>,
+    /// `asyncio.base_events`, whose `time.monotonic` `time` calls (looked up at each call, as asyncio does).
+    base_events: Py<PyModule>,
     /// asyncio's constants (asyncio.base_events): the longest select, and when to rebuild the timer heap.
     max_select_timeout: f64,
     min_heap_to_rebuild: usize,
     min_cancelled_fraction: f64,
     /// Whether `run_once` may poll the selector and dispatch its events itself (see the module documentation).
     dispatches_events: bool,
+    /// Whether the loop's state (`_debug`, `_closed`, `_stopping`, `_scheduled`...) may be read from its
+    /// `__dict__`, where asyncio keeps it: its class keeps object's attribute lookup and defines none of them.
+    state_in_dict: bool,
 }
 
 impl AioLoop {
+    /// The loop's `__dict__` if its state may be read there (`state_in_dict`), else None.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if !self.state_in_dict {
+            return Ok(None);
+        }
+        // SAFETY: the loop is a live object whose class has a `__dict__` (checked in Python); a new reference to
+        // it, or NULL with an exception set.
+        let dict = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_GenericGetDict(self.aio_loop.as_ptr(), std::ptr::null_mut()),
+            )?
+        };
+        Ok(Some(dict.cast_into::<PyDict>()?))
+    }
+
+    /// The loop's attribute `name`: a dict lookup in `state` (the loop's `__dict__`) where allowed and there, else
+    /// an ordinary getattr (which raises asyncio's AttributeError if it is missing).
+    fn attr<'py>(
+        &self,
+        aio_loop: &Bound<'py, PyAny>,
+        state: Option<&Bound<'py, PyDict>>,
+        name: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(value) = state.map(|dict| dict.get_item(name)).transpose()?.flatten() {
+            return Ok(value);
+        }
+        aio_loop.getattr(name)
+    }
+
     /// asyncio's rule: the heap is rebuilt without its cancelled timers when they are many and most of it, else
     /// the cancelled ones at its head are popped.
-    fn drop_cancelled_timers(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<()> {
-        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?.cast_into::<PyList>()?;
+    fn drop_cancelled_timers(
+        &self,
+        py: Python<'_>,
+        aio_loop: &Bound<'_, PyAny>,
+        state: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let scheduled = self.attr(aio_loop, state, intern!(py, "_scheduled"))?.cast_into::<PyList>()?;
         let count = scheduled.len();
         if count == 0 {
             return Ok(());
         }
         let cancelled_name = intern!(py, "_timer_cancelled_count");
-        let mut cancelled: i64 = aio_loop.getattr(cancelled_name)?.extract()?;
+        let mut cancelled: i64 = self.attr(aio_loop, state, cancelled_name)?.extract()?;
         #[allow(clippy::cast_precision_loss)] // counts of timers, far below 2^52
         let fraction = cancelled as f64 / count as f64;
         if count > self.min_heap_to_rebuild && fraction > self.min_cancelled_fraction {
@@ -249,11 +302,16 @@ impl AioLoop {
 
     /// The select timeout: zero if callbacks are ready or the loop is stopping, else up to the next timer (None:
     /// no timer).
-    fn select_timeout(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        if self.ready.bind(py).len()? > 0 || aio_loop.getattr(intern!(py, "_stopping"))?.is_truthy()? {
+    fn select_timeout(
+        &self,
+        py: Python<'_>,
+        aio_loop: &Bound<'_, PyAny>,
+        state: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Option<f64>> {
+        if self.ready.bind(py).len()? > 0 || self.attr(aio_loop, state, intern!(py, "_stopping"))?.is_truthy()? {
             return Ok(Some(0.0));
         }
-        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?;
+        let scheduled = self.attr(aio_loop, state, intern!(py, "_scheduled"))?;
         if scheduled.len()? == 0 {
             return Ok(None);
         }
@@ -263,13 +321,18 @@ impl AioLoop {
     }
 
     /// Moves the timers due now, or within the clock's resolution of now, to the ready queue.
-    fn queue_due_timers(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>) -> PyResult<()> {
-        let scheduled = aio_loop.getattr(intern!(py, "_scheduled"))?;
+    fn queue_due_timers(
+        &self,
+        py: Python<'_>,
+        aio_loop: &Bound<'_, PyAny>,
+        state: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let scheduled = self.attr(aio_loop, state, intern!(py, "_scheduled"))?;
         if scheduled.len()? == 0 {
             return Ok(());
         }
         let now: f64 = aio_loop.call_method0(intern!(py, "time"))?.extract()?;
-        let resolution: f64 = aio_loop.getattr(intern!(py, "_clock_resolution"))?.extract()?;
+        let resolution: f64 = self.attr(aio_loop, state, intern!(py, "_clock_resolution"))?.extract()?;
         let due_before = now + resolution;
         let append = self.append.bind(py);
         while scheduled.len()? > 0 {
@@ -367,14 +430,16 @@ impl AioLoop {
         Ok(())
     }
 
-    /// Whether `asyncio.Handle`'s method `name` is no longer `original`.
-    fn replaced(
-        &self,
-        py: Python<'_>,
-        name: &Bound<'_, pyo3::types::PyString>,
-        original: &Py<PyAny>,
-    ) -> PyResult<bool> {
-        Ok(!self.handle_type.bind(py).getattr(name)?.is(original))
+    /// Whether `asyncio.Handle`'s method `name` is no longer `original`: looked up in the class's own namespace,
+    /// where asyncio defines it and where assigning `Handle.name` (or deleting it) changes it.
+    fn replaced(&self, py: Python<'_>, name: &Bound<'_, PyString>, original: &Py<PyAny>) -> PyResult<bool> {
+        // SAFETY: `handle_type` is a class made by a class statement (a heap type), whose `tp_dict` is its namespace
+        // dict, alive as long as the type, which `self` keeps.
+        let namespace = unsafe {
+            Bound::from_borrowed_ptr(py, (*self.handle_type.bind(py).as_type_ptr()).tp_dict)
+                .cast_into_unchecked::<PyDict>()
+        };
+        Ok(!namespace.get_item(name)?.is_some_and(|method| method.is(original)))
     }
 
     fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
@@ -457,8 +522,10 @@ impl AioLoop {
         handle_init: Py<PyAny>,
         handle_run: Py<PyAny>,
         slow_call_soon: Py<PyAny>,
+        slow_run_once: Py<PyAny>,
         report: Py<PyAny>,
         dispatches_events: bool,
+        state_in_dict: bool,
     ) -> PyResult<Self> {
         let py = aio_loop.py();
         let heapq = py.import("heapq")?;
@@ -472,6 +539,8 @@ impl AioLoop {
             handle_run,
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
+            futures: py.import("asyncio.futures")?.unbind(),
+            base_events: constants.clone().unbind(),
             max_select_timeout: constants.getattr("MAXIMUM_SELECT_TIMEOUT")?.extract()?,
             min_heap_to_rebuild: constants.getattr("_MIN_SCHEDULED_TIMER_HANDLES")?.extract()?,
             min_cancelled_fraction: constants.getattr("_MIN_CANCELLED_TIMER_HANDLES_FRACTION")?.extract()?,
@@ -483,8 +552,10 @@ impl AioLoop {
             handle_type,
             timer_handle_type,
             slow_call_soon,
+            slow_run_once,
             report,
             dispatches_events,
+            state_in_dict,
         })
     }
 
@@ -499,8 +570,9 @@ impl AioLoop {
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let aio_loop = self.aio_loop.bind(py);
-        if aio_loop.getattr(intern!(py, "_debug"))?.is_truthy()?
-            || aio_loop.getattr(intern!(py, "_closed"))?.is_truthy()?
+        let state = self.state(py)?;
+        if self.attr(aio_loop, state.as_ref(), intern!(py, "_debug"))?.is_truthy()?
+            || self.attr(aio_loop, state.as_ref(), intern!(py, "_closed"))?.is_truthy()?
             || self.replaced(py, intern!(py, "__init__"), &self.handle_init)?
         {
             let mut call_args = vec![callback.into_any()];
@@ -520,13 +592,37 @@ impl AioLoop {
         Ok(handle)
     }
 
+    /// asyncio's `create_future`: `asyncio.futures.Future(loop=loop)`.
+    fn create_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let future_type = self.futures.bind(py).getattr(intern!(py, "Future"))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), self.aio_loop.bind(py))?;
+        future_type.call((), Some(&kwargs))
+    }
+
+    /// asyncio's `get_debug`: the loop's `_debug` (every Future and Task asks it when made).
+    fn get_debug<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state(py)?;
+        self.attr(self.aio_loop.bind(py), state.as_ref(), intern!(py, "_debug"))
+    }
+
+    /// asyncio's `time`: `time.monotonic()`, through `asyncio.base_events`' `time` module.
+    fn time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let time = self.base_events.bind(py).getattr(intern!(py, "time"))?;
+        time.getattr(intern!(py, "monotonic"))?.call0()
+    }
+
     /// One iteration of the loop, as asyncio's `_run_once` outside debug mode: cancelled timers dropped, the
     /// selector's `select` (which may park the loop's greenlet) and `_process_events` on what it found (both in
-    /// Rust where allowed), the due timers queued, the ready handles run.
+    /// Rust where allowed), the due timers queued, the ready handles run. In debug mode, asyncio's own.
     fn run_once(&self, py: Python<'_>) -> PyResult<()> {
         let aio_loop = self.aio_loop.bind(py);
-        self.drop_cancelled_timers(py, aio_loop)?;
-        let timeout = self.select_timeout(py, aio_loop)?;
+        let state = self.state(py)?;
+        if self.attr(aio_loop, state.as_ref(), intern!(py, "_debug"))?.is_truthy()? {
+            return self.slow_run_once.bind(py).call0().map(drop);
+        }
+        self.drop_cancelled_timers(py, aio_loop, state.as_ref())?;
+        let timeout = self.select_timeout(py, aio_loop, state.as_ref())?;
         let polled = if self.dispatches_events { self.selector.get().poll(py, timeout)? } else { None };
         let events = match polled {
             Some(events) => events.into_any(),
@@ -543,7 +639,7 @@ impl AioLoop {
                 aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
             }
         }
-        self.queue_due_timers(py, aio_loop)?;
+        self.queue_due_timers(py, aio_loop, state.as_ref())?;
         self.run_ready(py)
     }
 
@@ -558,8 +654,11 @@ impl AioLoop {
         visit.call(&self.handle_init)?;
         visit.call(&self.handle_run)?;
         visit.call(&self.slow_call_soon)?;
+        visit.call(&self.slow_run_once)?;
         visit.call(&self.report)?;
         visit.call(&self.heappop)?;
-        visit.call(&self.heapify)
+        visit.call(&self.heapify)?;
+        visit.call(&self.futures)?;
+        visit.call(&self.base_events)
     }
 }

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import ferrovent.asyncio
 from ferrovent.asyncio import _loop
@@ -59,10 +60,25 @@ def observe(new_loop) -> list:
         except KeyboardInterrupt:
             seen.append(["interrupted", len(loop._ready)])
 
+        seen.append(loop.get_debug())
         loop.set_debug(True)
+        seen.append(loop.get_debug())
         traced = loop.call_soon(seen.append, "debug")
         seen.append(traced._source_traceback[-1].name)
+        # debug mode's iteration notes the handle running (its slow-callback warning names it)
+        loop.call_soon(lambda: seen.append(loop._current_handle is not None))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
         loop.set_debug(False)
+        loop.call_soon(lambda: seen.append(loop._current_handle is not None))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+        future = loop.create_future()
+        seen.append([type(future) is asyncio.Future, future.get_loop() is loop, future.done()])
+        before = time.monotonic()
+        now = loop.time()
+        seen.append(before <= now <= time.monotonic())
     finally:
         loop.close()
     try:
@@ -121,3 +137,54 @@ def test_a_replaced_handle_init_or_run_is_used(monkeypatch):
     finally:
         loop.close()
     assert seen == [1] and handle in made and handle in ran
+
+
+def test_create_future_makes_asyncios_future_of_the_moment(monkeypatch):
+    class Future(asyncio.Future):
+        pass
+
+    monkeypatch.setattr(asyncio.futures, "Future", Future)  # asyncio's create_future looks it up at each call
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        assert type(future) is Future and future.get_loop() is loop
+    finally:
+        loop.close()
+
+
+def test_a_loop_class_that_defines_its_state_is_read_through_it():
+    class AlwaysDebug(ferrovent.asyncio.EventLoop):
+        @property
+        def _debug(self) -> bool:
+            return True
+
+        @_debug.setter
+        def _debug(self, value: bool) -> None:
+            self.__dict__["_debug"] = value  # kept under the same name, which the property hides
+
+    loop = AlwaysDebug()
+    try:
+        assert loop.get_debug()
+        handle = loop.call_soon(lambda: None)
+        assert handle._source_traceback is not None  # made by debug mode's call_soon
+        ran_in_debug = []
+        loop.call_soon(lambda: ran_in_debug.append(loop._current_handle is not None))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert ran_in_debug == [True]
+    finally:
+        loop.close()
+
+
+def test_a_replaced_clock_is_the_loops_clock(monkeypatch):
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        monkeypatch.setattr(time, "monotonic", lambda: 1234.5)  # asyncio's time() reads time.monotonic at each call
+        assert loop.time() == 1234.5
+        fired = []
+        loop.call_at(1234.5, fired.append, "due")  # due by the replaced clock: the next iteration runs it
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert fired == ["due"]
+    finally:
+        loop.close()

@@ -5,7 +5,10 @@ Its hot paths are in Rust (``_core.AioLoop``): ``call_soon`` makes the ``asyncio
 read the private slots of asyncio's ``Handle``, so they are used only on the Python versions listed in
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
-runs asyncio's own code (it records where each callback was queued and times each one).
+runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
+loop's ``call_soon``, ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the instance's Rust calls
+(where its class keeps asyncio's), without a Python frame each, and the loop's state (``_debug``, ``_closed``...) is
+read from its ``__dict__`` where its class defines none of those names.
 """
 
 from __future__ import annotations
@@ -77,6 +80,18 @@ def _dispatches_in_rust(loop_class: type, selector: HubSelector) -> bool:
     )
 
 
+# The loop's state the Rust fast path reads from the loop's ``__dict__`` (see `_state_in_dict`).
+_LOOP_STATE = ("_debug", "_closed", "_stopping", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
+
+
+def _state_in_dict(loop_class: type) -> bool:
+    """Whether `_core.AioLoop` may read the loop's state (`_LOOP_STATE`) from its ``__dict__``, as object's
+    attribute lookup finds it: the class keeps that lookup and defines none of those names (a property, say)."""
+    return loop_class.__getattribute__ is object.__getattribute__ and not any(
+        name in vars(cls) for cls in loop_class.__mro__ for name in _LOOP_STATE
+    )
+
+
 def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
     """What ``Handle._run`` does with a callback's exception: the loop's exception handler gets it."""
     context = {
@@ -120,10 +135,20 @@ class EventLoop(asyncio.SelectorEventLoop):
                 _HANDLE_INIT,
                 _HANDLE_RUN,
                 EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
+                super()._run_once,  # debug mode
                 _report_callback_error,
                 _dispatches_in_rust(type(self), selector),
+                _state_in_dict(type(self)),
             )
+            # run_forever's loop and Task steps find the Rust calls without a Python frame around them
             self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
+            self._run_once = self._fast.run_once  # type: ignore[method-assign]
+            if type(self).create_future is base_events.BaseEventLoop.create_future:
+                self.create_future = self._fast.create_future  # type: ignore[method-assign]
+            if type(self).time is base_events.BaseEventLoop.time:
+                self.time = self._fast.time  # type: ignore[method-assign]
+            if type(self).get_debug is base_events.BaseEventLoop.get_debug:
+                self.get_debug = self._fast.get_debug  # type: ignore[method-assign]
 
     @property
     def hub(self) -> Hub:
@@ -151,7 +176,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         return handle
 
     def _run_once(self) -> None:
-        """One iteration, as asyncio's; outside debug mode in Rust (`_core.AioLoop.run_once`)."""
+        """One iteration, as asyncio's; with the fast path, `_core.AioLoop.run_once` (the instance's) runs instead."""
         if self._fast is None or self._debug:
             super()._run_once()
         else:

@@ -66,11 +66,12 @@ fn replace_method<'py>(
     doc: &'static CStr,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = cls.py();
-    let previous = cls.getattr(attribute_name(name)?)?;
+    let attribute = attribute_name(name)?;
+    let previous = cls.getattr(attribute)?;
     let def = leaked_def(name, entry, doc);
     // SAFETY: `cls` is a live type and `def` lives for the process. A new reference, or NULL with an exception set.
     let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def)) }?;
-    cls.setattr(attribute_name(name)?, descriptor)?;
+    cls.setattr(attribute, descriptor)?;
     Ok(previous)
 }
 

@@ -3,10 +3,10 @@
     python -m tests.stdlib.child LIB MODULE SPEC_JSON PROGRESS_PATH
 
 LIB is ``ferrovent`` or ``gevent``. SPEC_JSON names the tests to skip as disabled (gevent's list, computed by the
-runner), the ids already recorded by an earlier attempt, the resources the tests may use and the per-test time
-limit. Each test's outcome is appended to PROGRESS_PATH as one JSON line when it starts and when it ends, so the
-runner learns which test hung when it has to kill the process. Patching comes first, before anything else is
-imported, as a patched program would do it.
+runner), the ids already recorded by an earlier attempt, optionally the only ids to run, the resources the tests may use
+and the per-test time limit. Each test's outcome is appended to PROGRESS_PATH as one JSON line when it starts and when
+it ends, so the runner learns which test hung when it has to kill the process. Patching comes first, before anything
+else is imported, as a patched program would do it.
 """
 
 import sys
@@ -155,8 +155,9 @@ def _tests_of(suite):
             yield item
 
 
-def _select(suite, disabled: dict, done: set) -> unittest.TestSuite:
+def _select(suite, disabled: dict, done: set, only: "set | None" = None) -> unittest.TestSuite:
     """The suite without the tests already recorded and without disabled classes; disabled tests become skips.
+    ``only``, when given, keeps just the tests with those ids.
 
     gevent's list disables a test by its method name in the module (whatever class defines it) and a whole class
     by its name (the class is then not collected at all); both sides apply it the same way.
@@ -165,7 +166,7 @@ def _select(suite, disabled: dict, done: set) -> unittest.TestSuite:
     classes = set(disabled["classes"])
     kept = unittest.TestSuite()
     for test in _tests_of(suite):
-        if _short_id(test) in done:
+        if _short_id(test) in done or (only is not None and _short_id(test) not in only):
             continue
         if type(test).__name__ in classes:
             continue
@@ -192,7 +193,8 @@ def main(lib: str, module: str, spec_path: str, progress_path: str) -> None:
         suite = loader.loadTestsFromModule(tests)
         for error in loader.errors:
             print(error, file=sys.stderr)
-        suite = _select(suite, spec["disabled"], set(spec["done"]))
+        only = spec.get("only")
+        suite = _select(suite, spec["disabled"], set(spec["done"]), None if only is None else set(only))
         suite.run(recorder)
         recorder._write(finished=lib)
     sys.stdout.flush()

@@ -114,14 +114,21 @@ def test_a_greenlet_blocking_the_loop_is_reported_once_with_its_stack(monitored)
         looks.wait_for(looks.count + 4)  # still blocked for four more looks: no second report
         return "unblocked"
 
+    # On a loaded machine this greenlet may itself have held the loop past 0.05 s since the fixture's sleep (pytest's
+    # own work): that block is reported too. A new loop iteration ends it, and only what follows is looked at.
+    ferrovent.sleep(0.001)
+    seen.clear()
+    arrived.clear()
+    stream.seek(0)
+    stream.truncate()
     culprit = ferrovent.spawn(blocks_the_loop)
     assert culprit.get(timeout=BOUND) == "unblocked"
-    blocked = blocked_events(seen)
+    # (a report of that earlier block still being made by the thread as the lists were cleared may follow)
+    blocked = [event for event in blocked_events(seen) if event.greenlet is culprit]
     assert len(blocked) == 1
-    assert blocked[0].greenlet is culprit
     assert blocked[0].blocking_time == 0.05 and blocked[0].hub is hub
     report = stream.getvalue()
-    assert report.count("appears to be blocked") == 1
+    assert report.count("appears to be blocked") == len(blocked_events(seen))
     assert "in blocks_the_loop" in report and "arrived.wait(BOUND)" in report  # the blocking greenlet's stack
     assert "PeriodicMonitoringThread" in report
     assert monitor.longest_block >= 0.05

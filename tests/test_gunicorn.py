@@ -77,7 +77,7 @@ def gunicorn(tmp_path: Path, *options: str) -> Iterator[tuple[str, subprocess.Po
             try:
                 requests.get(base + "/ready", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not bound yet, or bound with no worker booted
                 if master.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}") from None
                 time.sleep(0.1)

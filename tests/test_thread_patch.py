@@ -316,22 +316,25 @@ def test_threads_running_before_patching_stay_real_and_greenlets_join_them_witho
     out = quiet_child("""
         import threading, time
         release = threading.Event()
-        real = threading.Thread(target=release.wait)  # a real OS thread, started before patching
+        released = []
+        # a real OS thread, started before patching; it ends when released, or gives up after 10 s
+        real = threading.Thread(target=lambda: released.append(release.wait(10)))
         real.start()
         from ferrovent import monkey
         monkey.patch_all()
         ticks = []
 
-        def ticker():
+        def ticker():  # a greenlet: it can only tick, and release the thread, while the join below lets the loop run
             while real.is_alive():
                 ticks.append(time.sleep(0.005))
+                if len(ticks) == 6:
+                    release.set()
 
         threading.Thread(target=ticker).start()
-        threading.Timer(0.1, release.set).start()
         real.join(0.01)
         print(real.is_alive())
         real.join()
-        print(real.is_alive(), len(ticks) > 5, real in threading.enumerate())
+        print(real.is_alive(), released == [True], real in threading.enumerate())
     """)
     assert out == "True\nFalse True False\n"
 

@@ -7,8 +7,9 @@ in the process happened to raise malloc's mmap threshold. `_core.AioReadReady`, 
 into one buffer per thread that it keeps, and hands the protocol a bytes object of the received length; what the
 protocol and the loop see is what the stdlib's ``_read_ready`` gives them (its documentation lists it).
 
-``write`` (`_core.install_aio_write`, a Rust method without an object made per call) sends a ``bytes`` at once when nothing is buffered, as the stdlib's does first, without
-its Python frame; every other case, and data the socket did not take at once, goes to the stdlib's ``write``.
+``write`` (a Rust method, `_core.install_aio_write`, that makes no object per call) sends a ``bytes`` at once when
+nothing is buffered, as the stdlib's does first, without its Python frame; every other case, and data the socket
+did not take at once, goes to the stdlib's ``write``.
 
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read

@@ -29,7 +29,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
-use crate::aio_selector::AioSelector;
+use crate::aio_selector::{AioSelector, ReadyFd};
 use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
@@ -385,11 +385,10 @@ impl AioLoop {
     /// What asyncio's `_process_events` does with a select's `(key, events)` pairs: for each ready direction of a
     /// key (read first), its handle (`key.data` is the `(reader, writer)` pair) is queued, or if it was cancelled
     /// the fd's reader or writer is removed.
-    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, events: &Bound<'_, PyList>) -> PyResult<()> {
+    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, ready: Vec<ReadyFd>) -> PyResult<()> {
         let append = self.append.bind(py);
-        for event in events.iter() {
-            let (key, mask): (Bound<'_, PyAny>, u32) = event.extract()?;
-            let fileobj = key.getattr(intern!(py, "fileobj"))?;
+        for (key, mask) in ready {
+            let key = key.into_bound(py);
             let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.getattr(intern!(py, "data"))?.extract()?;
             let directions = [
                 (EVENT_READ, reader, intern!(py, "_remove_reader")),
@@ -400,7 +399,7 @@ impl AioLoop {
                     continue;
                 }
                 if self.is_cancelled(py, &handle)? {
-                    aio_loop.call_method1(remove, (&fileobj,))?;
+                    aio_loop.call_method1(remove, (key.getattr(intern!(py, "fileobj"))?,))?;
                 } else {
                     append.call1((handle,))?;
                 }
@@ -702,19 +701,20 @@ impl AioLoop {
         let state = self.state(py)?;
         self.drop_cancelled_timers(py, aio_loop, state.as_ref())?;
         let timeout = self.select_timeout(py, aio_loop, state.as_ref())?;
-        let polled = if self.dispatches_events { self.selector.get().poll(py, timeout)? } else { None };
-        let events = match polled {
-            Some(events) => events.into_any(),
-            // HubSelector's own `select` would poll again before waiting
-            None if self.dispatches_events => {
-                aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?
-            }
-            None => aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?,
-        };
-        if events.len()? > 0 {
-            if self.dispatches_events {
-                self.queue_ready_fds(py, aio_loop, events.cast::<PyList>()?)?;
-            } else {
+        if self.dispatches_events {
+            let ready = match self.selector.get().poll(py, timeout)? {
+                Some(ready) => ready,
+                // HubSelector's own `select` would poll again before waiting
+                None => {
+                    let events =
+                        aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?;
+                    events.try_iter()?.map(|event| event?.extract()).collect::<PyResult<Vec<ReadyFd>>>()?
+                }
+            };
+            self.queue_ready_fds(py, aio_loop, ready)?;
+        } else {
+            let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;
+            if events.len()? > 0 {
                 aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
             }
         }

@@ -30,6 +30,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::aio_selector::{AioSelector, ReadyFd};
+use crate::aio_transport::AioReadReady;
 use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
@@ -551,18 +552,23 @@ fn run_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
-    // if it is already entered.
+    let args = args.cast::<PyTuple>()?; // before entering: nothing may return between the enter and the exit
+                                        // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
+                                        // if it is already entered.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = callback.call1(args.cast::<PyTuple>()?);
+    let result = match callback.cast_exact::<AioReadReady>() {
+        // a socket transport's reader (every readable event of a connection), without a Python call around it
+        Ok(reader) if args.is_empty() => reader.get().read_ready(py),
+        _ => callback.call1(args).map(drop),
+    };
     // SAFETY: the context entered above, current again whatever greenlets ran during the call (greenlet keeps
     // each greenlet's context); no exception is set here (PyO3 holds the call's error, if any, in `result`).
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    result.map(drop)
+    result
 }
 
 #[pymethods]

@@ -84,23 +84,8 @@ pub struct AioReadReady {
 }
 
 impl AioReadReady {
-    /// Hands `err` to the transport's `_fatal_error` with `message`, unless it is one that goes up.
-    fn fatal(py: Python<'_>, transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
-        if goes_up(py, &err) {
-            return Err(err);
-        }
-        transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
-    }
-}
-
-#[pymethods]
-impl AioReadReady {
-    #[new]
-    fn new(transport: Py<PyAny>) -> Self {
-        Self { transport }
-    }
-
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+    /// The call itself (`AioLoop` makes it directly when it runs the reader's handle).
+    pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport.bind(py);
         if !transport.getattr(intern!(py, "_reads_in_rust"))?.is_truthy()? {
             return transport.getattr(intern!(py, "_read_ready_cb"))?.call0().map(drop);
@@ -132,6 +117,26 @@ impl AioReadReady {
             Ok(_) => Ok(()),
             Err(err) => Self::fatal(py, transport, err, "Fatal error: protocol.data_received() call failed."),
         }
+    }
+
+    /// Hands `err` to the transport's `_fatal_error` with `message`, unless it is one that goes up.
+    fn fatal(py: Python<'_>, transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+        if goes_up(py, &err) {
+            return Err(err);
+        }
+        transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+    }
+}
+
+#[pymethods]
+impl AioReadReady {
+    #[new]
+    fn new(transport: Py<PyAny>) -> Self {
+        Self { transport }
+    }
+
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.read_ready(py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

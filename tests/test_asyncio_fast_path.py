@@ -126,9 +126,10 @@ def test_a_replaced_handle_init_or_run_is_used(monkeypatch):
         ran.append(self)
         own_run(self)
 
+    loop = ferrovent.asyncio.new_event_loop()
+    loop.call_soon(print).cancel()  # a handle made before: the loop has found Handle.__init__ asyncio's own
     monkeypatch.setattr(asyncio.Handle, "__init__", init)
     monkeypatch.setattr(asyncio.Handle, "_run", run)
-    loop = ferrovent.asyncio.new_event_loop()
     try:
         seen = []
         handle = loop.call_soon(seen.append, 1)

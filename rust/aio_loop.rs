@@ -20,6 +20,7 @@
 //! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -28,12 +29,32 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
-use crate::aio_selector::AioSelector;
+use crate::aio_selector::{AioSelector, ReadyFd};
+use crate::aio_transport::AioReadReady;
 use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
 const EVENT_READ: u32 = 1;
 const EVENT_WRITE: u32 = 2;
+
+/// What `AioLoop` knows of one of the loop's flags (`_debug`, `_closed`), as the loop's property setter last told
+/// it (python/ferrovent/asyncio/_loop.py): False, True, or neither (some other value, none yet, or a loop whose
+/// class does not keep those properties), when the attribute is read.
+const FLAG_FALSE: u8 = 0;
+const FLAG_TRUE: u8 = 1;
+const FLAG_READ: u8 = 2;
+
+/// The `FLAG_*` for a value stored in a flag.
+fn flag_of(value: &Bound<'_, PyAny>) -> u8 {
+    let py = value.py();
+    if value.is(pyo3::types::PyBool::new(py, true).as_any()) {
+        FLAG_TRUE
+    } else if value.is(pyo3::types::PyBool::new(py, false).as_any()) {
+        FLAG_FALSE
+    } else {
+        FLAG_READ
+    }
+}
 
 /// The byte offsets of `asyncio.Handle`'s slots in its instances (and in `TimerHandle`'s, which extends it).
 struct HandleLayout {
@@ -190,8 +211,12 @@ unsafe fn call_soon_here(
 /// See the module documentation.
 #[pyclass(frozen, module = "ferrovent._core")]
 pub struct AioLoop {
-    /// The asyncio loop (its `_debug` and `_closed` are read at each call: asyncio sets them as plain attributes).
+    /// The asyncio loop.
     aio_loop: Py<PyAny>,
+    /// Its `_debug` and `_closed` (see `FLAG_READ`), and whether its setters may keep them here.
+    debug: AtomicU8,
+    closed: AtomicU8,
+    flags_kept: bool,
     /// The loop's ready deque's `append` and `popleft`, and the deque itself.
     ready: Py<PyAny>,
     append: Py<PyAny>,
@@ -205,6 +230,8 @@ pub struct AioLoop {
     /// handles are made, or run, by the replacement.
     handle_init: Py<PyAny>,
     handle_run: Py<PyAny>,
+    /// The version tag `handle_type` had when its `__init__` was last found to be `handle_init` (0: none yet).
+    init_kept_at: AtomicU32,
     /// asyncio's own `call_soon` for this loop, for debug mode, a closed loop and a replaced `Handle.__init__`.
     slow_call_soon: Py<PyAny>,
     /// asyncio's own `_run_once` for this loop, for debug mode.
@@ -243,6 +270,15 @@ impl AioLoop {
             )?
         };
         Ok(Some(dict.cast_into::<PyDict>()?))
+    }
+
+    /// The truth of the loop's flag `name`, kept in `flag`.
+    fn flag(&self, py: Python<'_>, flag: &AtomicU8, name: &Bound<'_, PyString>) -> PyResult<bool> {
+        match flag.load(Ordering::Relaxed) {
+            FLAG_FALSE => Ok(false),
+            FLAG_TRUE => Ok(true),
+            _ => self.aio_loop.bind(py).getattr(name)?.is_truthy(),
+        }
     }
 
     /// The loop's attribute `name`: a dict lookup in `state` (the loop's `__dict__`) where allowed and there, else
@@ -350,11 +386,10 @@ impl AioLoop {
     /// What asyncio's `_process_events` does with a select's `(key, events)` pairs: for each ready direction of a
     /// key (read first), its handle (`key.data` is the `(reader, writer)` pair) is queued, or if it was cancelled
     /// the fd's reader or writer is removed.
-    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, events: &Bound<'_, PyList>) -> PyResult<()> {
+    fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, ready: Vec<ReadyFd>) -> PyResult<()> {
         let append = self.append.bind(py);
-        for event in events.iter() {
-            let (key, mask): (Bound<'_, PyAny>, u32) = event.extract()?;
-            let fileobj = key.getattr(intern!(py, "fileobj"))?;
+        for (key, mask) in ready {
+            let key = key.into_bound(py);
             let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.getattr(intern!(py, "data"))?.extract()?;
             let directions = [
                 (EVENT_READ, reader, intern!(py, "_remove_reader")),
@@ -365,7 +400,7 @@ impl AioLoop {
                     continue;
                 }
                 if self.is_cancelled(py, &handle)? {
-                    aio_loop.call_method1(remove, (&fileobj,))?;
+                    aio_loop.call_method1(remove, (key.getattr(intern!(py, "fileobj"))?,))?;
                 } else {
                     append.call1((handle,))?;
                 }
@@ -442,6 +477,28 @@ impl AioLoop {
         Ok(!namespace.get_item(name)?.is_some_and(|method| method.is(original)))
     }
 
+    /// Whether `asyncio.Handle.__init__` is still `handle_init` (see `replaced`), remembered while the class keeps
+    /// the version tag it had then: CPython gives a class a new tag, or none, whenever its namespace changes.
+    fn handle_init_kept(&self, py: Python<'_>) -> PyResult<bool> {
+        let handle_type = self.handle_type.bind(py).as_type_ptr();
+        // SAFETY: reads of two fields of a live type object, which `self` keeps alive.
+        let tag = unsafe {
+            if (*handle_type).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
+                0
+            } else {
+                (*handle_type).tp_version_tag
+            }
+        };
+        if tag != 0 && tag == self.init_kept_at.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let kept = !self.replaced(py, intern!(py, "__init__"), &self.handle_init)?;
+        if kept {
+            self.init_kept_at.store(tag, Ordering::Relaxed);
+        }
+        Ok(kept)
+    }
+
     fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
         let kind = handle.get_type();
         kind.is(self.handle_type.bind(py)) || kind.is(self.timer_handle_type.bind(py))
@@ -495,18 +552,23 @@ fn run_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
-    // if it is already entered.
+    let args = args.cast::<PyTuple>()?; // before entering: nothing may return between the enter and the exit
+                                        // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
+                                        // if it is already entered.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = callback.call1(args.cast::<PyTuple>()?);
+    let result = match callback.cast_exact::<AioReadReady>() {
+        // a socket transport's reader (every readable event of a connection), without a Python call around it
+        Ok(reader) if args.is_empty() => reader.get().read_ready(py),
+        _ => callback.call1(args).map(drop),
+    };
     // SAFETY: the context entered above, current again whatever greenlets ran during the call (greenlet keeps
     // each greenlet's context); no exception is set here (PyO3 holds the call's error, if any, in `result`).
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }
-    result.map(drop)
+    result
 }
 
 #[pymethods]
@@ -526,8 +588,13 @@ impl AioLoop {
         report: Py<PyAny>,
         dispatches_events: bool,
         state_in_dict: bool,
+        flags_kept: bool,
     ) -> PyResult<Self> {
         let py = aio_loop.py();
+        let initial = |name: &str| {
+            let value = if flags_kept { aio_loop.getattr(name).ok() } else { None };
+            AtomicU8::new(value.map_or(FLAG_READ, |value| flag_of(&value)))
+        };
         let heapq = py.import("heapq")?;
         let constants = py.import("asyncio.base_events")?;
         if timer_handle_type.bind(py).getattr(intern!(py, "__dict__"))?.contains("_run")? {
@@ -537,6 +604,7 @@ impl AioLoop {
             layout: HandleLayout::of(handle_type.bind(py))?,
             handle_init,
             handle_run,
+            init_kept_at: AtomicU32::new(0),
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
             futures: py.import("asyncio.futures")?.unbind(),
@@ -547,6 +615,9 @@ impl AioLoop {
             append: ready.getattr(intern!(py, "append"))?.unbind(),
             popleft: ready.getattr(intern!(py, "popleft"))?.unbind(),
             ready: ready.unbind(),
+            debug: initial("_debug"),
+            closed: initial("_closed"),
+            flags_kept,
             aio_loop: aio_loop.unbind(),
             selector,
             handle_type,
@@ -559,6 +630,19 @@ impl AioLoop {
         })
     }
 
+    /// Called by the loop's property setter (and deleter, with None) of `_debug` or `_closed` with what it stored.
+    fn flag_stored(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let flag = match name {
+            "_debug" => &self.debug,
+            "_closed" => &self.closed,
+            _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("{name} is not a loop flag"))),
+        };
+        if self.flags_kept {
+            flag.store(flag_of(value), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// asyncio's `call_soon`: queues `callback(*args)` to run in `context` (None: a copy of the current one) and
     /// returns its `asyncio.Handle`; wakes the loop if it is parked in `select`.
     #[pyo3(signature = (callback, *args, context = None))]
@@ -569,11 +653,9 @@ impl AioLoop {
         args: Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let aio_loop = self.aio_loop.bind(py);
-        let state = self.state(py)?;
-        if self.attr(aio_loop, state.as_ref(), intern!(py, "_debug"))?.is_truthy()?
-            || self.attr(aio_loop, state.as_ref(), intern!(py, "_closed"))?.is_truthy()?
-            || self.replaced(py, intern!(py, "__init__"), &self.handle_init)?
+        if self.flag(py, &self.debug, intern!(py, "_debug"))?
+            || self.flag(py, &self.closed, intern!(py, "_closed"))?
+            || !self.handle_init_kept(py)?
         {
             let mut call_args = vec![callback.into_any()];
             call_args.extend(args.iter());
@@ -602,8 +684,10 @@ impl AioLoop {
 
     /// asyncio's `get_debug`: the loop's `_debug` (every Future and Task asks it when made).
     fn get_debug<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state(py)?;
-        self.attr(self.aio_loop.bind(py), state.as_ref(), intern!(py, "_debug"))
+        match self.debug.load(Ordering::Relaxed) {
+            FLAG_READ => self.aio_loop.bind(py).getattr(intern!(py, "_debug")),
+            flag => Ok(pyo3::types::PyBool::new(py, flag == FLAG_TRUE).to_owned().into_any()),
+        }
     }
 
     /// asyncio's `time`: `time.monotonic()`, through `asyncio.base_events`' `time` module.
@@ -617,25 +701,26 @@ impl AioLoop {
     /// Rust where allowed), the due timers queued, the ready handles run. In debug mode, asyncio's own.
     fn run_once(&self, py: Python<'_>) -> PyResult<()> {
         let aio_loop = self.aio_loop.bind(py);
-        let state = self.state(py)?;
-        if self.attr(aio_loop, state.as_ref(), intern!(py, "_debug"))?.is_truthy()? {
+        if self.flag(py, &self.debug, intern!(py, "_debug"))? {
             return self.slow_run_once.bind(py).call0().map(drop);
         }
+        let state = self.state(py)?;
         self.drop_cancelled_timers(py, aio_loop, state.as_ref())?;
         let timeout = self.select_timeout(py, aio_loop, state.as_ref())?;
-        let polled = if self.dispatches_events { self.selector.get().poll(py, timeout)? } else { None };
-        let events = match polled {
-            Some(events) => events.into_any(),
-            // HubSelector's own `select` would poll again before waiting
-            None if self.dispatches_events => {
-                aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?
-            }
-            None => aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?,
-        };
-        if events.len()? > 0 {
-            if self.dispatches_events {
-                self.queue_ready_fds(py, aio_loop, events.cast::<PyList>()?)?;
-            } else {
+        if self.dispatches_events {
+            let ready = match self.selector.get().poll(py, timeout)? {
+                Some(ready) => ready,
+                // HubSelector's own `select` would poll again before waiting
+                None => {
+                    let events =
+                        aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?;
+                    events.try_iter()?.map(|event| event?.extract()).collect::<PyResult<Vec<ReadyFd>>>()?
+                }
+            };
+            self.queue_ready_fds(py, aio_loop, ready)?;
+        } else {
+            let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;
+            if events.len()? > 0 {
                 aio_loop.call_method1(intern!(py, "_process_events"), (events,))?;
             }
         }

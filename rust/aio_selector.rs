@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::PyList;
 
 use crate::event_loop::{address, FdWaiter, Loop};
 use crate::fdtable::Direction;
@@ -30,6 +30,9 @@ use crate::timers::Nanos;
 /// The `selectors` module's event bits.
 const EVENT_READ: u32 = 1;
 const EVENT_WRITE: u32 = 2;
+
+/// A ready fd: its `SelectorKey` and the `selectors` event bits found.
+pub(crate) type ReadyFd = (Py<PyAny>, u32);
 
 /// The registered fds: pollfds in one array (what poll(2) takes), with each fd's key at the same index.
 struct Interest<K> {
@@ -131,12 +134,12 @@ pub struct AioSelector {
 unsafe impl Sync for AioSelector {}
 
 impl AioSelector {
-    /// Level truth: the ready `(key, events)` pairs, from one zero-timeout poll(2) over every registered fd.
-    fn level<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let ready = PyList::empty(py);
+    /// Level truth: the ready fds' keys and `selectors` event bits, from one zero-timeout poll(2) over every
+    /// registered fd.
+    fn level_pairs(&self, py: Python<'_>) -> PyResult<Vec<ReadyFd>> {
         let mut interest = self.interest.borrow_mut();
         if interest.pollfds.is_empty() {
-            return Ok(ready);
+            return Ok(Vec::new());
         }
         let count = libc::nfds_t::try_from(interest.pollfds.len()).unwrap_or(libc::nfds_t::MAX);
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
@@ -144,9 +147,10 @@ impl AioSelector {
         let found = unsafe { libc::poll(interest.pollfds.as_mut_ptr(), count, 0) };
         if found < 0 {
             let err = std::io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EINTR) { Ok(ready) } else { Err(err.into()) };
+            return if err.raw_os_error() == Some(libc::EINTR) { Ok(Vec::new()) } else { Err(err.into()) };
         }
         let mut left = found;
+        let mut ready = Vec::with_capacity(usize::try_from(found).unwrap_or(0));
         let Interest { pollfds, keys, .. } = &*interest;
         for (pollfd, key) in pollfds.iter().zip(keys) {
             if left == 0 {
@@ -158,11 +162,17 @@ impl AioSelector {
             left -= 1;
             let events = ready_bits(pollfd);
             if events != 0 {
-                ready.append(PyTuple::new(
-                    py,
-                    [key.clone_ref(py).into_any(), events.into_pyobject(py)?.into_any().unbind()],
-                )?)?;
+                ready.push((key.clone_ref(py), events));
             }
+        }
+        Ok(ready)
+    }
+
+    /// `level_pairs` as the `selectors` API gives them: a list of `(key, events)` tuples.
+    fn level<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let ready = PyList::empty(py);
+        for (key, events) in self.level_pairs(py)? {
+            ready.append((key, events))?;
         }
         Ok(ready)
     }
@@ -299,11 +309,11 @@ impl AioSelector {
         }
     }
 
-    /// The ready `(key, events)` pairs if they can be given without switching, else None (call `wait`).
+    /// The ready fds (keys and event bits) if they can be given without switching, else None (call `wait`).
     /// `timeout`: seconds, None for no limit.
-    pub(crate) fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyList>>> {
+    pub(crate) fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<ReadyFd>>> {
         let lp = self.lp.get();
-        let ready = self.level(py)?;
+        let ready = self.level_pairs(py)?;
         let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);
         Ok((cannot_block && !self.hub_wants_turn(lp)).then_some(ready))
     }

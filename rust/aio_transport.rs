@@ -15,7 +15,7 @@
 //! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` is not the
 //! plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
 //!
-//! `AioWrite` is the transport class's `write`: the stdlib's first step, done here for a non-empty `bytes` when
+//! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a non-empty `bytes` when
 //! nothing is buffered, the connection is not lost, no eof was written and no sendfile is in progress: send(2) at
 //! once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
 //! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
@@ -23,12 +23,16 @@
 //! the stdlib's would. A socket whose `send` is not the plain one is written through the stdlib's `write` alone.
 
 use std::cell::RefCell;
+use std::ffi::CStr;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyMemoryView, PySlice};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyMemoryView, PySlice, PyType};
 use pyo3::{ffi, intern};
+
+use crate::vectorcall::{self, Arguments, Object};
 
 thread_local! {
     /// The buffer every read of this thread goes into first: as large as the largest `max_size` asked for.
@@ -80,23 +84,8 @@ pub struct AioReadReady {
 }
 
 impl AioReadReady {
-    /// Hands `err` to the transport's `_fatal_error` with `message`, unless it is one that goes up.
-    fn fatal(py: Python<'_>, transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
-        if goes_up(py, &err) {
-            return Err(err);
-        }
-        transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
-    }
-}
-
-#[pymethods]
-impl AioReadReady {
-    #[new]
-    fn new(transport: Py<PyAny>) -> Self {
-        Self { transport }
-    }
-
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+    /// The call itself (`AioLoop` makes it directly when it runs the reader's handle).
+    pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport.bind(py);
         if !transport.getattr(intern!(py, "_reads_in_rust"))?.is_truthy()? {
             return transport.getattr(intern!(py, "_read_ready_cb"))?.call0().map(drop);
@@ -130,104 +119,108 @@ impl AioReadReady {
         }
     }
 
+    /// Hands `err` to the transport's `_fatal_error` with `message`, unless it is one that goes up.
+    fn fatal(py: Python<'_>, transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+        if goes_up(py, &err) {
+            return Err(err);
+        }
+        transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+    }
+}
+
+#[pymethods]
+impl AioReadReady {
+    #[new]
+    fn new(transport: Py<PyAny>) -> Self {
+        Self { transport }
+    }
+
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.read_ready(py)
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.transport)
     }
 }
 
-/// See the module documentation: the descriptor, a class attribute, that binds `AioBoundWrite` to a transport.
-#[pyclass(frozen, module = "ferrovent._core")]
-pub struct AioWrite {
-    /// The stdlib's `_SelectorSocketTransport.write`, for every case not done here.
-    stdlib_write: Py<PyAny>,
+/// The stdlib's `_SelectorSocketTransport.write`, for every call and case the Rust `write` does not take.
+static STDLIB_WRITE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\nThe socket transport's `write`: sends a `bytes` at once \
+when nothing is buffered, else the stdlib's `write`.";
+
+/// `install_aio_write(cls)`: makes `cls.write` (`cls` a subclass of the stdlib's socket transport, whose `write`
+/// it inherits) the Rust `write`, a method descriptor whose vectorcall entry takes `transport.write(data)` with no
+/// object made per call; every other call shape goes to the inherited `write`.
+#[pyfunction]
+pub fn install_aio_write(cls: &Bound<'_, PyType>) -> PyResult<()> {
+    vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)
 }
 
-#[pymethods]
-impl AioWrite {
-    #[new]
-    fn new(stdlib_write: Py<PyAny>) -> Self {
-        Self { stdlib_write }
-    }
+/// `transport.write(data)`, taken by its vectorcall entry.
+struct FastWrite;
 
-    fn __get__(
-        slf: Bound<'_, Self>,
-        transport: Option<Bound<'_, PyAny>>,
-        _owner: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        match transport {
-            None => Ok(slf.into_any().unbind()),
-            Some(transport) => {
-                let stdlib_write = slf.get().stdlib_write.clone_ref(py);
-                Ok(Py::new(py, AioBoundWrite { transport: transport.unbind(), stdlib_write })?.into_any())
-            }
+impl vectorcall::FastCall for FastWrite {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &STDLIB_WRITE;
+
+    unsafe fn fast(py: Python<'_>, slf: Object, args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        if nargs != 1 {
+            return None;
         }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.stdlib_write)
+        // SAFETY: per the trait's contract, `slf` is a transport (the descriptor checked its class) and `args`
+        // holds one borrowed reference.
+        let (transport, data) = unsafe { (Bound::from_borrowed_ptr(py, slf), Bound::from_borrowed_ptr(py, *args)) };
+        Some(vectorcall::into_result(py, write(py, &transport, data).map(|()| py.None())))
     }
 }
 
-/// A transport's `write(data)` (see the module documentation).
-#[pyclass(frozen, module = "ferrovent._core")]
-pub struct AioBoundWrite {
-    transport: Py<PyAny>,
-    stdlib_write: Py<PyAny>,
+/// The stdlib's `write` called with `transport` and `data`.
+fn stdlib_write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, PyAny>) -> PyResult<()> {
+    let write = STDLIB_WRITE.get(py).ok_or_else(|| PyRuntimeError::new_err("ferrovent._core is not initialised"))?;
+    write.bind(py).call1((transport, data)).map(drop)
 }
 
-impl AioBoundWrite {
-    /// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof
-    /// written, no sendfile in progress and the connection not lost, whose socket's `send` is the plain one.
-    fn sends_now(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Ok(bytes) = data.cast_exact::<PyBytes>() else { return Ok(false) };
-        Ok(!bytes.as_bytes().is_empty()
-            && transport.getattr(intern!(py, "_writes_in_rust"))?.is_truthy()?
-            && !transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
-            && !transport.getattr(intern!(py, "_eof"))?.is_truthy()?
-            && transport.getattr(intern!(py, "_empty_waiter"))?.is_none()
-            && !transport.getattr(intern!(py, "_buffer"))?.is_truthy()?)
-    }
+/// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof
+/// written, no sendfile in progress and the connection not lost, whose socket's `send` is the plain one.
+fn sends_now(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(bytes) = data.cast_exact::<PyBytes>() else { return Ok(false) };
+    Ok(!bytes.as_bytes().is_empty()
+        && transport.getattr(intern!(py, "_writes_in_rust"))?.is_truthy()?
+        && !transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
+        && !transport.getattr(intern!(py, "_eof"))?.is_truthy()?
+        && transport.getattr(intern!(py, "_empty_waiter"))?.is_none()
+        && !transport.getattr(intern!(py, "_buffer"))?.is_truthy()?)
 }
 
-#[pymethods]
-impl AioBoundWrite {
-    fn __call__(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
-        let transport = self.transport.bind(py);
-        let stdlib_write = self.stdlib_write.bind(py);
-        if !Self::sends_now(py, transport, &data)? {
-            return stdlib_write.call1((transport, data)).map(drop);
-        }
-        let bytes = data.cast::<PyBytes>()?.as_bytes();
-        let fd: libc::c_int =
-            transport.getattr(intern!(py, "_sock"))?.call_method0(intern!(py, "fileno"))?.extract()?;
-        // SAFETY: send(2) reads `bytes.len()` bytes of the bytes object's storage, alive for the call.
-        let sent = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
-        if let Ok(sent) = usize::try_from(sent) {
-            if sent == bytes.len() {
-                return Ok(());
-            }
-            // the rest, as a view: the stdlib's write tries once more, then buffers it and waits for writability
-            let view = PyMemoryView::from(&data)?;
-            let rest = view.get_item(PySlice::new(py, isize::try_from(sent)?, isize::MAX, 1))?;
-            return stdlib_write.call1((transport, rest)).map(drop);
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EAGAIN | libc::EINTR) => stdlib_write.call1((transport, data)).map(drop),
-            _ => {
-                // SAFETY: errno is still send's; this sets OSError(errno, strerror), as CPython's socket module does.
-                let err = unsafe {
-                    ffi::PyErr_SetFromErrno(ffi::PyExc_OSError);
-                    PyErr::fetch(py)
-                };
-                let message = "Fatal write error on socket transport";
-                transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
-            }
-        }
+/// `transport.write(data)` (see the module documentation).
+fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, PyAny>) -> PyResult<()> {
+    if !sends_now(py, transport, &data)? {
+        return stdlib_write(py, transport, data);
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.transport)?;
-        visit.call(&self.stdlib_write)
+    let bytes = data.cast::<PyBytes>()?.as_bytes();
+    let fd: libc::c_int = transport.getattr(intern!(py, "_sock"))?.call_method0(intern!(py, "fileno"))?.extract()?;
+    // SAFETY: send(2) reads `bytes.len()` bytes of the bytes object's storage, alive for the call.
+    let sent = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+    if let Ok(sent) = usize::try_from(sent) {
+        if sent == bytes.len() {
+            return Ok(());
+        }
+        // the rest, as a view: the stdlib's write tries once more, then buffers it and waits for writability
+        let view = PyMemoryView::from(&data)?;
+        let rest = view.get_item(PySlice::new(py, isize::try_from(sent)?, isize::MAX, 1))?;
+        return stdlib_write(py, transport, rest);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => stdlib_write(py, transport, data),
+        _ => {
+            // SAFETY: errno is still send's; this sets OSError(errno, strerror), as CPython's socket module does.
+            let err = unsafe {
+                ffi::PyErr_SetFromErrno(ffi::PyExc_OSError);
+                PyErr::fetch(py)
+            };
+            let message = "Fatal write error on socket transport";
+            transport.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+        }
     }
 }

@@ -59,8 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio_selector::AioSelector>()?;
     aio_loop::register(m)?;
     m.add_class::<aio_transport::AioReadReady>()?;
-    m.add_class::<aio_transport::AioWrite>()?;
-    m.add_class::<aio_transport::AioBoundWrite>()?;
+    m.add_function(wrap_pyfunction!(aio_transport::install_aio_write, m)?)?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

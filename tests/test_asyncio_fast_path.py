@@ -126,9 +126,10 @@ def test_a_replaced_handle_init_or_run_is_used(monkeypatch):
         ran.append(self)
         own_run(self)
 
+    loop = ferrovent.asyncio.new_event_loop()
+    loop.call_soon(print).cancel()  # a handle made before: the loop has found Handle.__init__ asyncio's own
     monkeypatch.setattr(asyncio.Handle, "__init__", init)
     monkeypatch.setattr(asyncio.Handle, "_run", run)
-    loop = ferrovent.asyncio.new_event_loop()
     try:
         seen = []
         handle = loop.call_soon(seen.append, 1)
@@ -188,3 +189,42 @@ def test_a_replaced_clock_is_the_loops_clock(monkeypatch):
         assert fired == ["due"]
     finally:
         loop.close()
+
+
+def flags_seen(new_loop) -> list:
+    """What call_soon and get_debug do after the loop's _debug and _closed are assigned without set_debug/close,
+    given values that are not bools, and deleted."""
+    seen: list = []
+    loop = new_loop()
+
+    def attempt(call) -> object:
+        try:
+            return call()
+        except Exception as exc:  # the exception's type is what is compared
+            return type(exc).__name__
+
+    try:
+        loop._debug = 1
+        seen.append([loop.get_debug(), loop.call_soon(print)._source_traceback is not None])
+        loop._debug = []
+        seen.append([loop.get_debug(), loop.call_soon(print)._source_traceback is not None])
+        loop._debug = False
+        loop._closed = "yes"
+        seen.append([attempt(lambda: loop.call_soon(print)), loop.is_closed()])
+        loop._closed = None
+        seen.append([attempt(lambda: type(loop.call_soon(print)).__name__), loop.is_closed()])
+        del loop._debug
+        seen.append([attempt(loop.get_debug), attempt(lambda: loop.call_soon(print)), "_debug" in vars(loop)])
+        loop._debug = True
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        seen.append([loop.get_debug(), loop.call_soon(print)._source_traceback is not None])
+        loop._ready.clear()
+    finally:
+        loop.close()
+    seen.append([loop.is_closed(), attempt(lambda: loop.call_soon(print))])
+    return seen
+
+
+def test_the_loops_flags_however_assigned_are_what_call_soon_sees():
+    assert flags_seen(ferrovent.asyncio.new_event_loop) == flags_seen(asyncio.new_event_loop)

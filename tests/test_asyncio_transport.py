@@ -124,6 +124,16 @@ async def scenarios() -> list:
         transport.write("text")
     except TypeError as exc:
         seen.append(str(exc))
+    # every way of calling write: bound and kept, by keyword, through the class; without data, as the stdlib says
+    write = transport.write
+    write(b"1")
+    transport.write(data=b"2")
+    type(transport).write(transport, b"3")
+    try:
+        transport.write()
+    except TypeError as exc:
+        seen.append(str(exc).rpartition(".")[2])  # the message less the class name
+    seen.append(peer.recv(3, socket.MSG_WAITALL))
     big = bytes(range(256)) * 40_000  # 10 MB: more than the socket takes at once
     transport.write(b"head")
     transport.write(big)

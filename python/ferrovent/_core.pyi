@@ -19,11 +19,10 @@ __all__ = [
     "WaitQueue",
     "LinkCore",
     "ItemQueue",
-    "AioBoundWrite",
     "AioLoop",
     "AioReadReady",
     "AioSelector",
-    "AioWrite",
+    "install_aio_write",
     "TIMEOUT",
     "BlockingSwitchOutError",
     "InvalidSwitchError",
@@ -441,12 +440,14 @@ class AioLoop:
         report: Any,
         dispatches_events: bool,
         state_in_dict: bool,
+        flags_kept: bool,
     ) -> Self: ...
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any: ...
     def run_once(self) -> None: ...
     def create_future(self) -> Any: ...
     def get_debug(self) -> Any: ...
     def time(self) -> Any: ...
+    def flag_stored(self, name: str, value: Any) -> None: ...
 
 @final
 class AioReadReady:
@@ -454,16 +455,9 @@ class AioReadReady:
     def __new__(cls, transport: Any) -> Self: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
-@final
-class AioWrite:
-    """A socket transport class's ``write``: binds an `AioBoundWrite` to each transport it is read from."""
-    def __new__(cls, stdlib_write: Any) -> Self: ...
-    def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
-
-@final
-class AioBoundWrite:
-    """A socket transport's ``write(data)``: sends at once when nothing is buffered, else the stdlib's write."""
-    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+def install_aio_write(cls: type, /) -> None:
+    """Makes ``cls.write`` (a stdlib socket transport subclass) the Rust write: sends at once when nothing is
+    buffered, else the inherited write."""
 
 @final
 class AioSelector:

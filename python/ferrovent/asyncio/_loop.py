@@ -7,8 +7,9 @@ read the private slots of asyncio's ``Handle``, so they are used only on the Pyt
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
 runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
 loop's ``call_soon``, ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the instance's Rust calls
-(where its class keeps asyncio's), without a Python frame each, and the loop's state (``_debug``, ``_closed``...) is
-read from its ``__dict__`` where its class defines none of those names.
+(where its class keeps asyncio's), without a Python frame each; the loop's state (``_stopping``, ``_scheduled``...) is
+read from its ``__dict__`` where its class defines none of those names, and its ``_debug`` and ``_closed`` are
+properties whose setters tell the Rust side (asyncio assigns them; every assignment goes through them).
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def _dispatches_in_rust(loop_class: type, selector: HubSelector) -> bool:
 
 
 # The loop's state the Rust fast path reads from the loop's ``__dict__`` (see `_state_in_dict`).
-_LOOP_STATE = ("_debug", "_closed", "_stopping", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
+_LOOP_STATE = ("_stopping", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
+# The loop's flags `EventLoop` keeps as properties whose setters tell the Rust fast path (see `_flags_kept`).
+_LOOP_FLAGS = ("_debug", "_closed")
 
 
 def _state_in_dict(loop_class: type) -> bool:
@@ -90,6 +93,43 @@ def _state_in_dict(loop_class: type) -> bool:
     return loop_class.__getattribute__ is object.__getattribute__ and not any(
         name in vars(cls) for cls in loop_class.__mro__ for name in _LOOP_STATE
     )
+
+
+def _flags_kept(loop_class: type) -> bool:
+    """Whether every assignment to the loop's `_LOOP_FLAGS` reaches `EventLoop`'s properties: the class keeps
+    object's attribute lookup and assignment, and its lookup of those names finds them."""
+    return (
+        loop_class.__getattribute__ is object.__getattribute__
+        and loop_class.__setattr__ is object.__setattr__
+        and loop_class.__delattr__ is object.__delattr__
+        and all(getattr(loop_class, name, None) is vars(EventLoop)[name] for name in _LOOP_FLAGS)
+    )
+
+
+def _loop_flag(name: str) -> property:
+    """The loop attribute `name` (asyncio's plain attribute, kept in the instance's ``__dict__`` as before), whose
+    setter and deleter also tell the Rust fast path, which then need not look it up at each call_soon."""
+
+    def get(loop: EventLoop) -> Any:
+        try:
+            return loop.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"{type(loop).__name__!r} object has no attribute {name!r}") from None
+
+    def set_(loop: EventLoop, value: Any) -> None:
+        loop.__dict__[name] = value
+        fast = loop.__dict__.get("_fast")
+        if fast is not None:
+            fast.flag_stored(name, value)
+
+    def delete(loop: EventLoop) -> None:
+        get(loop)
+        del loop.__dict__[name]
+        fast = loop.__dict__.get("_fast")
+        if fast is not None:
+            fast.flag_stored(name, None)  # not a bool: the fast path looks it up, and finds it missing
+
+    return property(get, set_, delete, f"asyncio's {name}, also told to the Rust fast path when set.")
 
 
 def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
@@ -139,6 +179,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 _report_callback_error,
                 _dispatches_in_rust(type(self), selector),
                 _state_in_dict(type(self)),
+                _flags_kept(type(self)),
             )
             # run_forever's loop and Task steps find the Rust calls without a Python frame around them
             self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
@@ -149,6 +190,9 @@ class EventLoop(asyncio.SelectorEventLoop):
                 self.time = self._fast.time  # type: ignore[method-assign]
             if type(self).get_debug is base_events.BaseEventLoop.get_debug:
                 self.get_debug = self._fast.get_debug  # type: ignore[method-assign]
+
+    _debug = _loop_flag("_debug")
+    _closed = _loop_flag("_closed")
 
     @property
     def hub(self) -> Hub:

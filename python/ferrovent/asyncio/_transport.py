@@ -7,8 +7,9 @@ in the process happened to raise malloc's mmap threshold. `_core.AioReadReady`, 
 into one buffer per thread that it keeps, and hands the protocol a bytes object of the received length; what the
 protocol and the loop see is what the stdlib's ``_read_ready`` gives them (its documentation lists it).
 
-``write`` (`_core.AioWrite`) sends a ``bytes`` at once when nothing is buffered, as the stdlib's does first, without
-its Python frame; every other case, and data the socket did not take at once, goes to the stdlib's ``write``.
+``write`` (a Rust method, `_core.install_aio_write`, that makes no object per call) sends a ``bytes`` at once when
+nothing is buffered, as the stdlib's does first, without its Python frame; every other case, and data the socket
+did not take at once, goes to the stdlib's ``write``.
 
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
@@ -41,8 +42,6 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     _reads_in_rust = False
     _writes_in_rust = False
 
-    write = _core.AioWrite(selector_events._SelectorSocketTransport.write)
-
     @property
     def _read_ready(self) -> _core.AioReadReady:  # type: ignore[override]
         # What the stdlib registers as the reader (on connection and on resume_reading). A new one each time, as a
@@ -57,3 +56,6 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         self._reads_in_rust = not isinstance(protocol, protocols.BufferedProtocol) and _is_one_of(
             getattr(sock_type, "recv", None), _PLAIN_RECVS
         )
+
+
+_core.install_aio_write(SocketTransport)

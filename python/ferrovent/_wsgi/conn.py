@@ -18,6 +18,7 @@ from typing import Any, Optional
 from ferrovent import socket as _cooperative
 from ferrovent._core import sleep
 from ferrovent._core import sock_recv as _cooperative_recv
+from ferrovent._core import sock_send_pair as _send_pair
 from ferrovent.hub import get_hub
 
 _sock_send = _socket.socket.send
@@ -30,6 +31,8 @@ _LINGER_READ = 64 * 1024
 #: the loop serve the others: it never has to wait, so it would never give the loop a turn by itself.
 TURN_SECONDS = 0.002
 _TURN_PAUSE = 1e-6
+#: A body this large is sent apart from the head over TLS rather than copied behind it.
+_SEPARATE_SEND = 64 * 1024
 
 
 class ClientError(OSError):
@@ -80,6 +83,15 @@ class PlainIO:
             return
         with memoryview(data) as view:
             self._send_rest(view, sent, timeout)
+
+    def send_pair(self, head: bytes, body: Any, timeout: Optional[float]) -> None:
+        """Sends ``head`` then ``body`` in one system call (no join); each wait for space bounded by ``timeout``."""
+        try:
+            _send_pair(self.sock, head, body, timeout)
+        except _socket.timeout:
+            raise ClientTimeout("timed out") from None
+        except OSError as error:
+            raise ClientGone(error.errno, error.strerror) from error
 
     def _send_rest(self, view: memoryview, sent: int, timeout: Optional[float]) -> None:
         sock = self.sock
@@ -138,6 +150,14 @@ class SocketIO:
         except OSError as error:
             raise ClientGone(error.errno, str(error)) from error
 
+    def send_pair(self, head: bytes, body: Any, timeout: Optional[float]) -> None:
+        """``head`` then ``body``: joined when small (one record), apart when large (no copy of the body)."""
+        if len(body) >= _SEPARATE_SEND:
+            self.sendall(head, timeout)
+            self.sendall(body, timeout)
+        else:
+            self.sendall(head + body, timeout)
+
     sendfile = None  # TLS encrypts in user space: file bodies go through the iterator
 
 
@@ -185,6 +205,10 @@ class Connection:
     def send(self, data: Any) -> None:
         """Sends all of ``data``, each wait bounded by ``io_timeout``."""
         self.io.sendall(data, self.io_timeout)
+
+    def send_pair(self, head: bytes, body: Any) -> None:
+        """Sends a response head and its first body bytes, each wait bounded by ``io_timeout``."""
+        self.io.send_pair(head, body, self.io_timeout)
 
     def receive_body(self, size: int) -> bytes:
         """At least one byte (at most ``size``) for a request body; a failure is recorded, then raised."""

@@ -43,8 +43,6 @@ _now = time.time
 MAX_REQUEST_LINE = 8192
 #: How much one receive asks for while reading a head.
 _HEAD_READ = 16 * 1024
-#: A body chunk at least this large is sent on its own rather than copied behind the head.
-_SEPARATE_SEND = 64 * 1024
 #: Head sizes where the parser's limits bite (request line, whole head): a pending head is re-parsed on crossing.
 _LIMITS = (8 * 1024, 64 * 1024)
 _NO_BODY_CODES = frozenset((204, 304))
@@ -599,11 +597,7 @@ class WSGIHandler:
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        if len(data) >= _SEPARATE_SEND:
-            self._conn.send(head)
-            self._conn.send(data)
-        else:
-            self._conn.send(head + data)
+        self._conn.send_pair(head, data)
 
     def _write_more(self, data: bytes) -> None:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""

@@ -4,7 +4,8 @@
 //! frames for the send.
 //!
 //! The timeout bounds each wait for buffer space, not the whole call (the server's `io_timeout`: a client that
-//! keeps reading is never cut off, one that stops is); errors are as `sock_sendall`'s.
+//! keeps reading is never cut off, one that stops is); errors are as `sock_sendall`'s, or what `wrap` raises for
+//! them: the server's own error kinds without a Python frame around the call to translate them.
 
 use std::os::raw::c_int;
 
@@ -13,9 +14,28 @@ use pyo3::prelude::*;
 use super::{check_signals, cooperative, outcome, with_buffer, Patience};
 use crate::fdtable::Direction;
 
-/// Sends all of `head`, then all of `body`, each wait for the socket to take more bounded by `timeout`.
+/// Sends all of `head`, then all of `body`, each wait for the socket to take more bounded by `timeout`. An error
+/// is passed to `wrap` (unless None), which raises the exception to raise instead. `wrap` comes second so that
+/// `functools.partial` can bind it with the socket without keywords (a partial's keywords cost a dict per call).
 #[pyfunction]
 pub fn sock_send_pair(
+    sock: &Bound<'_, PyAny>,
+    wrap: Option<&Bound<'_, PyAny>>,
+    head: &Bound<'_, PyAny>,
+    body: &Bound<'_, PyAny>,
+    timeout: Option<f64>,
+) -> PyResult<()> {
+    let sent = send_both(sock, head, body, timeout);
+    match (sent, wrap) {
+        (Err(err), Some(wrap)) => match wrap.call1((err.value(sock.py()),)) {
+            Err(raised) => Err(raised),
+            Ok(_) => Err(err), // a `wrap` that did not raise: the error as it was
+        },
+        (sent, _) => sent,
+    }
+}
+
+fn send_both(
     sock: &Bound<'_, PyAny>,
     head: &Bound<'_, PyAny>,
     body: &Bound<'_, PyAny>,

@@ -13,6 +13,7 @@ import _socket
 import errno
 import os
 import time
+from functools import partial
 from typing import Any, Optional
 
 from ferrovent import socket as _cooperative
@@ -51,15 +52,28 @@ class InvalidClientInput(ClientError):
     """The request body is malformed: bad chunked framing, or the connection ended before the body did."""
 
 
+def _raise_client_error(error: BaseException) -> None:
+    """Raises the `ClientError` kind for a failed socket call's ``error``, as if it happened in an ``except``."""
+    try:
+        raise error
+    except _socket.timeout:
+        raise ClientTimeout("timed out") from None
+    except OSError as failed:
+        raise ClientGone(failed.errno, failed.strerror) from failed
+
+
 class PlainIO:
     """A plain cooperative socket driven with the C socket calls: try, and on EAGAIN wait with a per-call timeout."""
 
-    __slots__ = ("sock", "fd", "wait_fd")
+    __slots__ = ("sock", "fd", "wait_fd", "send_pair")
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.wait_fd = get_hub().loop.wait_fd
+        #: ``send_pair(head, body, timeout)``: ``head`` then ``body`` in one system call (no join), each wait for
+        #: space bounded by ``timeout``; the Rust call raises the ClientError kinds itself (no Python frame).
+        self.send_pair = partial(_send_pair, sock, _raise_client_error)
 
     def recv(self, size: int, timeout: Optional[float]) -> bytes:
         """Up to ``size`` bytes (b"" at end of stream); raises ClientTimeout if none come within ``timeout``."""
@@ -83,15 +97,6 @@ class PlainIO:
             return
         with memoryview(data) as view:
             self._send_rest(view, sent, timeout)
-
-    def send_pair(self, head: bytes, body: Any, timeout: Optional[float]) -> None:
-        """Sends ``head`` then ``body`` in one system call (no join); each wait for space bounded by ``timeout``."""
-        try:
-            _send_pair(self.sock, head, body, timeout)
-        except _socket.timeout:
-            raise ClientTimeout("timed out") from None
-        except OSError as error:
-            raise ClientGone(error.errno, error.strerror) from error
 
     def _send_rest(self, view: memoryview, sent: int, timeout: Optional[float]) -> None:
         sock = self.sock
@@ -205,10 +210,6 @@ class Connection:
     def send(self, data: Any) -> None:
         """Sends all of ``data``, each wait bounded by ``io_timeout``."""
         self.io.sendall(data, self.io_timeout)
-
-    def send_pair(self, head: bytes, body: Any) -> None:
-        """Sends a response head and its first body bytes, each wait bounded by ``io_timeout``."""
-        self.io.send_pair(head, body, self.io_timeout)
 
     def receive_body(self, size: int) -> bytes:
         """At least one byte (at most ``size``) for a request body; a failure is recorded, then raised."""

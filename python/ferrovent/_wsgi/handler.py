@@ -97,6 +97,8 @@ class WSGIHandler:
         self._reader: Optional[ConnectionReader] = None
         # gevent's read_requestline hook: a subclass reading the request line itself
         self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
+        # the get_environ hook costs a Python frame per request: called only when a subclass overrides it
+        self._adds_environ = type(self).get_environ is not WSGIHandler.get_environ
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -231,7 +233,8 @@ class WSGIHandler:
             self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
             self._input = environ["wsgi.input"] = EMPTY_INPUT
-        self.environ = environ = self.get_environ()
+        if self._adds_environ:
+            self.environ = self.get_environ()
         self.handle_one_response()
         return not (self.close_connection or self._conn.broken)
 
@@ -597,7 +600,8 @@ class WSGIHandler:
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        self._conn.send_pair(head, data)
+        conn = self._conn
+        conn.io.send_pair(head, data, conn.io_timeout)  # the driver's own call: one Python frame less
 
     def _write_more(self, data: bytes) -> None:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""

@@ -23,6 +23,9 @@ def _app(environ, start_response):
     if environ["PATH_INFO"] == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [BIG]
+    if environ["PATH_INFO"] == "/bytearray":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [bytearray(b"mutable")]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"small"]
 
@@ -46,6 +49,13 @@ def test_a_body_larger_than_the_socket_buffers_arrives_whole_and_the_connection_
         status, headers, body = read_full_response(stream)
         assert status == 200 and headers["content-length"] == str(len(BIG)) and body == BIG
         assert read_full_response(stream)[2] == b"small"
+
+
+def test_a_bytearray_body_is_sent_as_its_bytes(server):
+    with server.connect() as sock, sock.makefile("rb") as stream:
+        sock.sendall(_get("/bytearray"))
+        status, headers, body = read_full_response(stream)
+    assert (status, headers["content-length"], body) == (200, "7", b"mutable")
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_io_timeout(server):

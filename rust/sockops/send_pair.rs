@@ -10,6 +10,7 @@
 use std::os::raw::c_int;
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use super::{check_signals, cooperative, outcome, with_buffer, Patience};
 use crate::fdtable::Direction;
@@ -25,7 +26,22 @@ pub fn sock_send_pair(
     body: &Bound<'_, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<()> {
-    let sent = send_both(sock, head, body, timeout);
+    // A mutable buffer (a bytearray body) is sent from a copy, as a joined head and body was: another greenlet
+    // may change it, or try to resize it, while this one waits for the client.
+    let sent = if body.is_exact_instance_of::<PyBytes>() {
+        send_both(sock, head, body, timeout)
+    } else {
+        let copy = with_buffer(
+            body,
+            false,
+            |err| err,
+            |at, len| {
+                // SAFETY: the view holds `len` readable bytes at `at` for the duration of this closure.
+                Ok(PyBytes::new(sock.py(), unsafe { std::slice::from_raw_parts(at.cast::<u8>(), len) }))
+            },
+        )?;
+        send_both(sock, head, copy.as_any(), timeout)
+    };
     match (sent, wrap) {
         (Err(err), Some(wrap)) => match wrap.call1((err.value(sock.py()),)) {
             Err(raised) => Err(raised),

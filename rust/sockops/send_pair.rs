@@ -103,3 +103,32 @@ fn write_from(fd: c_int, parts: [(*const u8, usize); 2], mut skip: usize) -> isi
     // writev only reads them. `count` is 1 or 2, since the caller has bytes left to send.
     unsafe { libc::writev(fd, iov.as_ptr(), c_int::try_from(count).unwrap_or(2)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::write_from;
+
+    fn sent_from(skip: usize) -> Vec<u8> {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (head, body) = (b"head:", b"body");
+        let parts = [(head.as_ptr(), head.len()), (body.as_ptr(), body.len())];
+        let wrote = usize::try_from(write_from(ours.as_raw_fd(), parts, skip)).unwrap();
+        drop(ours);
+        let mut got = Vec::new();
+        (&theirs).read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), wrote);
+        got
+    }
+
+    #[test]
+    fn writes_the_rest_of_the_two_parts_from_any_offset() {
+        assert_eq!(sent_from(0), b"head:body");
+        assert_eq!(sent_from(3), b"d:body");
+        assert_eq!(sent_from(5), b"body");
+        assert_eq!(sent_from(7), b"dy");
+    }
+}

@@ -26,6 +26,7 @@ use crate::fdtable::Direction;
 use crate::vectorcall;
 
 mod recv_entry;
+mod send_pair;
 use recv_entry::{FastRecv, FastRecvInto, RECV_DOC, RECV_INTO_DOC};
 
 /// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
@@ -523,6 +524,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     vectorcall::install_function::<FastRecvInto>(m, c"sock_recv_into", general, RECV_INTO_DOC)?;
     m.add_function(wrap_pyfunction!(sock_send, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall, m)?)?;
+    m.add_function(wrap_pyfunction!(send_pair::sock_send_pair, m)?)?;
     m.add_function(wrap_pyfunction!(sock_accept, m)?)?;
     m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
     Ok(())

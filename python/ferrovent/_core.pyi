@@ -56,6 +56,7 @@ __all__ = [
     "sock_recv_into",
     "sock_send",
     "sock_sendall",
+    "sock_send_pair",
     "sock_accept",
     "sock_wait",
 ]
@@ -101,6 +102,12 @@ def sock_send(sock: _socket.socket, data: Any, flags: int, timeout: Optional[flo
 
 def sock_sendall(sock: _socket.socket, data: Any, flags: int, timeout: Optional[float]) -> None:
     """``sendall`` of a cooperative socket: ``timeout`` bounds the whole call."""
+
+def sock_send_pair(
+    sock: _socket.socket, wrap: Optional[Callable[[BaseException], Any]], head: Any, body: Any, timeout: Optional[float]
+) -> None:
+    """``head`` then ``body`` on a cooperative socket in one ``writev``; ``timeout`` bounds each wait for space. An
+    error goes to ``wrap`` (unless None), which raises what to raise instead."""
 
 def sock_accept(sock: _socket.socket, timeout: Optional[float]) -> tuple[int, Any]:
     """``_accept`` of a cooperative socket: the new fd and the peer's address, waiting within ``timeout``."""

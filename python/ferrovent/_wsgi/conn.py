@@ -13,11 +13,13 @@ import _socket
 import errno
 import os
 import time
+from functools import partial
 from typing import Any, Optional
 
 from ferrovent import socket as _cooperative
 from ferrovent._core import sleep
 from ferrovent._core import sock_recv as _cooperative_recv
+from ferrovent._core import sock_send_pair as _send_pair
 from ferrovent.hub import get_hub
 
 _sock_send = _socket.socket.send
@@ -30,6 +32,8 @@ _LINGER_READ = 64 * 1024
 #: the loop serve the others: it never has to wait, so it would never give the loop a turn by itself.
 TURN_SECONDS = 0.002
 _TURN_PAUSE = 1e-6
+#: A body this large is sent apart from the head over TLS rather than copied behind it.
+_SEPARATE_SEND = 64 * 1024
 
 
 class ClientError(OSError):
@@ -48,15 +52,28 @@ class InvalidClientInput(ClientError):
     """The request body is malformed: bad chunked framing, or the connection ended before the body did."""
 
 
+def _raise_client_error(error: BaseException) -> None:
+    """Raises the `ClientError` kind for a failed socket call's ``error``, as if it happened in an ``except``."""
+    try:
+        raise error
+    except _socket.timeout:
+        raise ClientTimeout("timed out") from None
+    except OSError as failed:
+        raise ClientGone(failed.errno, failed.strerror) from failed
+
+
 class PlainIO:
     """A plain cooperative socket driven with the C socket calls: try, and on EAGAIN wait with a per-call timeout."""
 
-    __slots__ = ("sock", "fd", "wait_fd")
+    __slots__ = ("sock", "fd", "wait_fd", "send_pair")
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.wait_fd = get_hub().loop.wait_fd
+        #: ``send_pair(head, body, timeout)``: ``head`` then ``body`` in one system call (no join), each wait for
+        #: space bounded by ``timeout``; the Rust call raises the ClientError kinds itself (no Python frame).
+        self.send_pair = partial(_send_pair, sock, _raise_client_error)
 
     def recv(self, size: int, timeout: Optional[float]) -> bytes:
         """Up to ``size`` bytes (b"" at end of stream); raises ClientTimeout if none come within ``timeout``."""
@@ -137,6 +154,14 @@ class SocketIO:
             raise ClientTimeout("timed out") from error
         except OSError as error:
             raise ClientGone(error.errno, str(error)) from error
+
+    def send_pair(self, head: bytes, body: Any, timeout: Optional[float]) -> None:
+        """``head`` then ``body``: joined when small (one record), apart when large (no copy of the body)."""
+        if len(body) >= _SEPARATE_SEND:
+            self.sendall(head, timeout)
+            self.sendall(body, timeout)
+        else:
+            self.sendall(head + body, timeout)
 
     sendfile = None  # TLS encrypts in user space: file bodies go through the iterator
 

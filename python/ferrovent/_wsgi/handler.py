@@ -43,8 +43,6 @@ _now = time.time
 MAX_REQUEST_LINE = 8192
 #: How much one receive asks for while reading a head.
 _HEAD_READ = 16 * 1024
-#: A body chunk at least this large is sent on its own rather than copied behind the head.
-_SEPARATE_SEND = 64 * 1024
 #: Head sizes where the parser's limits bite (request line, whole head): a pending head is re-parsed on crossing.
 _LIMITS = (8 * 1024, 64 * 1024)
 _NO_BODY_CODES = frozenset((204, 304))
@@ -99,6 +97,8 @@ class WSGIHandler:
         self._reader: Optional[ConnectionReader] = None
         # gevent's read_requestline hook: a subclass reading the request line itself
         self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
+        # the get_environ hook costs a Python frame per request: called only when a subclass overrides it
+        self._adds_environ = type(self).get_environ is not WSGIHandler.get_environ
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -233,7 +233,8 @@ class WSGIHandler:
             self._input = environ["wsgi.input"] = self._make_input(environ, body, upgrade)
         else:
             self._input = environ["wsgi.input"] = EMPTY_INPUT
-        self.environ = environ = self.get_environ()
+        if self._adds_environ:
+            self.environ = self.get_environ()
         self.handle_one_response()
         return not (self.close_connection or self._conn.broken)
 
@@ -599,11 +600,8 @@ class WSGIHandler:
         self.response_length += len(data)
         if self._chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
-        if len(data) >= _SEPARATE_SEND:
-            self._conn.send(head)
-            self._conn.send(data)
-        else:
-            self._conn.send(head + data)
+        conn = self._conn
+        conn.io.send_pair(head, data, conn.io_timeout)  # the driver's own call: one Python frame less
 
     def _write_more(self, data: bytes) -> None:
         """Sends body bytes after the head (a chunk of its own if the body is chunked)."""

@@ -552,9 +552,10 @@ fn run_in_context(
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let args = args.cast::<PyTuple>()?; // before entering: nothing may return between the enter and the exit
-                                        // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
-                                        // if it is already entered.
+    // cast before entering: nothing may return between the enter and the exit
+    let args = args.cast::<PyTuple>()?;
+    // SAFETY: `context` is a live Context object (checked by the caller); entering fails with an exception set
+    // if it is already entered.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
         return Err(PyErr::fetch(py));
     }

@@ -15,9 +15,9 @@
 //! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` is not the
 //! plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
 //!
-//! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a non-empty `bytes` when
-//! nothing is buffered, the connection is not lost, no eof was written and no sendfile is in progress: send(2) at
-//! once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
+//! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a
+//! non-empty `bytes` when nothing is buffered, the connection is not lost, no eof was written and no sendfile is in
+//! progress: send(2) at once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
 //! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
 //! buffers it and waits for the socket to be writable as it always does; a send error goes to `_fatal_error`, as
 //! the stdlib's would. A socket whose `send` is not the plain one is written through the stdlib's `write` alone.
@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -177,8 +177,7 @@ impl vectorcall::FastCall for FastWrite {
 
 /// The stdlib's `write` called with `transport` and `data`.
 fn stdlib_write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, PyAny>) -> PyResult<()> {
-    let write = STDLIB_WRITE.get(py).ok_or_else(|| PyRuntimeError::new_err("ferrovent._core is not initialised"))?;
-    write.bind(py).call1((transport, data)).map(drop)
+    vectorcall::installed(py, &STDLIB_WRITE)?.bind(py).call1((transport, data)).map(drop)
 }
 
 /// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof

@@ -142,11 +142,16 @@ unsafe fn pass_on_to(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    match general.get(py) {
+    match installed(py, general) {
         // SAFETY: per the contract.
-        Some(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
-        None => into_result(py, Err(PyRuntimeError::new_err("ferrovent._core is not initialised"))),
+        Ok(general) => unsafe { pass_on(general, slf, args, nargsf, kwnames) },
+        Err(err) => into_result(py, Err(err)),
     }
+}
+
+/// The general callable an `install_*` call stored in `general`, or the error of a module not initialised.
+pub fn installed<'a>(py: Python<'_>, general: &'a PyOnceLock<Py<PyAny>>) -> PyResult<&'a Py<PyAny>> {
+    general.get(py).ok_or_else(|| PyRuntimeError::new_err("ferrovent._core is not initialised"))
 }
 
 /// A method or module function whose common call shapes a vectorcall entry (`fast_entry`) takes itself.

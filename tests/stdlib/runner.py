@@ -120,6 +120,11 @@ def disabled_tests() -> dict[str, dict[str, list[str]]]:
     return {module: {kind: sorted(names) for kind, names in entry.items()} for module, entry in by_module.items()}
 
 
+def disabled_in(disabled: dict, module: str) -> dict[str, list[str]]:
+    """``module``'s entry of what `disabled_tests` returns; none disabled for a module gevent does not list."""
+    return disabled.get(module, {"methods": [], "classes": []})
+
+
 @dataclass
 class ModuleRun:
     """One module's run on one library."""
@@ -271,7 +276,7 @@ def ferrovent_regressions(
     The comparison needs gevent's outcome of ferrovent's failures and nothing else, which halves the time of a run
     where gevent would pass or fail the module's other tests alike.
     """
-    entry = disabled.get(module, {"methods": [], "classes": []})
+    entry = disabled_in(disabled, module)
     started = time.monotonic()
     ferrovent = run_module("ferrovent", module, entry, workdir / "ferrovent", module_timeout=module_timeout)
     if not ferrovent.failed:
@@ -301,7 +306,7 @@ def run_modules(
                 run_module,
                 pair[1],
                 pair[0],
-                disabled.get(pair[0], {"methods": [], "classes": []}),
+                disabled_in(disabled, pair[0]),
                 workdir / f"{pair[0]}-{pair[1]}",
                 **limits,
             )

@@ -49,6 +49,8 @@ _NO_BODY_CODES = frozenset((204, 304))
 # The lengths of the response header names the server looks at: Date, Connection, Content-Length, Transfer-Encoding.
 _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
+#: The environ keys ``parse_request`` sets on every request, in the order it sets them.
+_REQUEST_KEYS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI")
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
 
@@ -93,7 +95,7 @@ class WSGIHandler:
         self._first = True  # no request head read yet: the wait for it is bounded by header_timeout
         self._log_requests = server._access_log
         self._environ_class = server.environ_class  # each request's environ is one (the parser makes a dict)
-        self._base_environ = self._connection_environ()
+        self._base_environ = _with_request_keys(self._connection_environ())
         self._reader: Optional[ConnectionReader] = None
         # gevent's read_requestline hook: a subclass reading the request line itself
         self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
@@ -737,6 +739,14 @@ class WSGIHandler:
     _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
     _says_close = False  # the head says Connection: close already
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _with_request_keys(base: dict) -> dict:
+    """``base`` with the keys the parser sets on every request already in it (placeholders, each overwritten in
+    the same position it would take): each request's copy then has room for its header keys without a resize."""
+    for key in _REQUEST_KEYS:
+        base.setdefault(key, "")
+    return base
 
 
 def _refuse_line_breaks(status: str, headers: list) -> None:

@@ -101,6 +101,9 @@ class WSGIHandler:
         self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
         # the get_environ hook costs a Python frame per request: called only when a subclass overrides it
         self._adds_environ = type(self).get_environ is not WSGIHandler.get_environ
+        # process_result's common case (one bytes item) is sent by run_application itself, unless a subclass has
+        # its own process_result
+        self._plain_results = type(self).process_result is WSGIHandler.process_result
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -415,9 +418,14 @@ class WSGIHandler:
         """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
         result = self.result = self.application(self.environ, self.start_response)
         try:
-            self.process_result()
+            if self._plain_results and type(result) is list and len(result) == 1 and not self.headers_sent:
+                self._write_first(result[0], len(result[0]))  # process_result's common case, without its frame
+                if self._chunked or self._provided_length is not None:
+                    self._end_body()
+            else:
+                self.process_result()
         finally:
-            close = getattr(result, "close", None)
+            close = None if type(result) is list else getattr(result, "close", None)  # a list has no close()
             self.result = None
             if close is not None:
                 close()
@@ -453,6 +461,11 @@ class WSGIHandler:
                     self.close_connection = True
                     return
                 self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
+        self._end_body()
+
+    def _end_body(self) -> None:
+        """After the last body bytes: the last chunk of a chunked body; a body that missed its Content-Length
+        closes the connection."""
         if self._chunked:
             self._conn.send(_CHUNKED_END)
         if self._provided_length is not None:

@@ -50,7 +50,15 @@ _NO_BODY_CODES = frozenset((204, 304))
 _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
 #: The environ keys ``parse_request`` sets on every request, in the order it sets them.
-_REQUEST_KEYS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI")
+_REQUEST_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REQUEST_URI",
+    "RAW_URI",
+)
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
 

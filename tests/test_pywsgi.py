@@ -223,6 +223,28 @@ def test_environ_keys():
     assert seen["EXTRA"] == "1"
 
 
+def test_environ_key_order_is_the_servers_keys_then_the_requests():
+    """The server's keys come first, then the request line's keys, the header fields in arrival order, and
+    wsgi.input last; on every request of a keep-alive connection alike."""
+    orders = []
+
+    def app(environ, start_response):
+        orders.append(list(environ))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    request = b"GET /p?q HTTP/1.1\r\nHost: x\r\nX-B: 1\r\nX-A: 2\r\n\r\n"
+    with _serve(app) as running, socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        sock.sendall(request * 2 + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        read_until_close(sock)
+    line = ["REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "REQUEST_URI", "RAW_URI"]
+    first = orders[0]
+    assert first[-10:] == [*line, "HTTP_HOST", "HTTP_X_B", "HTTP_X_A", "wsgi.input"]
+    assert "SCRIPT_NAME" in first[: -len(line) - 4] and "ferrovent.socket" in first[: -len(line) - 4]
+    assert orders[1] == first
+    assert orders[2] == [*first[:-4], "HTTP_HOST", "HTTP_CONNECTION", "wsgi.input"]
+
+
 def test_write_callable_close_and_exc_info():
     closed = []
 

@@ -101,6 +101,23 @@ fn latin1_bytes<'a>(object: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
     }
 }
 
+/// The application's headers as `(name, value)` objects.
+type Pairs<'py> = Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>;
+
+/// The `(name, value)` of each of `items` (`count` of them), or None if one is not an exact 2-tuple. Read straight
+/// from the list or tuple, without a first copy of its items.
+fn pairs_of<'py>(count: usize, items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Option<Pairs<'py>>> {
+    let mut pairs = Vec::with_capacity(count);
+    for item in items {
+        let Ok(pair) = item.cast_exact::<PyTuple>() else { return Ok(None) };
+        if pair.len() != 2 {
+            return Ok(None);
+        }
+        pairs.push((pair.get_item(0)?, pair.get_item(1)?));
+    }
+    Ok(Some(pairs))
+}
+
 /// What `response_head` returns: (head, code, Content-Length or None, Date or None, framed, says close, the
 /// server's Date line in the head or "").
 type Answer<'py> =
@@ -118,21 +135,14 @@ pub fn response_head<'py>(
 ) -> PyResult<Option<Answer<'py>>> {
     let date_line = date::line(py);
     let (Some(status_bytes), Some(date)) = (latin1_bytes(status), latin1_bytes(&date_line)) else { return Ok(None) };
-    let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = headers.cast_exact::<PyList>() {
-        list.iter().collect()
+    let pairs = if let Ok(list) = headers.cast_exact::<PyList>() {
+        pairs_of(list.len(), list.iter())?
     } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
-        tuple.iter().collect()
+        pairs_of(tuple.len(), tuple.iter())?
     } else {
-        return Ok(None);
+        None
     };
-    let mut pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::with_capacity(items.len());
-    for item in &items {
-        let Ok(pair) = item.cast_exact::<PyTuple>() else { return Ok(None) };
-        if pair.len() != 2 {
-            return Ok(None);
-        }
-        pairs.push((pair.get_item(0)?, pair.get_item(1)?));
-    }
+    let Some(pairs) = pairs else { return Ok(None) };
     let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(pairs.len());
     for (name, value) in &pairs {
         let (Some(name), Some(value)) = (latin1_bytes(name), latin1_bytes(value)) else { return Ok(None) };

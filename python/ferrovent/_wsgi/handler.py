@@ -49,6 +49,16 @@ _NO_BODY_CODES = frozenset((204, 304))
 # The lengths of the response header names the server looks at: Date, Connection, Content-Length, Transfer-Encoding.
 _SPECIAL_LENGTHS = frozenset((4, 10, 14, 17))
 _CHUNKED_END = b"0\r\n\r\n"
+#: The environ keys ``parse_request`` sets on every request, in the order it sets them.
+_REQUEST_KEYS = (
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REQUEST_URI",
+    "RAW_URI",
+)
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
 
@@ -93,12 +103,15 @@ class WSGIHandler:
         self._first = True  # no request head read yet: the wait for it is bounded by header_timeout
         self._log_requests = server._access_log
         self._environ_class = server.environ_class  # each request's environ is one (the parser makes a dict)
-        self._base_environ = self._connection_environ()
+        self._base_environ = _with_request_keys(self._connection_environ())
         self._reader: Optional[ConnectionReader] = None
         # gevent's read_requestline hook: a subclass reading the request line itself
         self._reads_requestline = type(self).read_requestline is not WSGIHandler.read_requestline
         # the get_environ hook costs a Python frame per request: called only when a subclass overrides it
         self._adds_environ = type(self).get_environ is not WSGIHandler.get_environ
+        # process_result's common case (one bytes item) is sent by run_application itself, unless a subclass has
+        # its own process_result
+        self._plain_results = type(self).process_result is WSGIHandler.process_result
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -413,9 +426,14 @@ class WSGIHandler:
         """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
         result = self.result = self.application(self.environ, self.start_response)
         try:
-            self.process_result()
+            if self._plain_results and type(result) is list and len(result) == 1 and not self.headers_sent:
+                self._write_first(result[0], len(result[0]))  # process_result's common case, without its frame
+                if self._chunked or self._provided_length is not None:
+                    self._end_body()
+            else:
+                self.process_result()
         finally:
-            close = getattr(result, "close", None)
+            close = None if type(result) is list else getattr(result, "close", None)  # a list has no close()
             self.result = None
             if close is not None:
                 close()
@@ -451,6 +469,11 @@ class WSGIHandler:
                     self.close_connection = True
                     return
                 self._write_first(b"", length)  # a generator that yielded nothing: chunked, as gevent
+        self._end_body()
+
+    def _end_body(self) -> None:
+        """After the last body bytes: the last chunk of a chunked body; a body that missed its Content-Length
+        closes the connection."""
         if self._chunked:
             self._conn.send(_CHUNKED_END)
         if self._provided_length is not None:
@@ -737,6 +760,14 @@ class WSGIHandler:
     _input: Input = EMPTY_INPUT  # the request's wsgi.input as the server made it (the app may replace the environ's)
     _says_close = False  # the head says Connection: close already
     _head = b""  # the head so far: status line and headers, without the framing header and the final CR LF
+
+
+def _with_request_keys(base: dict) -> dict:
+    """``base`` with the keys the parser sets on every request already in it (placeholders, each overwritten in
+    the same position it would take): each request's copy then has room for its header keys without a resize."""
+    for key in _REQUEST_KEYS:
+        base.setdefault(key, "")
+    return base
 
 
 def _refuse_line_breaks(status: str, headers: list) -> None:

@@ -117,7 +117,6 @@ class Greenlet(greenlet):
     # Slots, not a per-instance dict: one object fewer per greenlet for the cyclic GC to track and traverse.
     # (A subclass that sets its own attributes still gets a dict, created on first use.)
     __slots__ = (
-        "_hub",
         "args",
         "_kwargs",
         "value",
@@ -145,7 +144,6 @@ class Greenlet(greenlet):
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
-        self._hub = hub
         self.args = args
         self._kwargs = kwargs or None  # None until read: an empty dict per parked greenlet is 64 bytes for nothing
         self.value = None
@@ -213,7 +211,7 @@ class Greenlet(greenlet):
     @property
     def loop(self) -> Loop:
         """The loop of the hub it runs in (the hub of the thread that created it)."""
-        return self._hub.loop
+        return self.parent.loop
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -326,7 +324,7 @@ class Greenlet(greenlet):
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
-            self._hub.loop.start(self)
+            self.parent.loop.start(self)
 
     def start_later(self, seconds: float) -> None:
         """Schedules it to run ``seconds`` from now. Does nothing if it was already started (or killed)."""
@@ -334,7 +332,7 @@ class Greenlet(greenlet):
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
-            self._start_timer = self._hub.loop.call_later(seconds, self.switch)
+            self._start_timer = self.parent.loop.call_later(seconds, self.switch)
 
     # ``spawn(*args, **kwargs)``: creates a greenlet of this class with these arguments (``run`` first), starts it
     # and returns it. Rust (rust/greenlet_spawn.rs): ``cls(*args, **kwargs)`` then its ``start()``, without a
@@ -358,7 +356,7 @@ class Greenlet(greenlet):
         if self._start_state is _RAN or self._start_state is _CANCELLED:
             return False
         if self._start_state is _SCHEDULED:
-            loop = self._hub.loop
+            loop = self.parent.loop
             if self._start_timer is not None:
                 loop.cancel_timer(self._start_timer)
             else:
@@ -379,10 +377,18 @@ class Greenlet(greenlet):
         return self._function or self._run
 
     def _returned(self, result):
+        # _report_result, then _free, in one frame: every Greenlet that returns ends here.
+        self._exc_info = _SUCCESS
+        self.value = result
+        self._finish_order = next(_finish_counter)
         try:
-            self._report_result(result)
+            if self._links:
+                self._schedule_links()
         finally:
-            self._free()
+            self._function = None
+            self.args = ()
+            if self._kwargs:
+                self._kwargs.clear()
 
     def _raised(self, exc_info):
         try:
@@ -414,7 +420,7 @@ class Greenlet(greenlet):
         self._exc_info = exc_info
         self._finish_order = next(_finish_counter)
         self._schedule_links()
-        self._hub.handle_error(self, *exc_info)
+        self.parent.handle_error(self, *exc_info)
 
     # -- killing ----------------------------------------------------------------------------------------
 
@@ -446,7 +452,7 @@ class Greenlet(greenlet):
             return
         if self.ready():
             return
-        self._hub.loop.throw(self, exc)
+        self.parent.loop.throw(self, exc)
         if block:
             self.join(timeout)
 
@@ -490,7 +496,7 @@ class Greenlet(greenlet):
             return True
         waiter = getcurrent()
         self._add_link(waiter)
-        park = self._hub.loop.park
+        park = self.parent.loop.park
         try:
             if timeout is None:
                 while not self.ready():
@@ -577,12 +583,12 @@ class Greenlet(greenlet):
     def _schedule_links(self):
         if self._links and not self._links_scheduled:
             self._links_scheduled = True
-            self._hub.loop.run_callback(self._notify_links)
+            self.parent.loop.run_callback(self._notify_links)
 
     def _notify_links(self):
         self._links_scheduled = False
         links = self._links
-        loop = self._hub.loop
+        loop = self.parent.loop
         while links:
             link = links.pop(0)
             if isinstance(link, greenlet):  # a greenlet blocked in join()/get()
@@ -591,7 +597,7 @@ class Greenlet(greenlet):
             try:
                 link(self)
             except BaseException:
-                self._hub.handle_error((link, self), *sys.exc_info())
+                self.parent.handle_error((link, self), *sys.exc_info())
 
 
 _greenlet_dead_property = Greenlet.dead  # what ready() inlines
@@ -727,7 +733,7 @@ def joinall(
     failure as soon as it is seen.
     """
     greenlets = list(greenlets)
-    if raise_error or count is not None or not all(isinstance(g, Greenlet) for g in greenlets):
+    if raise_error or count is not None or not all(map(isinstance, greenlets, itertools.repeat(Greenlet))):
         return _join_as_they_finish(greenlets, timeout, raise_error, count)
     # Joining each in turn parks at most once per greenlet still running, with no link per greenlet. The result
     # is put in iwait's order: those finished before the call first, as given, then the rest by finish time.
@@ -737,7 +743,8 @@ def joinall(
         (finished_before if g.ready() else running).append(g)
     if timeout is None:
         for g in running:
-            if not g.ready():  # most finish while an earlier one is joined
+            # Most finish while an earlier one is joined: a finished one is seen without a call.
+            if g._exc_info is None and not g.ready():
                 g.join()
         finished_since = running
     else:

@@ -20,7 +20,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import TIMEOUT, greenlet_run, spawn_greenlet
 from ferrovent._waiter import MultipleWaiter
-from ferrovent.hub import get_hub
+from ferrovent.hub import _hubs, get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
 
 if TYPE_CHECKING:
@@ -139,7 +139,10 @@ class Greenlet(greenlet):
     spawning_stack_limit = 0
 
     def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
-        hub = get_hub()
+        try:
+            hub = _hubs.hub  # get_hub() without its frame, once the thread has a hub
+        except AttributeError:
+            hub = get_hub()
         self.parent = hub  # all greenlet.__init__ would do: `run` is this class's (Rust) method
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
@@ -150,16 +153,14 @@ class Greenlet(greenlet):
         self._exc_info = None
         self._start_state = None
         self._start_timer = None
-        self._formatted_info = None
-        self._ident = None
-        self._name = None
+        # _formatted_info, _ident, _name and _tree_locals stay unset until first used: a slot never set is skipped
+        # by every GC pass over the greenlet (a None one is visited).
         self._links = ()  # replaced by a list on the first link
         self._links_scheduled = False
         self._finish_order = 0  # when it became ready, among all Greenlets: joinall reports in this order
         spawner = getcurrent()
         #: A weak reference to the greenlet that created this one.
         self.spawning_greenlet = ref(spawner)
-        self._tree_locals = None  # made (or taken from the spawner) on first use
         if self.spawning_stack_limit:
             self.spawning_stack = _stack_summary(sys._getframe(1), self.spawning_stack_limit)
 
@@ -228,20 +229,21 @@ class Greenlet(greenlet):
     @property
     def minimal_ident(self) -> int:
         """A small integer naming this greenlet, unique among the live greenlets of its hub (its parent)."""
-        if self._ident is None:
-            self._ident = self.parent.ident_registry.get_ident(self)
-        return self._ident
+        ident = getattr(self, "_ident", None)
+        if ident is None:
+            ident = self._ident = self.parent.ident_registry.get_ident(self)
+        return ident
 
     @property
     def spawn_tree_locals(self) -> dict[Any, Any]:
         """A dict shared by every greenlet spawned, directly or not, from the same greenlet (the main greenlet
         excepted: each greenlet it spawns starts a tree of its own)."""
-        shared = self._tree_locals
+        shared = getattr(self, "_tree_locals", None)
         if shared is None:
             # Up the chain of spawners that have no dict yet (a loop: the chain may be long), then down it.
             chain = [self]
             spawner = self.spawning_greenlet()
-            while isinstance(spawner, Greenlet) and spawner._tree_locals is None:
+            while isinstance(spawner, Greenlet) and getattr(spawner, "_tree_locals", None) is None:
                 chain.append(spawner)
                 spawner = spawner.spawning_greenlet()
             shared = spawner._tree_locals if isinstance(spawner, Greenlet) else _tree_locals_of_spawner(spawner)
@@ -285,21 +287,22 @@ class Greenlet(greenlet):
     @property
     def name(self) -> str:
         """The greenlet's name: ``Greenlet-N`` unless one was assigned."""
-        return self._name or f"Greenlet-{self.minimal_ident}"
+        return getattr(self, "_name", None) or f"Greenlet-{self.minimal_ident}"
 
     @name.setter
     def name(self, value: str) -> None:
         self._name = value
 
     def __repr__(self):
-        named = self._name is not None or self._ident is not None
+        named = getattr(self, "_name", None) is not None or getattr(self, "_ident", None) is not None
         name = f' "{self.name}" ' if named else " "
         info = self._formatinfo()
         return f"<{type(self).__name__}{name}at {hex(id(self))}{': ' + info if info else ''}>"
 
     def _formatinfo(self):
-        if self._formatted_info is not None:
-            return self._formatted_info
+        cached = getattr(self, "_formatted_info", None)
+        if cached is not None:
+            return cached
         func = self._function or self._run
         bound_to = getattr(func, "__self__", None)
         if bound_to is self:

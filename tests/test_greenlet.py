@@ -241,3 +241,30 @@ def test_a_finishing_iwait_object_does_not_end_an_unrelated_wait():
         other.join()  # `second` finishes meanwhile: its notification must not end this join early
         assert other.dead
         break
+
+
+def test_the_hub_a_greenlet_uses_is_its_parent():
+    # As gevent's: the loop, the error reporting and the links go through `parent`, so a greenlet given another
+    # hub's greenlet as parent would follow it; here, the thread's hub.
+    g = ferrovent.Greenlet(lambda: "done")
+    assert g.parent is ferrovent.get_hub() and g.loop is ferrovent.get_hub().loop
+    finished = []
+    g.rawlink(finished.append)
+    g.start()
+    assert g.get() == "done"
+    ferrovent.sleep(0)
+    assert finished == [g]
+
+
+def test_names_and_tree_locals_are_made_on_first_use():
+    def measure(text):
+        return len(text)
+
+    g = ferrovent.Greenlet(measure, "abc")
+    assert repr(g).endswith(": measure('abc')>") and '"' not in repr(g)
+    assert g.name == f"Greenlet-{g.minimal_ident}" and f'"{g.name}"' in repr(g)
+    g.name = "worker"
+    assert g.name == "worker" and '"worker"' in repr(g)
+    assert g.spawn_tree_locals == {} and g.spawn_tree_locals is g.spawn_tree_locals
+    g.start()
+    assert g.get() == 3

@@ -20,7 +20,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import TIMEOUT, greenlet_run, spawn_greenlet
 from ferrovent._waiter import MultipleWaiter
-from ferrovent.hub import get_hub
+from ferrovent.hub import _hubs, get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
 
 if TYPE_CHECKING:
@@ -117,7 +117,6 @@ class Greenlet(greenlet):
     # Slots, not a per-instance dict: one object fewer per greenlet for the cyclic GC to track and traverse.
     # (A subclass that sets its own attributes still gets a dict, created on first use.)
     __slots__ = (
-        "_hub",
         "args",
         "_kwargs",
         "value",
@@ -140,28 +139,28 @@ class Greenlet(greenlet):
     spawning_stack_limit = 0
 
     def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
-        hub = get_hub()
+        try:
+            hub = _hubs.hub  # get_hub() without its frame, once the thread has a hub
+        except AttributeError:
+            hub = get_hub()
         self.parent = hub  # all greenlet.__init__ would do: `run` is this class's (Rust) method
         if run is not None and not callable(run):
             raise TypeError("The run argument or self._run must be callable")
         self._function = run  # None: run the (possibly overridden) _run method
-        self._hub = hub
         self.args = args
         self._kwargs = kwargs or None  # None until read: an empty dict per parked greenlet is 64 bytes for nothing
         self.value = None
         self._exc_info = None
         self._start_state = None
         self._start_timer = None
-        self._formatted_info = None
-        self._ident = None
-        self._name = None
+        # _formatted_info, _ident, _name and _tree_locals stay unset until first used: a slot never set is skipped
+        # by every GC pass over the greenlet (a None one is visited).
         self._links = ()  # replaced by a list on the first link
         self._links_scheduled = False
         self._finish_order = 0  # when it became ready, among all Greenlets: joinall reports in this order
         spawner = getcurrent()
         #: A weak reference to the greenlet that created this one.
         self.spawning_greenlet = ref(spawner)
-        self._tree_locals = None  # made (or taken from the spawner) on first use
         if self.spawning_stack_limit:
             self.spawning_stack = _stack_summary(sys._getframe(1), self.spawning_stack_limit)
 
@@ -213,7 +212,7 @@ class Greenlet(greenlet):
     @property
     def loop(self) -> Loop:
         """The loop of the hub it runs in (the hub of the thread that created it)."""
-        return self._hub.loop
+        return self.parent.loop
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -230,20 +229,21 @@ class Greenlet(greenlet):
     @property
     def minimal_ident(self) -> int:
         """A small integer naming this greenlet, unique among the live greenlets of its hub (its parent)."""
-        if self._ident is None:
-            self._ident = self.parent.ident_registry.get_ident(self)
-        return self._ident
+        ident = getattr(self, "_ident", None)
+        if ident is None:
+            ident = self._ident = self.parent.ident_registry.get_ident(self)
+        return ident
 
     @property
     def spawn_tree_locals(self) -> dict[Any, Any]:
         """A dict shared by every greenlet spawned, directly or not, from the same greenlet (the main greenlet
         excepted: each greenlet it spawns starts a tree of its own)."""
-        shared = self._tree_locals
+        shared = getattr(self, "_tree_locals", None)
         if shared is None:
             # Up the chain of spawners that have no dict yet (a loop: the chain may be long), then down it.
             chain = [self]
             spawner = self.spawning_greenlet()
-            while isinstance(spawner, Greenlet) and spawner._tree_locals is None:
+            while isinstance(spawner, Greenlet) and getattr(spawner, "_tree_locals", None) is None:
                 chain.append(spawner)
                 spawner = spawner.spawning_greenlet()
             shared = spawner._tree_locals if isinstance(spawner, Greenlet) else _tree_locals_of_spawner(spawner)
@@ -287,21 +287,22 @@ class Greenlet(greenlet):
     @property
     def name(self) -> str:
         """The greenlet's name: ``Greenlet-N`` unless one was assigned."""
-        return self._name or f"Greenlet-{self.minimal_ident}"
+        return getattr(self, "_name", None) or f"Greenlet-{self.minimal_ident}"
 
     @name.setter
     def name(self, value: str) -> None:
         self._name = value
 
     def __repr__(self):
-        named = self._name is not None or self._ident is not None
+        named = getattr(self, "_name", None) is not None or getattr(self, "_ident", None) is not None
         name = f' "{self.name}" ' if named else " "
         info = self._formatinfo()
         return f"<{type(self).__name__}{name}at {hex(id(self))}{': ' + info if info else ''}>"
 
     def _formatinfo(self):
-        if self._formatted_info is not None:
-            return self._formatted_info
+        cached = getattr(self, "_formatted_info", None)
+        if cached is not None:
+            return cached
         func = self._function or self._run
         bound_to = getattr(func, "__self__", None)
         if bound_to is self:
@@ -326,7 +327,7 @@ class Greenlet(greenlet):
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
-            self._hub.loop.start(self)
+            self.parent.loop.start(self)
 
     def start_later(self, seconds: float) -> None:
         """Schedules it to run ``seconds`` from now. Does nothing if it was already started (or killed)."""
@@ -334,7 +335,7 @@ class Greenlet(greenlet):
             if _spawn_callbacks is not None:
                 _call_spawn_callbacks(self)
             self._start_state = _SCHEDULED
-            self._start_timer = self._hub.loop.call_later(seconds, self.switch)
+            self._start_timer = self.parent.loop.call_later(seconds, self.switch)
 
     # ``spawn(*args, **kwargs)``: creates a greenlet of this class with these arguments (``run`` first), starts it
     # and returns it. Rust (rust/greenlet_spawn.rs): ``cls(*args, **kwargs)`` then its ``start()``, without a
@@ -358,7 +359,7 @@ class Greenlet(greenlet):
         if self._start_state is _RAN or self._start_state is _CANCELLED:
             return False
         if self._start_state is _SCHEDULED:
-            loop = self._hub.loop
+            loop = self.parent.loop
             if self._start_timer is not None:
                 loop.cancel_timer(self._start_timer)
             else:
@@ -379,10 +380,18 @@ class Greenlet(greenlet):
         return self._function or self._run
 
     def _returned(self, result):
+        # _report_result, then _free, in one frame: every Greenlet that returns ends here.
+        self._exc_info = _SUCCESS
+        self.value = result
+        self._finish_order = next(_finish_counter)
         try:
-            self._report_result(result)
+            if self._links:
+                self._schedule_links()
         finally:
-            self._free()
+            self._function = None
+            self.args = ()
+            if self._kwargs:
+                self._kwargs.clear()
 
     def _raised(self, exc_info):
         try:
@@ -414,7 +423,7 @@ class Greenlet(greenlet):
         self._exc_info = exc_info
         self._finish_order = next(_finish_counter)
         self._schedule_links()
-        self._hub.handle_error(self, *exc_info)
+        self.parent.handle_error(self, *exc_info)
 
     # -- killing ----------------------------------------------------------------------------------------
 
@@ -446,7 +455,7 @@ class Greenlet(greenlet):
             return
         if self.ready():
             return
-        self._hub.loop.throw(self, exc)
+        self.parent.loop.throw(self, exc)
         if block:
             self.join(timeout)
 
@@ -490,7 +499,7 @@ class Greenlet(greenlet):
             return True
         waiter = getcurrent()
         self._add_link(waiter)
-        park = self._hub.loop.park
+        park = self.parent.loop.park
         try:
             if timeout is None:
                 while not self.ready():
@@ -577,12 +586,12 @@ class Greenlet(greenlet):
     def _schedule_links(self):
         if self._links and not self._links_scheduled:
             self._links_scheduled = True
-            self._hub.loop.run_callback(self._notify_links)
+            self.parent.loop.run_callback(self._notify_links)
 
     def _notify_links(self):
         self._links_scheduled = False
         links = self._links
-        loop = self._hub.loop
+        loop = self.parent.loop
         while links:
             link = links.pop(0)
             if isinstance(link, greenlet):  # a greenlet blocked in join()/get()
@@ -591,7 +600,7 @@ class Greenlet(greenlet):
             try:
                 link(self)
             except BaseException:
-                self._hub.handle_error((link, self), *sys.exc_info())
+                self.parent.handle_error((link, self), *sys.exc_info())
 
 
 _greenlet_dead_property = Greenlet.dead  # what ready() inlines
@@ -727,7 +736,7 @@ def joinall(
     failure as soon as it is seen.
     """
     greenlets = list(greenlets)
-    if raise_error or count is not None or not all(isinstance(g, Greenlet) for g in greenlets):
+    if raise_error or count is not None or not all(map(isinstance, greenlets, itertools.repeat(Greenlet))):
         return _join_as_they_finish(greenlets, timeout, raise_error, count)
     # Joining each in turn parks at most once per greenlet still running, with no link per greenlet. The result
     # is put in iwait's order: those finished before the call first, as given, then the rest by finish time.
@@ -737,7 +746,8 @@ def joinall(
         (finished_before if g.ready() else running).append(g)
     if timeout is None:
         for g in running:
-            if not g.ready():  # most finish while an earlier one is joined
+            # Most finish while an earlier one is joined: a finished one is seen without a call.
+            if g._exc_info is None and not g.ready():
                 g.join()
         finished_since = running
     else:

@@ -115,39 +115,25 @@ def _finished() -> bool:
 
 
 class _Layout:
-    """Draws one level of a GreenletTree: a node's label, then its data lines (``:``-marked at the top level) and
-    its children's blocks joined by ``+---`` heads and ``|`` rails. Data lines are tuples until placed, so a parent
-    can tell them from its children's rails."""
+    """What one node of a GreenletTree says: its label, then its data lines (kept only when details are shown).
+    `GreenletTree._render` places them, with the rails and columns of the node's ancestry in front."""
 
-    def __init__(self, details: dict, depth: int = 0, locals_by_greenlet: Optional[dict] = None) -> None:
-        self.lines: list = []
+    def __init__(self, details: dict, locals_by_greenlet: Optional[dict] = None) -> None:
+        self.lines: list[str] = []
         self.details = details
-        self.depth = depth
         #: Every greenlet's `local` dicts, by id, gathered once for the whole tree (one heap walk, not one per node).
         self.locals_by_greenlet = locals_by_greenlet
-
-    def deeper(self) -> _Layout:
-        return _Layout(self.details, self.depth + 1, self.locals_by_greenlet)
 
     def label(self, text: str) -> None:
         self.lines.append(text)
 
-    def data(self, text: str, marker: str = ":") -> None:
+    def data(self, text: str) -> None:
         if self.details:
-            self.lines.append((f" {marker if not self.depth else ' '}    {text}",))
+            self.lines.append(text)
 
     def multidata(self, text: str) -> None:
         for line in text.splitlines():
             self.data(line)
-
-    def child(self, block: list, last: bool) -> None:
-        head, *rest = block
-        self.lines.append(f" +--- {head}")
-        for line in rest:
-            if isinstance(line, tuple):
-                self.data(line[0], " " if last else ":")
-            else:
-                self.lines.append(f" {' ' if last else '|'}   {line}")
 
 
 class GreenletTree:
@@ -190,8 +176,7 @@ class GreenletTree:
             from ferrovent.local import local_dicts_by_greenlet  # imported late: a debugging path
 
             found_locals = local_dicts_by_greenlet()
-        layout = _Layout(details, locals_by_greenlet=found_locals)
-        return [line[0] if isinstance(line, tuple) else line for line in self._render(layout)]
+        return self._render(details, found_locals)
 
     def format(self, details: Union[bool, dict] = True) -> str:
         """`format_lines` as one string."""
@@ -214,7 +199,31 @@ class GreenletTree:
                 label += "; not running"
         return label
 
-    def _render(self, layout: _Layout) -> list:
+    def _render(self, details: dict, locals_by_greenlet: Optional[dict]) -> list[str]:
+        # Pre-order with a list of pending nodes, not recursion: a chain of spawners deeper than the recursion
+        # limit still renders. A child's label hangs from a "+---" after its ancestors' rails ("|" while an
+        # ancestor has later siblings); data lines are indented a column per level, and the top level's column
+        # is ":" while that top-level branch has later siblings.
+        lines = []
+        pending = [(self, 0, "", "", ":")]  # (tree, depth, before its label, its rails, its top-level column)
+        while pending:
+            tree, depth, before_label, rails, column = pending.pop()
+            node = _Layout(details, locals_by_greenlet)
+            tree._render_node(node)
+            label, *data = node.lines
+            lines.append(before_label + label)
+            data_prefix = f" {column}    " + "      " * depth
+            lines.extend(data_prefix + text for text in data)
+            children = tree._sorted_children()
+            for index in reversed(range(len(children))):
+                last = index == len(children) - 1
+                child_column = (" " if last else ":") if depth == 0 else column
+                child_rails = rails + f" {' ' if last else '|'}   "
+                pending.append((children[index], depth + 1, rails + " +--- ", child_rails, child_column))
+        return lines
+
+    def _render_node(self, layout: _Layout) -> None:
+        """This node's label and data lines, without its children."""
         glet = self.greenlet
         details = layout.details
         layout.label(self._label())
@@ -232,16 +241,15 @@ class GreenletTree:
             layout.multidata(pprint.pformat(tree_locals))
         if details.get("locals"):
             self._render_locals(layout)
-        children = sorted(
+
+    def _sorted_children(self) -> list:
+        return sorted(
             self.child_trees,
             key=lambda tree: (
                 getattr(tree.greenlet, "minimal_ident", -1),
                 getattr(tree.greenlet, "ready", _finished)(),
             ),
         )
-        for index, child in enumerate(children):
-            layout.child(child._render(layout.deeper()), last=index == len(children) - 1)
-        return layout.lines
 
     def _render_locals(self, layout: _Layout) -> None:
         by_greenlet = layout.locals_by_greenlet or {}

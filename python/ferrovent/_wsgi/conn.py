@@ -14,7 +14,7 @@ import errno
 import os
 import time
 from functools import partial
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from ferrovent import socket as _cooperative
 from ferrovent._core import sleep
@@ -52,7 +52,7 @@ class InvalidClientInput(ClientError):
     """The request body is malformed: bad chunked framing, or the connection ended before the body did."""
 
 
-def _raise_client_error(error: BaseException) -> None:
+def _raise_client_error(error: BaseException) -> NoReturn:
     """Raises the `ClientError` kind for a failed socket call's ``error``, as if it happened in an ``except``."""
     try:
         raise error
@@ -79,10 +79,8 @@ class PlainIO:
         """Up to ``size`` bytes (b"" at end of stream); raises ClientTimeout if none come within ``timeout``."""
         try:
             return _cooperative_recv(self.sock, size, 0, timeout)
-        except _socket.timeout:
-            raise ClientTimeout("timed out") from None
         except OSError as error:
-            raise ClientGone(error.errno, error.strerror) from error
+            _raise_client_error(error)
 
     def sendall(self, data: Any, timeout: Optional[float]) -> None:
         """Sends all of ``data``; each wait for buffer space is bounded by ``timeout``."""

@@ -228,3 +228,34 @@ def flags_seen(new_loop) -> list:
 
 def test_the_loops_flags_however_assigned_are_what_call_soon_sees():
     assert flags_seen(ferrovent.asyncio.new_event_loop) == flags_seen(asyncio.new_event_loop)
+
+
+def test_call_soon_replaced_on_the_instance_or_overridden_by_a_subclass_is_what_runs():
+    from unittest import mock
+
+    class Counting(ferrovent.asyncio.EventLoop):
+        def call_soon(self, callback, *args, context=None):
+            seen.append("subclass")
+            return super().call_soon(callback, *args, context=context)
+
+    seen: list = []
+    loop = Counting()
+    try:
+        loop.call_soon(seen.append, "ran")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == ["subclass", "subclass", "ran"]
+    finally:
+        loop.close()
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        own = loop.call_soon
+        with mock.patch.object(loop, "call_soon", wraps=own) as patched:
+            asyncio.Handle.cancel(loop.call_soon(print))
+            assert patched.call_count == 1
+        assert loop.call_soon == own  # the patch undone
+        loop.call_soon = lambda *args, **kwargs: seen.append("replaced")
+        loop.call_soon(print)
+        assert seen[-1] == "replaced"
+    finally:
+        loop.close()

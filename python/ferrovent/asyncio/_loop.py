@@ -6,10 +6,11 @@ read the private slots of asyncio's ``Handle``, so they are used only on the Pyt
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
 runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
-loop's ``call_soon``, ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the instance's Rust calls
-(where its class keeps asyncio's), without a Python frame each; the loop's state (``_stopping``, ``_scheduled``...) is
-read from its ``__dict__`` where its class defines none of those names, and its ``_debug`` and ``_closed`` are
-properties whose setters tell the Rust side (asyncio assigns them; every assignment goes through them).
+loop's ``call_soon`` (kept in a slot), ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the
+instance's Rust calls (where its class keeps asyncio's), without a Python frame each; the loop's state
+(``_stopping``, ``_scheduled``...) is read from its ``__dict__`` where its class defines none of those names, and its
+``_debug`` and ``_closed`` are properties whose setters tell the Rust side (asyncio assigns them; every assignment
+goes through them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextvars
 import os
 import sys
+import types
 import weakref
 from asyncio import base_events, events, format_helpers, selector_events
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -144,6 +146,18 @@ def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)
 
 
+def _call_soon(
+    loop: EventLoop, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+) -> asyncio.Handle:
+    """`EventLoop`'s ``call_soon`` without the fast path: the stdlib's, and a wake of the loop if it is parked in
+    ``select`` (called from another greenlet)."""
+    handle = super(EventLoop, loop).call_soon(callback, *args, context=context)
+    if handle._source_traceback:
+        del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
+    loop._wake_select()
+    return handle
+
+
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on the hub's reactor: its tasks and the hub's greenlets share one thread and one poll.
 
@@ -156,6 +170,12 @@ class EventLoop(asyncio.SelectorEventLoop):
     loop that serves `await_` when no other is running does not, so an idle one never keeps a program alive.
     """
 
+    # An instance's call_soon is the one in this slot, a data descriptor, so that finding it (each Task step, each
+    # future's callback) is no look in the instance's __dict__ first: the Rust call with the fast path, else
+    # `_call_soon` bound to the loop. (So ``EventLoop.call_soon`` is the slot's descriptor, not a function to call
+    # with the loop: a subclass reaches it with ``super().call_soon``.)
+    __slots__ = {"call_soon": "As the stdlib's; wakes the loop if it is parked in select (from another greenlet)."}
+
     def __init__(self, hub: Hub | None = None, *, keeps_hub_alive: bool = True) -> None:
         self._hub = hub if hub is not None else get_hub()
         self._keeps_hub_alive = keeps_hub_alive
@@ -163,6 +183,9 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._os_thread = None  # the OS thread running it, while it runs
         selector = HubSelector(self._hub)
         self._wake_select = selector._core.wake  # the Rust call itself: call_soon makes it every time
+        # the slot (see __slots__), whatever a subclass's own lookup of the name finds
+        slow_call_soon = types.MethodType(_call_soon, self)
+        EventLoop.call_soon.__set__(self, slow_call_soon)
         super().__init__(selector)
         self._fast: Optional[_core.AioLoop] = None
         if FAST_PATH and type(self).call_soon is EventLoop.call_soon and type(self)._run_once is EventLoop._run_once:
@@ -174,7 +197,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 asyncio.TimerHandle,
                 _HANDLE_INIT,
                 _HANDLE_RUN,
-                EventLoop.call_soon.__get__(self),  # debug mode, a closed loop
+                slow_call_soon,  # debug mode, a closed loop
                 super()._run_once,  # debug mode
                 _report_callback_error,
                 _dispatches_in_rust(type(self), selector),
@@ -182,7 +205,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 _flags_kept(type(self)),
             )
             # run_forever's loop and Task steps find the Rust calls without a Python frame around them
-            self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
+            EventLoop.call_soon.__set__(self, self._fast.call_soon)
             self._run_once = self._fast.run_once  # type: ignore[method-assign]
             if type(self).create_future is base_events.BaseEventLoop.create_future:
                 self.create_future = self._fast.create_future  # type: ignore[method-assign]
@@ -198,16 +221,6 @@ class EventLoop(asyncio.SelectorEventLoop):
     def hub(self) -> Hub:
         """The hub whose reactor this loop waits in."""
         return self._hub
-
-    def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
-    ) -> asyncio.Handle:
-        """As the stdlib's; wakes the loop if it is parked in ``select`` (called from another greenlet)."""
-        handle = super().call_soon(callback, *args, context=context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]  # debug mode: the caller's frame ends it, not this one
-        self._wake_select()
-        return handle
 
     def call_at(
         self, when: float, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None

@@ -690,6 +690,15 @@ impl AioLoop {
         Ok(handle)
     }
 
+    /// asyncio's `_check_closed` (every `create_task`, `call_at`, `run_in_executor`...): RuntimeError if the
+    /// loop's `_closed` is true.
+    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.flag(py, &self.closed, intern!(py, "_closed"))? {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
     /// asyncio's `create_future`: `asyncio.futures.Future(loop=loop)`.
     fn create_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let future_type = self.futures.bind(py).getattr(intern!(py, "Future"))?;

@@ -192,8 +192,8 @@ def test_a_replaced_clock_is_the_loops_clock(monkeypatch):
 
 
 def flags_seen(new_loop) -> list:
-    """What call_soon and get_debug do after the loop's _debug and _closed are assigned without set_debug/close,
-    given values that are not bools, and deleted."""
+    """What call_soon, call_at, create_task and get_debug do after the loop's _debug and _closed are assigned without
+    set_debug/close, given values that are not bools, and deleted."""
     seen: list = []
     loop = new_loop()
 
@@ -210,9 +210,10 @@ def flags_seen(new_loop) -> list:
         seen.append([loop.get_debug(), loop.call_soon(print)._source_traceback is not None])
         loop._debug = False
         loop._closed = "yes"
-        seen.append([attempt(lambda: loop.call_soon(print)), loop.is_closed()])
+        seen.append([attempt(lambda: loop.call_soon(print)), loop.is_closed(), attempt(lambda: loop.call_at(0, print))])
         loop._closed = None
         seen.append([attempt(lambda: type(loop.call_soon(print)).__name__), loop.is_closed()])
+        seen.append(attempt(lambda: type(loop.call_at(0, print)).__name__))
         del loop._debug
         seen.append([attempt(loop.get_debug), attempt(lambda: loop.call_soon(print)), "_debug" in vars(loop)])
         loop._debug = True
@@ -222,7 +223,13 @@ def flags_seen(new_loop) -> list:
         loop._ready.clear()
     finally:
         loop.close()
-    seen.append([loop.is_closed(), attempt(lambda: loop.call_soon(print))])
+    seen.append([loop.is_closed(), attempt(lambda: loop.call_soon(print)), attempt(lambda: loop.call_later(1, print))])
+    coroutine = asyncio.sleep(0)
+    try:
+        loop.create_task(coroutine)
+    except RuntimeError as exc:
+        seen.append(str(exc))
+    coroutine.close()
     return seen
 
 

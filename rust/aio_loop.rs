@@ -202,9 +202,9 @@ unsafe fn call_soon_here(
             context.map(|value| Bound::from_borrowed_ptr(py, value)),
         )
     };
-    let handle = PyTuple::new(py, rest)
-        .and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context))
-        .map(Bound::unbind);
+    // most calls pass the callback alone: the empty tuple without PyTuple::new's iteration
+    let rest = if nargs == 1 { Ok(PyTuple::empty(py)) } else { PyTuple::new(py, rest) };
+    let handle = rest.and_then(|rest| aio_loop.get().call_soon(py, callback, rest, context)).map(Bound::unbind);
     Some(vectorcall::into_result(py, handle))
 }
 
@@ -417,14 +417,13 @@ impl AioLoop {
         args: Bound<'py, PyTuple>,
         context: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let empty = PyTuple::empty(py);
-        // SAFETY: `handle_type` is a type object (asyncio.Handle, checked in Python before this object is made);
-        // PyType_GenericNew allocates an instance with its slots empty and ignores the (valid) argument tuple.
+        let handle_type = self.handle_type.bind(py).as_type_ptr();
+        // SAFETY: `handle_type` is a type object (asyncio.Handle, checked in Python before this object is made),
+        // alive while `self` is. Its `tp_alloc` (what PyType_GenericNew calls, without an argument tuple to make)
+        // returns a new instance with its slots empty, or NULL with an exception set.
         let handle = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyType_GenericNew(self.handle_type.as_ptr().cast(), empty.as_ptr(), std::ptr::null_mut()),
-            )?
+            let alloc = (*handle_type).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+            Bound::from_owned_ptr_or_err(py, alloc(handle_type, 0))?
         };
         let layout = &self.layout;
         let values = [
@@ -499,15 +498,20 @@ impl AioLoop {
         Ok(kept)
     }
 
-    fn is_plain_handle(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
-        let kind = handle.get_type();
-        kind.is(self.handle_type.bind(py)) || kind.is(self.timer_handle_type.bind(py))
+    fn is_plain_handle(&self, _py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
+        // SAFETY: reads the type pointer of a live object.
+        let kind = unsafe { ffi::Py_TYPE(handle.as_ptr()) }.cast::<ffi::PyObject>();
+        kind == self.handle_type.as_ptr() || kind == self.timer_handle_type.as_ptr()
     }
 
     fn is_cancelled(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
         if self.is_plain_handle(py, handle) {
             // SAFETY: an asyncio.Handle or TimerHandle, and its slot.
             if let Some(cancelled) = unsafe { read_slot(handle, self.layout.cancelled) } {
+                // SAFETY: the GIL is held; the singleton is only compared with.
+                if cancelled.as_ptr() == unsafe { ffi::Py_False() } {
+                    return Ok(false); // what `cancel` has not yet set: no truth test to call
+                }
                 return cancelled.is_truthy();
             }
         }
@@ -562,7 +566,18 @@ fn run_in_context(
     let result = match callback.cast_exact::<AioReadReady>() {
         // a socket transport's reader (every readable event of a connection), without a Python call around it
         Ok(reader) if args.is_empty() => reader.get().read_ready(py),
-        _ => callback.call1(args).map(drop),
+        _ => {
+            // SAFETY: `args` is a tuple, whose item array holds its `len` borrowed items while `args` lives (the
+            // caller's reference); the call's result is a new reference or NULL with an exception set.
+            unsafe {
+                let items = (*args.as_ptr().cast::<ffi::PyTupleObject>()).ob_item.as_ptr();
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyObject_Vectorcall(callback.as_ptr(), items, args.len(), std::ptr::null_mut()),
+                )
+                .map(drop)
+            }
+        }
     };
     // SAFETY: the context entered above, current again whatever greenlets ran during the call (greenlet keeps
     // each greenlet's context); no exception is set here (PyO3 holds the call's error, if any, in `result`).
@@ -673,6 +688,15 @@ impl AioLoop {
         self.append.bind(py).call1((&handle,))?;
         self.selector.get().wake_parked(py)?;
         Ok(handle)
+    }
+
+    /// asyncio's `_check_closed` (every `create_task`, `call_at`, `run_in_executor`...): RuntimeError if the
+    /// loop's `_closed` is true.
+    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.flag(py, &self.closed, intern!(py, "_closed"))? {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
     }
 
     /// asyncio's `create_future`: `asyncio.futures.Future(loop=loop)`.

@@ -192,8 +192,8 @@ def test_a_replaced_clock_is_the_loops_clock(monkeypatch):
 
 
 def flags_seen(new_loop) -> list:
-    """What call_soon and get_debug do after the loop's _debug and _closed are assigned without set_debug/close,
-    given values that are not bools, and deleted."""
+    """What call_soon, call_at, create_task and get_debug do after the loop's _debug and _closed are assigned without
+    set_debug/close, given values that are not bools, and deleted."""
     seen: list = []
     loop = new_loop()
 
@@ -210,9 +210,10 @@ def flags_seen(new_loop) -> list:
         seen.append([loop.get_debug(), loop.call_soon(print)._source_traceback is not None])
         loop._debug = False
         loop._closed = "yes"
-        seen.append([attempt(lambda: loop.call_soon(print)), loop.is_closed()])
+        seen.append([attempt(lambda: loop.call_soon(print)), loop.is_closed(), attempt(lambda: loop.call_at(0, print))])
         loop._closed = None
         seen.append([attempt(lambda: type(loop.call_soon(print)).__name__), loop.is_closed()])
+        seen.append(attempt(lambda: type(loop.call_at(0, print)).__name__))
         del loop._debug
         seen.append([attempt(loop.get_debug), attempt(lambda: loop.call_soon(print)), "_debug" in vars(loop)])
         loop._debug = True
@@ -222,9 +223,46 @@ def flags_seen(new_loop) -> list:
         loop._ready.clear()
     finally:
         loop.close()
-    seen.append([loop.is_closed(), attempt(lambda: loop.call_soon(print))])
+    seen.append([loop.is_closed(), attempt(lambda: loop.call_soon(print)), attempt(lambda: loop.call_later(1, print))])
+    coroutine = asyncio.sleep(0)
+    try:
+        loop.create_task(coroutine)
+    except RuntimeError as exc:
+        seen.append(str(exc))
+    coroutine.close()
     return seen
 
 
 def test_the_loops_flags_however_assigned_are_what_call_soon_sees():
     assert flags_seen(ferrovent.asyncio.new_event_loop) == flags_seen(asyncio.new_event_loop)
+
+
+def test_call_soon_replaced_on_the_instance_or_overridden_by_a_subclass_is_what_runs():
+    from unittest import mock
+
+    class Counting(ferrovent.asyncio.EventLoop):
+        def call_soon(self, callback, *args, context=None):
+            seen.append("subclass")
+            return super().call_soon(callback, *args, context=context)
+
+    seen: list = []
+    loop = Counting()
+    try:
+        loop.call_soon(seen.append, "ran")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == ["subclass", "subclass", "ran"]
+    finally:
+        loop.close()
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        own = loop.call_soon
+        with mock.patch.object(loop, "call_soon", wraps=own) as patched:
+            asyncio.Handle.cancel(loop.call_soon(print))
+            assert patched.call_count == 1
+        assert loop.call_soon == own  # the patch undone
+        loop.call_soon = lambda *args, **kwargs: seen.append("replaced")
+        loop.call_soon(print)
+        assert seen[-1] == "replaced"
+    finally:
+        loop.close()

@@ -6,10 +6,11 @@ read the private slots of asyncio's ``Handle``, so they are used only on the Pyt
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
 runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
-loop's ``call_soon``, ``_run_once``, ``create_future``, ``time`` and ``get_debug`` are the instance's Rust calls
-(where its class keeps asyncio's), without a Python frame each; the loop's state (``_stopping``, ``_scheduled``...) is
-read from its ``__dict__`` where its class defines none of those names, and its ``_debug`` and ``_closed`` are
-properties whose setters tell the Rust side (asyncio assigns them; every assignment goes through them).
+loop's ``call_soon``, ``_run_once``, ``create_future``, ``time``, ``get_debug`` and ``_check_closed`` are the
+instance's Rust calls (where its class keeps asyncio's), without a Python frame each; the loop's state
+(``_stopping``, ``_scheduled``...) is read from its ``__dict__`` where its class defines none of those names, and its
+``_debug`` and ``_closed`` are properties whose setters tell the Rust side (asyncio assigns them; every assignment
+goes through them).
 """
 
 from __future__ import annotations
@@ -190,6 +191,8 @@ class EventLoop(asyncio.SelectorEventLoop):
                 self.time = self._fast.time  # type: ignore[method-assign]
             if type(self).get_debug is base_events.BaseEventLoop.get_debug:
                 self.get_debug = self._fast.get_debug  # type: ignore[method-assign]
+            if type(self)._check_closed is base_events.BaseEventLoop._check_closed:
+                self._check_closed = self._fast.check_closed  # type: ignore[method-assign]
 
     _debug = _loop_flag("_debug")
     _closed = _loop_flag("_closed")

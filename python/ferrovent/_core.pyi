@@ -32,6 +32,7 @@ __all__ = [
     "GreenletRun",
     "greenlet_run",
     "spawn_greenlet",
+    "build_greenlets_in_rust",
     "retire_hub",
     "adopt_hub",
     "parse_request",
@@ -126,6 +127,12 @@ greenlet_run: GreenletRun
 
 def spawn_greenlet(cls: type[greenlet], /, *args: Any, **kwargs: Any) -> Any:
     """``Greenlet.spawn``: ``cls(*args, **kwargs)``, started; returns it."""
+
+def build_greenlets_in_rust(
+    greenlet_class: type[greenlet], hubs: Any, get_hub: Callable[[], greenlet], vouches: Callable[[type], bool]
+) -> bool:
+    """Lets ``spawn_greenlet`` build the classes ``vouches`` accepts without running their ``__init__``; True if
+    installed (only the first call is)."""
 
 @final
 class Heartbeat:

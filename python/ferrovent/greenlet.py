@@ -381,7 +381,8 @@ class Greenlet(greenlet):
         return self._function or self._run
 
     def _returned(self, result):
-        # _report_result, then _free, in one frame: every Greenlet that returns ends here.
+        # Records the success, then frees as _free does, in one frame: every Greenlet that returns ends here, and one
+        # killed with GreenletExit (a success, the exception its value).
         self._exc_info = _SUCCESS
         self.value = result
         self._finish_order = next(_finish_counter)
@@ -395,8 +396,14 @@ class Greenlet(greenlet):
                 self._kwargs.clear()
 
     def _raised(self, exc_info):
+        if isinstance(exc_info[1], GreenletExit):
+            self._returned(exc_info[1])
+            return
         try:
-            self._report_error(exc_info)
+            self._exc_info = exc_info
+            self._finish_order = next(_finish_counter)
+            self._schedule_links()
+            self.parent.handle_error(self, *exc_info)
         finally:
             self._free()
 
@@ -409,22 +416,6 @@ class Greenlet(greenlet):
         self.args = ()
         if self._kwargs:
             self._kwargs.clear()
-
-    def _report_result(self, result):
-        self._exc_info = _SUCCESS
-        self.value = result
-        self._finish_order = next(_finish_counter)
-        if self._links:
-            self._schedule_links()
-
-    def _report_error(self, exc_info):
-        if isinstance(exc_info[1], GreenletExit):
-            self._report_result(exc_info[1])
-            return
-        self._exc_info = exc_info
-        self._finish_order = next(_finish_counter)
-        self._schedule_links()
-        self.parent.handle_error(self, *exc_info)
 
     # -- killing ----------------------------------------------------------------------------------------
 
@@ -441,7 +432,7 @@ class Greenlet(greenlet):
 
     def _die_before_start(self, exception):
         if self._exc_info is None:
-            self._report_error((type(exception), exception, None))
+            self._raised((type(exception), exception, None))
 
     def kill(self, exception: KillException = GreenletExit, block: bool = True, timeout: float | None = None) -> None:
         """Raises ``exception`` in it and, if ``block``, waits (up to ``timeout`` seconds) until it is dead.

@@ -1,14 +1,16 @@
-//! A new Greenlet for `Greenlet.spawn`, built without running the Python `Greenlet.__init__`.
+//! A new Greenlet for `Greenlet.spawn`, built and started without running the Python `Greenlet.__init__` and
+//! `Greenlet.start`.
 //!
 //! A spawn is paid once per greenlet, and `__init__`'s frame was a fifth of it: the call packs the arguments twice
 //! (a tuple for the class call, another tuple and a dict for `*args, **kwargs`), each allocation counting towards
 //! the next collection. Here the greenlet comes from its class's own `tp_new` (greenlet's), and what `__init__` sets
 //! is stored straight into Greenlet's slots: the hub as parent (through greenlet's C API, with its checks), the
 //! function, the arguments as a tuple, the keyword arguments as a dict (None without any), the same defaults, and a
-//! weak reference to the spawning greenlet.
+//! weak reference to the spawning greenlet. Then what `start` does to a new greenlet: the spawn callbacks, if any,
+//! through the Python method; else `_start_state` is set and the hub's loop starts it (`parent.loop.start`).
 //!
 //! Only for the classes ferrovent.greenlet vouches for (`_assigns_as_greenlet`): Greenlet, or a subclass that keeps
-//! `__new__`, `__init__`, `__setattr__`, `__getattribute__` and every attribute `__init__` assigns as Greenlet's,
+//! `__new__`, `__init__`, `start`, `__setattr__`, `__getattribute__` and every attribute they assign as Greenlet's,
 //! with `spawning_stack_limit` 0. That verdict is kept per class and version tag (CPython gives a class a new tag
 //! whenever it or one of its bases changes), so it is asked again after any change. Any other class, or call shape
 //! (no positional `run`, a keyword named `run` or `self`, a `run` that is not callable), goes through the class
@@ -65,14 +67,18 @@ impl Layout {
     }
 }
 
-/// What building a Greenlet needs, given once by ferrovent.greenlet.
+/// What building a Greenlet needs, taken once from ferrovent.greenlet.
 struct Builder {
+    /// ferrovent.greenlet's globals, for `_spawn_callbacks` (read at each spawn, as `start` reads it).
+    globals: Py<PyDict>,
     /// The thread-local object whose `hub` attribute is the thread's hub (ferrovent.hub's `_hubs`).
     hubs: Py<PyAny>,
     /// `get_hub`, for a thread that has no hub yet.
     get_hub: Py<PyAny>,
-    /// `_assigns_as_greenlet(cls)`: whether a class may be built here.
+    /// `_assigns_as_greenlet(cls)`: whether a class may be built and started here.
     vouches: Py<PyAny>,
+    /// `_SCHEDULED`, the `_start_state` of a started greenlet (compared by identity).
+    scheduled: Py<PyAny>,
     /// greenlet's `tp_new`, which every class built here has (checked again at each build).
     tp_new: ffi::newfunc,
     layout: Layout,
@@ -82,26 +88,27 @@ struct Builder {
 
 static BUILDER: PyOnceLock<Builder> = PyOnceLock::new();
 
-/// Lets `Greenlet.spawn` build the classes `vouches` accepts (see the module's comment). Returns whether it was
-/// installed: only the first call does (a second Greenlet class keeps the class call).
+/// Lets `Greenlet.spawn` build and start the classes ferrovent.greenlet (whose globals are `globals`) vouches for
+/// (see the module's comment). Returns whether it was installed: only the first call does (a second Greenlet class
+/// keeps the class call).
 #[pyfunction]
-pub fn build_greenlets_in_rust(
-    greenlet_class: &Bound<'_, PyType>,
-    hubs: &Bound<'_, PyAny>,
-    get_hub: &Bound<'_, PyAny>,
-    vouches: &Bound<'_, PyAny>,
-) -> PyResult<bool> {
+pub fn build_greenlets_in_rust(greenlet_class: &Bound<'_, PyType>, globals: &Bound<'_, PyDict>) -> PyResult<bool> {
     let py = greenlet_class.py();
     if BUILDER.get(py).is_some() {
         return Ok(false);
     }
+    let global = |name: &str| -> PyResult<Py<PyAny>> {
+        globals.get_item(name)?.map(Bound::unbind).ok_or_else(|| PyAttributeError::new_err(name.to_owned()))
+    };
     // SAFETY: reading a slot of a live type object.
     let tp_new = unsafe { (*greenlet_class.as_type_ptr()).tp_new }
         .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("Greenlet has no tp_new"))?;
     let builder = Builder {
-        hubs: hubs.clone().unbind(),
-        get_hub: get_hub.clone().unbind(),
-        vouches: vouches.clone().unbind(),
+        globals: globals.clone().unbind(),
+        hubs: global("_hubs")?,
+        get_hub: global("get_hub")?,
+        vouches: global("_assigns_as_greenlet")?,
+        scheduled: global("_SCHEDULED")?,
         tp_new,
         layout: Layout::of(greenlet_class)?,
         verdicts: Mutex::new(Vec::with_capacity(VERDICTS_KEPT)),
@@ -110,12 +117,13 @@ pub fn build_greenlets_in_rust(
 }
 
 /// `cls(run, *args, **kwargs)` with `args` holding `run` and the other positionals, then the keyword values named by
-/// `kwnames` (NULL for none): the new greenlet, or None when this call must go through the class instead.
+/// `kwnames` (NULL for none), then its `start()`: the new greenlet, started, or None when this call must go through
+/// the class and the greenlet's `start` instead.
 ///
 /// # Safety
 /// The GIL is held; `cls` is a live object; `args` holds `nargs` positionals followed by one value per name in
 /// `kwnames`, a tuple of str or NULL.
-pub unsafe fn build<'py>(
+pub unsafe fn spawn<'py>(
     py: Python<'py>,
     cls: Object,
     args: Arguments,
@@ -155,7 +163,8 @@ pub unsafe fn build<'py>(
             std::slice::from_raw_parts(args.add(nargs), kwnames.as_ref().map_or(0, |names| names.len())),
         )
     };
-    Some(builder.build(&cls, run, rest, kwnames.as_ref().map(|names| (names, values))))
+    let keywords = kwnames.as_ref().map(|names| (names, values));
+    Some(builder.build(&cls, run, rest, keywords).and_then(|(greenlet, hub)| builder.start(greenlet, &hub)))
 }
 
 impl Builder {
@@ -190,14 +199,15 @@ impl Builder {
         Ok(verdict)
     }
 
-    /// A new `cls` with the state `Greenlet.__init__(run, *rest, **keywords)` gives it, in `__init__`'s order.
+    /// A new `cls` with the state `Greenlet.__init__(run, *rest, **keywords)` gives it, in `__init__`'s order, but
+    /// for `_start_state`, which `start` fills; and its parent, the hub.
     fn build<'py>(
         &self,
         cls: &Bound<'py, PyType>,
         run: Bound<'py, PyAny>,
         rest: &[Object],
         keywords: Option<(&Bound<'py, PyTuple>, &[Object])>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let py = cls.py();
         // SAFETY: `tp_new` is greenlet's (checked in `vouches_for`), which ignores its arguments (as greenlet's own
         // calls it, with an empty tuple); a new reference, or NULL with an exception set.
@@ -234,7 +244,6 @@ impl Builder {
             (layout.kwargs, kwargs),
             (layout.value, none()),
             (layout.exc_info, none()),
-            (layout.start_state, none()),
             (layout.start_timer, none()),
             (layout.links, PyTuple::empty(py).into_any()),
             (layout.links_scheduled, pyo3::types::PyBool::new(py, false).to_owned().into_any()),
@@ -246,6 +255,25 @@ impl Builder {
             // `vouches_for` checked it subclasses Greenlet), whose slots are empty; `offset` is one of Greenlet's.
             unsafe { fill_slot(&greenlet, offset, value) };
         }
+        Ok((greenlet, hub))
+    }
+
+    /// `Greenlet.start` on `greenlet`, just built (so not started): without spawn callbacks, `_start_state` becomes
+    /// `_SCHEDULED` and the hub's loop starts it; with some, the Python method runs them first.
+    /// `hub` is the greenlet's parent, as `build` just set it.
+    fn start<'py>(&self, greenlet: Bound<'py, PyAny>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = greenlet.py();
+        let callbacks = self.globals.bind(py).get_item(intern!(py, "_spawn_callbacks"))?;
+        let layout = &self.layout;
+        if callbacks.is_some_and(|callbacks| !callbacks.is_none()) {
+            // SAFETY: `greenlet` was just built, its `_start_state` slot left empty.
+            unsafe { fill_slot(&greenlet, layout.start_state, py.None().into_bound(py)) };
+            greenlet.call_method0(intern!(py, "start"))?;
+            return Ok(greenlet);
+        }
+        // SAFETY: as above.
+        unsafe { fill_slot(&greenlet, layout.start_state, self.scheduled.bind(py).clone()) };
+        hub.getattr(intern!(py, "loop"))?.call_method1(intern!(py, "start"), (&greenlet,))?;
         Ok(greenlet)
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! A spawn is paid once per greenlet. As a Python classmethod it cost a frame and a repacking of its arguments
 //! into a tuple and a dict before the class call repacked them again (about a tenth of spawn-and-join). Here the
-//! caller's argument vector goes to the class as it is, or builds the greenlet without running `__init__`
-//! (greenlet_new: Greenlet's own `__init__`, for the classes that keep it), and `start` stays in Python (looked up
-//! on the instance, so a subclass's override runs).
+//! caller's argument vector goes to the class as it is, then `start` is looked up on the instance (so a subclass's
+//! override runs); or, for the classes that keep Greenlet's own `__init__` and `start`, the greenlet is built and
+//! started without either Python frame (greenlet_new).
 
 use std::ffi::CStr;
 
@@ -55,17 +55,15 @@ unsafe fn spawn(
         return Err(PyTypeError::new_err("spawn() missing required argument 'cls' (pos 1)"));
     }
     // SAFETY: `args` holds `nargs` positionals (at least the class), then one value per name in `kwnames`: the
-    // greenlet is built from the rest (greenlet_new), or the class is called with them, unchanged. The call's
-    // result is a new reference, or NULL with an exception set.
-    let greenlet = unsafe {
-        match greenlet_new::build(py, *args, args.add(1), (nargs - 1) as usize, kwnames) {
-            Some(built) => built,
-            None => {
-                let made = ffi::PyObject_Vectorcall(*args, args.add(1), (nargs - 1) as usize, kwnames);
-                Bound::from_owned_ptr_or_err(py, made)
-            }
+    // greenlet is built and started from the rest (greenlet_new), or the class is called with them, unchanged.
+    // The call's result is a new reference, or NULL with an exception set.
+    unsafe {
+        if let Some(spawned) = greenlet_new::spawn(py, *args, args.add(1), (nargs - 1) as usize, kwnames) {
+            return spawned.map(Bound::unbind);
         }
-    }?;
-    greenlet.call_method0(intern!(py, "start"))?;
-    Ok(greenlet.unbind())
+        let made = ffi::PyObject_Vectorcall(*args, args.add(1), (nargs - 1) as usize, kwnames);
+        let greenlet = Bound::from_owned_ptr_or_err(py, made)?;
+        greenlet.call_method0(intern!(py, "start"))?;
+        Ok(greenlet.unbind())
+    }
 }

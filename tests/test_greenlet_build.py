@@ -1,6 +1,7 @@
-"""Greenlet.spawn's build without ``Greenlet.__init__`` (rust/greenlet_new.rs): a spawned greenlet is in exactly
-the state ``__init__`` gives, and every class whose ``__init__`` (or what it assigns) differs from Greenlet's runs it.
-The same tests pass with the build switched off (FERROVENT_GREENLET_FAST=0): the last test runs them so."""
+"""Greenlet.spawn's build and start without ``Greenlet.__init__`` and ``start`` (rust/greenlet_new.rs): a spawned
+greenlet is in exactly the state those give, and every class whose ``__init__`` or ``start`` (or what they assign)
+differs from Greenlet's runs its own. The same tests pass with the build switched off (FERROVENT_GREENLET_FAST=0):
+the last test runs them so."""
 
 from __future__ import annotations
 
@@ -39,18 +40,19 @@ def state(g):
         tracked=gc.is_tracked(g),
         kwargs=g.kwargs,
         started=g.started,
+        scheduled=g.parent.loop.is_parked(g),
         dead=g.dead,
     )
     return seen
 
 
 def init_calls(spawn):
-    """The names of the Python ``__init__`` methods ``spawn()`` ran, and what it returned."""
+    """The Python ``__init__`` and ``start`` methods ``spawn()`` ran (by class), and what it returned."""
     calls = []
 
     def profile(frame, event, arg):
-        if event == "call" and frame.f_code.co_name == "__init__":
-            calls.append(frame.f_code.co_qualname if hasattr(frame.f_code, "co_qualname") else "__init__")
+        if event == "call" and frame.f_code.co_name in ("__init__", "start"):
+            calls.append((type(frame.f_locals["self"]).__name__, frame.f_code.co_name))
 
     sys.setprofile(profile)
     try:
@@ -77,10 +79,28 @@ def test_a_spawned_greenlet_is_in_the_state_init_gives(args, kwargs):
     assert spawned.get() == called.get() == (args, kwargs)
 
 
-def test_a_spawned_greenlet_does_not_run_init_where_built_in_rust():
+def test_a_spawned_greenlet_does_not_run_init_or_start_where_built_in_rust():
     calls, g = init_calls(lambda: Greenlet.spawn(work, 1))
-    assert calls == ([] if greenlet_module.BUILT_IN_RUST else ["Greenlet.__init__"])
+    python_calls = [("Greenlet", "__init__"), ("Greenlet", "start")]
+    assert calls == ([] if greenlet_module.BUILT_IN_RUST else python_calls)
     assert g.get() == ((1,), {})
+
+
+def test_spawn_callbacks_see_the_greenlet_before_it_is_scheduled():
+    seen = []
+
+    def callback(g):
+        seen.append((g.args, g._start_state, g.started))
+
+    Greenlet.add_spawn_callback(callback)
+    try:
+        calls, g = init_calls(lambda: Greenlet.spawn(work, 2))
+    finally:
+        Greenlet.remove_spawn_callback(callback)
+    assert seen == [((2,), None, False)]
+    assert ("Greenlet", "start") in calls and g.started
+    assert g.get() == ((2,), {})
+    assert state(Greenlet.spawn(work, 3))["_start_state"] == "scheduled"
 
 
 def test_a_plain_subclass_is_built_as_a_greenlet_with_its_own_dict():
@@ -88,7 +108,7 @@ def test_a_plain_subclass_is_built_as_a_greenlet_with_its_own_dict():
         pass
 
     calls, g = init_calls(lambda: Plain.spawn(work, k=1))
-    assert calls == ([] if greenlet_module.BUILT_IN_RUST else ["Greenlet.__init__"])
+    assert calls == ([] if greenlet_module.BUILT_IN_RUST else [("Plain", "__init__"), ("Plain", "start")])
     assert type(g) is Plain and g.kwargs == {"k": 1}
     g.note = "kept"
     assert g.get() == ((), {"k": 1}) and g.__dict__ == {"note": "kept"}
@@ -118,10 +138,16 @@ def test_subclasses_that_change_what_init_does_run_it():
                 seen.append("setattr")
             super().__setattr__(name, value)
 
+    class OwnStart(Greenlet):
+        def start(self):
+            seen.append("start")
+            super().start()
+
     class WithStack(Greenlet):
         spawning_stack_limit = 5
 
-    for cls, first in ((OwnInit, "init"), (ArgsProperty, ("args", (7,))), (SetAttr, "setattr")):
+    shapes = ((OwnInit, "init"), (ArgsProperty, ("args", (7,))), (SetAttr, "setattr"), (OwnStart, "start"))
+    for cls, first in shapes:
         g = cls.spawn(work, 7)
         assert seen == [first]  # before it ran
         assert g.get() == ((7,), {})

@@ -128,11 +128,9 @@ greenlet_run: GreenletRun
 def spawn_greenlet(cls: type[greenlet], /, *args: Any, **kwargs: Any) -> Any:
     """``Greenlet.spawn``: ``cls(*args, **kwargs)``, started; returns it."""
 
-def build_greenlets_in_rust(
-    greenlet_class: type[greenlet], hubs: Any, get_hub: Callable[[], greenlet], vouches: Callable[[type], bool]
-) -> bool:
-    """Lets ``spawn_greenlet`` build the classes ``vouches`` accepts without running their ``__init__``; True if
-    installed (only the first call is)."""
+def build_greenlets_in_rust(greenlet_class: type[greenlet], globals: dict[str, Any]) -> bool:
+    """Lets ``spawn_greenlet`` build and start the classes ``ferrovent.greenlet`` (whose globals are ``globals``)
+    vouches for without running their ``__init__`` and ``start``; True if installed (only the first call is)."""
 
 @final
 class Heartbeat:

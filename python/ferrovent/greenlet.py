@@ -597,12 +597,14 @@ class Greenlet(greenlet):
 
 _greenlet_dead_property = Greenlet.dead  # what ready() inlines
 
-# Greenlet.spawn builds a greenlet of a class vouched for here without calling it (rust/greenlet_new.rs): it stores
-# what Greenlet.__init__ assigns straight into the slots. These are the names __init__ calls, sets or reads on the
-# new greenlet; each must resolve on the class as it did on Greenlet when this module was imported.
-_INIT_NAMES = (
+# Greenlet.spawn builds and starts a greenlet of a class vouched for here without calling it or its start method
+# (rust/greenlet_new.rs): it stores what Greenlet.__init__ and Greenlet.start assign straight into the slots. These
+# are the names they call, set or read on the new greenlet; each must resolve on the class as it did on Greenlet
+# when this module was imported.
+_SPAWN_NAMES = (
     "__new__",
     "__init__",
+    "start",
     "__setattr__",
     "__getattribute__",
     "parent",
@@ -630,20 +632,20 @@ def _class_lookup(cls, name):
     return None
 
 
-_AS_IMPORTED = {name: _class_lookup(Greenlet, name) for name in _INIT_NAMES}
+_AS_IMPORTED = {name: _class_lookup(Greenlet, name) for name in _SPAWN_NAMES}
 
 
 def _assigns_as_greenlet(cls: type) -> bool:
-    """Whether ``cls.__init__``, run on a new ``cls``, does exactly what Greenlet's does on a new Greenlet, so that
-    the Rust build may do it instead: a plain class (metaclass ``type``) deriving from Greenlet, keeping Greenlet's
-    ``__new__``, ``__init__`` and attribute access, every attribute ``__init__`` assigns one of Greenlet's slots, and
-    no spawning stack to take. Rust asks again whenever the class, or one of its bases, changes."""
+    """Whether ``cls.__init__`` and ``start``, run on a new ``cls``, do exactly what Greenlet's do on a new Greenlet,
+    so that Rust may do it instead: a plain class (metaclass ``type``) deriving from Greenlet, keeping Greenlet's
+    ``__new__``, ``__init__``, ``start`` and attribute access, every attribute they assign one of Greenlet's slots,
+    and no spawning stack to take. Rust asks again whenever the class, or one of its bases, changes."""
     if type(cls) is not type or not issubclass(cls, Greenlet):
         return False
     limit = _class_lookup(cls, "spawning_stack_limit")
     if type(limit) not in (int, bool) or limit:
         return False
-    return all(_class_lookup(cls, name) is _AS_IMPORTED[name] for name in _INIT_NAMES)
+    return all(_class_lookup(cls, name) is _AS_IMPORTED[name] for name in _SPAWN_NAMES)
 
 
 def _build_in_rust_allowed() -> bool:
@@ -665,8 +667,9 @@ def _greenlet_version_major() -> int:
     return int(greenlet_module.__version__.split(".")[0])
 
 
-#: Whether Greenlet.spawn builds greenlets without running Greenlet.__init__ (see _assigns_as_greenlet).
-BUILT_IN_RUST = _build_in_rust_allowed() and build_greenlets_in_rust(Greenlet, _hubs, get_hub, _assigns_as_greenlet)
+#: Whether Greenlet.spawn builds and starts greenlets without running Greenlet.__init__ and start (see
+#: _assigns_as_greenlet).
+BUILT_IN_RUST = _build_in_rust_allowed() and build_greenlets_in_rust(Greenlet, globals())
 
 _spawn_callbacks = None  # the callbacks of Greenlet.add_spawn_callback, in the order added; None when there are none
 

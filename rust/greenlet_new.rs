@@ -33,7 +33,7 @@ use crate::vectorcall::{Arguments, Object};
 /// How many classes' verdicts are kept (a program spawns a handful of Greenlet classes).
 const VERDICTS_KEPT: usize = 8;
 
-/// Greenlet's slots that `__init__` assigns, by their byte offsets in its instances.
+/// Greenlet's slots that `__init__` and `start` assign, by their byte offsets in its instances.
 struct Layout {
     function: isize,
     args: isize,

@@ -31,6 +31,7 @@ use pyo3::{ffi, intern};
 
 use crate::aio_selector::{AioSelector, ReadyFd};
 use crate::aio_transport::AioReadReady;
+use crate::slots::{fill_slot, slot_offset};
 use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
@@ -80,31 +81,6 @@ impl HandleLayout {
             source_traceback: slot_offset(handle_type, "_source_traceback")?,
         })
     }
-}
-
-/// Where the `__slots__` member `name` of `owner` lives in its instances.
-fn slot_offset(owner: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
-    let py = owner.py();
-    let descriptor = owner.getattr(intern!(py, "__dict__"))?.get_item(name)?;
-    let not_a_slot = || pyo3::exceptions::PyTypeError::new_err(format!("{name} is not an object slot of {owner}"));
-    // SAFETY: a type check on a live object.
-    let is_member = unsafe { ffi::Py_TYPE(descriptor.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) };
-    if !is_member {
-        return Err(not_a_slot());
-    }
-    // SAFETY: a member descriptor is a PyMemberDescrObject, whose `d_member` points at its PyMemberDef (pyo3-ffi
-    // types the field as a PyGetSetDef pointer); both live as long as the type, which `owner` keeps alive.
-    let (owner_of_descriptor, member) = unsafe {
-        let object = descriptor.as_ptr().cast::<ffi::PyMemberDescrObject>();
-        ((*object).d_common.d_type, *(*object).d_member.cast::<ffi::PyMemberDef>())
-    };
-    if owner_of_descriptor != owner.as_type_ptr()
-        || member.type_code != ffi::Py_T_OBJECT_EX
-        || member.flags & ffi::Py_READONLY != 0
-    {
-        return Err(not_a_slot());
-    }
-    Ok(member.offset)
 }
 
 /// The object in the slot at `offset` of `object`, None if it is empty.
@@ -437,8 +413,8 @@ impl AioLoop {
         ];
         for (offset, value) in values {
             // SAFETY: `handle` is a new asyncio.Handle whose slots are all empty, and `offset` one of its slots
-            // (`HandleLayout::of`): the slot takes the reference, as the member descriptor's setter would.
-            unsafe { *handle.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() = value.into_ptr() };
+            // (`HandleLayout::of`).
+            unsafe { fill_slot(&handle, offset, value) };
         }
         Ok(handle)
     }

@@ -16,6 +16,7 @@ const SLOT_GREENLET_EXIT: usize = 2;
 const SLOT_GETCURRENT: usize = 4;
 const SLOT_THROW: usize = 5;
 const SLOT_SWITCH: usize = 6;
+const SLOT_SET_PARENT: usize = 7;
 const SLOT_ACTIVE: usize = 10;
 const SLOT_STARTED: usize = 9;
 
@@ -28,12 +29,14 @@ type ThrowFn = unsafe extern "C" fn(
 ) -> *mut ffi::PyObject;
 type SwitchFn = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
 type FlagFn = unsafe extern "C" fn(*mut ffi::PyObject) -> c_int;
+type SetParentFn = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> c_int;
 
 /// The subset of the capsule's table that the loop uses.
 struct Api {
     get_current: GetCurrentFn,
     throw: ThrowFn,
     switch: SwitchFn,
+    set_parent: SetParentFn,
     started: FlagFn,
     active: FlagFn,
     greenlet_exit: usize,
@@ -61,6 +64,7 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
             get_current: std::mem::transmute::<*const std::ffi::c_void, GetCurrentFn>(*table.add(SLOT_GETCURRENT)),
             throw: std::mem::transmute::<*const std::ffi::c_void, ThrowFn>(*table.add(SLOT_THROW)),
             switch: std::mem::transmute::<*const std::ffi::c_void, SwitchFn>(*table.add(SLOT_SWITCH)),
+            set_parent: std::mem::transmute::<*const std::ffi::c_void, SetParentFn>(*table.add(SLOT_SET_PARENT)),
             started: std::mem::transmute::<*const std::ffi::c_void, FlagFn>(*table.add(SLOT_STARTED)),
             active: std::mem::transmute::<*const std::ffi::c_void, FlagFn>(*table.add(SLOT_ACTIVE)),
             greenlet_exit: *table.add(SLOT_GREENLET_EXIT) as usize,
@@ -121,6 +125,15 @@ pub fn throw<'py>(g: &Bound<'py, PyAny>, exc: &Bound<'py, PyAny>) -> PyResult<Bo
     };
     // SAFETY: `g` is a greenlet, `typ` an exception class, `val` an instance or None; tb may be NULL.
     owned_or_err(py, unsafe { (api().throw)(g.as_ptr(), typ.as_ptr(), val.as_ptr(), ptr::null_mut()) })
+}
+
+/// `g.parent = parent`, with greenlet's checks (a greenlet, no cycle, the same thread).
+pub fn set_parent(g: &Bound<'_, PyAny>, parent: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: SetParent takes any objects: it checks both are greenlets, or fails with -1 and an exception.
+    match unsafe { (api().set_parent)(g.as_ptr(), parent.as_ptr()) } {
+        -1 => Err(PyErr::fetch(g.py())),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `g` has started running (and so a plain switch resumes rather than starts it). An error if `g` is

@@ -2,8 +2,9 @@
 //!
 //! A spawn is paid once per greenlet. As a Python classmethod it cost a frame and a repacking of its arguments
 //! into a tuple and a dict before the class call repacked them again (about a tenth of spawn-and-join). Here the
-//! caller's argument vector goes to the class as it is, and everything the greenlet does stays in Python:
-//! `__init__` (a subclass's too) and `start` (looked up on the instance, so a subclass's override runs).
+//! caller's argument vector goes to the class as it is, then `start` is looked up on the instance (so a subclass's
+//! override runs); or, for the classes that keep Greenlet's own `__init__` and `start`, the greenlet is built and
+//! started without either Python frame (greenlet_new).
 
 use std::ffi::CStr;
 
@@ -12,6 +13,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
+use crate::greenlet_new;
 use crate::vectorcall;
 
 const SPAWN_DOC: &CStr = c"spawn(cls, /, *args, **kwargs)\n--\n\nCreates a greenlet of this class with these \
@@ -53,11 +55,15 @@ unsafe fn spawn(
         return Err(PyTypeError::new_err("spawn() missing required argument 'cls' (pos 1)"));
     }
     // SAFETY: `args` holds `nargs` positionals (at least the class), then one value per name in `kwnames`: the
-    // class is called with the rest, unchanged. The result is a new reference, or NULL with an exception set.
-    let greenlet = unsafe {
+    // greenlet is built and started from the rest (greenlet_new), or the class is called with them, unchanged.
+    // The call's result is a new reference, or NULL with an exception set.
+    unsafe {
+        if let Some(spawned) = greenlet_new::spawn(py, *args, args.add(1), (nargs - 1) as usize, kwnames) {
+            return spawned.map(Bound::unbind);
+        }
         let made = ffi::PyObject_Vectorcall(*args, args.add(1), (nargs - 1) as usize, kwnames);
-        Bound::from_owned_ptr_or_err(py, made)
-    }?;
-    greenlet.call_method0(intern!(py, "start"))?;
-    Ok(greenlet.unbind())
+        let greenlet = Bound::from_owned_ptr_or_err(py, made)?;
+        greenlet.call_method0(intern!(py, "start"))?;
+        Ok(greenlet.unbind())
+    }
 }

@@ -32,6 +32,7 @@ __all__ = [
     "GreenletRun",
     "greenlet_run",
     "spawn_greenlet",
+    "build_greenlets_in_rust",
     "retire_hub",
     "adopt_hub",
     "parse_request",
@@ -126,6 +127,10 @@ greenlet_run: GreenletRun
 
 def spawn_greenlet(cls: type[greenlet], /, *args: Any, **kwargs: Any) -> Any:
     """``Greenlet.spawn``: ``cls(*args, **kwargs)``, started; returns it."""
+
+def build_greenlets_in_rust(greenlet_class: type[greenlet], globals: dict[str, Any]) -> bool:
+    """Lets ``spawn_greenlet`` build and start the classes ``ferrovent.greenlet`` (whose globals are ``globals``)
+    vouches for without running their ``__init__`` and ``start``; True if installed (only the first call is)."""
 
 @final
 class Heartbeat:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import os
 import sys
 import time
 from collections.abc import Generator, Iterable
@@ -18,7 +19,7 @@ from weakref import ref
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ferrovent._core import TIMEOUT, greenlet_run, spawn_greenlet
+from ferrovent._core import TIMEOUT, build_greenlets_in_rust, greenlet_run, spawn_greenlet
 from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import _hubs, get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
@@ -380,7 +381,8 @@ class Greenlet(greenlet):
         return self._function or self._run
 
     def _returned(self, result):
-        # _report_result, then _free, in one frame: every Greenlet that returns ends here.
+        # Records the success, then frees as _free does, in one frame: every Greenlet that returns ends here, and one
+        # killed with GreenletExit (a success, the exception its value).
         self._exc_info = _SUCCESS
         self.value = result
         self._finish_order = next(_finish_counter)
@@ -394,8 +396,14 @@ class Greenlet(greenlet):
                 self._kwargs.clear()
 
     def _raised(self, exc_info):
+        if isinstance(exc_info[1], GreenletExit):
+            self._returned(exc_info[1])
+            return
         try:
-            self._report_error(exc_info)
+            self._exc_info = exc_info
+            self._finish_order = next(_finish_counter)
+            self._schedule_links()
+            self.parent.handle_error(self, *exc_info)
         finally:
             self._free()
 
@@ -408,22 +416,6 @@ class Greenlet(greenlet):
         self.args = ()
         if self._kwargs:
             self._kwargs.clear()
-
-    def _report_result(self, result):
-        self._exc_info = _SUCCESS
-        self.value = result
-        self._finish_order = next(_finish_counter)
-        if self._links:
-            self._schedule_links()
-
-    def _report_error(self, exc_info):
-        if isinstance(exc_info[1], GreenletExit):
-            self._report_result(exc_info[1])
-            return
-        self._exc_info = exc_info
-        self._finish_order = next(_finish_counter)
-        self._schedule_links()
-        self.parent.handle_error(self, *exc_info)
 
     # -- killing ----------------------------------------------------------------------------------------
 
@@ -440,7 +432,7 @@ class Greenlet(greenlet):
 
     def _die_before_start(self, exception):
         if self._exc_info is None:
-            self._report_error((type(exception), exception, None))
+            self._raised((type(exception), exception, None))
 
     def kill(self, exception: KillException = GreenletExit, block: bool = True, timeout: float | None = None) -> None:
         """Raises ``exception`` in it and, if ``block``, waits (up to ``timeout`` seconds) until it is dead.
@@ -604,6 +596,80 @@ class Greenlet(greenlet):
 
 
 _greenlet_dead_property = Greenlet.dead  # what ready() inlines
+
+# Greenlet.spawn builds and starts a greenlet of a class vouched for here without calling it or its start method
+# (rust/greenlet_new.rs): it stores what Greenlet.__init__ and Greenlet.start assign straight into the slots. These
+# are the names they call, set or read on the new greenlet; each must resolve on the class as it did on Greenlet
+# when this module was imported.
+_SPAWN_NAMES = (
+    "__new__",
+    "__init__",
+    "start",
+    "__setattr__",
+    "__getattribute__",
+    "parent",
+    "_function",
+    "args",
+    "_kwargs",
+    "value",
+    "_exc_info",
+    "_start_state",
+    "_start_timer",
+    "_links",
+    "_links_scheduled",
+    "_finish_order",
+    "spawning_greenlet",
+)
+# The Python versions whose slot descriptors and class version tags the Rust build was checked against.
+_BUILD_PYTHONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+
+
+def _class_lookup(cls, name):
+    """What ``name`` resolves to on ``cls`` itself (its MRO's first definition), without calling a descriptor."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
+_AS_IMPORTED = {name: _class_lookup(Greenlet, name) for name in _SPAWN_NAMES}
+
+
+def _assigns_as_greenlet(cls: type) -> bool:
+    """Whether ``cls.__init__`` and ``start``, run on a new ``cls``, do exactly what Greenlet's do on a new Greenlet,
+    so that Rust may do it instead: a plain class (metaclass ``type``) deriving from Greenlet, keeping Greenlet's
+    ``__new__``, ``__init__``, ``start`` and attribute access, every attribute they assign one of Greenlet's slots,
+    and no spawning stack to take. Rust asks again whenever the class, or one of its bases, changes."""
+    if type(cls) is not type or not issubclass(cls, Greenlet):
+        return False
+    limit = _class_lookup(cls, "spawning_stack_limit")
+    if type(limit) not in (int, bool) or limit:
+        return False
+    return all(_class_lookup(cls, name) is _AS_IMPORTED[name] for name in _SPAWN_NAMES)
+
+
+def _build_in_rust_allowed() -> bool:
+    switched_off = os.environ.get("FERROVENT_GREENLET_FAST", "").strip().lower() in ("0", "false", "no", "off")
+    free_threaded = "t" in getattr(sys, "abiflags", "")
+    return (
+        not switched_off
+        and sys.implementation.name == "cpython"
+        and not free_threaded
+        and sys.version_info[:2] in _BUILD_PYTHONS
+        and greenlet.__module__ == "greenlet"
+        and _greenlet_version_major() == 3
+    )
+
+
+def _greenlet_version_major() -> int:
+    import greenlet as greenlet_module  # the package, for its version (this module's `greenlet` is the class)
+
+    return int(greenlet_module.__version__.split(".")[0])
+
+
+#: Whether Greenlet.spawn builds and starts greenlets without running Greenlet.__init__ and start (see
+#: _assigns_as_greenlet).
+BUILT_IN_RUST = _build_in_rust_allowed() and build_greenlets_in_rust(Greenlet, globals())
 
 _spawn_callbacks = None  # the callbacks of Greenlet.add_spawn_callback, in the order added; None when there are none
 

@@ -27,7 +27,9 @@ use crate::vectorcall;
 
 mod recv_entry;
 mod send_pair;
+
 use recv_entry::{FastRecv, FastRecvInto, RECV_DOC, RECV_INTO_DOC};
+pub(crate) use send_pair::send_both;
 
 /// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
 /// protocol the socket was made with, follow the object header.
@@ -329,11 +331,21 @@ pub fn sock_recv<'py>(
     flags: &Bound<'py, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let py = sock.py();
     let (bufsize, flags) = (size_arg(bufsize)?, flags_arg(flags)?);
     let Ok(size) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
+    recv_bytes(sock, size, flags, timeout)
+}
+
+/// `recv(size, flags)` of a cooperative socket with `timeout`, for Rust callers (the WSGI server's loop).
+pub(crate) fn recv_bytes<'py>(
+    sock: &Bound<'py, PyAny>,
+    size: usize,
+    flags: c_int,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = sock.py();
     let mut patience = Patience::new(timeout, flags);
     // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
     // bytes, so an idle connection costs no more than it did.

@@ -319,7 +319,7 @@ def serve_requests(handler: Any, conn: Any, application: Any, base_environ: dict
     """The WSGI server's keep-alive loop for a connection of ``WSGIHandler`` itself (no access log, a plain socket,
     dict environs): serves its requests until it ends. A whole head without a body, the application's usual
     ``start_response`` and a list of one bytes object are answered here; everything else is handed to the
-    handler's own methods (``_head_from``, ``_serve_parsed``, ``handle_one_request``, ``_adopt`` then
+    handler's own methods (``_head_from``, ``_make_input``, ``handle_one_request``, ``_adopt`` then
     ``start_response``, ``write`` and ``handle_one_response``), so what the client sees is theirs. ``empty_input``
     is the ``wsgi.input`` of a request without a body.
     """

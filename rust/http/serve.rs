@@ -6,9 +6,10 @@
 //!
 //! Everything else is handed to the handler's Python methods at a point where they take over exactly: a head that
 //! is not all there or fails to parse (`_head_from`, which re-parses the same bytes), a request with a body or an
-//! upgrade (`_serve_parsed`), pipelined bytes (`handle_one_request`), and, once the application runs, anything but
-//! the common calls: the handler first adopts the state its own steps would have set (`_adopt`), then
-//! `start_response`, `write` and `handle_one_response` are its own. Errors and send failures take the same path.
+//! upgrade (`_make_input`, then `handle_one_response`), pipelined bytes (`handle_one_request`), and, once the
+//! application runs, anything but the common calls: the handler first adopts the state its own steps would have
+//! set (`_adopt`), then `start_response`, `write` and `handle_one_response` are its own. Errors and send failures
+//! take the same path.
 //!
 //! No borrow of a `StartResponse`'s state is held across a call into Python (the application, or any handler
 //! method, may switch greenlets): each access takes what it needs and lets go.
@@ -55,13 +56,20 @@ pub fn serve_requests(
         }
         let Some(parsed) = read_head(handler, &server, &sock, base_environ, first)? else { return Ok(()) };
         first = false;
-        let (environ, consumed, keep_alive, body) = parsed;
-        let goes_on = if body == 0 && !upgrades(&environ)? {
+        let (environ, _, keep_alive, body) = parsed;
+        let upgrade = upgrades(&environ)?;
+        let goes_on = if body == 0 && !upgrade {
             environ.set_item(intern!(py, "wsgi.input"), empty_input)?;
             respond(handler, conn, &sock, application, &environ, keep_alive, io_timeout)?
         } else {
-            let parsed = (environ, consumed, keep_alive, body);
-            handler.call_method1(intern!(py, "_serve_parsed"), (parsed,))?.is_truthy()?
+            // The handler's own steps for a request with a body (or an upgrade), from where the head is read.
+            handler.setattr(intern!(py, "environ"), &environ)?;
+            handler.setattr(intern!(py, "close_connection"), !keep_alive)?;
+            let input = handler.call_method1(intern!(py, "_make_input"), (&environ, body, upgrade))?;
+            handler.setattr(intern!(py, "_input"), &input)?;
+            environ.set_item(intern!(py, "wsgi.input"), input)?;
+            handler.call_method0(intern!(py, "handle_one_response"))?;
+            goes_on(handler, conn)?
         };
         if !goes_on {
             return Ok(());
@@ -168,6 +176,12 @@ fn respond(
         }
     };
     handler.call_method1(intern!(py, "handle_one_response"), ((result, error),))?;
+    goes_on(handler, conn)
+}
+
+/// Whether the connection goes on after a response the handler's steps sent (as its `handle_one_request` says).
+fn goes_on(handler: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = handler.py();
     let closes = handler.getattr(intern!(py, "close_connection"))?.is_truthy()?
         || conn.getattr(intern!(py, "broken"))?.is_truthy()?;
     Ok(!closes)

@@ -251,10 +251,6 @@ class WSGIHandler:
         parsed = self._read_head()
         if parsed is None:
             return False
-        return self._serve_parsed(parsed)
-
-    def _serve_parsed(self, parsed: tuple) -> bool:
-        """Serves the request ``parsed`` (as `_read_head` returns it); True if the connection goes on."""
         environ, consumed, keep_alive, body = parsed
         if self._environ_class is not dict:
             environ = self._environ_class(environ)
@@ -311,6 +307,14 @@ class WSGIHandler:
             return None
         except ClientGone:
             return None
+        try:
+            parsed = parse_request(buf, self._base_environ)
+        except HttpParseError:
+            parsed = None  # refused: `_head_from` parses it again and answers
+        if parsed is not None and parsed[1] == len(buf):  # the common case, without `_head_from`'s frame
+            self._conn.buffer = b""
+            self._first = False
+            return parsed
         return self._head_from(buf, started)
 
     def _head_from(self, buf: bytes, started: float) -> Optional[tuple]:
@@ -427,11 +431,7 @@ class WSGIHandler:
             if outcome is None:
                 self.run_application()
             else:
-                result, error = outcome
-                if error is not None:
-                    raise error
-                self.result = result
-                self._send_result(result)
+                self._send_outcome(*outcome)
             if self._input is not EMPTY_INPUT:
                 self._finish_body()
         except InvalidClientInput as error:
@@ -466,10 +466,6 @@ class WSGIHandler:
     def run_application(self) -> None:
         """Calls the application and sends what it returns; closes the result (``close()``) in all cases."""
         result = self.result = self.application(self.environ, self.start_response)
-        self._send_result(result)
-
-    def _send_result(self, result: Any) -> None:
-        """`run_application`'s part after the application returned ``result``."""
         try:
             if self._plain_results and type(result) is list and len(result) == 1 and not self.headers_sent:
                 self._write_first(result[0], len(result[0]))  # process_result's common case, without its frame
@@ -479,6 +475,20 @@ class WSGIHandler:
                 self.process_result()
         finally:
             close = None if type(result) is list else getattr(result, "close", None)  # a list has no close()
+            self.result = None
+            if close is not None:
+                close()
+
+    def _send_outcome(self, result: Any, error: Optional[BaseException]) -> None:
+        """`run_application` for an application the Rust loop called: raises its ``error``, or sends its
+        ``result`` (this class's own `process_result`, since the loop serves no subclass) and closes it."""
+        if error is not None:
+            raise error
+        self.result = result
+        try:
+            self.process_result()
+        finally:
+            close = None if type(result) is list else getattr(result, "close", None)
             self.result = None
             if close is not None:
                 close()

@@ -89,17 +89,24 @@ fn os_error(errno: c_int) -> PyErr {
 
 static TIMEOUT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// `socket.timeout("timed out")`: TimeoutError since Python 3.10, an OSError subclass of its own before.
-fn timed_out() -> PyErr {
-    Python::attach(|py| {
-        let timeout_type = TIMEOUT_TYPE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("_socket")?.getattr("timeout")?.cast_into::<PyType>()?.unbind())
-        });
-        match timeout_type {
-            Ok(timeout_type) => PyErr::from_type(timeout_type.bind(py).clone(), "timed out"),
-            Err(err) => err,
-        }
+/// `socket.timeout`: TimeoutError since Python 3.10, an OSError subclass of its own before.
+fn timeout_type(py: Python<'_>) -> PyResult<&Py<PyType>> {
+    TIMEOUT_TYPE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("_socket")?.getattr("timeout")?.cast_into::<PyType>()?.unbind())
     })
+}
+
+/// `socket.timeout("timed out")`.
+fn timed_out() -> PyErr {
+    Python::attach(|py| match timeout_type(py) {
+        Ok(timeout_type) => PyErr::from_type(timeout_type.bind(py).clone(), "timed out"),
+        Err(err) => err,
+    })
+}
+
+/// Whether `err` is a `socket.timeout` (what a cooperative call raises when its timeout passes).
+pub(crate) fn is_timeout(py: Python<'_>, err: &PyErr) -> bool {
+    timeout_type(py).is_ok_and(|timeout_type| err.is_instance(py, timeout_type.bind(py)))
 }
 
 /// How long a call may wait in total: the socket's timeout (None: forever), and the deadline it gives once the

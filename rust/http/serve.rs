@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 
-use pyo3::exceptions::{PyOSError, PyTimeoutError};
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
@@ -149,7 +149,7 @@ fn respond(
                 }
                 match outcome {
                     Ok(()) => return Ok(!response.close),
-                    Err(err) if err.is_instance_of::<PyTimeoutError>(py) => {
+                    Err(err) if sockops::is_timeout(py, &err) => {
                         // The handler's answer to a client that stopped reading: close, after a linger.
                         handler.setattr(intern!(py, "_linger"), true)?;
                         conn.setattr(intern!(py, "broken"), true)?;

@@ -1,10 +1,10 @@
 //! HTTP/1.x for the WSGI server: the request-head parser, the WSGI environ built from it, the chunked-body decoder,
-//! and the common response head. The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in
+//! the common response head, and the keep-alive request loop (`serve`). The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in
 //! it, so it can be unit tested, property tested and fuzzed on its own; `environ`, `decoder` and `response` are the
 //! Python-facing layer.
 //!
-//! Python surface (see `_core.pyi`): `parse_request`, `response_head`, `http_date_line`, `CHUNKED`, `ChunkedDecoder`,
-//! `HttpParseError`.
+//! Python surface (see `_core.pyi`): `parse_request`, `response_head`, `http_date_line`, `serve_requests`, `CHUNKED`,
+//! `ChunkedDecoder`, `HttpParseError`.
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -22,6 +22,7 @@ pub mod names;
 #[cfg(test)]
 mod props;
 mod response;
+mod serve;
 
 /// A request the server must refuse: `status` is the HTTP status to answer with, `reason` says why (for the log).
 #[pyclass(extends = PyValueError, frozen, module = "ferrovent._core")]
@@ -87,6 +88,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CHUNKED", environ::CHUNKED)?;
     m.add_function(wrap_pyfunction!(response::response_head, m)?)?;
     m.add_function(wrap_pyfunction!(date::http_date_line, m)?)?;
+    m.add_function(wrap_pyfunction!(serve::serve_requests, m)?)?;
     m.add_class::<decoder::ChunkedDecoder>()?;
     m.add("HttpParseError", m.py().get_type::<HttpParseError>())?;
     Ok(())

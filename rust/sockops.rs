@@ -27,7 +27,9 @@ use crate::vectorcall;
 
 mod recv_entry;
 mod send_pair;
+
 use recv_entry::{FastRecv, FastRecvInto, RECV_DOC, RECV_INTO_DOC};
+pub(crate) use send_pair::send_both;
 
 /// The head of CPython's socket object (`PySocketSockObject` in socketmodule.h): the fd, then the family, type and
 /// protocol the socket was made with, follow the object header.
@@ -87,17 +89,24 @@ fn os_error(errno: c_int) -> PyErr {
 
 static TIMEOUT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// `socket.timeout("timed out")`: TimeoutError since Python 3.10, an OSError subclass of its own before.
-fn timed_out() -> PyErr {
-    Python::attach(|py| {
-        let timeout_type = TIMEOUT_TYPE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("_socket")?.getattr("timeout")?.cast_into::<PyType>()?.unbind())
-        });
-        match timeout_type {
-            Ok(timeout_type) => PyErr::from_type(timeout_type.bind(py).clone(), "timed out"),
-            Err(err) => err,
-        }
+/// `socket.timeout`: TimeoutError since Python 3.10, an OSError subclass of its own before.
+fn timeout_type(py: Python<'_>) -> PyResult<&Py<PyType>> {
+    TIMEOUT_TYPE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("_socket")?.getattr("timeout")?.cast_into::<PyType>()?.unbind())
     })
+}
+
+/// `socket.timeout("timed out")`.
+fn timed_out() -> PyErr {
+    Python::attach(|py| match timeout_type(py) {
+        Ok(timeout_type) => PyErr::from_type(timeout_type.bind(py).clone(), "timed out"),
+        Err(err) => err,
+    })
+}
+
+/// Whether `err` is a `socket.timeout` (what a cooperative call raises when its timeout passes).
+pub(crate) fn is_timeout(py: Python<'_>, err: &PyErr) -> bool {
+    timeout_type(py).is_ok_and(|timeout_type| err.is_instance(py, timeout_type.bind(py)))
 }
 
 /// How long a call may wait in total: the socket's timeout (None: forever), and the deadline it gives once the
@@ -329,11 +338,21 @@ pub fn sock_recv<'py>(
     flags: &Bound<'py, PyAny>,
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let py = sock.py();
     let (bufsize, flags) = (size_arg(bufsize)?, flags_arg(flags)?);
     let Ok(size) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
+    recv_bytes(sock, size, flags, timeout)
+}
+
+/// `recv(size, flags)` of a cooperative socket with `timeout`, for Rust callers (the WSGI server's loop).
+pub(crate) fn recv_bytes<'py>(
+    sock: &Bound<'py, PyAny>,
+    size: usize,
+    flags: c_int,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = sock.py();
     let mut patience = Patience::new(timeout, flags);
     // A fresh bytes object for each try, dropped again on EAGAIN: a greenlet parked in recv holds no `bufsize`
     // bytes, so an idle connection costs no more than it did.

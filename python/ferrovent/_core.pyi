@@ -38,6 +38,7 @@ __all__ = [
     "parse_request",
     "response_head",
     "http_date_line",
+    "serve_requests",
     "CHUNKED",
     "ChunkedDecoder",
     "HttpParseError",
@@ -317,6 +318,15 @@ def response_head(
     given says close; the Date line added ("" if none). Returns None, never raising, for anything but a ``str``
     status of three digits (not 204 or 304) and a list or tuple of ``(str, str)`` pairs, all Latin-1 without CR or
     LF: the caller's own code handles those.
+    """
+
+def serve_requests(handler: Any, conn: Any, application: Any, base_environ: dict, empty_input: Any) -> None:
+    """The WSGI server's keep-alive loop for a connection of ``WSGIHandler`` itself (no access log, a plain socket,
+    dict environs): serves its requests until it ends. A whole head without a body, the application's usual
+    ``start_response`` and a list of one bytes object are answered here; everything else is handed to the
+    handler's own methods (``_head_from``, ``_make_input``, ``handle_one_request``, ``_adopt`` then
+    ``start_response``, ``write`` and ``handle_one_response``), so what the client sees is theirs. ``empty_input``
+    is the ``wsgi.input`` of a request without a body.
     """
 
 def http_date_line() -> str:

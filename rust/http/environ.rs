@@ -245,7 +245,7 @@ fn build_environ<'py>(py: Python<'py>, head: &Head<'_>, base: &Bound<'py, PyDict
 }
 
 /// What `parse_request` returns for a complete head: (environ, consumed, keep_alive, body).
-type Parsed<'py> = (Bound<'py, PyDict>, usize, bool, i64);
+pub(super) type Parsed<'py> = (Bound<'py, PyDict>, usize, bool, i64);
 
 /// `parse_request(buf, base_environ)`: `None` while `buf` holds only part of a head, else
 /// `(environ, consumed, keep_alive, body)` where `body` is the Content-Length (0 without a body) or `CHUNKED`.

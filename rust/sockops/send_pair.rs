@@ -51,7 +51,8 @@ pub fn sock_send_pair(
     }
 }
 
-fn send_both(
+/// All of `head`, then all of `body`, in `writev` calls; each wait for the socket to take more bounded by `timeout`.
+pub(crate) fn send_both(
     sock: &Bound<'_, PyAny>,
     head: &Bound<'_, PyAny>,
     body: &Bound<'_, PyAny>,

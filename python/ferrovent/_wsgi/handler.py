@@ -11,6 +11,7 @@ Bytes after a request's body stay in the buffer as the start of the next request
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import time
 import traceback
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from greenlet import GreenletExit
 
-from ferrovent._core import HttpParseError, http_date_line, parse_request, response_head
+from ferrovent._core import HttpParseError, http_date_line, parse_request, response_head, serve_requests
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import (
     ClientError,
@@ -30,6 +31,7 @@ from ferrovent._wsgi.conn import (
     Connection,
     ConnectionReader,
     InvalidClientInput,
+    PlainIO,
 )
 from ferrovent.hub import get_hub
 
@@ -61,6 +63,8 @@ _REQUEST_KEYS = (
 )
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
+#: ``FERROVENT_WSGI_FAST=0`` (also ``false``, ``no``, ``off``): every connection runs the Python request loop.
+_FAST_LOOP = os.environ.get("FERROVENT_WSGI_FAST", "").strip().lower() not in ("0", "false", "no", "off")
 
 
 class WSGIHandler:
@@ -112,6 +116,15 @@ class WSGIHandler:
         # process_result's common case (one bytes item) is sent by run_application itself, unless a subclass has
         # its own process_result
         self._plain_results = type(self).process_result is WSGIHandler.process_result
+        # The keep-alive loop in Rust (serve_requests) where nothing can tell it from this class's own: the class
+        # itself (subclasses override its steps), no access log, a plain socket, dict environs.
+        self._fast_loop = (
+            _FAST_LOOP
+            and type(self) is WSGIHandler
+            and not self._log_requests
+            and type(self._conn.io) is PlainIO
+            and self._environ_class is dict
+        )
 
     def _connection_environ(self) -> dict:
         """The environ keys shared by every request of this connection; each request's environ starts as a copy."""
@@ -223,8 +236,11 @@ class WSGIHandler:
     def handle(self) -> None:
         """Serves requests until the client or a response ends the connection."""
         try:
-            while self.handle_one_request():
-                pass
+            if self._fast_loop:
+                serve_requests(self, self._conn, self.application, self._base_environ, EMPTY_INPUT)
+            else:
+                while self.handle_one_request():
+                    pass
         finally:
             if self._linger:
                 self._conn.linger(self.linger_seconds, self.linger_bytes)
@@ -270,9 +286,9 @@ class WSGIHandler:
         Refused heads are answered here (their 4xx sent), so None covers them too.
         """
         server = self.server
-        base = self._base_environ
         buf = self._conn.buffer
         first = self._first
+        started = 0.0  # when the wait for this head began, if it is bounded by header_timeout (0: not yet)
         try:
             if self._reads_requestline:
                 buf = self._hooked_requestline(server.header_timeout if first else server.keepalive_timeout)
@@ -280,14 +296,32 @@ class WSGIHandler:
                     return None
             if buf:  # pipelined: the next request is already there
                 self._conn.take_turns()
-                parsed = parse_request(buf, base)
-                started = _monotonic()
             else:
                 started = _monotonic() if first else 0.0
                 buf = self._conn.io.recv(_HEAD_READ, server.header_timeout if first else server.keepalive_timeout)
                 if not buf:
                     return None
-                parsed = parse_request(buf, base)
+        except ClientTimeout:
+            if buf:  # a request had begun: say why it is dropped
+                self._refuse(408, "the request head did not arrive in time")
+            return None
+        except ClientGone:
+            return None
+        try:
+            parsed = parse_request(buf, self._base_environ)
+        except HttpParseError:
+            parsed = None  # refused: `_head_from` parses it again and answers
+        if parsed is not None and parsed[1] == len(buf):  # the common case, without `_head_from`'s frame
+            self._conn.buffer = b""
+            self._first = False
+            return parsed
+        return self._head_from(buf, started)
+
+    def _head_from(self, buf: bytes, started: float) -> Optional[tuple]:
+        """The request head that begins ``buf`` (received, not yet in the connection's buffer), read to its end if
+        it is not all there, as `_read_head` returns it. ``started``: when the wait for it began (0: now)."""
+        try:
+            parsed = parse_request(buf, self._base_environ)
             if parsed is None:
                 parsed = self._read_rest_of_head(buf, started or _monotonic())
             else:
@@ -296,9 +330,8 @@ class WSGIHandler:
             return parsed
         except HttpParseError as error:
             self._refuse(error.status, error.reason)
-        except ClientTimeout:
-            if buf:  # a request had begun: say why it is dropped
-                self._refuse(408, "the request head did not arrive in time")
+        except ClientTimeout:  # a request had begun: say why it is dropped
+            self._refuse(408, "the request head did not arrive in time")
         except ClientGone:
             pass
         return None
@@ -379,18 +412,26 @@ class WSGIHandler:
 
     # -- the response --
 
-    def handle_one_response(self) -> None:
-        """Runs the application for the current request and sends its response, handling every error."""
+    def handle_one_response(self, outcome: Optional[tuple] = None) -> None:
+        """Runs the application for the current request and sends its response, handling every error.
+
+        ``outcome``: ``(result, error)`` of the application the Rust loop already called for this request (what it
+        returned, or the exception it raised), the handler's state taken over with `_adopt`.
+        """
         log = self._log_requests
-        if log:
-            self.time_start = _now()
-        self.status = None
-        self.code = None
-        self.headers_sent = False
-        self.response_length = 0
-        self.result = None
+        if outcome is None:
+            if log:
+                self.time_start = _now()
+            self.status = None
+            self.code = None
+            self.headers_sent = False
+            self.response_length = 0
+            self.result = None
         try:
-            self.run_application()
+            if outcome is None:
+                self.run_application()
+            else:
+                self._send_outcome(*outcome)
             if self._input is not EMPTY_INPUT:
                 self._finish_body()
         except InvalidClientInput as error:
@@ -434,6 +475,20 @@ class WSGIHandler:
                 self.process_result()
         finally:
             close = None if type(result) is list else getattr(result, "close", None)  # a list has no close()
+            self.result = None
+            if close is not None:
+                close()
+
+    def _send_outcome(self, result: Any, error: Optional[BaseException]) -> None:
+        """`run_application` for an application the Rust loop called: raises its ``error``, or sends its
+        ``result`` (this class's own `process_result`, since the loop serves no subclass) and closes it."""
+        if error is not None:
+            raise error
+        self.result = result
+        try:
+            self.process_result()
+        finally:
+            close = None if type(result) is list else getattr(result, "close", None)
             self.result = None
             if close is not None:
                 close()
@@ -503,6 +558,12 @@ class WSGIHandler:
         built = response_head(status, headers, http11, self.close_connection)
         if built is None:
             built = self._build_head(status, headers, http11)
+        self._use_head(status, headers, built, http11)
+        return self.write
+
+    def _use_head(self, status: str, headers: list, built: tuple, http11: bool) -> None:
+        """Takes the response head ``built`` for ``status`` and ``headers`` as the one to send (`start_response`'s
+        last step)."""
         self._head, code, length, provided_date, framed, says_close, self._date_line = built
         if says_close:
             self.close_connection = True
@@ -518,7 +579,23 @@ class WSGIHandler:
         self._chunked = False
         self._cut = False
         self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
-        return self.write
+
+    def _adopt(self, environ: dict, close: bool, head: Optional[tuple], sent: Optional[int]) -> None:
+        """Takes over a request the Rust loop (``serve_requests``) started, with the state this class's own steps
+        would have set by now: the request's (``close``: the connection closes after it), the last
+        `start_response` call's (``head``: ``(status, headers, built, http11)`` as `_use_head` takes them, None if
+        none was made), and the response's first send (``sent``: the body bytes in it, None if none was made)."""
+        self.environ = environ
+        self.close_connection = close
+        self._input = EMPTY_INPUT
+        self.status = self.code = self.result = None
+        self.headers_sent = False
+        self.response_length = 0
+        if head is not None:
+            self._use_head(*head)
+        if sent is not None:
+            self.headers_sent = True
+            self.response_length = sent
 
     def _build_head(self, status: Any, headers: Any, http11: bool) -> tuple:
         """`start_response`'s checks and head in Python, for what ``response_head`` leaves to it: the same tuple,

@@ -1,0 +1,448 @@
+//! `serve_requests`: the keep-alive request loop of the WSGI server's own handler class, in Rust, for the common
+//! request: a head that arrives whole (and alone), no body, no upgrade, and an application that calls
+//! `start_response` as usual and returns a list of one bytes object. The handler chooses it only where nothing can
+//! tell it from its own Python steps (python/ferrovent/_wsgi/handler.py: the class itself, no access log, a plain
+//! socket, dict environs).
+//!
+//! Everything else is handed to the handler's Python methods at a point where they take over exactly: a head that
+//! is not all there or fails to parse (`_head_from`, which re-parses the same bytes), a request with a body or an
+//! upgrade (`_make_input`, then `handle_one_response`), pipelined bytes (`handle_one_request`), and, once the
+//! application runs, anything but the common calls: the handler first adopts the state its own steps would have
+//! set (`_adopt`), then `start_response`, `write` and `handle_one_response` are its own. Errors and send failures
+//! take the same path.
+//!
+//! No borrow of a `StartResponse`'s state is held across a call into Python (the application, or any handler
+//! method, may switch greenlets): each access takes what it needs and lets go.
+
+use std::cell::RefCell;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use super::environ::{parse_request, Parsed};
+use super::response::response_head;
+use crate::sockops;
+
+/// How much one receive asks for while reading a head (the handler's `_HEAD_READ`).
+const HEAD_READ: usize = 16 * 1024;
+
+/// `serve_requests(handler, conn, application, base_environ, empty_input)`: serves the connection's requests
+/// until it ends (see the module doc); `empty_input` is the `wsgi.input` of a request without a body.
+#[pyfunction]
+pub fn serve_requests(
+    handler: &Bound<'_, PyAny>,
+    conn: &Bound<'_, PyAny>,
+    application: &Bound<'_, PyAny>,
+    base_environ: &Bound<'_, PyDict>,
+    empty_input: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = handler.py();
+    let server = handler.getattr(intern!(py, "server"))?;
+    let sock = conn.getattr(intern!(py, "socket"))?;
+    let io_timeout: Option<f64> = conn.getattr(intern!(py, "io_timeout"))?.extract()?;
+    let mut first = true; // as the handler's `_first`: no head read yet
+    loop {
+        if conn.getattr(intern!(py, "buffer"))?.is_truthy()? {
+            // Pipelined bytes: the handler's own step takes turns with the other connections first.
+            if !handler.call_method0(intern!(py, "handle_one_request"))?.is_truthy()? {
+                return Ok(());
+            }
+            continue;
+        }
+        if first {
+            first = handler.getattr(intern!(py, "_first"))?.is_truthy()?;
+        }
+        let Some(parsed) = read_head(handler, &server, &sock, base_environ, first)? else { return Ok(()) };
+        first = false;
+        let (environ, _, keep_alive, body) = parsed;
+        let upgrade = upgrades(&environ)?;
+        let goes_on = if body == 0 && !upgrade {
+            environ.set_item(intern!(py, "wsgi.input"), empty_input)?;
+            respond(handler, conn, &sock, application, &environ, keep_alive, io_timeout)?
+        } else {
+            // The handler's own steps for a request with a body (or an upgrade), from where the head is read.
+            handler.setattr(intern!(py, "environ"), &environ)?;
+            handler.setattr(intern!(py, "close_connection"), !keep_alive)?;
+            let input = handler.call_method1(intern!(py, "_make_input"), (&environ, body, upgrade))?;
+            handler.setattr(intern!(py, "_input"), &input)?;
+            environ.set_item(intern!(py, "wsgi.input"), input)?;
+            handler.call_method0(intern!(py, "handle_one_response"))?;
+            goes_on(handler, conn)?
+        };
+        if !goes_on {
+            return Ok(());
+        }
+    }
+}
+
+/// The next request head, received into an empty buffer; None when the connection ends (as the handler's
+/// `_read_head`: a failed receive or the end of the stream ends it quietly, a refused head is answered).
+fn read_head<'py>(
+    handler: &Bound<'py, PyAny>,
+    server: &Bound<'py, PyAny>,
+    sock: &Bound<'py, PyAny>,
+    base_environ: &Bound<'py, PyDict>,
+    first: bool,
+) -> PyResult<Option<Parsed<'py>>> {
+    let py = handler.py();
+    let timeout =
+        server.getattr(if first { intern!(py, "header_timeout") } else { intern!(py, "keepalive_timeout") })?;
+    let started =
+        if first { py.import(intern!(py, "time"))?.call_method0(intern!(py, "monotonic"))?.extract()? } else { 0.0 };
+    let data = match sockops::recv_bytes(sock, HEAD_READ, 0, timeout.extract()?) {
+        Ok(data) => data,
+        Err(err) if err.is_instance_of::<PyOSError>(py) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    if data.as_bytes().is_empty() {
+        return Ok(None);
+    }
+    if let Ok(Some(parsed)) = parse_request(py, data.as_any(), base_environ) {
+        if parsed.1 == data.as_bytes().len() {
+            if first {
+                handler.setattr(intern!(py, "_first"), false)?;
+            }
+            return Ok(Some(parsed));
+        }
+    }
+    // Not whole, not alone, or refused: the handler's step, from the same bytes.
+    let parsed = handler.call_method1(intern!(py, "_head_from"), (data, started))?;
+    if parsed.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(parsed.extract()?))
+}
+
+/// Whether the request asks for an upgrade (an Upgrade header, or "Connection: upgrade"): its input differs.
+fn upgrades(environ: &Bound<'_, PyDict>) -> PyResult<bool> {
+    let py = environ.py();
+    if environ.contains(intern!(py, "HTTP_UPGRADE"))? {
+        return Ok(true);
+    }
+    match environ.get_item(intern!(py, "HTTP_CONNECTION"))? {
+        Some(connection) => connection.call_method0(intern!(py, "lower"))?.eq(intern!(py, "upgrade")),
+        None => Ok(false),
+    }
+}
+
+/// Runs the application for a request without a body and sends its response; whether the connection goes on.
+fn respond(
+    handler: &Bound<'_, PyAny>,
+    conn: &Bound<'_, PyAny>,
+    sock: &Bound<'_, PyAny>,
+    application: &Bound<'_, PyAny>,
+    environ: &Bound<'_, PyDict>,
+    keep_alive: bool,
+    io_timeout: Option<f64>,
+) -> PyResult<bool> {
+    let py = handler.py();
+    let answering = Bound::new(py, StartResponse::new(handler, environ, !keep_alive))?;
+    let (result, error) = match application.call1((environ, &answering)) {
+        Ok(result) => match answering.get().plain_response(&result)? {
+            Some(response) => {
+                let sent = if response.bare { 0 } else { response.body.as_bytes().len() };
+                let outcome = sockops::send_both(sock, response.head.as_any(), response.body.as_any(), io_timeout);
+                if outcome.as_ref().map_or_else(|err| err.is_instance_of::<PyOSError>(py), |()| true) {
+                    answering.get().finish();
+                }
+                match outcome {
+                    Ok(()) => return Ok(!response.close),
+                    Err(err) if sockops::is_timeout(py, &err) => {
+                        // The handler's answer to a client that stopped reading: close, after a linger.
+                        handler.setattr(intern!(py, "_linger"), true)?;
+                        conn.setattr(intern!(py, "broken"), true)?;
+                        return Ok(false);
+                    }
+                    Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                        conn.setattr(intern!(py, "broken"), true)?;
+                        return Ok(false);
+                    }
+                    Err(err) => {
+                        answering.get().hand_over(py, Some(sent))?;
+                        (py.None().into_bound(py), err.into_value(py).into_any().into_bound(py))
+                    }
+                }
+            }
+            None => {
+                answering.get().hand_over(py, None)?;
+                (result, py.None().into_bound(py))
+            }
+        },
+        Err(err) => {
+            answering.get().hand_over(py, None)?;
+            (py.None().into_bound(py), err.into_value(py).into_any().into_bound(py))
+        }
+    };
+    handler.call_method1(intern!(py, "handle_one_response"), ((result, error),))?;
+    goes_on(handler, conn)
+}
+
+/// Whether the connection goes on after a response the handler's steps sent (as its `handle_one_request` says).
+fn goes_on(handler: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = handler.py();
+    let closes = handler.getattr(intern!(py, "close_connection"))?.is_truthy()?
+        || conn.getattr(intern!(py, "broken"))?.is_truthy()?;
+    Ok(!closes)
+}
+
+/// The `start_response` of a request the loop serves. Its state is the loop's until something unusual happens;
+/// then the handler adopts it, and every call goes to the handler's own methods.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct StartResponse {
+    state: RefCell<Answering>,
+}
+
+// SAFETY: the state is only touched with the GIL held (every entry point is a Python call or the loop, which holds
+// it), and no borrow of it is held across a call into Python or a GIL release, so the GIL serializes every access.
+// ferrovent does not support free-threaded builds.
+unsafe impl Sync for StartResponse {}
+
+struct Answering {
+    handler: Option<Py<PyAny>>,
+    environ: Option<Py<PyDict>>,
+    /// The handler's `close_connection` as its steps would have it now.
+    close: bool,
+    /// The last `start_response` call's response head.
+    head: Option<Head>,
+    /// The handler holds the request's state (or the response went out): calls go to its methods.
+    handed_over: bool,
+}
+
+/// A `start_response` call's outcome, as the handler's `_use_head` takes it.
+struct Head {
+    status: Py<PyAny>,
+    headers: Py<PyAny>,
+    /// `response_head`'s tuple: (head, code, Content-Length, Date, framed, says close, Date line).
+    built: Py<PyTuple>,
+    http11: bool,
+    /// A HEAD request: the response has no body.
+    bare: bool,
+    code: u16,
+}
+
+/// A response the loop sends itself.
+struct Plain<'py> {
+    head: Bound<'py, PyBytes>,
+    body: Bound<'py, PyBytes>,
+    bare: bool,
+    close: bool,
+}
+
+impl StartResponse {
+    fn new(handler: &Bound<'_, PyAny>, environ: &Bound<'_, PyDict>, close: bool) -> Self {
+        let answering = Answering {
+            handler: Some(handler.clone().unbind()),
+            environ: Some(environ.clone().unbind()),
+            close,
+            head: None,
+            handed_over: false,
+        };
+        StartResponse { state: RefCell::new(answering) }
+    }
+
+    fn handler<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.state.borrow().handler {
+            Some(handler) => Ok(handler.bind(py).clone()),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("the request is over")),
+        }
+    }
+
+    /// The response went out (or its send failed on the socket): the request is over, and a later call (a kept
+    /// `write`) goes to the handler as it is then.
+    fn finish(&self) {
+        let taken = {
+            let mut state = self.state.borrow_mut();
+            state.handed_over = true;
+            (state.environ.take(), state.head.take())
+        };
+        drop(taken); // after the borrow: releasing them may run Python code
+    }
+
+    /// Lets the handler adopt the request's state (once): the head of the last `start_response` call and, if the
+    /// response's first send was made, how many body bytes it held.
+    fn hand_over(&self, py: Python<'_>, sent: Option<usize>) -> PyResult<()> {
+        let taken = {
+            let mut state = self.state.borrow_mut();
+            if state.handed_over {
+                return Ok(());
+            }
+            state.handed_over = true;
+            let head = state.head.take().map(|h| (h.status, h.headers, h.built, h.http11));
+            (state.handler.as_ref().map(|h| h.clone_ref(py)), state.environ.take(), state.close, head)
+        };
+        if let (Some(handler), Some(environ), close, head) = taken {
+            handler.call_method1(py, intern!(py, "_adopt"), (environ, close, head, sent))?;
+        }
+        Ok(())
+    }
+
+    /// Calls the handler's method `name` with the arguments given, after the handover.
+    fn delegate<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyString>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.hand_over(py, None)?;
+        self.handler(py)?.getattr(name)?.call(args, kwargs)
+    }
+
+    /// The response to send for the application's `result`, if the loop sends it itself: a list of one bytes
+    /// object after a `start_response` the loop answered, with nothing for the handler's Python steps to decide
+    /// (the framing is the head's own or the item's length; a Content-Length must be that length in digits).
+    fn plain_response<'py>(&self, result: &Bound<'py, PyAny>) -> PyResult<Option<Plain<'py>>> {
+        let py = result.py();
+        let Ok(list) = result.cast_exact::<PyList>() else { return Ok(None) };
+        if list.len() != 1 {
+            return Ok(None);
+        }
+        let Ok(body) = list.get_item(0)?.cast_into_exact::<PyBytes>() else { return Ok(None) };
+        let state = self.state.borrow();
+        let close = state.close;
+        let Some(head) = &state.head else { return Ok(None) };
+        if state.handed_over || head.code < 200 {
+            return Ok(None);
+        }
+        let built = head.built.bind(py);
+        let length = built.get_item(2)?;
+        let framed = built.get_item(4)?.is_truthy()?;
+        if !head.bare && !length.is_none() && !is_length(&length, body.as_bytes().len()) {
+            return Ok(None);
+        }
+        let start = built.get_item(0)?;
+        let start = start.cast::<PyBytes>()?.as_bytes();
+        let mut bytes = Vec::with_capacity(start.len() + 40);
+        bytes.extend_from_slice(start);
+        if !framed {
+            bytes.extend_from_slice(format!("Content-Length: {}\r\n", body.as_bytes().len()).as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        let bare = head.bare;
+        let head = PyBytes::new(py, &bytes);
+        let body = if bare { PyBytes::new(py, b"") } else { body };
+        Ok(Some(Plain { head, body, bare, close }))
+    }
+}
+
+/// Whether a Content-Length the application gave is `length` written in ASCII digits (anything else: the
+/// handler's steps decide, as they parse it with `int`).
+fn is_length(value: &Bound<'_, PyAny>, length: usize) -> bool {
+    let Ok(text) = value.cast_exact::<PyString>() else { return false };
+    let Ok(text) = text.to_str() else { return false };
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<usize>() == Ok(length)
+}
+
+#[pymethods]
+impl StartResponse {
+    /// PEP 3333's `start_response(status, headers, exc_info=None)`, as the handler's.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let usual =
+            !this.state.borrow().handed_over && kwargs.is_none_or(|k| k.is_empty()) && matches!(args.len(), 2 | 3);
+        if usual {
+            if let Some(write) = this.answer(slf, args)? {
+                return Ok(write);
+            }
+        }
+        this.delegate(py, intern!(py, "start_response"), args, kwargs)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Ok(state) = self.state.try_borrow() else { return Ok(()) };
+        if let Some(handler) = &state.handler {
+            visit.call(handler)?;
+        }
+        if let Some(environ) = &state.environ {
+            visit.call(environ)?;
+        }
+        if let Some(head) = &state.head {
+            visit.call(&head.status)?;
+            visit.call(&head.headers)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.state.try_borrow_mut().map(|mut state| {
+            state.handed_over = true;
+            (state.handler.take(), state.environ.take(), state.head.take())
+        });
+        drop(taken); // after the borrow: releasing them may run Python code
+    }
+}
+
+impl StartResponse {
+    /// The loop's own `start_response(status, headers[, exc_info])`: the `write` callable, or None where the
+    /// handler's must answer (an environ without the keys as it set them, a head `response_head` leaves to
+    /// Python: unusual or wrong).
+    fn answer<'py>(&self, slf: &Bound<'py, Self>, args: &Bound<'py, PyTuple>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        if args.len() == 3 {
+            // The headers are not sent while the application runs: exc_info has nothing to re-raise.
+            args.get_item(2)?.is_truthy()?;
+        }
+        let (environ, close) = {
+            let state = self.state.borrow();
+            let Some(environ) = &state.environ else { return Ok(None) };
+            (environ.clone_ref(py).into_bound(py), state.close)
+        };
+        let text = |key| -> PyResult<Option<Bound<'py, PyString>>> {
+            Ok(environ.get_item(key)?.and_then(|value| value.cast_into_exact::<PyString>().ok()))
+        };
+        let (Some(protocol), Some(method)) =
+            (text(intern!(py, "SERVER_PROTOCOL"))?, text(intern!(py, "REQUEST_METHOD"))?)
+        else {
+            return Ok(None);
+        };
+        let http11 = protocol.to_str()? == "HTTP/1.1";
+        let (status, headers) = (args.get_item(0)?, args.get_item(1)?);
+        let Some(built) = response_head(py, &status, &headers, http11, close)? else { return Ok(None) };
+        let (code, says_close) = (built.1, built.5);
+        let head = Head {
+            status: status.unbind(),
+            headers: headers.unbind(),
+            built: built.into_pyobject(py)?.unbind(),
+            http11,
+            bare: method.to_str()? == "HEAD",
+            code,
+        };
+        {
+            let mut state = self.state.borrow_mut();
+            state.close |= says_close;
+            state.head = Some(head);
+        }
+        Ok(Some(Bound::new(py, Write { answering: slf.clone().unbind() })?.into_any()))
+    }
+}
+
+/// The `write` callable a `StartResponse` gives out: the handler's `write`, once it adopted the request.
+#[pyclass(frozen, module = "ferrovent._core")]
+pub struct Write {
+    answering: Py<StartResponse>,
+}
+
+#[pymethods]
+impl Write {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.answering.get().delegate(py, intern!(py, "write"), args, kwargs)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.answering)
+    }
+}

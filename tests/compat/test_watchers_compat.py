@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -372,6 +373,9 @@ def loop_ref_unref_and_activecnt(lib, trace):
 @watcher_scenario([["priority", ["high", "middle", "low"]], ["pending", [True, False]]])
 def priority_and_pending_within_one_iteration(lib, trace):
     loop = lib.config.loop(default=False)
+    # Each run first holds the loop (a blocking callback) until all its timers are due, so that they expire in one
+    # iteration on both libraries: ferrovent's deadlines come from a fresh clock reading at each start (a few
+    # microseconds apart), and a wake-up that falls between them would expire them one by one.
     order = []
     timers = []
     for name, priority in (("low", -2), ("middle", 0), ("high", 2)):
@@ -379,12 +383,14 @@ def priority_and_pending_within_one_iteration(lib, trace):
         t.priority = priority
         t.start(order.append, name)
         timers.append(t)
+    loop.run_callback(time.sleep, 0.05)
     loop.run()
     trace.append(["priority", order])
     seen = []
     first, second = loop.timer(0.01), loop.timer(0.01)
     first.start(lambda: seen.append(second.pending))  # expired too, its callback still to run
     second.start(lambda: seen.append(first.pending))  # its own callback has run
+    loop.run_callback(time.sleep, 0.05)
     loop.run()
     trace.append(["pending", seen])
     loop.destroy()

@@ -229,6 +229,7 @@ impl<'py> Answer<'_, 'py> {
         goes_on(self.handler, self.conn)
     }
 }
+
 /// Whether the connection goes on after a response the handler's steps sent (as its `handle_one_request` says).
 fn goes_on(handler: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = handler.py();

@@ -1,5 +1,5 @@
 //! HTTP/1.x for the WSGI server: the request-head parser, the WSGI environ built from it, the chunked-body decoder,
-//! the common response head, and the keep-alive request loop (`serve`). The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in
+//! the common response head, and the keep-alive request loop (`serve`) with its access log (`access_log`). The parsing itself (`head`, `chunked`, `names`) is plain Rust with no Python in
 //! it, so it can be unit tested, property tested and fuzzed on its own; `environ`, `decoder` and `response` are the
 //! Python-facing layer.
 //!
@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod access_log;
 #[cfg(test)]
 mod checks;
 pub mod chunked;

@@ -321,12 +321,13 @@ def response_head(
     """
 
 def serve_requests(handler: Any, conn: Any, application: Any, base_environ: dict, empty_input: Any) -> None:
-    """The WSGI server's keep-alive loop for a connection of ``WSGIHandler`` itself (no access log, a plain socket,
-    dict environs): serves its requests until it ends. A whole head without a body, the application's usual
-    ``start_response`` and a list of one bytes object are answered here; everything else is handed to the
-    handler's own methods (``_head_from``, ``_make_input``, ``handle_one_request``, ``_adopt`` then
-    ``start_response``, ``write`` and ``handle_one_response``), so what the client sees is theirs. ``empty_input``
-    is the ``wsgi.input`` of a request without a body.
+    """The WSGI server's keep-alive loop for a connection of ``WSGIHandler`` itself (a plain socket, dict
+    environs): serves its requests until it ends. A whole head without a body, the application's usual
+    ``start_response`` and a list of one bytes object are answered here, and their access-log line written to
+    ``server.log`` as the handler's ``log_request`` writes it; everything else is handed to the handler's own
+    methods (``_head_from``, ``_make_input``, ``handle_one_request``, ``_adopt`` then ``start_response``, ``write``
+    and ``handle_one_response``), so what the client sees and the log gets is theirs. ``empty_input`` is the
+    ``wsgi.input`` of a request without a body.
     """
 
 def http_date_line() -> str:

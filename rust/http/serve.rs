@@ -1,8 +1,9 @@
 //! `serve_requests`: the keep-alive request loop of the WSGI server's own handler class, in Rust, for the common
 //! request: a head that arrives whole (and alone), no body, no upgrade, and an application that calls
 //! `start_response` as usual and returns a list of one bytes object. The handler chooses it only where nothing can
-//! tell it from its own Python steps (python/ferrovent/_wsgi/handler.py: the class itself, no access log, a plain
-//! socket, dict environs).
+//! tell it from its own Python steps (python/ferrovent/_wsgi/handler.py: the class itself, a plain socket, dict
+//! environs). With an access log, the loop writes the line of each request it answers (access_log.rs) where the
+//! handler's `handle_one_response` would, after the response; the handler's steps log the rest themselves.
 //!
 //! Everything else is handed to the handler's Python methods at a point where they take over exactly: a head that
 //! is not all there or fails to parse (`_head_from`, which re-parses the same bytes), a request with a body or an
@@ -21,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use super::access_log::{self, AccessLog};
 use super::environ::{parse_request, Parsed};
 use super::response::response_head;
 use crate::sockops;
@@ -42,10 +44,13 @@ pub fn serve_requests(
     let server = handler.getattr(intern!(py, "server"))?;
     let sock = conn.getattr(intern!(py, "socket"))?;
     let io_timeout: Option<f64> = conn.getattr(intern!(py, "io_timeout"))?.extract()?;
+    let log = AccessLog::of(handler)?;
+    let mut started = Started(None);
     let mut first = true; // as the handler's `_first`: no head read yet
     loop {
         if conn.getattr(intern!(py, "buffer"))?.is_truthy()? {
             // Pipelined bytes: the handler's own step takes turns with the other connections first.
+            started.sync(handler)?;
             if !handler.call_method0(intern!(py, "handle_one_request"))?.is_truthy()? {
                 return Ok(());
             }
@@ -54,15 +59,19 @@ pub fn serve_requests(
         if first {
             first = handler.getattr(intern!(py, "_first"))?.is_truthy()?;
         }
-        let Some(parsed) = read_head(handler, &server, &sock, base_environ, first)? else { return Ok(()) };
+        let Some(parsed) = read_head(handler, &server, &sock, base_environ, first, &mut started)? else {
+            return Ok(());
+        };
         first = false;
         let (environ, _, keep_alive, body) = parsed;
         let upgrade = upgrades(&environ)?;
         let goes_on = if body == 0 && !upgrade {
             environ.set_item(intern!(py, "wsgi.input"), empty_input)?;
-            respond(handler, conn, &sock, application, &environ, keep_alive, io_timeout)?
+            let answer = Answer { handler, conn, sock: &sock, log: log.as_ref(), io_timeout };
+            answer.respond(application, &environ, keep_alive, &mut started)?
         } else {
             // The handler's own steps for a request with a body (or an upgrade), from where the head is read.
+            started.sync(handler)?;
             handler.setattr(intern!(py, "environ"), &environ)?;
             handler.setattr(intern!(py, "close_connection"), !keep_alive)?;
             let input = handler.call_method1(intern!(py, "_make_input"), (&environ, body, upgrade))?;
@@ -77,6 +86,21 @@ pub fn serve_requests(
     }
 }
 
+/// When the last request the loop answered itself started, while the handler does not have it as its
+/// `time_start` (access log only): it needs it before its own steps run, as their log line of a refused head
+/// reads it (as the previous request left it).
+struct Started(Option<f64>);
+
+impl Started {
+    /// Gives the handler its `time_start`, if it does not have it yet.
+    fn sync(&mut self, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self.0.take() {
+            Some(start) => handler.setattr(intern!(handler.py(), "time_start"), start),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The next request head, received into an empty buffer; None when the connection ends (as the handler's
 /// `_read_head`: a failed receive or the end of the stream ends it quietly, a refused head is answered).
 fn read_head<'py>(
@@ -85,6 +109,7 @@ fn read_head<'py>(
     sock: &Bound<'py, PyAny>,
     base_environ: &Bound<'py, PyDict>,
     first: bool,
+    last_start: &mut Started,
 ) -> PyResult<Option<Parsed<'py>>> {
     let py = handler.py();
     let timeout =
@@ -108,6 +133,7 @@ fn read_head<'py>(
         }
     }
     // Not whole, not alone, or refused: the handler's step, from the same bytes.
+    last_start.sync(handler)?;
     let parsed = handler.call_method1(intern!(py, "_head_from"), (data, started))?;
     if parsed.is_none() {
         return Ok(None);
@@ -127,56 +153,81 @@ fn upgrades(environ: &Bound<'_, PyDict>) -> PyResult<bool> {
     }
 }
 
-/// Runs the application for a request without a body and sends its response; whether the connection goes on.
-fn respond(
-    handler: &Bound<'_, PyAny>,
-    conn: &Bound<'_, PyAny>,
-    sock: &Bound<'_, PyAny>,
-    application: &Bound<'_, PyAny>,
-    environ: &Bound<'_, PyDict>,
-    keep_alive: bool,
+/// What answering a request without a body needs of its connection.
+struct Answer<'a, 'py> {
+    handler: &'a Bound<'py, PyAny>,
+    conn: &'a Bound<'py, PyAny>,
+    sock: &'a Bound<'py, PyAny>,
+    log: Option<&'a AccessLog<'py>>,
     io_timeout: Option<f64>,
-) -> PyResult<bool> {
-    let py = handler.py();
-    let answering = Bound::new(py, StartResponse::new(handler, environ, !keep_alive))?;
-    let (result, error) = match application.call1((environ, &answering)) {
-        Ok(result) => match answering.get().plain_response(&result)? {
-            Some(response) => {
-                let sent = if response.bare { 0 } else { response.body.as_bytes().len() };
-                let outcome = sockops::send_both(sock, response.head.as_any(), response.body.as_any(), io_timeout);
-                if outcome.as_ref().map_or_else(|err| err.is_instance_of::<PyOSError>(py), |()| true) {
-                    answering.get().finish();
+}
+
+impl<'py> Answer<'_, 'py> {
+    /// Runs the application for the request and sends its response; whether the connection goes on. With an
+    /// access log, the request's start is the handler's `time_start` if its steps take over, else `started`'s.
+    fn respond(
+        &self,
+        application: &Bound<'py, PyAny>,
+        environ: &Bound<'py, PyDict>,
+        keep_alive: bool,
+        started: &mut Started,
+    ) -> PyResult<bool> {
+        let (handler, py) = (self.handler, self.handler.py());
+        let start = self.log.map(|_| access_log::now().0);
+        started.0 = None; // a hand-over gives the handler this request's start instead
+        let answering = Bound::new(py, StartResponse::new(handler, environ, !keep_alive, start))?;
+        let (result, error) = match application.call1((environ, &answering)) {
+            Ok(result) => match answering.get().plain_response(&result)? {
+                Some(response) => {
+                    let sent = if response.bare { 0 } else { response.body.as_bytes().len() };
+                    let outcome =
+                        sockops::send_both(self.sock, response.head.as_any(), response.body.as_any(), self.io_timeout);
+                    if outcome.as_ref().map_or_else(|err| err.is_instance_of::<PyOSError>(py), |()| true) {
+                        answering.get().finish();
+                    }
+                    let goes_on = match outcome {
+                        Ok(()) => !response.close,
+                        Err(err) if sockops::is_timeout(py, &err) => {
+                            // The handler's answer to a client that stopped reading: close, after a linger.
+                            handler.setattr(intern!(py, "_linger"), true)?;
+                            self.conn.setattr(intern!(py, "broken"), true)?;
+                            false
+                        }
+                        Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                            self.conn.setattr(intern!(py, "broken"), true)?;
+                            false
+                        }
+                        Err(err) => {
+                            answering.get().hand_over(py, Some(sent))?;
+                            return self
+                                .handled(py.None().into_bound(py), err.into_value(py).into_any().into_bound(py));
+                        }
+                    };
+                    if let (Some(log), Some(start)) = (self.log, start) {
+                        started.0 = Some(start);
+                        log.write(environ, &response.status, sent, start)?;
+                    }
+                    return Ok(goes_on);
                 }
-                match outcome {
-                    Ok(()) => return Ok(!response.close),
-                    Err(err) if sockops::is_timeout(py, &err) => {
-                        // The handler's answer to a client that stopped reading: close, after a linger.
-                        handler.setattr(intern!(py, "_linger"), true)?;
-                        conn.setattr(intern!(py, "broken"), true)?;
-                        return Ok(false);
-                    }
-                    Err(err) if err.is_instance_of::<PyOSError>(py) => {
-                        conn.setattr(intern!(py, "broken"), true)?;
-                        return Ok(false);
-                    }
-                    Err(err) => {
-                        answering.get().hand_over(py, Some(sent))?;
-                        (py.None().into_bound(py), err.into_value(py).into_any().into_bound(py))
-                    }
+                None => {
+                    answering.get().hand_over(py, None)?;
+                    (result, py.None().into_bound(py))
                 }
-            }
-            None => {
+            },
+            Err(err) => {
                 answering.get().hand_over(py, None)?;
-                (result, py.None().into_bound(py))
+                (py.None().into_bound(py), err.into_value(py).into_any().into_bound(py))
             }
-        },
-        Err(err) => {
-            answering.get().hand_over(py, None)?;
-            (py.None().into_bound(py), err.into_value(py).into_any().into_bound(py))
-        }
-    };
-    handler.call_method1(intern!(py, "handle_one_response"), ((result, error),))?;
-    goes_on(handler, conn)
+        };
+        self.handled(result, error)
+    }
+
+    /// The handler's steps finish the request the application answered with `result` or failed with `error`.
+    fn handled(&self, result: Bound<'py, PyAny>, error: Bound<'py, PyAny>) -> PyResult<bool> {
+        let py = self.handler.py();
+        self.handler.call_method1(intern!(py, "handle_one_response"), ((result, error),))?;
+        goes_on(self.handler, self.conn)
+    }
 }
 
 /// Whether the connection goes on after a response the handler's steps sent (as its `handle_one_request` says).
@@ -204,6 +255,8 @@ struct Answering {
     environ: Option<Py<PyDict>>,
     /// The handler's `close_connection` as its steps would have it now.
     close: bool,
+    /// When the request started, for the access log (None: no log).
+    start: Option<f64>,
     /// The last `start_response` call's response head.
     head: Option<Head>,
     /// The handler holds the request's state (or the response went out): calls go to its methods.
@@ -224,6 +277,8 @@ struct Head {
 
 /// A response the loop sends itself.
 struct Plain<'py> {
+    /// The status the application gave (an exact str: `response_head` took it).
+    status: Bound<'py, PyString>,
     head: Bound<'py, PyBytes>,
     body: Bound<'py, PyBytes>,
     bare: bool,
@@ -231,11 +286,12 @@ struct Plain<'py> {
 }
 
 impl StartResponse {
-    fn new(handler: &Bound<'_, PyAny>, environ: &Bound<'_, PyDict>, close: bool) -> Self {
+    fn new(handler: &Bound<'_, PyAny>, environ: &Bound<'_, PyDict>, close: bool, start: Option<f64>) -> Self {
         let answering = Answering {
             handler: Some(handler.clone().unbind()),
             environ: Some(environ.clone().unbind()),
             close,
+            start,
             head: None,
             handed_over: false,
         };
@@ -260,8 +316,8 @@ impl StartResponse {
         drop(taken); // after the borrow: releasing them may run Python code
     }
 
-    /// Lets the handler adopt the request's state (once): the head of the last `start_response` call and, if the
-    /// response's first send was made, how many body bytes it held.
+    /// Lets the handler adopt the request's state (once): when it started (access log), the head of the last
+    /// `start_response` call and, if the response's first send was made, how many body bytes it held.
     fn hand_over(&self, py: Python<'_>, sent: Option<usize>) -> PyResult<()> {
         let taken = {
             let mut state = self.state.borrow_mut();
@@ -270,10 +326,10 @@ impl StartResponse {
             }
             state.handed_over = true;
             let head = state.head.take().map(|h| (h.status, h.headers, h.built, h.http11));
-            (state.handler.as_ref().map(|h| h.clone_ref(py)), state.environ.take(), state.close, head)
+            (state.handler.as_ref().map(|h| h.clone_ref(py)), state.environ.take(), state.close, head, state.start)
         };
-        if let (Some(handler), Some(environ), close, head) = taken {
-            handler.call_method1(py, intern!(py, "_adopt"), (environ, close, head, sent))?;
+        if let (Some(handler), Some(environ), close, head, start) = taken {
+            handler.call_method1(py, intern!(py, "_adopt"), (environ, close, head, sent, start))?;
         }
         Ok(())
     }
@@ -321,9 +377,10 @@ impl StartResponse {
         }
         bytes.extend_from_slice(b"\r\n");
         let bare = head.bare;
+        let status = head.status.bind(py).cast::<PyString>()?.clone();
         let head = PyBytes::new(py, &bytes);
         let body = if bare { PyBytes::new(py, b"") } else { body };
-        Ok(Some(Plain { head, body, bare, close }))
+        Ok(Some(Plain { status, head, body, bare, close }))
     }
 }
 

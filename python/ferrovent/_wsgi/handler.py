@@ -117,13 +117,10 @@ class WSGIHandler:
         # its own process_result
         self._plain_results = type(self).process_result is WSGIHandler.process_result
         # The keep-alive loop in Rust (serve_requests) where nothing can tell it from this class's own: the class
-        # itself (subclasses override its steps), no access log, a plain socket, dict environs.
+        # itself (subclasses override its steps, `format_request` and `log_request` among them), a plain socket,
+        # dict environs. It writes the access-log line of the requests it answers as `log_request` would.
         self._fast_loop = (
-            _FAST_LOOP
-            and type(self) is WSGIHandler
-            and not self._log_requests
-            and type(self._conn.io) is PlainIO
-            and self._environ_class is dict
+            _FAST_LOOP and type(self) is WSGIHandler and type(self._conn.io) is PlainIO and self._environ_class is dict
         )
 
     def _connection_environ(self) -> dict:
@@ -580,11 +577,16 @@ class WSGIHandler:
         self._cut = False
         self._says_close = self.close_connection  # the head already says Connection: close (the app's or ours)
 
-    def _adopt(self, environ: dict, close: bool, head: Optional[tuple], sent: Optional[int]) -> None:
+    def _adopt(
+        self, environ: dict, close: bool, head: Optional[tuple], sent: Optional[int], start: Optional[float]
+    ) -> None:
         """Takes over a request the Rust loop (``serve_requests``) started, with the state this class's own steps
-        would have set by now: the request's (``close``: the connection closes after it), the last
-        `start_response` call's (``head``: ``(status, headers, built, http11)`` as `_use_head` takes them, None if
-        none was made), and the response's first send (``sent``: the body bytes in it, None if none was made)."""
+        would have set by now: the request's (``close``: the connection closes after it; ``start``: its
+        ``time_start`` with an access log, else None), the last `start_response` call's (``head``: ``(status,
+        headers, built, http11)`` as `_use_head` takes them, None if none was made), and the response's first send
+        (``sent``: the body bytes in it, None if none was made)."""
+        if start is not None:
+            self.time_start = start
         self.environ = environ
         self.close_connection = close
         self._input = EMPTY_INPUT

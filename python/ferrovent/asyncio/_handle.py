@@ -4,8 +4,9 @@ The cyclic collector traverses a handle several times while it waits in the read
 traverse is CPython's generic one for ``__slots__`` classes, which walks each class's member table at every call.
 This subclass, made in Rust (rust/aio_handle_type.rs), visits the same slots directly: every reference the handle
 holds is still visited, so cycles through handles are collected as before. It adds no slot, is named ``Handle``
-(``repr`` and error messages read as asyncio's), is not subclassable and is immutable; its methods are
-``asyncio.Handle``'s, found through the MRO (a method replaced on ``asyncio.Handle`` is what its instances run).
+(``repr`` and error messages read as asyncio's) and is not subclassable; its methods are ``asyncio.Handle``'s,
+found through the MRO (a method replaced on ``asyncio.Handle`` is what its instances run), and its deallocation is
+CPython's, as for ``asyncio.Handle`` (so ``__class__`` can be assigned between the two).
 ``isinstance(h, asyncio.Handle)`` holds; ``type(h) is asyncio.Handle`` does not (docs/differences.md, asyncio).
 
 It reads the member descriptors' offsets (a CPython internal), so it is made only on the Python versions listed in

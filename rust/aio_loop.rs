@@ -2,7 +2,8 @@
 //! Python frame each: the making of a callback's `asyncio.Handle` in `call_soon`, and one iteration of the loop
 //! (`run_once`: timers, select, the ready queue's handles run).
 //!
-//! What stays asyncio's own: the handles are `asyncio.Handle` / `TimerHandle` instances with their usual slots, the
+//! What stays asyncio's own: the handles are `asyncio.Handle` / `TimerHandle` instances with their usual slots
+//! (those `call_soon` makes, of a subclass that the collector traverses faster: rust/aio_handle_type.rs), the
 //! ready queue is the loop's `_ready` deque, and the timer heap is the loop's `_scheduled` list (a `heapq` heap),
 //! so asyncio's own code and anything that looks at them sees what it expects; the selector's `select` and the
 //! loop's `_process_events` are called as asyncio calls them. What this file does is what `Handle.__init__`,
@@ -201,6 +202,8 @@ pub struct AioLoop {
     selector: Py<AioSelector>,
     handle_type: Py<PyType>,
     timer_handle_type: Py<PyType>,
+    /// The class of the handles `call_soon` makes: `handle_type`, or its subclass from rust/aio_handle_type.rs.
+    made_type: Py<PyType>,
     layout: HandleLayout,
     /// asyncio's own `Handle.__init__` and `Handle._run`: if code has replaced one (to time callbacks, say), the
     /// handles are made, or run, by the replacement.
@@ -393,10 +396,11 @@ impl AioLoop {
         args: Bound<'py, PyTuple>,
         context: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let handle_type = self.handle_type.bind(py).as_type_ptr();
-        // SAFETY: `handle_type` is a type object (asyncio.Handle, checked in Python before this object is made),
-        // alive while `self` is. Its `tp_alloc` (what PyType_GenericNew calls, without an argument tuple to make)
-        // returns a new instance with its slots empty, or NULL with an exception set.
+        let handle_type = self.made_type.bind(py).as_type_ptr();
+        // SAFETY: `handle_type` is a type object (asyncio.Handle, checked in Python before this object is made, or
+        // its subclass of the same layout, checked in `new`), alive while `self` is. Its `tp_alloc` (what
+        // PyType_GenericNew calls, without an argument tuple to make) returns a new instance with its slots empty,
+        // or NULL with an exception set.
         let handle = unsafe {
             let alloc = (*handle_type).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
             Bound::from_owned_ptr_or_err(py, alloc(handle_type, 0))?
@@ -440,36 +444,50 @@ impl AioLoop {
         Ok(())
     }
 
-    /// Whether `asyncio.Handle`'s method `name` is no longer `original`: looked up in the class's own namespace,
+    /// Whether the handles' method `name` is no longer `original`: looked up in the own namespaces of the class
+    /// `call_soon` makes (if not asyncio.Handle itself: defined there, it is another) and of `asyncio.Handle`,
     /// where asyncio defines it and where assigning `Handle.name` (or deleting it) changes it.
     fn replaced(&self, py: Python<'_>, name: &Bound<'_, PyString>, original: &Py<PyAny>) -> PyResult<bool> {
-        // SAFETY: `handle_type` is a class made by a class statement (a heap type), whose `tp_dict` is its namespace
-        // dict, alive as long as the type, which `self` keeps.
-        let namespace = unsafe {
-            Bound::from_borrowed_ptr(py, (*self.handle_type.bind(py).as_type_ptr()).tp_dict)
-                .cast_into_unchecked::<PyDict>()
-        };
-        Ok(!namespace.get_item(name)?.is_some_and(|method| method.is(original)))
-    }
-
-    /// Whether `asyncio.Handle.__init__` is still `handle_init` (see `replaced`), remembered while the class keeps
-    /// the version tag it had then: CPython gives a class a new tag, or none, whenever its namespace changes.
-    fn handle_init_kept(&self, py: Python<'_>) -> PyResult<bool> {
-        let handle_type = self.handle_type.bind(py).as_type_ptr();
-        // SAFETY: reads of two fields of a live type object, which `self` keeps alive.
-        let tag = unsafe {
-            if (*handle_type).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
-                0
-            } else {
-                (*handle_type).tp_version_tag
+        let namespace = |class: &Py<PyType>| {
+            // SAFETY: `class` is asyncio.Handle (made by a class statement) or our subclass of it, heap types whose
+            // `tp_dict` is their namespace dict, alive as long as the type, which `self` keeps.
+            unsafe {
+                Bound::from_borrowed_ptr(py, (*class.bind(py).as_type_ptr()).tp_dict).cast_into_unchecked::<PyDict>()
             }
         };
-        if tag != 0 && tag == self.init_kept_at.load(Ordering::Relaxed) {
+        if !self.made_type.is(&self.handle_type) && namespace(&self.made_type).contains(name)? {
             return Ok(true);
+        }
+        Ok(!namespace(&self.handle_type).get_item(name)?.is_some_and(|method| method.is(original)))
+    }
+
+    /// Whether the handles' `__init__` is still `handle_init` (see `replaced`), remembered while the class made
+    /// keeps the version tag it had then: CPython gives a class a new tag, or none, whenever its namespace or one
+    /// of its bases' changes.
+    fn handle_init_kept(&self, py: Python<'_>) -> PyResult<bool> {
+        let made_type = self.made_type.bind(py);
+        let tag = || {
+            // SAFETY: reads of two fields of a live type object, which `self` keeps alive.
+            unsafe {
+                let made_type = made_type.as_type_ptr();
+                if (*made_type).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
+                    0
+                } else {
+                    (*made_type).tp_version_tag
+                }
+            }
+        };
+        let before = tag();
+        if before != 0 && before == self.init_kept_at.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        if before == 0 {
+            // a class gets a tag at its first lookup through CPython's type cache: nothing may have looked at ours
+            made_type.getattr(intern!(py, "__init__"))?;
         }
         let kept = !self.replaced(py, intern!(py, "__init__"), &self.handle_init)?;
         if kept {
-            self.init_kept_at.store(tag, Ordering::Relaxed);
+            self.init_kept_at.store(tag(), Ordering::Relaxed);
         }
         Ok(kept)
     }
@@ -477,7 +495,7 @@ impl AioLoop {
     fn is_plain_handle(&self, _py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
         // SAFETY: reads the type pointer of a live object.
         let kind = unsafe { ffi::Py_TYPE(handle.as_ptr()) }.cast::<ffi::PyObject>();
-        kind == self.handle_type.as_ptr() || kind == self.timer_handle_type.as_ptr()
+        kind == self.made_type.as_ptr() || kind == self.handle_type.as_ptr() || kind == self.timer_handle_type.as_ptr()
     }
 
     fn is_cancelled(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -573,6 +591,7 @@ impl AioLoop {
         selector: Py<AioSelector>,
         handle_type: Py<PyType>,
         timer_handle_type: Py<PyType>,
+        made_type: Py<PyType>,
         handle_init: Py<PyAny>,
         handle_run: Py<PyAny>,
         slow_call_soon: Py<PyAny>,
@@ -591,6 +610,10 @@ impl AioLoop {
         let constants = py.import("asyncio.base_events")?;
         if timer_handle_type.bind(py).getattr(intern!(py, "__dict__"))?.contains("_run")? {
             return Err(pyo3::exceptions::PyTypeError::new_err("TimerHandle has a _run of its own"));
+        }
+        let made = made_type.bind(py);
+        if !made.is(&handle_type) && !crate::aio_handle_type::is_handle_class(made, handle_type.bind(py)) {
+            return Err(pyo3::exceptions::PyTypeError::new_err("handles of an unknown class"));
         }
         Ok(Self {
             layout: HandleLayout::of(handle_type.bind(py))?,
@@ -614,6 +637,7 @@ impl AioLoop {
             selector,
             handle_type,
             timer_handle_type,
+            made_type,
             slow_call_soon,
             slow_run_once,
             report,
@@ -737,6 +761,7 @@ impl AioLoop {
         visit.call(&self.selector)?;
         visit.call(&self.handle_type)?;
         visit.call(&self.timer_handle_type)?;
+        visit.call(&self.made_type)?;
         visit.call(&self.handle_init)?;
         visit.call(&self.handle_run)?;
         visit.call(&self.slow_call_soon)?;

@@ -8,6 +8,7 @@ compile_error!(
     "ferrovent runs on Linux, macOS and the BSDs only: its reactor needs epoll or kqueue (no Windows support)"
 );
 
+mod aio_handle_type;
 mod aio_loop;
 mod aio_selector;
 mod aio_transport;
@@ -60,6 +61,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     itemqueue::register(m)?;
     m.add_class::<aio_selector::AioSelector>()?;
     aio_loop::register(m)?;
+    aio_handle_type::register(m)?;
     m.add_class::<aio_transport::AioReadReady>()?;
     m.add_function(wrap_pyfunction!(aio_transport::install_aio_write, m)?)?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;

@@ -20,6 +20,7 @@ __all__ = [
     "LinkCore",
     "ItemQueue",
     "AioLoop",
+    "aio_handle_class",
     "AioReadReady",
     "AioSelector",
     "install_aio_write",
@@ -456,6 +457,7 @@ class AioLoop:
         selector: AioSelector,
         handle_type: type,
         timer_handle_type: type,
+        made_type: type,
         handle_init: Any,
         handle_run: Any,
         slow_call_soon: Any,
@@ -472,6 +474,9 @@ class AioLoop:
     def check_closed(self) -> None: ...
     def time(self) -> Any: ...
     def flag_stored(self, name: str, value: Any) -> None: ...
+
+def aio_handle_class(base: type, slots: list[str]) -> type:
+    """``base``'s (asyncio.Handle's) subclass whose handles the collector traverses without walking the MRO."""
 
 @final
 class AioReadReady:

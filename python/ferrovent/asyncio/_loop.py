@@ -30,6 +30,7 @@ from ferrovent.exceptions import BlockingSwitchOutError
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
 
+from ._handle import Handle as _FastHandle
 from ._selector import HubSelector
 from ._transport import SocketTransport
 
@@ -173,6 +174,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 selector._core,
                 asyncio.Handle,
                 asyncio.TimerHandle,
+                _FastHandle if _FastHandle is not None else asyncio.Handle,
                 _HANDLE_INIT,
                 _HANDLE_RUN,
                 EventLoop.call_soon.__get__(self),  # debug mode, a closed loop

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import adopt_hub, retire_hub, sleep
+from ferrovent._dead_threads import guard_dead_threads
 from ferrovent._ident import IdentRegistry
 from ferrovent._waiter import Waiter
 from ferrovent.core import loop as Loop  # the Rust loop with gevent's watcher API
@@ -380,6 +381,7 @@ class _ThreadExitCleanup:
 
 
 _hubs = _thread_local()
+guard_dead_threads()  # each thread's hub outlives it, to be collected in another thread
 
 
 def get_hub() -> Hub:

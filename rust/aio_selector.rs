@@ -323,8 +323,9 @@ impl AioSelector {
     fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
         let lp = self.lp.get();
         lp.check_thread()?;
-        let ready = self.level(py)?;
-        if !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0) {
+        // whether anything is ready (the pairs themselves are made after the hub's turn)
+        let ready = !self.level_pairs(py)?.is_empty();
+        if ready || timeout.is_some_and(|t| t <= 0.0) {
             self.yield_to_hub(py, lp)?;
         } else {
             let waits = self.interest.borrow().waits();

@@ -228,3 +228,52 @@ def test_the_rust_reader_serves_plain_protocols_on_the_fast_path():
         assert (kind, plain_in_rust, buffered_in_rust) == (_transport.SocketTransport, True, False)
     else:
         assert kind is selector_events._SelectorSocketTransport
+
+
+def test_the_transports_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
+    class Plain:
+        _buffer = None  # a class attribute: the instance's own comes first
+
+    class Guarded(Plain):
+        _conn_lost = property(lambda self: 0)
+
+    class Looked(Plain):
+        def __getattribute__(self, name: str):
+            return super().__getattribute__(name)
+
+    names = ("_conn_lost", "_buffer")
+    assert _transport._state_in_dict(Plain, names)
+    assert not _transport._state_in_dict(Guarded, names)
+    assert not _transport._state_in_dict(Looked, names)
+    state = ("_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter")
+    assert _transport._state_in_dict(_transport.SocketTransport, (*state, "_buffer"))
+
+
+def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():
+    """The Rust write reads `_conn_lost` from the transport's __dict__ while the class's lookup would find it there;
+    a property defined on the class afterwards (a data descriptor, which comes first) is what it then reads."""
+
+    async def sent() -> bytes:
+        transport, _protocol, peer = await connected(asyncio.Protocol)
+        try:
+            transport.write(b"before,")
+            cls = type(transport)
+            cls._conn_lost = property(lambda self: 5, lambda self, value: None)  # lost: write sends nothing
+            try:
+                transport.write(b"while lost,")
+            finally:
+                del cls._conn_lost
+            transport.write(b"after")
+            received = b""  # sent at once (nothing was buffered), so the blocking reads find it
+            while len(received) < len(b"before,after"):
+                received += peer.recv(100)
+            return received
+        finally:
+            transport.close()
+            peer.close()
+
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(sent(), 10)) == b"before,after"
+    finally:
+        loop.close()

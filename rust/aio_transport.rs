@@ -12,15 +12,16 @@
 //! the signal handlers, which may raise) end the call quietly; another error goes to the transport's `_fatal_error`
 //! (as `OSError(errno, strerror)`, the subclass for the errno, as `socket.recv` raises it); an empty read calls
 //! `_read_ready__on_eof`; an exception from `data_received` goes to `_fatal_error`. SystemExit and
-//! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` is not the
-//! plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
+//! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` or `fileno` is
+//! not the plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
 //!
 //! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a
 //! non-empty `bytes` when nothing is buffered, the connection is not lost, no eof was written and no sendfile is in
 //! progress: send(2) at once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
 //! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
 //! buffers it and waits for the socket to be writable as it always does; a send error goes to `_fatal_error`, as
-//! the stdlib's would. A socket whose `send` is not the plain one is written through the stdlib's `write` alone.
+//! the stdlib's would. A socket whose `send` or `fileno` is not the plain one is written through the stdlib's `write`
+//! alone.
 //!
 //! The transport's state (`_conn_lost`, `_buffer`, `_sock`...) is read at each call, as the stdlib's methods read
 //! it, and where it can be, from the transport's instance `__dict__` (`Attributes`): a dict lookup, not
@@ -137,9 +138,27 @@ impl<'a, 'py> Attributes<'a, 'py> {
     }
 }
 
-/// The fd of the transport's socket: `transport._sock.fileno()`.
+/// `_socket.socket.fileno`: the `fileno` of the sockets the Rust read and write serve (`_reads_in_rust` and
+/// `_writes_in_rust` say so only for a socket whose class's `fileno` is this one).
+static SOCKET_FILENO: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The fd of the transport's socket: `transport._sock.fileno()`, calling the `fileno` it has (`SOCKET_FILENO`)
+/// without looking it up.
 fn socket_fd(py: Python<'_>, attributes: &Attributes<'_, '_>) -> PyResult<libc::c_int> {
-    attributes.get(intern!(py, "_sock"))?.call_method0(intern!(py, "fileno"))?.extract()
+    let sock = attributes.get(intern!(py, "_sock"))?;
+    let Some(fileno) = SOCKET_FILENO.get(py) else {
+        return sock.call_method0(intern!(py, "fileno"))?.extract();
+    };
+    let args = [sock.as_ptr()];
+    // SAFETY: `fileno` is a live method descriptor, `args` one borrowed reference alive for the call (the
+    // descriptor checks its type); a new reference, or NULL with an exception set.
+    let fd = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(fileno.as_ptr(), args.as_ptr(), 1, std::ptr::null_mut()),
+        )
+    }?;
+    fd.extract()
 }
 
 /// What one recv(2) gave.
@@ -262,6 +281,8 @@ when nothing is buffered, else the stdlib's `write`.";
 pub fn install_aio_write(cls: &Bound<'_, PyType>, check: Bound<'_, PyAny>) -> PyResult<()> {
     let py = cls.py();
     vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)?;
+    let fileno = py.import("_socket")?.getattr("socket")?.getattr("fileno")?;
+    SOCKET_FILENO.get_or_init(py, || fileno.unbind());
     TRANSPORT_CLASS.get_or_init(py, || (cls.clone().unbind(), check.unbind()));
     Ok(())
 }

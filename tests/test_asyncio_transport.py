@@ -277,3 +277,39 @@ def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():
         assert loop.run_until_complete(asyncio.wait_for(sent(), 10)) == b"before,after"
     finally:
         loop.close()
+
+
+def test_a_socket_with_its_own_fileno_is_read_and_written_through_the_stdlib():
+    """The Rust read and write call the plain socket's fileno without looking it up: a socket class with its own
+    goes through the stdlib's read and write, as one with its own recv or send does."""
+
+    class Own(socket.socket):
+        def fileno(self) -> int:
+            return super().fileno()
+
+    async def echoed() -> tuple:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            sock = Own(socket.AF_INET, socket.SOCK_STREAM)
+            sock.connect(listener.getsockname())
+            peer, _ = listener.accept()
+        sock.setblocking(False)
+        peer.settimeout(5)
+        transport, protocol = await loop.create_connection(Recorder, sock=sock)
+        try:
+            flags = (transport._reads_in_rust, transport._writes_in_rust) if _loop.FAST_PATH else (False, False)
+            transport.write(b"out")
+            out = peer.recv(10)
+            peer.sendall(b"in")
+            await asyncio.wait_for(protocol.arrived.wait(), 5)
+            return flags, out, protocol.chunks
+        finally:
+            transport.close()
+            peer.close()
+
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(echoed()) == ((False, False), b"out", [b"in"])
+    finally:
+        loop.close()

@@ -16,8 +16,8 @@ dict lookup rather than a full attribute lookup, where `_state_in_dict` says tha
 
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
-allocation, and a socket whose ``recv`` or ``send`` is not the plain one (a subclass's own) is read or written
-through its own.
+allocation, and a socket whose ``recv``, ``send`` or ``fileno`` is not the plain one (a subclass's own) is read or
+written through its own.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from ferrovent import socket as _cooperative_socket
 # methods that do nothing more than recv(2) or send(2) on a non-blocking socket, as the Rust read and write do
 _PLAIN_RECVS = (_socket.socket.recv, _cooperative_socket.socket.recv)
 _PLAIN_SENDS = (_socket.socket.send, _cooperative_socket.socket.send)
+# the fileno of both: the Rust read and write call it directly, without looking it up on the socket
+_PLAIN_FILENO = _socket.socket.fileno
 
 
 def _is_one_of(method: Any, plain: tuple) -> bool:
@@ -68,9 +70,12 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         """As the stdlib's; says whether the new protocol's reads go through Rust."""
         super().set_protocol(protocol)
         sock_type = type(self._sock)  # NoneType once closed; tests give mocks
-        self._writes_in_rust = _is_one_of(getattr(sock_type, "send", None), _PLAIN_SENDS)
-        self._reads_in_rust = not isinstance(protocol, protocols.BufferedProtocol) and _is_one_of(
-            getattr(sock_type, "recv", None), _PLAIN_RECVS
+        plain_fileno = getattr(sock_type, "fileno", None) is _PLAIN_FILENO
+        self._writes_in_rust = plain_fileno and _is_one_of(getattr(sock_type, "send", None), _PLAIN_SENDS)
+        self._reads_in_rust = (
+            plain_fileno
+            and not isinstance(protocol, protocols.BufferedProtocol)
+            and _is_one_of(getattr(sock_type, "recv", None), _PLAIN_RECVS)
         )
 
 

@@ -367,9 +367,13 @@ impl AioLoop {
     /// the fd's reader or writer is removed.
     fn queue_ready_fds(&self, py: Python<'_>, aio_loop: &Bound<'_, PyAny>, ready: Vec<ReadyFd>) -> PyResult<()> {
         let append = self.append.bind(py);
-        for (key, mask) in ready {
+        for ReadyFd { key, data, events: mask } in ready {
             let key = key.into_bound(py);
-            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.getattr(intern!(py, "data"))?.extract()?;
+            let data = match data {
+                Some(data) => data.into_bound(py),
+                None => key.getattr(intern!(py, "data"))?,
+            };
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = data.extract()?;
             let directions = [
                 (EVENT_READ, reader, intern!(py, "_remove_reader")),
                 (EVENT_WRITE, writer, intern!(py, "_remove_writer")),
@@ -733,13 +737,17 @@ impl AioLoop {
         self.drop_cancelled_timers(py, aio_loop, state.as_ref())?;
         let timeout = self.select_timeout(py, aio_loop, state.as_ref())?;
         if self.dispatches_events {
-            let ready = match self.selector.get().poll(py, timeout)? {
+            let ready = match self.selector.get().poll_ready(py, timeout)? {
                 Some(ready) => ready,
                 // HubSelector's own `select` would poll again before waiting
                 None => {
                     let events =
                         aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?;
-                    events.try_iter()?.map(|event| event?.extract()).collect::<PyResult<Vec<ReadyFd>>>()?
+                    let pair = |event: PyResult<Bound<'_, PyAny>>| {
+                        let (key, events) = event?.extract()?;
+                        Ok(ReadyFd { key, data: None, events })
+                    };
+                    events.try_iter()?.map(pair).collect::<PyResult<Vec<ReadyFd>>>()?
                 }
             };
             self.queue_ready_fds(py, aio_loop, ready)?;

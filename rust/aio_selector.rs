@@ -31,8 +31,22 @@ use crate::timers::Nanos;
 const EVENT_READ: u32 = 1;
 const EVENT_WRITE: u32 = 2;
 
-/// A ready fd: its `SelectorKey` and the `selectors` event bits found.
-pub(crate) type ReadyFd = (Py<PyAny>, u32);
+/// A ready fd: its `SelectorKey`, the key's `data` if known (read when the key was registered: a `SelectorKey` is
+/// an immutable named tuple), and the `selectors` event bits found.
+pub(crate) struct ReadyFd {
+    pub(crate) key: Py<PyAny>,
+    pub(crate) data: Option<Py<PyAny>>,
+    pub(crate) events: u32,
+}
+
+/// A `(key, events)` pair of the `selectors` API.
+type KeyEvents = (Py<PyAny>, u32);
+
+/// A registered fd's `SelectorKey` and the key's `data`.
+struct Registered {
+    key: Py<PyAny>,
+    data: Py<PyAny>,
+}
 
 /// The registered fds: pollfds in one array (what poll(2) takes), with each fd's key at the same index.
 struct Interest<K> {
@@ -120,7 +134,7 @@ fn ready_bits(pollfd: &libc::pollfd) -> u32 {
 #[pyclass(frozen, module = "ferrovent._core")]
 pub struct AioSelector {
     lp: Py<Loop>,
-    interest: RefCell<Interest<Py<PyAny>>>,
+    interest: RefCell<Interest<Registered>>,
     /// The greenlet parked in `wait`, if one is.
     parked: RefCell<Option<Py<PyAny>>>,
     /// When `wait` last let the hub run, and the switch interval read then.
@@ -152,7 +166,7 @@ impl AioSelector {
         let mut left = found;
         let mut ready = Vec::with_capacity(usize::try_from(found).unwrap_or(0));
         let Interest { pollfds, keys, .. } = &*interest;
-        for (pollfd, key) in pollfds.iter().zip(keys) {
+        for (pollfd, registered) in pollfds.iter().zip(keys) {
             if left == 0 {
                 break;
             }
@@ -162,7 +176,8 @@ impl AioSelector {
             left -= 1;
             let events = ready_bits(pollfd);
             if events != 0 {
-                ready.push((key.clone_ref(py), events));
+                let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
+                ready.push(ReadyFd { key, data, events });
             }
         }
         Ok(ready)
@@ -171,7 +186,7 @@ impl AioSelector {
     /// `level_pairs` as the `selectors` API gives them: a list of `(key, events)` tuples.
     fn level<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let ready = PyList::empty(py);
-        for (key, events) in self.level_pairs(py)? {
+        for ReadyFd { key, events, .. } in self.level_pairs(py)? {
             ready.append((key, events))?;
         }
         Ok(ready)
@@ -249,6 +264,14 @@ impl AioSelector {
         }
     }
 
+    /// `poll`, for the Rust caller (AioLoop's run_once), with each ready key's `data`.
+    pub(crate) fn poll_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<ReadyFd>>> {
+        let lp = self.lp.get();
+        let ready = self.level_pairs(py)?;
+        let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);
+        Ok((cannot_block && !self.hub_wants_turn(lp)).then_some(ready))
+    }
+
     /// `wake`, for the Rust callers (AioLoop's call_soon).
     pub(crate) fn wake_parked(&self, py: Python<'_>) -> PyResult<()> {
         if self.parked.borrow().is_none() {
@@ -286,9 +309,11 @@ impl AioSelector {
     }
 
     /// Registers `fd` for `events` (`selectors.EVENT_READ`/`EVENT_WRITE`) with `key`, or updates its registration.
-    fn set(&self, fd: usize, events: u32, key: Py<PyAny>) {
-        let previous = self.interest.borrow_mut().set(fd, events, key);
+    fn set(&self, fd: usize, events: u32, key: Bound<'_, PyAny>) -> PyResult<()> {
+        let data = key.getattr(pyo3::intern!(key.py(), "data"))?.unbind();
+        let previous = self.interest.borrow_mut().set(fd, events, Registered { key: key.unbind(), data });
         drop(previous); // after the borrow: it may be the last reference
+        Ok(())
     }
 
     /// Forgets `fd`; the poller's registration ends unless a greenlet waits on it.
@@ -311,11 +336,9 @@ impl AioSelector {
 
     /// The ready fds (keys and event bits) if they can be given without switching, else None (call `wait`).
     /// `timeout`: seconds, None for no limit.
-    pub(crate) fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<ReadyFd>>> {
-        let lp = self.lp.get();
-        let ready = self.level_pairs(py)?;
-        let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);
-        Ok((cannot_block && !self.hub_wants_turn(lp)).then_some(ready))
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<KeyEvents>>> {
+        let ready = self.poll_ready(py, timeout)?;
+        Ok(ready.map(|ready| ready.into_iter().map(|ReadyFd { key, events, .. }| (key, events)).collect()))
     }
 
     /// As `poll`, letting the hub run first: parks until something is ready, the timeout or `wake` if nothing is
@@ -323,8 +346,9 @@ impl AioSelector {
     fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
         let lp = self.lp.get();
         lp.check_thread()?;
-        let ready = self.level(py)?;
-        if !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0) {
+        // whether anything is ready (the pairs themselves are made after the hub's turn)
+        let ready = !self.level_pairs(py)?.is_empty();
+        if ready || timeout.is_some_and(|t| t <= 0.0) {
             self.yield_to_hub(py, lp)?;
         } else {
             let waits = self.interest.borrow().waits();
@@ -348,8 +372,9 @@ impl AioSelector {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.lp)?;
         if let Ok(interest) = self.interest.try_borrow() {
-            for key in &interest.keys {
-                visit.call(key)?;
+            for registered in &interest.keys {
+                visit.call(&registered.key)?;
+                visit.call(&registered.data)?;
             }
         }
         if let Ok(parked) = self.parked.try_borrow() {

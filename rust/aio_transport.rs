@@ -12,24 +12,33 @@
 //! the signal handlers, which may raise) end the call quietly; another error goes to the transport's `_fatal_error`
 //! (as `OSError(errno, strerror)`, the subclass for the errno, as `socket.recv` raises it); an empty read calls
 //! `_read_ready__on_eof`; an exception from `data_received` goes to `_fatal_error`. SystemExit and
-//! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` is not the
-//! plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
+//! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` or `fileno` is
+//! not the plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
 //!
 //! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a
 //! non-empty `bytes` when nothing is buffered, the connection is not lost, no eof was written and no sendfile is in
 //! progress: send(2) at once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
 //! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
 //! buffers it and waits for the socket to be writable as it always does; a send error goes to `_fatal_error`, as
-//! the stdlib's would. A socket whose `send` is not the plain one is written through the stdlib's `write` alone.
+//! the stdlib's would. A socket whose `send` or `fileno` is not the plain one is written through the stdlib's `write`
+//! alone.
+//!
+//! The transport's state (`_conn_lost`, `_buffer`, `_sock`...) is read at each call, as the stdlib's methods read
+//! it, and where it can be, from the transport's instance `__dict__` (`Attributes`): a dict lookup, not
+//! `PyObject_GetAttr`'s type lookup and descriptor checks first, which cost the echo more than its syscalls. What
+//! is found is the same: only on an instance of the class installed on whose lookup of those names finds no data
+//! descriptor (a property would come before the instance's dict), checked again whenever the class or a base
+//! changes (its version tag); a name missing from the dict is looked up as usual.
 
 use std::cell::RefCell;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyMemoryView, PySlice, PyType};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
 use crate::vectorcall::{self, Arguments, Object};
@@ -37,6 +46,119 @@ use crate::vectorcall::{self, Arguments, Object};
 thread_local! {
     /// The buffer every read of this thread goes into first: as large as the largest `max_size` asked for.
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The transport attributes the Rust read and write look up at each call: found in the instance's `__dict__` where
+/// `Attributes` may look there.
+/// (`max_size`, a class attribute that instances do not set, is looked up as usual: a dict lookup would miss.)
+const STATE_NAMES: [&str; 8] =
+    ["_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter", "_buffer"];
+
+/// The class `install_aio_write` was given, and `check(cls, names)`: whether its lookup of `names` may start with
+/// the instance's `__dict__` (python/ferrovent/asyncio/_transport.py).
+static TRANSPORT_CLASS: PyOnceLock<(Py<PyType>, Py<PyAny>)> = PyOnceLock::new();
+
+/// The class's version tag when `check` last answered (0: not yet), and its answer (`verdict`). CPython gives a
+/// class a new tag, or none, whenever its namespace or a base's changes, so a kept tag means the same answer.
+static CHECKED_AT_TAG: AtomicU32 = AtomicU32::new(0);
+static VERDICT: AtomicBool = AtomicBool::new(false);
+
+/// The version tag of `cls`, 0 if it has none valid.
+fn version_tag(cls: &Bound<'_, PyType>) -> u32 {
+    // SAFETY: reads of two fields of a live type object.
+    unsafe {
+        let cls = cls.as_type_ptr();
+        if (*cls).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
+            0
+        } else {
+            (*cls).tp_version_tag
+        }
+    }
+}
+
+/// Whether `transport`'s `STATE_NAMES` may be looked up in its `__dict__` first: it is an instance of the class
+/// installed on (not a subclass), whose check passed at its current version tag.
+fn state_in_dict(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Some((class, check)) = TRANSPORT_CLASS.get(py) else { return Ok(false) };
+    let class = class.bind(py);
+    // SAFETY: reads the type pointer of a live object.
+    if unsafe { ffi::Py_TYPE(transport.as_ptr()) } != class.as_type_ptr() {
+        return Ok(false);
+    }
+    let tag = version_tag(class);
+    if tag != 0 && tag == CHECKED_AT_TAG.load(Ordering::Relaxed) {
+        return Ok(VERDICT.load(Ordering::Relaxed));
+    }
+    if tag == 0 {
+        // a class gets a tag at a lookup through CPython's type cache: nothing may have looked at ours since
+        class.getattr(intern!(py, "__init__"))?;
+    }
+    let tag = version_tag(class);
+    let plain = check.bind(py).call1((class, PyTuple::new(py, STATE_NAMES)?))?.is_truthy()?;
+    // the tag read before the check: if the check changed the class, the next call asks again
+    VERDICT.store(plain, Ordering::Relaxed);
+    CHECKED_AT_TAG.store(tag, Ordering::Relaxed);
+    Ok(plain && tag != 0)
+}
+
+/// A transport's `STATE_NAMES` as the Rust read and write look them up (see the module documentation).
+struct Attributes<'a, 'py> {
+    transport: &'a Bound<'py, PyAny>,
+    /// The instance's `__dict__`, where it may be looked in first.
+    dict: Option<Bound<'py, PyDict>>,
+}
+
+impl<'a, 'py> Attributes<'a, 'py> {
+    fn of(transport: &'a Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = transport.py();
+        let dict = if state_in_dict(py, transport)? {
+            // SAFETY: a live object; a new reference to its `__dict__` (made if it had none yet), or NULL with an
+            // exception set (no `__dict__`), in which case the attributes are looked up as usual.
+            let dict = unsafe {
+                Bound::from_owned_ptr_or_err(py, ffi::PyObject_GenericGetDict(transport.as_ptr(), std::ptr::null_mut()))
+            };
+            dict.ok().and_then(|dict| dict.cast_into::<PyDict>().ok())
+        } else {
+            None
+        };
+        Ok(Self { transport, dict })
+    }
+
+    /// `transport.name`, `name` one of `STATE_NAMES`.
+    fn get(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+        debug_assert!(STATE_NAMES.iter().any(|known| name == *known));
+        if let Some(value) = self.dict.as_ref().map(|dict| dict.get_item(name)).transpose()?.flatten() {
+            return Ok(value);
+        }
+        self.transport.getattr(name)
+    }
+
+    fn truth(&self, name: &Bound<'py, PyString>) -> PyResult<bool> {
+        self.get(name)?.is_truthy()
+    }
+}
+
+/// `_socket.socket.fileno`: the `fileno` of the sockets the Rust read and write serve (`_reads_in_rust` and
+/// `_writes_in_rust` say so only for a socket whose class's `fileno` is this one).
+static SOCKET_FILENO: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The fd of the transport's socket: `transport._sock.fileno()`, calling the `fileno` it has (`SOCKET_FILENO`)
+/// without looking it up.
+fn socket_fd(py: Python<'_>, attributes: &Attributes<'_, '_>) -> PyResult<libc::c_int> {
+    let sock = attributes.get(intern!(py, "_sock"))?;
+    let Some(fileno) = SOCKET_FILENO.get(py) else {
+        return sock.call_method0(intern!(py, "fileno"))?.extract();
+    };
+    let args = [sock.as_ptr()];
+    // SAFETY: `fileno` is a live method descriptor, `args` one borrowed reference alive for the call (the
+    // descriptor checks its type); a new reference, or NULL with an exception set.
+    let fd = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_Vectorcall(fileno.as_ptr(), args.as_ptr(), 1, std::ptr::null_mut()),
+        )
+    }?;
+    fd.extract()
 }
 
 /// What one recv(2) gave.
@@ -87,15 +209,15 @@ impl AioReadReady {
     /// The call itself (`AioLoop` makes it directly when it runs the reader's handle).
     pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport.bind(py);
-        if !transport.getattr(intern!(py, "_reads_in_rust"))?.is_truthy()? {
+        let attributes = Attributes::of(transport)?;
+        if !attributes.truth(intern!(py, "_reads_in_rust"))? {
             return transport.getattr(intern!(py, "_read_ready_cb"))?.call0().map(drop);
         }
-        if transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()? {
+        if attributes.truth(intern!(py, "_conn_lost"))? {
             return Ok(());
         }
         let max_size: usize = transport.getattr(intern!(py, "max_size"))?.extract()?;
-        let sock = transport.getattr(intern!(py, "_sock"))?;
-        let fd: libc::c_int = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let fd = socket_fd(py, &attributes)?;
         let data = loop {
             match recv_once(py, fd, max_size) {
                 Received::Data(data) => break data,
@@ -112,7 +234,7 @@ impl AioReadReady {
         if data.as_bytes().is_empty() {
             return transport.call_method0(intern!(py, "_read_ready__on_eof")).map(drop);
         }
-        let protocol = transport.getattr(intern!(py, "_protocol"))?;
+        let protocol = attributes.get(intern!(py, "_protocol"))?;
         match protocol.call_method1(intern!(py, "data_received"), (data,)) {
             Ok(_) => Ok(()),
             Err(err) => Self::fatal(py, transport, err, "Fatal error: protocol.data_received() call failed."),
@@ -150,12 +272,19 @@ static STDLIB_WRITE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 const WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\nThe socket transport's `write`: sends a `bytes` at once \
 when nothing is buffered, else the stdlib's `write`.";
 
-/// `install_aio_write(cls)`: makes `cls.write` (`cls` a subclass of the stdlib's socket transport, whose `write`
-/// it inherits) the Rust `write`, a method descriptor whose vectorcall entry takes `transport.write(data)` with no
-/// object made per call; every other call shape goes to the inherited `write`.
+/// `install_aio_write(cls, check)`: makes `cls.write` (`cls` a subclass of the stdlib's socket transport, whose
+/// `write` it inherits) the Rust `write`, a method descriptor whose vectorcall entry takes `transport.write(data)`
+/// with no object made per call; every other call shape goes to the inherited `write`. `check(cls, names)` says
+/// whether `cls`'s lookup of the attributes `names` may start with an instance's `__dict__` (asked again whenever
+/// `cls` changes): where it may, the read and the write of `cls`'s own instances look there first.
 #[pyfunction]
-pub fn install_aio_write(cls: &Bound<'_, PyType>) -> PyResult<()> {
-    vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)
+pub fn install_aio_write(cls: &Bound<'_, PyType>, check: Bound<'_, PyAny>) -> PyResult<()> {
+    let py = cls.py();
+    vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)?;
+    let fileno = py.import("_socket")?.getattr("socket")?.getattr("fileno")?;
+    SOCKET_FILENO.get_or_init(py, || fileno.unbind());
+    TRANSPORT_CLASS.get_or_init(py, || (cls.clone().unbind(), check.unbind()));
+    Ok(())
 }
 
 /// `transport.write(data)`, taken by its vectorcall entry.
@@ -182,23 +311,24 @@ fn stdlib_write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, Py
 
 /// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof
 /// written, no sendfile in progress and the connection not lost, whose socket's `send` is the plain one.
-fn sends_now(py: Python<'_>, transport: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+fn sends_now(py: Python<'_>, attributes: &Attributes<'_, '_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
     let Ok(bytes) = data.cast_exact::<PyBytes>() else { return Ok(false) };
     Ok(!bytes.as_bytes().is_empty()
-        && transport.getattr(intern!(py, "_writes_in_rust"))?.is_truthy()?
-        && !transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
-        && !transport.getattr(intern!(py, "_eof"))?.is_truthy()?
-        && transport.getattr(intern!(py, "_empty_waiter"))?.is_none()
-        && !transport.getattr(intern!(py, "_buffer"))?.is_truthy()?)
+        && attributes.truth(intern!(py, "_writes_in_rust"))?
+        && !attributes.truth(intern!(py, "_conn_lost"))?
+        && !attributes.truth(intern!(py, "_eof"))?
+        && attributes.get(intern!(py, "_empty_waiter"))?.is_none()
+        && !attributes.truth(intern!(py, "_buffer"))?)
 }
 
 /// `transport.write(data)` (see the module documentation).
 fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, PyAny>) -> PyResult<()> {
-    if !sends_now(py, transport, &data)? {
+    let attributes = Attributes::of(transport)?;
+    if !sends_now(py, &attributes, &data)? {
         return stdlib_write(py, transport, data);
     }
     let bytes = data.cast::<PyBytes>()?.as_bytes();
-    let fd: libc::c_int = transport.getattr(intern!(py, "_sock"))?.call_method0(intern!(py, "fileno"))?.extract()?;
+    let fd = socket_fd(py, &attributes)?;
     // SAFETY: send(2) reads `bytes.len()` bytes of the bytes object's storage, alive for the call.
     let sent = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
     if let Ok(sent) = usize::try_from(sent) {

@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -267,3 +268,42 @@ def test_call_soon_replaced_on_the_instance_or_overridden_by_a_subclass_is_what_
         assert seen[-1] == "replaced"
     finally:
         loop.close()
+
+
+def test_a_ready_fds_callbacks_are_those_of_its_registration_now():
+    """The loop dispatches a ready fd to the reader and writer its registration holds at the select: each add or
+    remove of one (which replaces the selector key) is what the next select sees, as on the default loop."""
+
+    async def dispatched() -> list:
+        loop = asyncio.get_running_loop()
+        left, right = socket.socketpair()
+        seen: list = []
+        try:
+            right.send(b"x")  # `left` is readable and writable from now on
+            loop.add_reader(left, seen.append, "reader 1")
+            await asyncio.sleep(0)
+            loop.add_writer(left, seen.append, "writer")
+            await asyncio.sleep(0)
+            loop.add_reader(left, seen.append, "reader 2")
+            await asyncio.sleep(0)
+            loop.remove_writer(left)
+            await asyncio.sleep(0)
+            loop.remove_reader(left)
+            await asyncio.sleep(0)
+            return seen
+        finally:
+            left.close()
+            right.close()
+
+    def run(new_loop) -> list:
+        loop = new_loop()
+        try:
+            return loop.run_until_complete(dispatched())
+        finally:
+            loop.close()
+
+    seen = run(ferrovent.asyncio.new_event_loop)
+    assert seen == run(asyncio.new_event_loop)
+    # each step changes the registration before the callbacks queued at its select run: a replaced reader or a
+    # removed writer is cancelled by then, so each callback runs once, the writer only while registered
+    assert seen == ["reader 1", "writer", "reader 2"]

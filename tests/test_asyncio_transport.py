@@ -228,3 +228,88 @@ def test_the_rust_reader_serves_plain_protocols_on_the_fast_path():
         assert (kind, plain_in_rust, buffered_in_rust) == (_transport.SocketTransport, True, False)
     else:
         assert kind is selector_events._SelectorSocketTransport
+
+
+def test_the_transports_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
+    class Plain:
+        _buffer = None  # a class attribute: the instance's own comes first
+
+    class Guarded(Plain):
+        _conn_lost = property(lambda self: 0)
+
+    class Looked(Plain):
+        def __getattribute__(self, name: str):
+            return super().__getattribute__(name)
+
+    names = ("_conn_lost", "_buffer")
+    assert _transport._state_in_dict(Plain, names)
+    assert not _transport._state_in_dict(Guarded, names)
+    assert not _transport._state_in_dict(Looked, names)
+    state = ("_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter")
+    assert _transport._state_in_dict(_transport.SocketTransport, (*state, "_buffer"))
+
+
+def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():
+    """The Rust write reads `_conn_lost` from the transport's __dict__ while the class's lookup would find it there;
+    a property defined on the class afterwards (a data descriptor, which comes first) is what it then reads."""
+
+    async def sent() -> bytes:
+        transport, _protocol, peer = await connected(asyncio.Protocol)
+        try:
+            transport.write(b"before,")
+            cls = type(transport)
+            cls._conn_lost = property(lambda self: 5, lambda self, value: None)  # lost: write sends nothing
+            try:
+                transport.write(b"while lost,")
+            finally:
+                del cls._conn_lost
+            transport.write(b"after")
+            received = b""  # sent at once (nothing was buffered), so the blocking reads find it
+            while len(received) < len(b"before,after"):
+                received += peer.recv(100)
+            return received
+        finally:
+            transport.close()
+            peer.close()
+
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(sent(), 10)) == b"before,after"
+    finally:
+        loop.close()
+
+
+def test_a_socket_with_its_own_fileno_is_read_and_written_through_the_stdlib():
+    """The Rust read and write call the plain socket's fileno without looking it up: a socket class with its own
+    goes through the stdlib's read and write, as one with its own recv or send does."""
+
+    class Own(socket.socket):
+        def fileno(self) -> int:
+            return super().fileno()
+
+    async def echoed() -> tuple:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            sock = Own(socket.AF_INET, socket.SOCK_STREAM)
+            sock.connect(listener.getsockname())
+            peer, _ = listener.accept()
+        sock.setblocking(False)
+        peer.settimeout(5)
+        transport, protocol = await loop.create_connection(Recorder, sock=sock)
+        try:
+            flags = (transport._reads_in_rust, transport._writes_in_rust) if _loop.FAST_PATH else (False, False)
+            transport.write(b"out")
+            out = peer.recv(10)
+            peer.sendall(b"in")
+            await asyncio.wait_for(protocol.arrived.wait(), 5)
+            return flags, out, protocol.chunks
+        finally:
+            transport.close()
+            peer.close()
+
+    loop = ferrovent.asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(echoed()) == ((False, False), b"out", [b"in"])
+    finally:
+        loop.close()

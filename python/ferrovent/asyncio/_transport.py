@@ -11,10 +11,13 @@ protocol and the loop see is what the stdlib's ``_read_ready`` gives them (its d
 nothing is buffered, as the stdlib's does first, without its Python frame; every other case, and data the socket
 did not take at once, goes to the stdlib's ``write``.
 
+Both read the transport's state (``_conn_lost``, ``_buffer``, ``_sock``...) from its instance ``__dict__`` first, a
+dict lookup rather than a full attribute lookup, where `_state_in_dict` says that finds what the lookup would.
+
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
-allocation, and a socket whose ``recv`` or ``send`` is not the plain one (a subclass's own) is read or written
-through its own.
+allocation, and a socket whose ``recv``, ``send`` or ``fileno`` is not the plain one (a subclass's own) is read or
+written through its own.
 """
 
 from __future__ import annotations
@@ -29,10 +32,25 @@ from ferrovent import socket as _cooperative_socket
 # methods that do nothing more than recv(2) or send(2) on a non-blocking socket, as the Rust read and write do
 _PLAIN_RECVS = (_socket.socket.recv, _cooperative_socket.socket.recv)
 _PLAIN_SENDS = (_socket.socket.send, _cooperative_socket.socket.send)
+# the fileno of both: the Rust read and write call it directly, without looking it up on the socket
+_PLAIN_FILENO = _socket.socket.fileno
 
 
 def _is_one_of(method: Any, plain: tuple) -> bool:
     return any(method is candidate for candidate in plain)
+
+
+def _state_in_dict(cls: type, names: tuple) -> bool:
+    """Whether the lookup of the attributes ``names`` on an instance of ``cls`` may start with its ``__dict__``, as
+    object's lookup does: ``cls`` keeps that lookup, and none of ``names`` is a data descriptor on it (which object's
+    lookup would find before the instance's ``__dict__``). The Rust read and write ask again when ``cls`` changes."""
+    if cls.__getattribute__ is not object.__getattribute__:
+        return False
+    for name in names:
+        found = next((vars(base)[name] for base in cls.__mro__ if name in vars(base)), None)
+        if hasattr(type(found), "__set__") or hasattr(type(found), "__delete__"):
+            return False
+    return True
 
 
 class SocketTransport(selector_events._SelectorSocketTransport):
@@ -52,10 +70,13 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         """As the stdlib's; says whether the new protocol's reads go through Rust."""
         super().set_protocol(protocol)
         sock_type = type(self._sock)  # NoneType once closed; tests give mocks
-        self._writes_in_rust = _is_one_of(getattr(sock_type, "send", None), _PLAIN_SENDS)
-        self._reads_in_rust = not isinstance(protocol, protocols.BufferedProtocol) and _is_one_of(
-            getattr(sock_type, "recv", None), _PLAIN_RECVS
+        plain_fileno = getattr(sock_type, "fileno", None) is _PLAIN_FILENO
+        self._writes_in_rust = plain_fileno and _is_one_of(getattr(sock_type, "send", None), _PLAIN_SENDS)
+        self._reads_in_rust = (
+            plain_fileno
+            and not isinstance(protocol, protocols.BufferedProtocol)
+            and _is_one_of(getattr(sock_type, "recv", None), _PLAIN_RECVS)
         )
 
 
-_core.install_aio_write(SocketTransport)
+_core.install_aio_write(SocketTransport, _state_in_dict)

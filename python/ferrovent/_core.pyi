@@ -484,7 +484,7 @@ class AioReadReady:
     def __new__(cls, transport: Any) -> Self: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
-def install_aio_write(cls: type, check: Callable[[type, tuple[str, ...]], bool], /) -> None:
+def install_aio_write(cls: type, check: Callable[[type, tuple[str, ...]], bool]) -> None:
     """Makes ``cls.write`` (a stdlib socket transport subclass) the Rust write: sends at once when nothing is
     buffered, else the inherited write. ``check(cls, names)``: whether the read and write of ``cls``'s instances may
     look the attributes ``names`` up in the instance ``__dict__`` first."""

@@ -6,20 +6,20 @@ the last test runs them so."""
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import weakref
 
 import ferrovent
 import pytest
 from ferrovent import greenlet as greenlet_module
+from ferrovent._switches import switched_off
 from ferrovent.greenlet import Greenlet
 
 from tests.child import ROOT, run_child
 
 pytestmark = pytest.mark.timeout(60)
 
-SWITCHED_OFF = os.environ.get("FERROVENT_GREENLET_FAST", "").strip().lower() in ("0", "false", "no", "off")
+SWITCHED_OFF = switched_off("FERROVENT_GREENLET_FAST")
 BUILD_TESTED = sys.implementation.name == "cpython" and (3, 9) <= sys.version_info[:2] <= (3, 13)
 UNSET = object()
 

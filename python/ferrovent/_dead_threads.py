@@ -17,13 +17,14 @@ main greenlet that really was leaked stays leaked, and ``get_clocks_used_doing_o
 
 from __future__ import annotations
 
-import os
-
 from greenlet import _greenlet
+
+from ferrovent._switches import switched_off
+
+__all__ = ["guard_dead_threads"]
 
 
 def guard_dead_threads() -> None:
     """Turns greenlet's optional clean-up off, unless the environment keeps it."""
-    kept = os.environ.get("FERROVENT_DEAD_THREAD_GUARD", "").strip().lower() in ("0", "false", "no", "off")
-    if not kept:
+    if not switched_off("FERROVENT_DEAD_THREAD_GUARD"):
         _greenlet.enable_optional_cleanup(False)

@@ -13,6 +13,8 @@ import greenlet
 
 from ferrovent import _core
 
+__all__ = ["info_lines", "print_info"]
+
 #: The names of the stdlib modules monkey-patching can replace, in `ferrovent.monkey.patch_all`'s order.
 _PATCHABLE = ("os", "time", "_thread", "threading", "socket", "select", "selectors", "ssl", "subprocess", "signal")
 

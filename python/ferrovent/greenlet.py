@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import operator
-import os
 import sys
 import time
 from collections.abc import Generator, Iterable
@@ -20,6 +19,7 @@ from weakref import ref
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ferrovent._core import TIMEOUT, build_greenlets_in_rust, greenlet_run, spawn_greenlet
+from ferrovent._switches import switched_off
 from ferrovent._waiter import MultipleWaiter
 from ferrovent.hub import _hubs, get_hub
 from ferrovent.timeout import Timeout, wait_bounded_by
@@ -649,10 +649,9 @@ def _assigns_as_greenlet(cls: type) -> bool:
 
 
 def _build_in_rust_allowed() -> bool:
-    switched_off = os.environ.get("FERROVENT_GREENLET_FAST", "").strip().lower() in ("0", "false", "no", "off")
     free_threaded = "t" in getattr(sys, "abiflags", "")
     return (
-        not switched_off
+        not switched_off("FERROVENT_GREENLET_FAST")
         and sys.implementation.name == "cpython"
         and not free_threaded
         and sys.version_info[:2] in _BUILD_PYTHONS

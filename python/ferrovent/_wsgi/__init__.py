@@ -4,3 +4,5 @@
 ``body``: ``wsgi.input`` and ``wsgi.file_wrapper``; ``handler``: `WSGIHandler`, one connection's requests and
 responses; ``environ``: the environ dict classes; ``log``: the access and error log adapters.
 """
+
+__all__: list[str] = []

@@ -13,6 +13,8 @@ from typing import Any, Optional
 from ferrovent._core import ChunkedDecoder, HttpParseError
 from ferrovent._wsgi.conn import ClientError, ClientGone, Connection, ConnectionReader, FileSource, InvalidClientInput
 
+__all__ = ["BODY_READ", "Input", "EMPTY_INPUT", "UpgradeInput", "FileWrapper"]
+
 #: How much one receive asks for while reading a body.
 BODY_READ = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

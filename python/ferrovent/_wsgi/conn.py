@@ -22,6 +22,20 @@ from ferrovent._core import sock_recv as _cooperative_recv
 from ferrovent._core import sock_send_pair as _send_pair
 from ferrovent.hub import get_hub
 
+__all__ = [
+    "TURN_SECONDS",
+    "ClientError",
+    "ClientGone",
+    "ClientTimeout",
+    "InvalidClientInput",
+    "PlainIO",
+    "SocketIO",
+    "open_io",
+    "Connection",
+    "FileSource",
+    "ConnectionReader",
+]
+
 _sock_send = _socket.socket.send
 _monotonic = time.monotonic
 _Socket = _cooperative.socket

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["Environ", "SecureEnviron", "WSGISecureEnviron"]
+
 
 class Environ(dict):
     """A dict for WSGI environs (``copy()`` keeps the class)."""

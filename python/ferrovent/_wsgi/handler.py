@@ -11,7 +11,6 @@ Bytes after a request's body stay in the buffer as the start of the next request
 from __future__ import annotations
 
 import errno
-import os
 import sys
 import time
 import traceback
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from greenlet import GreenletExit
 
 from ferrovent._core import HttpParseError, http_date_line, parse_request, response_head, serve_requests
+from ferrovent._switches import switched_off
 from ferrovent._wsgi.body import EMPTY_INPUT, FileWrapper, Input, UpgradeInput
 from ferrovent._wsgi.conn import (
     ClientError,
@@ -37,6 +37,8 @@ from ferrovent.hub import get_hub
 
 if TYPE_CHECKING:
     from ferrovent.pywsgi import WSGIServer
+
+__all__ = ["MAX_REQUEST_LINE", "WSGIHandler"]
 
 _monotonic = time.monotonic
 _now = time.time
@@ -64,7 +66,7 @@ _REQUEST_KEYS = (
 #: What a body item may be (PEP 3333 says bytes; gevent also sends a bytearray).
 _BYTES = (bytes, bytearray)
 #: ``FERROVENT_WSGI_FAST=0`` (also ``false``, ``no``, ``off``): every connection runs the Python request loop.
-_FAST_LOOP = os.environ.get("FERROVENT_WSGI_FAST", "").strip().lower() not in ("0", "false", "no", "off")
+_FAST_LOOP = not switched_off("FERROVENT_WSGI_FAST")
 
 
 class WSGIHandler:

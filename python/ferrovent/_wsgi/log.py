@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["NoopLog", "LoggingLogAdapter", "make_log"]
+
 
 class NoopLog:
     """The log when logging is turned off (``log=None``)."""

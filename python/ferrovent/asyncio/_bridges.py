@@ -18,6 +18,8 @@ from ferrovent.timeout import Timeout
 
 from ._loop import EventLoop, running_loop_of
 
+__all__ = ["await_", "wait_greenlet", "greenlet"]
+
 T = TypeVar("T")
 
 # hub -> the loop that runs await_'s awaitables when no ferrovent loop is running in the hub's thread

@@ -17,11 +17,13 @@ It reads the member descriptors' offsets (a CPython internal), so it is made onl
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from typing import Optional
 
 from ferrovent import _core
+from ferrovent._switches import switched_off
+
+__all__ = ["Handle"]
 
 # The Python versions on which the instance layout of asyncio.Handle and the slots' offsets were checked.
 _CHECKED_PYTHONS = ((3, 11),)
@@ -30,8 +32,7 @@ _SLOTS = ("_args", "_callback", "_cancelled", "_context", "_loop", "_repr", "_so
 
 
 def _make() -> Optional[type]:
-    switched_off = os.environ.get("FERROVENT_ASYNCIO_HANDLE_CLASS", "").strip().lower() in ("0", "false", "no", "off")
-    if switched_off or sys.version_info[:2] not in _CHECKED_PYTHONS:
+    if switched_off("FERROVENT_ASYNCIO_HANDLE_CLASS") or sys.version_info[:2] not in _CHECKED_PYTHONS:
         return None
     if set(asyncio.Handle.__slots__) != {*_SLOTS, "__weakref__"} or asyncio.Handle.__bases__ != (object,):
         return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import sys
 import weakref
 from asyncio import base_events, events, format_helpers, selector_events
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from greenlet import getcurrent
 
 from ferrovent import _core
+from ferrovent._switches import switched_off
 from ferrovent.exceptions import BlockingSwitchOutError
 from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
@@ -36,6 +36,8 @@ from ._transport import SocketTransport
 
 if TYPE_CHECKING:
     from ferrovent.hub import Hub
+
+__all__ = ["FAST_PATH", "EventLoop", "new_event_loop", "EventLoopPolicy", "running_loop_of"]
 
 # the OS thread's ident whatever patch_thread did (patched, threading.get_ident names the greenlet)
 _os_thread_ident = get_original("_thread", "get_ident")
@@ -59,9 +61,8 @@ _HANDLE_INIT, _HANDLE_RUN = _asyncio_own("__init__"), _asyncio_own("_run")
 
 
 def _fast_path_allowed() -> bool:
-    switched_off = os.environ.get("FERROVENT_ASYNCIO_FAST", "").strip().lower() in ("0", "false", "no", "off")
     return (
-        not switched_off
+        not switched_off("FERROVENT_ASYNCIO_FAST")
         and sys.version_info[:2] in _FAST_PATH_PYTHONS
         and set(asyncio.Handle.__slots__) == _HANDLE_SLOTS
         and asyncio.TimerHandle.__base__ is asyncio.Handle

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from ferrovent.hub import Hub
 
+__all__ = ["HubSelector"]
+
 _BOTH = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 

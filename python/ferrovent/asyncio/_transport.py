@@ -29,6 +29,8 @@ from typing import Any
 from ferrovent import _core
 from ferrovent import socket as _cooperative_socket
 
+__all__ = ["SocketTransport"]
+
 # methods that do nothing more than recv(2) or send(2) on a non-blocking socket, as the Rust read and write do
 _PLAIN_RECVS = (_socket.socket.recv, _cooperative_socket.socket.recv)
 _PLAIN_SENDS = (_socket.socket.send, _cooperative_socket.socket.send)

@@ -16,6 +16,7 @@ from asyncio import selector_events
 
 import ferrovent.asyncio
 from ferrovent.asyncio import _loop, _transport
+from ferrovent.asyncio._lookup import dict_first
 
 BIG = 300_000  # more than a transport reads at once (max_size, 256 KiB)
 
@@ -242,11 +243,12 @@ def test_the_transports_state_is_read_from_its_dict_only_where_the_lookup_would_
             return super().__getattribute__(name)
 
     names = ("_conn_lost", "_buffer")
-    assert _transport._state_in_dict(Plain, names)
-    assert not _transport._state_in_dict(Guarded, names)
-    assert not _transport._state_in_dict(Looked, names)
+    assert dict_first(Plain, names)
+    assert not dict_first(Guarded, names)
+    assert not dict_first(Looked, names)
     state = ("_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter")
-    assert _transport._state_in_dict(_transport.SocketTransport, (*state, "_buffer"))
+    assert dict_first(_transport.SocketTransport, (*state, "_buffer"))
+    assert dict_first(_loop.EventLoop, _loop._LOOP_STATE)
 
 
 def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():

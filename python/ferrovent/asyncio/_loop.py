@@ -31,6 +31,7 @@ from ferrovent.hub import get_hub
 from ferrovent.monkey import get_original
 
 from ._handle import Handle as _FastHandle
+from ._lookup import dict_first
 from ._selector import HubSelector
 from ._transport import SocketTransport
 
@@ -84,18 +85,10 @@ def _dispatches_in_rust(loop_class: type, selector: HubSelector) -> bool:
     )
 
 
-# The loop's state the Rust fast path reads from the loop's ``__dict__`` (see `_state_in_dict`).
+# The loop's state the Rust fast path reads from the loop's ``__dict__`` first (see `_lookup.dict_first`).
 _LOOP_STATE = ("_stopping", "_scheduled", "_timer_cancelled_count", "_clock_resolution")
 # The loop's flags `EventLoop` keeps as properties whose setters tell the Rust fast path (see `_flags_kept`).
 _LOOP_FLAGS = ("_debug", "_closed")
-
-
-def _state_in_dict(loop_class: type) -> bool:
-    """Whether `_core.AioLoop` may read the loop's state (`_LOOP_STATE`) from its ``__dict__``, as object's
-    attribute lookup finds it: the class keeps that lookup and defines none of those names (a property, say)."""
-    return loop_class.__getattribute__ is object.__getattribute__ and not any(
-        name in vars(cls) for cls in loop_class.__mro__ for name in _LOOP_STATE
-    )
 
 
 def _flags_kept(loop_class: type) -> bool:
@@ -182,7 +175,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 super()._run_once,  # debug mode
                 _report_callback_error,
                 _dispatches_in_rust(type(self), selector),
-                _state_in_dict(type(self)),
+                dict_first(type(self), _LOOP_STATE),
                 _flags_kept(type(self)),
             )
             # run_forever's loop and Task steps find the Rust calls without a Python frame around them

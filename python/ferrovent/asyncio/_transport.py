@@ -12,7 +12,7 @@ nothing is buffered, as the stdlib's does first, without its Python frame; every
 did not take at once, goes to the stdlib's ``write``.
 
 Both read the transport's state (``_conn_lost``, ``_buffer``, ``_sock``...) from its instance ``__dict__`` first, a
-dict lookup rather than a full attribute lookup, where `_state_in_dict` says that finds what the lookup would.
+dict lookup rather than a full attribute lookup, where `_lookup.dict_first` says that finds what the lookup would.
 
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
@@ -29,6 +29,8 @@ from typing import Any
 from ferrovent import _core
 from ferrovent import socket as _cooperative_socket
 
+from ._lookup import dict_first
+
 __all__ = ["SocketTransport"]
 
 # methods that do nothing more than recv(2) or send(2) on a non-blocking socket, as the Rust read and write do
@@ -40,19 +42,6 @@ _PLAIN_FILENO = _socket.socket.fileno
 
 def _is_one_of(method: Any, plain: tuple) -> bool:
     return any(method is candidate for candidate in plain)
-
-
-def _state_in_dict(cls: type, names: tuple) -> bool:
-    """Whether the lookup of the attributes ``names`` on an instance of ``cls`` may start with its ``__dict__``, as
-    object's lookup does: ``cls`` keeps that lookup, and none of ``names`` is a data descriptor on it (which object's
-    lookup would find before the instance's ``__dict__``). The Rust read and write ask again when ``cls`` changes."""
-    if cls.__getattribute__ is not object.__getattribute__:
-        return False
-    for name in names:
-        found = next((vars(base)[name] for base in cls.__mro__ if name in vars(base)), None)
-        if hasattr(type(found), "__set__") or hasattr(type(found), "__delete__"):
-            return False
-    return True
 
 
 class SocketTransport(selector_events._SelectorSocketTransport):
@@ -81,4 +70,4 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         )
 
 
-_core.install_aio_write(SocketTransport, _state_in_dict)
+_core.install_aio_write(SocketTransport, dict_first)

@@ -21,7 +21,7 @@
 //! the Python versions it lists, and not at all with `FERROVENT_ASYNCIO_FAST=0`).
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -33,6 +33,7 @@ use pyo3::{ffi, intern};
 use crate::aio_selector::{AioSelector, ReadyFd};
 use crate::aio_transport::AioReadReady;
 use crate::slots::{fill_slot, slot_offset};
+use crate::type_version::KeptVerdict;
 use crate::vectorcall::{self, Arguments, Object};
 
 /// The `selectors` module's event bits.
@@ -209,8 +210,8 @@ pub struct AioLoop {
     /// handles are made, or run, by the replacement.
     handle_init: Py<PyAny>,
     handle_run: Py<PyAny>,
-    /// The version tag `handle_type` had when its `__init__` was last found to be `handle_init` (0: none yet).
-    init_kept_at: AtomicU32,
+    /// Whether `made_type`'s `__init__` is `handle_init`, kept while the class is unchanged.
+    init_kept: KeptVerdict,
     /// asyncio's own `call_soon` for this loop, for debug mode, a closed loop and a replaced `Handle.__init__`.
     slow_call_soon: Py<PyAny>,
     /// asyncio's own `_run_once` for this loop, for debug mode.
@@ -465,35 +466,11 @@ impl AioLoop {
         Ok(!namespace(&self.handle_type).get_item(name)?.is_some_and(|method| method.is(original)))
     }
 
-    /// Whether the handles' `__init__` is still `handle_init` (see `replaced`), remembered while the class made
-    /// keeps the version tag it had then: CPython gives a class a new tag, or none, whenever its namespace or one
-    /// of its bases' changes.
+    /// Whether the handles' `__init__` is still `handle_init` (see `replaced`), kept while the class made is
+    /// unchanged.
     fn handle_init_kept(&self, py: Python<'_>) -> PyResult<bool> {
         let made_type = self.made_type.bind(py);
-        let tag = || {
-            // SAFETY: reads of two fields of a live type object, which `self` keeps alive.
-            unsafe {
-                let made_type = made_type.as_type_ptr();
-                if (*made_type).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
-                    0
-                } else {
-                    (*made_type).tp_version_tag
-                }
-            }
-        };
-        let before = tag();
-        if before != 0 && before == self.init_kept_at.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        if before == 0 {
-            // a class gets a tag at its first lookup through CPython's type cache: nothing may have looked at ours
-            made_type.getattr(intern!(py, "__init__"))?;
-        }
-        let kept = !self.replaced(py, intern!(py, "__init__"), &self.handle_init)?;
-        if kept {
-            self.init_kept_at.store(tag(), Ordering::Relaxed);
-        }
-        Ok(kept)
+        self.init_kept.get(made_type, || Ok(!self.replaced(py, intern!(py, "__init__"), &self.handle_init)?))
     }
 
     fn is_plain_handle(&self, _py: Python<'_>, handle: &Bound<'_, PyAny>) -> bool {
@@ -623,7 +600,7 @@ impl AioLoop {
             layout: HandleLayout::of(handle_type.bind(py))?,
             handle_init,
             handle_run,
-            init_kept_at: AtomicU32::new(0),
+            init_kept: KeptVerdict::new(),
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
             futures: py.import("asyncio.futures")?.unbind(),

@@ -32,7 +32,6 @@
 
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -41,6 +40,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PySlice, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
+use crate::type_version::KeptVerdict;
 use crate::vectorcall::{self, Arguments, Object};
 
 thread_local! {
@@ -58,23 +58,8 @@ const STATE_NAMES: [&str; 8] =
 /// the instance's `__dict__` (python/ferrovent/asyncio/_transport.py).
 static TRANSPORT_CLASS: PyOnceLock<(Py<PyType>, Py<PyAny>)> = PyOnceLock::new();
 
-/// The class's version tag when `check` last answered (0: not yet), and its answer (`verdict`). CPython gives a
-/// class a new tag, or none, whenever its namespace or a base's changes, so a kept tag means the same answer.
-static CHECKED_AT_TAG: AtomicU32 = AtomicU32::new(0);
-static VERDICT: AtomicBool = AtomicBool::new(false);
-
-/// The version tag of `cls`, 0 if it has none valid.
-fn version_tag(cls: &Bound<'_, PyType>) -> u32 {
-    // SAFETY: reads of two fields of a live type object.
-    unsafe {
-        let cls = cls.as_type_ptr();
-        if (*cls).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
-            0
-        } else {
-            (*cls).tp_version_tag
-        }
-    }
-}
+/// `check`'s answer about the class, kept while the class is unchanged.
+static STATE_IN_DICT: KeptVerdict = KeptVerdict::new();
 
 /// Whether `transport`'s `STATE_NAMES` may be looked up in its `__dict__` first: it is an instance of the class
 /// installed on (not a subclass), whose check passed at its current version tag.
@@ -85,20 +70,7 @@ fn state_in_dict(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<bool>
     if unsafe { ffi::Py_TYPE(transport.as_ptr()) } != class.as_type_ptr() {
         return Ok(false);
     }
-    let tag = version_tag(class);
-    if tag != 0 && tag == CHECKED_AT_TAG.load(Ordering::Relaxed) {
-        return Ok(VERDICT.load(Ordering::Relaxed));
-    }
-    if tag == 0 {
-        // a class gets a tag at a lookup through CPython's type cache: nothing may have looked at ours since
-        class.getattr(intern!(py, "__init__"))?;
-    }
-    let tag = version_tag(class);
-    let plain = check.bind(py).call1((class, PyTuple::new(py, STATE_NAMES)?))?.is_truthy()?;
-    // the tag read before the check: if the check changed the class, the next call asks again
-    VERDICT.store(plain, Ordering::Relaxed);
-    CHECKED_AT_TAG.store(tag, Ordering::Relaxed);
-    Ok(plain && tag != 0)
+    STATE_IN_DICT.get(class, || check.bind(py).call1((class, PyTuple::new(py, STATE_NAMES)?))?.is_truthy())
 }
 
 /// A transport's `STATE_NAMES` as the Rust read and write look them up (see the module documentation).

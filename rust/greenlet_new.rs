@@ -28,6 +28,7 @@ use pyo3::types::{PyDict, PyTuple, PyType, PyWeakrefReference};
 
 use crate::greenlet_api;
 use crate::slots::{fill_slot, slot_offset};
+use crate::type_version::version_tag;
 use crate::vectorcall::{Arguments, Object};
 
 /// How many classes' verdicts are kept (a program spawns a handful of Greenlet classes).
@@ -178,7 +179,7 @@ impl Builder {
         if metaclass != std::ptr::addr_of_mut!(ffi::PyType_Type) || !greenlets_own {
             return Ok(false);
         }
-        let key = version(cls).map(|tag| (raw as usize, tag));
+        let key = version_tag(cls).map(|tag| (raw as usize, tag));
         if let Some((class, tag)) = key {
             let verdicts = self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(&(_, _, verdict)) = verdicts.iter().find(|&&(c, t, _)| c == class && t == tag) {
@@ -188,7 +189,7 @@ impl Builder {
         // No lock is held while Python runs: another thread may spawn meanwhile.
         let verdict = self.vouches.bind(cls.py()).call1((cls,))?.is_truthy()?;
         // Kept only if the class is unchanged since the tag was read (a change clears the tag).
-        if let Some((class, tag)) = key.filter(|&(_, tag)| version(cls) == Some(tag)) {
+        if let Some((class, tag)) = key.filter(|&(_, tag)| version_tag(cls) == Some(tag)) {
             let mut verdicts = self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             verdicts.retain(|&(c, _, _)| c != class);
             if verdicts.len() == VERDICTS_KEPT {
@@ -275,16 +276,5 @@ impl Builder {
         unsafe { fill_slot(&greenlet, layout.start_state, self.scheduled.bind(py).clone()) };
         hub.getattr(intern!(py, "loop"))?.call_method1(intern!(py, "start"), (&greenlet,))?;
         Ok(greenlet)
-    }
-}
-
-/// The class's version tag, if it has a valid one (CPython clears it whenever the class or a base changes, and
-/// never hands out the same tag twice).
-fn version(cls: &Bound<'_, PyType>) -> Option<u32> {
-    let raw = cls.as_type_ptr();
-    // SAFETY: reading slots of a live type object, with the GIL held.
-    unsafe {
-        ((*raw).tp_flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG != 0 && (*raw).tp_version_tag != 0)
-            .then_some((*raw).tp_version_tag)
     }
 }

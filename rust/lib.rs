@@ -32,6 +32,7 @@ mod run;
 mod slots;
 mod sockops;
 mod timers;
+mod type_version;
 mod vectorcall;
 mod wait;
 mod waitqueue;

@@ -1,5 +1,5 @@
 """What a parked greenlet and an idle TCP connection cost, part by part, on ferrovent and gevent, beside an asyncio
-task and connection (the default loop, and uvloop's when it is installed).
+task and connection (the default loop, ferrovent's asyncio loop, and uvloop's when it is installed).
 
     python benches/memory_parts.py [--count 10000] [--connections 2000]
 
@@ -39,7 +39,9 @@ from pathlib import Path
 from parked_memory import park_greenlets, rss_bytes
 
 HERE = Path(__file__).resolve()
-SUBJECTS = ("greenlet", "ferrovent", "gevent", "asyncio", "uvloop")
+SUBJECTS = ("greenlet", "ferrovent", "gevent", "asyncio", "ferrovent.asyncio", "uvloop")
+# the subjects that are asyncio loops: each new_event_loop() of the module named (asyncio's own for "asyncio")
+LOOP_SUBJECTS = ("asyncio", "ferrovent.asyncio", "uvloop")
 KINDS = ("parked", "connection")
 WARM_UP = 1_000
 TOP_SITES = 6
@@ -98,9 +100,7 @@ def _greenlet_sizes(parked: list) -> dict:
 
 
 def _new_loop(subject: str) -> asyncio.AbstractEventLoop:
-    if subject == "uvloop":
-        return importlib.import_module("uvloop").new_event_loop()
-    return asyncio.new_event_loop()
+    return importlib.import_module(subject).new_event_loop()
 
 
 def _parked_tasks(loop: asyncio.AbstractEventLoop, count: int) -> list:
@@ -124,7 +124,7 @@ def _task_sizes(tasks: list) -> dict:
 def parked(subject: str, count: int, batch: Batch) -> dict:
     if subject == "greenlet":
         make, sizes = _parked_raw_greenlets, _greenlet_sizes
-    elif subject in ("asyncio", "uvloop"):
+    elif subject in LOOP_SUBJECTS:
         loop = _new_loop(subject)
         make, sizes = (lambda size: _parked_tasks(loop, size)), _task_sizes
     else:
@@ -220,7 +220,7 @@ def _task_connections(subject: str, count: int, batch: Batch) -> dict:
 
 
 def connection(subject: str, count: int, batch: Batch) -> dict:
-    if subject in ("asyncio", "uvloop"):
+    if subject in LOOP_SUBJECTS:
         return _task_connections(subject, count, batch)
     return _greenlet_connections(importlib.import_module(subject), count, batch)
 

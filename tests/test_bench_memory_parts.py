@@ -28,6 +28,12 @@ def test_ferrovent_parts(kind: str) -> None:
     assert traced["sites"], "the largest allocation sites are listed"
 
 
-def test_asyncio_task() -> None:
-    measured = _measure("asyncio", "parked", 300, "traced")
+@pytest.mark.parametrize("loop", ["asyncio", "ferrovent.asyncio"])
+def test_asyncio_task(loop: str) -> None:
+    measured = _measure(loop, "parked", 300, "traced")
     assert measured["kib"] > 0 and measured["coroutine bytes"] > 0
+
+
+def test_ferrovent_asyncio_connection() -> None:
+    measured = _measure("ferrovent.asyncio", "connection", 100, "rss")
+    assert measured["kib"] > 0 and measured["transport bytes"] > 0

@@ -1,12 +1,21 @@
 //! `ferrovent._core.AioSelector`: the bookkeeping and the waiting of the asyncio loop's selector
 //! (python/ferrovent/asyncio/_selector.py wraps it in the `selectors` API).
 //!
-//! It keeps the registered fds as an array of pollfds, ready to hand to poll(2), with each fd's `SelectorKey`.
-//! `select` answers with level truth, as the stdlib's selectors do: one zero-timeout poll(2) over the registered
-//! fds, and the ready `(key, events)` pairs built here. Only when nothing is ready and the timeout allows does the
-//! loop's greenlet park, as a waiter in the fd table on each of its fds (the poller's edge-triggered registration,
-//! made on the first park and kept until the fd is unregistered) and behind a timer: the first edge, the timeout or
-//! `wake` resumes it, and it takes its other waits back. So a busy asyncio loop makes no watch calls at all.
+//! It keeps the registered fds with each fd's `SelectorKey` (`Interest`, rust/aio_interest.rs: on Linux mirrored in
+//! the selector's own level-triggered epoll instance, elsewhere an array of pollfds). `select` answers with level
+//! truth, as the stdlib's selectors do: one zero-timeout epoll_wait (poll(2) over every registered fd elsewhere),
+//! and the ready `(key, events)` pairs built here. Only when nothing is ready and the timeout allows does the loop's
+//! greenlet park, as a waiter in the fd table and behind a timer: the first edge, the timeout or `wake` resumes it.
+//! On Linux it waits on the epoll fd alone, which the hub's poller watches (edge-triggered) and which turns readable
+//! whenever a registered fd gets ready; elsewhere on each of its fds, and it takes its other waits back on waking.
+//! The registration in the hub's poller is made on the first park and kept (until the selector closes, or the fd is
+//! unregistered): so a busy asyncio loop makes no watch calls at all.
+//!
+//! No readiness is lost between the empty answer and the park: nothing switches in between, so the hub has not
+//! polled; whatever got ready after the answer queued an edge in the hub's poller (or, on the poller's first
+//! registration of the epoll fd, is found by it), and the hub's next poll delivers it to the parked waiter. An edge
+//! that comes while nobody waits (the loop was busy) wakes nobody, which is right: the next park starts from an
+//! empty answer again.
 //!
 //! Yielding: a select that does not park lets the hub run only when the hub has something to run (its ready queue
 //! is not empty) or a switch interval has passed since the loop last let it run. In the first case the loop's
@@ -15,21 +24,17 @@
 //! on fds and timers get their turn within about two switch intervals however busy asyncio is.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use crate::aio_interest::{Interest, Refused};
 use crate::event_loop::{address, FdWaiter, Loop};
 use crate::fdtable::Direction;
 use crate::ready::{Ready, Wake};
 use crate::timers::Nanos;
-
-/// The `selectors` module's event bits.
-const EVENT_READ: u32 = 1;
-const EVENT_WRITE: u32 = 2;
 
 /// A ready fd: its `SelectorKey`, the key's `data` if known (read when the key was registered: a `SelectorKey` is
 /// an immutable named tuple), and the `selectors` event bits found.
@@ -48,93 +53,13 @@ struct Registered {
     data: Py<PyAny>,
 }
 
-/// The registered fds: pollfds in one array (what poll(2) takes), with each fd's key at the same index.
-struct Interest<K> {
-    pollfds: Vec<libc::pollfd>,
-    keys: Vec<K>,
-    index: HashMap<usize, usize>,
-}
-
-impl<K> Default for Interest<K> {
-    fn default() -> Self {
-        Self { pollfds: Vec::new(), keys: Vec::new(), index: HashMap::new() }
-    }
-}
-
-impl<K> Interest<K> {
-    fn set(&mut self, fd: usize, events: u32, key: K) -> Option<K> {
-        let pollfd = libc::pollfd { fd: RawFd::try_from(fd).unwrap_or(-1), events: poll_bits(events), revents: 0 };
-        match self.index.get(&fd) {
-            Some(&i) => {
-                self.pollfds[i] = pollfd;
-                Some(std::mem::replace(&mut self.keys[i], key))
-            }
-            None => {
-                self.index.insert(fd, self.pollfds.len());
-                self.pollfds.push(pollfd);
-                self.keys.push(key);
-                None
-            }
-        }
-    }
-
-    fn remove(&mut self, fd: usize) -> Option<K> {
-        let i = self.index.remove(&fd)?;
-        self.pollfds.swap_remove(i);
-        let key = self.keys.swap_remove(i);
-        if let Some(moved) = self.pollfds.get(i) {
-            self.index.insert(usize::try_from(moved.fd).unwrap_or(usize::MAX), i);
-        }
-        Some(key)
-    }
-
-    /// The fds and directions to wait on for the next edge.
-    fn waits(&self) -> Vec<(usize, Direction)> {
-        let mut waits = Vec::with_capacity(self.pollfds.len());
-        for p in &self.pollfds {
-            let fd = usize::try_from(p.fd).unwrap_or(usize::MAX);
-            if p.events & libc::POLLIN != 0 {
-                waits.push((fd, Direction::Read));
-            }
-            if p.events & libc::POLLOUT != 0 {
-                waits.push((fd, Direction::Write));
-            }
-        }
-        waits
-    }
-}
-
-/// poll(2)'s request bits for the `selectors` event bits.
-fn poll_bits(events: u32) -> libc::c_short {
-    let mut bits = 0;
-    if events & EVENT_READ != 0 {
-        bits |= libc::POLLIN;
-    }
-    if events & EVENT_WRITE != 0 {
-        bits |= libc::POLLOUT;
-    }
-    bits
-}
-
-/// The `selectors` event bits poll(2) reported for a pollfd. A hang-up, an error or a closed fd makes every
-/// registered direction ready: the callback's own syscall then says what happened.
-fn ready_bits(pollfd: &libc::pollfd) -> u32 {
-    let failed = pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
-    let mut bits = 0;
-    if pollfd.events & libc::POLLIN != 0 && (failed || pollfd.revents & libc::POLLIN != 0) {
-        bits |= EVENT_READ;
-    }
-    if pollfd.events & libc::POLLOUT != 0 && (failed || pollfd.revents & libc::POLLOUT != 0) {
-        bits |= EVENT_WRITE;
-    }
-    bits
-}
-
 /// See the module documentation.
 #[pyclass(frozen, module = "ferrovent._core")]
 pub struct AioSelector {
     lp: Py<Loop>,
     interest: RefCell<Interest<Registered>>,
+    /// The loop's `reinits` when the interest's kernel object was made: a fork since, and it is the parent's too.
+    reinits: Cell<u64>,
     /// The greenlet parked in `wait`, if one is.
     parked: RefCell<Option<Py<PyAny>>>,
     /// When `wait` last let the hub run, and the switch interval read then.
@@ -148,39 +73,38 @@ pub struct AioSelector {
 unsafe impl Sync for AioSelector {}
 
 impl AioSelector {
-    /// Level truth: the ready fds' keys and `selectors` event bits, from one zero-timeout poll(2) over every
-    /// registered fd.
+    /// Level truth: the ready fds' keys and `selectors` event bits, from one zero-timeout question to the kernel
+    /// (rust/aio_interest.rs).
     fn level_pairs(&self, py: Python<'_>) -> PyResult<Vec<ReadyFd>> {
-        let mut interest = self.interest.borrow_mut();
-        if interest.pollfds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let count = libc::nfds_t::try_from(interest.pollfds.len()).unwrap_or(libc::nfds_t::MAX);
-        // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
-        // poll(2) only writes their `revents`.
-        let found = unsafe { libc::poll(interest.pollfds.as_mut_ptr(), count, 0) };
-        if found < 0 {
-            let err = std::io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EINTR) { Ok(Vec::new()) } else { Err(err.into()) };
-        }
-        let mut left = found;
-        let mut ready = Vec::with_capacity(usize::try_from(found).unwrap_or(0));
-        let Interest { pollfds, keys, .. } = &*interest;
-        for (pollfd, registered) in pollfds.iter().zip(keys) {
-            if left == 0 {
-                break;
-            }
-            if pollfd.revents == 0 {
-                continue;
-            }
-            left -= 1;
-            let events = ready_bits(pollfd);
-            if events != 0 {
-                let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
-                ready.push(ReadyFd { key, data, events });
-            }
-        }
+        self.renew_if_forked(py)?;
+        let mut ready = Vec::new();
+        self.interest.borrow_mut().ready(|registered, events| {
+            let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
+            ready.push(ReadyFd { key, data, events });
+        })?;
         Ok(ready)
+    }
+
+    /// In a forked child (the loop's poller was rebuilt since the kernel object was made, and the parent shares
+    /// it), gives the registrations a kernel object of the child's own, before anything asks it or changes it.
+    fn renew_if_forked(&self, py: Python<'_>) -> PyResult<()> {
+        let reinits = self.lp.get().reinits.get();
+        if self.reinits.get() == reinits {
+            return Ok(());
+        }
+        let old = self.interest.borrow_mut().renew()?;
+        self.reinits.set(reinits);
+        if let Some(old) = old {
+            self.retire(py, old);
+        }
+        Ok(())
+    }
+
+    /// Closes a kernel object the selector no longer uses, after the loop forgets its registration (made by `park`:
+    /// a later fd with the same number must start clean) and wakes its waiter (a `wait` parked in another greenlet,
+    /// which then asks again), as `closing_fd` does.
+    fn retire(&self, py: Python<'_>, kernel: OwnedFd) {
+        retire_in(self.lp.get(), kernel, |lp, fd| lp.close_fd(py, fd));
     }
 
     /// `level_pairs` as the `selectors` API gives them: a list of `(key, events)` tuples.
@@ -234,7 +158,7 @@ impl AioSelector {
         }
         drop(taken); // after the borrow: the waiters hold greenlet references
         for &(fd, _) in &waited {
-            if !self.interest.borrow().index.contains_key(&fd) {
+            if !self.interest.borrow().waits_on(fd) {
                 lp.release_if_transient(fd); // unregistered while parked
             }
         }
@@ -298,39 +222,62 @@ impl AioSelector {
 #[pymethods]
 impl AioSelector {
     #[new]
-    fn new(r#loop: Py<Loop>) -> Self {
-        Self {
+    fn new(r#loop: Py<Loop>) -> PyResult<Self> {
+        let reinits = r#loop.get().reinits.get();
+        Ok(Self {
             lp: r#loop,
-            interest: RefCell::default(),
+            interest: RefCell::new(Interest::new()?),
+            reinits: Cell::new(reinits),
             parked: RefCell::default(),
             yielded_at: Cell::new(0),
             switch_interval: Cell::new(0),
-        }
+        })
     }
 
     /// Registers `fd` for `events` (`selectors.EVENT_READ`/`EVENT_WRITE`) with `key`, or updates its registration.
-    fn set(&self, fd: usize, events: u32, key: Bound<'_, PyAny>) -> PyResult<()> {
-        let data = key.getattr(pyo3::intern!(key.py(), "data"))?.unbind();
-        let previous = self.interest.borrow_mut().set(fd, events, Registered { key: key.unbind(), data });
-        drop(previous); // after the borrow: it may be the last reference
-        Ok(())
+    /// Raises OSError if the kernel refuses it (epoll: PermissionError for a regular file), registering nothing new.
+    fn set(&self, py: Python<'_>, fd: usize, events: u32, key: Bound<'_, PyAny>) -> PyResult<()> {
+        self.renew_if_forked(py)?;
+        let data = key.getattr(pyo3::intern!(py, "data"))?.unbind();
+        let outcome = self.interest.borrow_mut().set(fd, events, Registered { key: key.unbind(), data });
+        // dropped after the borrow: the key given back may be the last reference to the old one
+        match outcome {
+            Ok(previous) => {
+                drop(previous);
+                Ok(())
+            }
+            Err(Refused { error, key }) => {
+                drop(key);
+                Err(error.into())
+            }
+        }
     }
 
     /// Forgets `fd`; the poller's registration ends unless a greenlet waits on it.
-    fn remove(&self, fd: usize) {
+    fn remove(&self, py: Python<'_>, fd: usize) -> PyResult<()> {
+        self.renew_if_forked(py)?;
         let key = self.interest.borrow_mut().remove(fd);
         drop(key);
         let lp = self.lp.get();
         if lp.check_thread().is_ok() {
             lp.release_if_transient(fd); // a destroyed loop has no registrations left to release
         }
+        Ok(())
     }
 
-    /// Forgets every fd.
-    fn clear(&self) {
-        let fds: Vec<usize> = self.interest.borrow().index.keys().copied().collect();
-        for fd in fds {
-            self.remove(fd);
+    /// Forgets every fd and closes the selector's kernel object: nothing may be registered or polled after this.
+    fn close(&self, py: Python<'_>) {
+        let waits: Vec<usize> = self.interest.borrow().waits().into_iter().map(|(fd, _)| fd).collect();
+        let (keys, kernel) = self.interest.borrow_mut().close();
+        drop(keys);
+        let lp = self.lp.get();
+        if lp.check_thread().is_ok() {
+            for fd in waits {
+                lp.release_if_transient(fd); // poll(2)'s per-fd parks
+            }
+        }
+        if let Some(kernel) = kernel {
+            self.retire(py, kernel);
         }
     }
 
@@ -366,13 +313,13 @@ impl AioSelector {
 
     /// How many fds are registered.
     fn __len__(&self) -> usize {
-        self.interest.borrow().pollfds.len()
+        self.interest.borrow().len()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.lp)?;
         if let Ok(interest) = self.interest.try_borrow() {
-            for registered in &interest.keys {
+            for registered in interest.keys() {
                 visit.call(&registered.key)?;
                 visit.call(&registered.data)?;
             }
@@ -386,44 +333,29 @@ impl AioSelector {
     }
 
     fn __clear__(&self) {
-        let interest = self.interest.try_borrow_mut().map(|mut i| std::mem::take(&mut *i));
-        drop(interest);
+        let keys = self.interest.try_borrow_mut().map(|mut i| i.take_keys());
+        drop(keys);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pollfd(fd: RawFd, events: libc::c_short, revents: libc::c_short) -> libc::pollfd {
-        libc::pollfd { fd, events, revents }
-    }
-
-    #[test]
-    fn ready_bits_keep_to_the_registered_directions() {
-        assert_eq!(ready_bits(&pollfd(3, libc::POLLIN, libc::POLLIN)), EVENT_READ);
-        assert_eq!(ready_bits(&pollfd(3, libc::POLLIN | libc::POLLOUT, libc::POLLOUT)), EVENT_WRITE);
-        assert_eq!(ready_bits(&pollfd(3, libc::POLLOUT, libc::POLLIN)), 0);
-    }
-
-    #[test]
-    fn a_failed_or_closed_fd_is_ready_in_every_registered_direction() {
-        assert_eq!(ready_bits(&pollfd(3, libc::POLLIN, libc::POLLHUP)), EVENT_READ);
-        assert_eq!(ready_bits(&pollfd(3, libc::POLLIN | libc::POLLOUT, libc::POLLNVAL)), EVENT_READ | EVENT_WRITE);
-    }
-
-    #[test]
-    fn removing_an_fd_keeps_the_others_indexed() {
-        let mut interest = Interest::default();
-        for fd in [4, 5, 6] {
-            interest.set(fd, EVENT_READ, fd);
+impl Drop for AioSelector {
+    /// A selector never closed (its asyncio loop was not): the loop forgets its kernel object as in `retire`, but
+    /// drops the waiters instead of waking them (a greenlet parked on it is garbage too).
+    fn drop(&mut self) {
+        let (keys, kernel) = self.interest.get_mut().close();
+        drop(keys);
+        if let Some(kernel) = kernel {
+            retire_in(self.lp.get(), kernel, |lp, fd| drop(lp.forget_fd(fd)));
         }
-        assert_eq!(interest.remove(4), Some(4));
-        assert_eq!(interest.index.get(&6), Some(&0));
-        assert_eq!(interest.index.get(&5), Some(&1));
-        assert_eq!(interest.set(5, EVENT_READ | EVENT_WRITE, 50), Some(5));
-        assert_eq!(interest.keys, vec![6, 50]);
-        assert_eq!(interest.waits(), vec![(6, Direction::Read), (5, Direction::Read), (5, Direction::Write)]);
-        assert_eq!(interest.remove(4), None);
+    }
+}
+
+/// Closes `kernel` once `forget` has made `lp` forget its fd. Off the loop's thread the fd is left open instead:
+/// the loop's registration of it cannot be forgotten from there, and a later fd with its number would inherit it.
+fn retire_in(lp: &Loop, kernel: OwnedFd, forget: impl FnOnce(&Loop, usize)) {
+    if lp.check_thread().is_ok() {
+        forget(lp, usize::try_from(kernel.as_raw_fd()).unwrap_or(usize::MAX));
+    } else if !lp.is_destroyed() {
+        std::mem::forget(kernel);
     }
 }

@@ -115,6 +115,9 @@ pub struct Loop {
     pub(crate) readiness: RefCell<Vec<Readiness>>,
     /// Callback watchers (gevent's `loop.io`, `prepare`, ...): rust/watchers.rs.
     pub(crate) watchers: Watchers,
+    /// How many times `reinit` rebuilt the poller (once per fork): kernel objects made before the last rebuild are
+    /// shared with the parent process, and their owners (the asyncio selector's epoll) make new ones.
+    pub(crate) reinits: Cell<u64>,
 }
 
 // SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
@@ -270,6 +273,27 @@ impl Loop {
         }
     }
 
+    /// Forgets `fd`'s registration and takes its waiters, for the caller to wake or drop (`closing_fd`).
+    pub(crate) fn forget_fd(&self, fd: usize) -> Vec<FdWaiter> {
+        let mut waiters = Vec::new();
+        let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
+        if was_registered {
+            if let Some(poller) = self.poller.borrow().as_ref() {
+                poller.deregister(RawFd::try_from(fd).unwrap_or(-1));
+            }
+        }
+        waiters
+    }
+
+    /// `closing_fd` on the loop's thread: forgets `fd` and wakes its waiters with OSError(EBADF).
+    pub(crate) fn close_fd(&self, py: Python<'_>, fd: usize) {
+        let waiters = self.forget_fd(fd);
+        if !waiters.is_empty() {
+            let exc = PyOSError::new_err((libc::EBADF, "File descriptor was closed in another greenlet"));
+            self.raise_in_waiters(waiters, exc.value(py).as_any());
+        }
+    }
+
     pub(crate) fn schedule_timer(&self, seconds: f64, action: TimerAction, referenced: bool) -> TimerId {
         let deadline = self.deadline_after(seconds);
         self.timers.borrow_mut().insert(deadline, action, referenced)
@@ -306,6 +330,7 @@ impl Loop {
             get_switch_interval,
             readiness: RefCell::new(Vec::new()),
             watchers: Watchers::default(),
+            reinits: Cell::new(0),
         })
     }
 
@@ -562,18 +587,7 @@ impl Loop {
     /// Call before closing `fd`: forgets its registration and wakes its waiters with OSError(EBADF).
     fn closing_fd(&self, py: Python<'_>, fd: i64) -> PyResult<()> {
         self.check_thread()?;
-        let fd = Self::fd_of(fd)?;
-        let mut waiters = Vec::new();
-        let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
-        if was_registered {
-            if let Some(poller) = self.poller.borrow().as_ref() {
-                poller.deregister(RawFd::try_from(fd).unwrap_or(-1));
-            }
-        }
-        if !waiters.is_empty() {
-            let exc = PyOSError::new_err((libc::EBADF, "File descriptor was closed in another greenlet"));
-            self.raise_in_waiters(waiters, exc.value(py).as_any());
-        }
+        self.close_fd(py, Self::fd_of(fd)?);
         Ok(())
     }
 
@@ -669,6 +683,7 @@ impl Loop {
         let poller = Poller::new()?;
         self.inbox.set_waker(poller.waker());
         *self.poller.borrow_mut() = Some(poller);
+        self.reinits.set(self.reinits.get() + 1);
         self.fds.borrow_mut().forget_registrations();
         let mut busy = self.fds.borrow().fds_with_waiters();
         busy.extend(self.watchers.watched_fds());

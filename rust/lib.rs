@@ -9,6 +9,7 @@ compile_error!(
 );
 
 mod aio_handle_type;
+mod aio_interest;
 mod aio_loop;
 mod aio_selector;
 mod aio_transport;

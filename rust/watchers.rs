@@ -177,7 +177,7 @@ impl Watchers {
             .iter()
             .map(|&(_, fd, events, _)| libc::pollfd {
                 fd: RawFd::try_from(fd).unwrap_or(-1),
-                events: poll_bits(events),
+                events: crate::wait::poll_request(events & READ != 0, events & WRITE != 0),
                 revents: 0,
             })
             .collect();
@@ -218,18 +218,6 @@ fn order_by_priority(arrivals: &mut Vec<Ready>, priorities: Vec<i32>) {
     let mut tagged: Vec<(i32, Ready)> = priorities.into_iter().zip(arrivals.drain(..)).collect();
     tagged.sort_by_key(|&(priority, _)| Reverse(priority)); // stable
     arrivals.extend(tagged.into_iter().map(|(_, entry)| entry));
-}
-
-/// poll(2)'s request bits for libev's event bits.
-fn poll_bits(events: u32) -> libc::c_short {
-    let mut bits = 0;
-    if events & READ != 0 {
-        bits |= libc::POLLIN;
-    }
-    if events & WRITE != 0 {
-        bits |= libc::POLLOUT;
-    }
-    bits
 }
 
 /// libev's event bits for what poll(2) reported, limited to what the watcher asked for. A hang-up or an error
@@ -505,13 +493,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn poll_bits_ask_for_what_the_watcher_watches() {
-        assert_eq!(poll_bits(READ), libc::POLLIN);
-        assert_eq!(poll_bits(WRITE), libc::POLLOUT);
-        assert_eq!(poll_bits(READ | WRITE), libc::POLLIN | libc::POLLOUT);
-    }
 
     #[test]
     fn libev_bits_keep_to_the_watched_directions() {

@@ -259,6 +259,92 @@ def test_closing_the_loop_forgets_its_fds():
     b.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll refuses regular files; kqueue takes them")
+@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
+def test_a_regular_file_is_refused_as_by_the_stdlibs_epoll_selector(make_loop, tmp_path):
+    path = tmp_path / "file"
+    path.write_bytes(b"data")
+    loop = make_loop()
+    try:
+        with open(path, "rb") as file:
+            with pytest.raises(PermissionError):
+                loop.add_reader(file, print, "never")
+            assert file.fileno() not in loop._selector.get_map()
+        a, b = socket.socketpair()
+        with a, b:
+            b.send(b"x")
+            assert loop.run_until_complete(loop.sock_recv(a, 1)) == b"x"  # the loop goes on
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
+def test_an_fd_closed_while_registered_does_not_break_the_loop(make_loop):
+    loop = make_loop()
+    try:
+        a, b = socket.socketpair()
+        fd = a.fileno()
+        loop.add_reader(fd, lambda: None)
+        a.close()
+        b.close()
+        c, d = socket.socketpair()  # may reuse the closed fd's number
+        with c, d:
+            d.send(b"x")
+            assert loop.run_until_complete(loop.sock_recv(c, 1)) == b"x"
+            assert loop.remove_reader(fd)
+            loop.run_until_complete(asyncio.sleep(0.01))
+    finally:
+        loop.close()
+
+
+def test_a_closed_fds_number_reused_while_still_registered_is_watched_again():
+    # the stdlib's EpollSelector is not told when only the data changes, and would wait for ever here
+    loop = new_event_loop()
+    try:
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        with a, b, c, d:
+            loop.add_reader(a, lambda: None)
+            os.dup2(c.fileno(), a.fileno())  # a's file closes; its number, still registered, now names c's
+            a.setblocking(False)
+            loop.call_later(0.01, d.send, b"x")
+            assert loop.run_until_complete(asyncio.wait_for(loop.sock_recv(a, 1), BOUND)) == b"x"
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_registrations_do_not_change_the_parents():
+    script = textwrap.dedent(
+        """
+        import asyncio, os, socket
+        from ferrovent.asyncio import new_event_loop
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            a, b = socket.socketpair()
+            seen = asyncio.Event()
+            loop.add_reader(a, seen.set)
+            pid = os.fork()
+            if pid == 0:  # the child drops the reader and polls: an epoll instance shared with the parent would lose it
+                loop.remove_reader(a)
+                b.send(b"x")
+                ready = loop._selector.select(0)
+                os._exit(0 if all(key.fd != a.fileno() for key, _ in ready) else 3)
+            while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(seen.wait(), 5)
+            return os.waitstatus_to_exitcode(status[1])
+
+        loop = new_event_loop()
+        print("child", loop.run_until_complete(main()), "parent's reader ran")
+        loop.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "child 0 parent's reader ran\n", out.stderr
+
+
 def test_debug_mode_under_patch_all_lets_other_greenlets_call_in_and_refuses_other_threads():
     script = textwrap.dedent(
         """

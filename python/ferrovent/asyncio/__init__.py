@@ -5,10 +5,11 @@
 loop: a greenlet blocked on a socket and a task awaiting a socket wait in the same poll, on one thread.
 
 Why it is built this way. `EventLoop` is the stdlib's ``SelectorEventLoop`` with one part replaced: its selector
-(`HubSelector`) is not a second poller. Its registrations live in Rust, its ``select()`` answers with one
-zero-timeout poll(2) over them, and only when nothing is ready does it park the greenlet running the asyncio loop
-in the hub, as a waiter on its fds in the hub's fd table, until an fd is ready, a timer is due, or another greenlet
-calls ``call_soon``. So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by
+(`HubSelector`) does not wait by itself. Its registrations live in Rust, its ``select()`` answers with one
+zero-timeout question to the kernel (epoll_wait on its own epoll instance on Linux, poll(2) elsewhere), and only
+when nothing is ready does it park the greenlet running the asyncio loop in the hub, as a waiter in the hub's fd
+table (on the epoll fd, or on each fd), until an fd is ready, a timer is due, or another greenlet calls
+``call_soon``. So every transport, server, TLS, subprocess and signal path is the stdlib's own, tested by
 CPython's test_asyncio, and ferrovent owns waiting, plus the hot paths: ``call_soon`` and each loop iteration
 run in Rust (``_core.AioLoop``, see ``_loop.py``) on asyncio's own handles, ready deque and timer heap, and the
 socket transport's reads and unbuffered writes (``_transport.py``). The costs of this choice: those stay Python

@@ -1,12 +1,18 @@
-"""The asyncio loop's selector: its fds waited on in the hub's Rust loop instead of a second poller.
+"""The asyncio loop's selector: its fds waited on in the hub's Rust loop, not in a poll of their own.
 
 asyncio's selector loop asks a selector two things: remember which fds it wants (``register``/``modify``/
 ``unregister``) and ``select(timeout)``: say which are ready, waiting up to ``timeout``. Here the registrations
-live in a Rust object (``_core.AioSelector``), and ``select`` answers with level truth from one zero-timeout
-poll(2) over the registered fds, as the stdlib's selectors would. Only when nothing is ready and the timeout
-allows does the loop's greenlet park in the hub, as a waiter on each of its fds in the hub's fd table (the same
-edge-triggered registrations greenlets wait with), so while asyncio waits, the hub runs every other greenlet and
-one poll serves both. A greenlet and the asyncio loop waiting on the same fd are both woken by its edge.
+live in a Rust object (``_core.AioSelector``), and ``select`` answers with level truth, as the stdlib's selectors
+would: on Linux from one zero-timeout epoll_wait on the selector's own level-triggered epoll instance (kept in step
+at each ``register``/``modify``/``unregister``, as the stdlib's ``EpollSelector``, so a question costs per ready fd),
+elsewhere from one zero-timeout poll(2) over the registered fds. Only when nothing is ready and the timeout allows
+does the loop's greenlet park in the hub's fd table: on Linux on the epoll fd, which the hub's poller watches and
+which turns readable when any registered fd is ready; elsewhere on each registered fd. Meanwhile the hub runs every
+other greenlet, and its one poll serves both.
+
+As with the stdlib's default loop on Linux, an fd epoll refuses (a regular file) cannot be registered
+(``PermissionError``), and an fd closed while registered silently stops being reported. A forked child gets an
+epoll instance of its own at its first use of the selector, so parent and child do not change each other's set.
 
 A ``select`` that finds something ready returns at once, without a switch, unless the hub has greenlets ready to
 run or a switch interval (``sys.getswitchinterval()``) has passed since the loop last let the hub run: then it
@@ -46,7 +52,11 @@ class HubSelector(selectors._BaseSelectorImpl):
     def register(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
         """As the stdlib's selectors; ``select`` looks at the fd from now on."""
         key = super().register(fileobj, events, data)
-        self._core.set(key.fd, events, key)
+        try:
+            self._core.set(key.fd, events, key)
+        except BaseException:
+            super().unregister(fileobj)  # as the stdlib's EpollSelector: the kernel refused it (a regular file)
+            raise
         return key
 
     def modify(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -59,8 +69,12 @@ class HubSelector(selectors._BaseSelectorImpl):
             raise ValueError(f"Invalid events: {events!r}")
         if events != key.events or data != key.data:
             key = key._replace(events=events, data=data)
+            try:
+                self._core.set(fd, events, key)
+            except BaseException:
+                self.unregister(fileobj)  # as the stdlib's EpollSelector
+                raise
             self._fd_to_key[fd] = key
-            self._core.set(fd, events, key)
         return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
@@ -93,6 +107,6 @@ class HubSelector(selectors._BaseSelectorImpl):
             sys.set_asyncgen_hooks(*hooks)
 
     def close(self) -> None:
-        """Forgets the registrations; the hub's poller forgets the fds no greenlet waits on."""
-        self._core.clear()
+        """Forgets the registrations and closes the epoll instance; the hub's poller forgets what it watched for it."""
+        self._core.close()
         super().close()

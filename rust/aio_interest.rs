@@ -90,11 +90,14 @@ impl<K> Interest<K> {
     }
 
     /// Asks the kernel, without waiting, which registered fds are ready: `found` gets each one's key and `selectors`
-    /// event bits.
-    pub(crate) fn ready(&mut self, mut found: impl FnMut(&K, u32)) -> io::Result<()> {
+    /// event bits. Returns whether the kernel also named an fd no longer registered: one closed while registered
+    /// whose file lives on elsewhere (a dup) stays in an epoll set, and enough of them can fill the answer and hide
+    /// a ready fd, so the caller then asks a `renew`ed backend instead.
+    pub(crate) fn ready(&mut self, mut found: impl FnMut(&K, u32)) -> io::Result<bool> {
         let Self { pollfds, keys, index, kernel } = self;
         #[cfg(not(target_os = "linux"))]
         let _ = index; // epoll's events name fds; poll(2)'s come back in the table's order
+        let mut unregistered = false;
         match kernel {
             Kernel::Closed => return Err(io::Error::from_raw_os_error(libc::EBADF)),
             _ if pollfds.is_empty() => {}
@@ -110,8 +113,10 @@ impl<K> Interest<K> {
             Kernel::Epoll(epoll) => {
                 for event in epoll.wait_now(pollfds.len())? {
                     let (fd, revents) = (event.u64, event.events);
-                    // an fd closed while registered whose file lives on elsewhere (a dup) is still reported: skip it
-                    let Some(&i) = usize::try_from(fd).ok().and_then(|fd| index.get(&fd)) else { continue };
+                    let Some(&i) = usize::try_from(fd).ok().and_then(|fd| index.get(&fd)) else {
+                        unregistered = true;
+                        continue;
+                    };
                     match ready_bits(pollfds[i].events, epoll::poll_revents(revents)) {
                         0 => {}
                         bits => found(&keys[i], bits),
@@ -119,7 +124,7 @@ impl<K> Interest<K> {
                 }
             }
         }
-        Ok(())
+        Ok(unregistered)
     }
 
     /// The fds and directions a loop with nothing ready parks on, each until its next edge.
@@ -144,6 +149,15 @@ impl<K> Interest<K> {
         }
     }
 
+    /// The fd of the kernel object the backend keeps, if it keeps one (epoll's instance).
+    pub(crate) fn kernel_fd(&self) -> Option<usize> {
+        match &self.kernel {
+            #[cfg(target_os = "linux")]
+            Kernel::Epoll(epoll) => Some(epoll.fd()),
+            _ => None,
+        }
+    }
+
     /// Whether the next park would wait on `fd` again (the loop keeps its registration until then).
     pub(crate) fn waits_on(&self, fd: usize) -> bool {
         match &self.kernel {
@@ -154,8 +168,8 @@ impl<K> Interest<K> {
         }
     }
 
-    /// Gives the registrations a kernel object of their own, in a forked child (which shares its parent's):
-    /// returns the one replaced, for the caller to forget in the loop and close.
+    /// Gives the registrations a new kernel object (a forked child shares its parent's; an old one may hold entries
+    /// of fds closed while registered): returns the one replaced, for the caller to forget in the loop and close.
     pub(crate) fn renew(&mut self) -> io::Result<Option<OwnedFd>> {
         match &self.kernel {
             Kernel::Poll | Kernel::Closed => Ok(None),

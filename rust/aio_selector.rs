@@ -34,6 +34,7 @@ use crate::aio_interest::{Interest, Refused};
 use crate::event_loop::{address, FdWaiter, Loop};
 use crate::fdtable::Direction;
 use crate::ready::{Ready, Wake};
+use crate::sockops::os_error;
 use crate::timers::Nanos;
 
 /// A ready fd: its `SelectorKey`, the key's `data` if known (read when the key was registered: a `SelectorKey` is
@@ -74,14 +75,22 @@ unsafe impl Sync for AioSelector {}
 
 impl AioSelector {
     /// Level truth: the ready fds' keys and `selectors` event bits, from one zero-timeout question to the kernel
-    /// (rust/aio_interest.rs).
+    /// (rust/aio_interest.rs), or two when the first names fds no longer registered (the second on a renewed
+    /// backend, which holds only what is registered).
     fn level_pairs(&self, py: Python<'_>) -> PyResult<Vec<ReadyFd>> {
         self.renew_if_forked(py)?;
         let mut ready = Vec::new();
-        self.interest.borrow_mut().ready(|registered, events| {
-            let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
-            ready.push(ReadyFd { key, data, events });
-        })?;
+        let ask = |ready: &mut Vec<ReadyFd>| {
+            self.interest.borrow_mut().ready(|registered, events| {
+                let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
+                ready.push(ReadyFd { key, data, events });
+            })
+        };
+        if ask(&mut ready).map_err(kernel_error)? {
+            ready.clear();
+            self.renew(py)?;
+            ask(&mut ready).map_err(kernel_error)?;
+        }
         Ok(ready)
     }
 
@@ -92,8 +101,14 @@ impl AioSelector {
         if self.reinits.get() == reinits {
             return Ok(());
         }
-        let old = self.interest.borrow_mut().renew()?;
+        self.renew(py)?;
         self.reinits.set(reinits);
+        Ok(())
+    }
+
+    /// Gives the registrations a new kernel object and retires the old one.
+    fn renew(&self, py: Python<'_>) -> PyResult<()> {
+        let old = self.interest.borrow_mut().renew().map_err(kernel_error)?;
         if let Some(old) = old {
             self.retire(py, old);
         }
@@ -226,7 +241,7 @@ impl AioSelector {
         let reinits = r#loop.get().reinits.get();
         Ok(Self {
             lp: r#loop,
-            interest: RefCell::new(Interest::new()?),
+            interest: RefCell::new(Interest::new().map_err(kernel_error)?),
             reinits: Cell::new(reinits),
             parked: RefCell::default(),
             yielded_at: Cell::new(0),
@@ -248,7 +263,7 @@ impl AioSelector {
             }
             Err(Refused { error, key }) => {
                 drop(key);
-                Err(error.into())
+                Err(kernel_error(error))
             }
         }
     }
@@ -298,7 +313,13 @@ impl AioSelector {
         if ready || timeout.is_some_and(|t| t <= 0.0) {
             self.yield_to_hub(py, lp)?;
         } else {
-            let waits = self.interest.borrow().waits();
+            let (waits, kernel) = {
+                let interest = self.interest.borrow();
+                (interest.waits(), interest.kernel_fd())
+            };
+            if let Some(fd) = kernel.filter(|fd| !lp.fork_private.borrow().contains(fd)) {
+                lp.fork_private.borrow_mut().push(fd); // a forked child must not wait on its parent's
+            }
             self.park(py, lp, timeout, &waits)?;
         }
         self.note_yield(py, lp)?;
@@ -348,6 +369,12 @@ impl Drop for AioSelector {
             retire_in(self.lp.get(), kernel, |lp, fd| drop(lp.forget_fd(fd)));
         }
     }
+}
+
+/// The kernel's refusal as Python's `OSError(errno, strerror)`, whose subclass Python picks by errno
+/// (PermissionError for EPERM), as the stdlib's selectors raise it.
+fn kernel_error(error: std::io::Error) -> PyErr {
+    error.raw_os_error().map_or_else(|| error.into(), os_error)
 }
 
 /// Closes `kernel` once `forget` has made `lp` forget its fd. Off the loop's thread the fd is left open instead:

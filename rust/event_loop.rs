@@ -118,6 +118,10 @@ pub struct Loop {
     /// How many times `reinit` rebuilt the poller (once per fork): kernel objects made before the last rebuild are
     /// shared with the parent process, and their owners (the asyncio selector's epoll) make new ones.
     pub(crate) reinits: Cell<u64>,
+    /// Waited-on fds of kernel objects a forked child shares with its parent and must replace (the asyncio
+    /// selector's epoll instances): `reinit` wakes their waiters with EBADF instead of registering them again, so
+    /// the owner makes the child its own.
+    pub(crate) fork_private: RefCell<Vec<usize>>,
 }
 
 // SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
@@ -275,6 +279,7 @@ impl Loop {
 
     /// Forgets `fd`'s registration and takes its waiters, for the caller to wake or drop (`closing_fd`).
     pub(crate) fn forget_fd(&self, fd: usize) -> Vec<FdWaiter> {
+        self.fork_private.borrow_mut().retain(|&private| private != fd);
         let mut waiters = Vec::new();
         let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
         if was_registered {
@@ -331,6 +336,7 @@ impl Loop {
             readiness: RefCell::new(Vec::new()),
             watchers: Watchers::default(),
             reinits: Cell::new(0),
+            fork_private: RefCell::new(Vec::new()),
         })
     }
 
@@ -675,7 +681,7 @@ impl Loop {
     }
 
     /// Rebuilds the poller and waker in a forked child (kqueue is not inherited; epoll is shared with the parent).
-    fn reinit(&self) -> PyResult<()> {
+    fn reinit(&self, py: Python<'_>) -> PyResult<()> {
         if self.is_destroyed() {
             return Ok(()); // nothing to rebuild
         }
@@ -685,6 +691,10 @@ impl Loop {
         *self.poller.borrow_mut() = Some(poller);
         self.reinits.set(self.reinits.get() + 1);
         self.fds.borrow_mut().forget_registrations();
+        let shared = std::mem::take(&mut *self.fork_private.borrow_mut());
+        for fd in shared {
+            self.close_fd(py, fd);
+        }
         let mut busy = self.fds.borrow().fds_with_waiters();
         busy.extend(self.watchers.watched_fds());
         for fd in busy {

@@ -80,7 +80,7 @@ fn short_read_drains(head: &SocketHead, flags: c_int) -> bool {
 }
 
 /// `OSError(errno, strerror(errno))`: Python maps it to the subclass for `errno` (BlockingIOError, ...).
-fn os_error(errno: c_int) -> PyErr {
+pub(crate) fn os_error(errno: c_int) -> PyErr {
     // SAFETY: strerror returns a NUL-terminated string that stays valid until the next strerror call on this
     // thread; it is copied at once, and the GIL keeps other Python code from calling it meanwhile here.
     let message = unsafe { CStr::from_ptr(libc::strerror(errno)) }.to_string_lossy().into_owned();

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
 import os
 import signal
 import socket
@@ -267,8 +268,9 @@ def test_a_regular_file_is_refused_as_by_the_stdlibs_epoll_selector(make_loop, t
     loop = make_loop()
     try:
         with open(path, "rb") as file:
-            with pytest.raises(PermissionError):
+            with pytest.raises(PermissionError) as refused:
                 loop.add_reader(file, print, "never")
+            assert (refused.value.errno, refused.value.strerror) == (errno.EPERM, os.strerror(errno.EPERM))
             assert file.fileno() not in loop._selector.get_map()
         a, b = socket.socketpair()
         with a, b:
@@ -295,6 +297,41 @@ def test_an_fd_closed_while_registered_does_not_break_the_loop(make_loop):
             loop.run_until_complete(asyncio.sleep(0.01))
     finally:
         loop.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stale entries are epoll's")
+def test_fds_closed_while_registered_whose_files_live_on_do_not_hide_a_ready_fd():
+    # Each such fd stays in the epoll set (its file lives on through a dup) and is always ready; enough of them
+    # filled the kernel's answer, which then looked empty although a registered fd was ready, and the loop parked.
+    loop = new_event_loop()
+    kept = []
+    try:
+        for _ in range(8):
+            a, b = socket.socketpair()
+            loop.add_reader(a.fileno(), lambda: None)
+            fd = a.fileno()
+            kept.append(os.dup(fd))
+            a.close()
+            kept.append(os.open(os.devnull, os.O_RDONLY))  # holds the number: nothing else reuses it
+            assert kept[-1] == fd
+            loop.remove_reader(fd)  # epoll cannot find (devnull, fd): the closed file's entry stays
+            b.send(b"x")
+            kept.append(b)
+        c, d = socket.socketpair()
+        kept += [c, d]
+        c.setblocking(False)
+        got = loop.create_future()
+        loop.add_reader(c.fileno(), lambda: got.done() or got.set_result(c.recv(1)))
+        sender = threading.Timer(0.05, d.send, (b"y",))  # sent while the loop waits, or before: either way it reads
+        sender.start()
+        guard = loop.call_later(BOUND, lambda: got.done() or got.set_result("parked until the guard"))
+        assert loop.run_until_complete(got) == b"y"
+        guard.cancel()
+        sender.join(BOUND)
+    finally:
+        loop.close()
+        for item in kept:
+            item.close() if isinstance(item, socket.socket) else os.close(item)
 
 
 def test_a_closed_fds_number_reused_while_still_registered_is_watched_again():
@@ -343,6 +380,48 @@ def test_a_forked_childs_registrations_do_not_change_the_parents():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert out.stdout == "child 0 parent's reader ran\n", out.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_loop_waits_gets_its_own_epoll_instance_at_once():
+    script = textwrap.dedent(
+        """
+        import os, socket
+        import ferrovent
+        from ferrovent.asyncio import new_event_loop
+        from ferrovent.socket import wait_read
+
+        loop = new_event_loop()
+        a, b = socket.socketpair()
+        told_r, told_w = os.pipe()
+        parent = os.getpid()
+
+        def on_read():
+            if os.getpid() != parent:
+                os._exit(0)  # the child's reader ran
+
+        def forker():
+            pid = os.fork()  # while the loop's greenlet waits in select()
+            if pid == 0:
+                ferrovent.spawn_later(5.0, os._exit, 3)
+                wait_read(told_r)  # the parent has dropped the reader: on a shared instance, the child's too
+                b.send(b"x")
+                return
+            loop.remove_reader(a)
+            os.write(told_w, b"!")
+            while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+                ferrovent.sleep(0.01)
+            print("child", os.waitstatus_to_exitcode(status[1]))
+            loop.call_soon(loop.stop)
+
+        loop.add_reader(a, on_read)
+        ferrovent.spawn_later(0.05, forker)
+        loop.run_forever()
+        loop.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout == "child 0\n", out.stderr
 
 
 def test_debug_mode_under_patch_all_lets_other_greenlets_call_in_and_refuses_other_threads():

@@ -12,7 +12,8 @@ other greenlet, and its one poll serves both.
 
 As with the stdlib's default loop on Linux, an fd epoll refuses (a regular file) cannot be registered
 (``PermissionError``), and an fd closed while registered silently stops being reported. A forked child gets an
-epoll instance of its own at its first use of the selector, so parent and child do not change each other's set.
+epoll instance of its own at its first use of the selector (at once if its loop was waiting at the fork), so
+parent and child do not change each other's set.
 
 A ``select`` that finds something ready returns at once, without a switch, unless the hub has greenlets ready to
 run or a switch interval (``sys.getswitchinterval()``) has passed since the loop last let the hub run: then it

@@ -18,11 +18,7 @@ use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::fdtable::Direction;
-use crate::wait::poll_request;
-
-/// The `selectors` module's event bits.
-pub(crate) const EVENT_READ: u32 = 1;
-pub(crate) const EVENT_WRITE: u32 = 2;
+use crate::poll_bits::{poll_request, ready_directions};
 
 /// The registered fds: each fd with its poll(2) request bits (one array, what poll(2) takes) and its key at the same
 /// index; the kernel's copy of them, if the backend keeps one.
@@ -54,7 +50,7 @@ impl<K> Interest<K> {
         let Ok(raw) = RawFd::try_from(fd) else {
             return Err(Refused { error: io::Error::from_raw_os_error(libc::EBADF), key });
         };
-        let bits = poll_request(events & EVENT_READ != 0, events & EVENT_WRITE != 0);
+        let bits = poll_request(events);
         match self.index.get(&fd) {
             Some(&i) => {
                 // told even when the bits are the same (the stdlib's selector does not): the fd may have been closed
@@ -103,7 +99,7 @@ impl<K> Interest<K> {
             _ if pollfds.is_empty() => {}
             Kernel::Poll => {
                 for (pollfd, key) in poll_now(pollfds)?.zip(&*keys) {
-                    match ready_bits(pollfd.events, pollfd.revents) {
+                    match ready_directions(pollfd.events, pollfd.revents) {
                         0 => {}
                         bits => found(key, bits),
                     }
@@ -117,7 +113,7 @@ impl<K> Interest<K> {
                         unregistered = true;
                         continue;
                     };
-                    match ready_bits(pollfds[i].events, epoll::poll_revents(revents)) {
+                    match ready_directions(pollfds[i].events, epoll::poll_revents(revents)) {
                         0 => {}
                         bits => found(&keys[i], bits),
                     }
@@ -278,21 +274,6 @@ fn poll_now(pollfds: &mut [libc::pollfd]) -> io::Result<std::slice::Iter<'_, lib
     Ok(pollfds.iter())
 }
 
-/// The `selectors` event bits for what the kernel reported (`revents`, in poll(2)'s bits) on an fd registered for
-/// `requested`. A hang-up, an error or a closed fd makes every registered direction ready: the callback's own
-/// syscall then says what happened.
-fn ready_bits(requested: libc::c_short, revents: libc::c_short) -> u32 {
-    let failed = revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
-    let mut bits = 0;
-    if requested & libc::POLLIN != 0 && (failed || revents & libc::POLLIN != 0) {
-        bits |= EVENT_READ;
-    }
-    if requested & libc::POLLOUT != 0 && (failed || revents & libc::POLLOUT != 0) {
-        bits |= EVENT_WRITE;
-    }
-    bits
-}
-
 #[cfg(target_os = "linux")]
 mod epoll {
     //! The epoll(7) calls, level-triggered, each entry's data its fd.
@@ -408,6 +389,8 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
+    use crate::poll_bits::{READ, WRITE};
+
     use super::*;
 
     fn fd_of(stream: &UnixStream) -> usize {
@@ -427,28 +410,15 @@ mod tests {
     }
 
     #[test]
-    fn ready_bits_keep_to_the_registered_directions() {
-        assert_eq!(ready_bits(libc::POLLIN, libc::POLLIN), EVENT_READ);
-        assert_eq!(ready_bits(libc::POLLIN | libc::POLLOUT, libc::POLLOUT), EVENT_WRITE);
-        assert_eq!(ready_bits(libc::POLLOUT, libc::POLLIN), 0);
-    }
-
-    #[test]
-    fn a_failed_or_closed_fd_is_ready_in_every_registered_direction() {
-        assert_eq!(ready_bits(libc::POLLIN, libc::POLLHUP), EVENT_READ);
-        assert_eq!(ready_bits(libc::POLLIN | libc::POLLOUT, libc::POLLNVAL), EVENT_READ | EVENT_WRITE);
-    }
-
-    #[test]
     fn removing_an_fd_keeps_the_others_indexed() {
         let mut interest = Interest::on(Kernel::Poll);
         for fd in [4, 5, 6] {
-            assert!(interest.set(fd, EVENT_READ, fd).is_ok_and(|old| old.is_none()));
+            assert!(interest.set(fd, READ, fd).is_ok_and(|old| old.is_none()));
         }
         assert_eq!(interest.remove(4), Some(4));
         assert_eq!(interest.index.get(&6), Some(&0));
         assert_eq!(interest.index.get(&5), Some(&1));
-        assert!(interest.set(5, EVENT_READ | EVENT_WRITE, 50).is_ok_and(|old| old == Some(5)));
+        assert!(interest.set(5, READ | WRITE, 50).is_ok_and(|old| old == Some(5)));
         assert_eq!(interest.keys, vec![6, 50]);
         assert_eq!(interest.waits(), vec![(6, Direction::Read), (5, Direction::Read), (5, Direction::Write)]);
         assert_eq!(interest.remove(4), None);
@@ -458,17 +428,17 @@ mod tests {
     fn each_backend_reports_level_truth_in_the_registered_directions() {
         for mut interest in each_backend() {
             let (a, b) = UnixStream::pair().unwrap();
-            interest.set(fd_of(&a), EVENT_READ, 1).ok().unwrap();
+            interest.set(fd_of(&a), READ, 1).ok().unwrap();
             assert_eq!(ready_now(&mut interest), vec![]);
-            interest.set(fd_of(&a), EVENT_READ | EVENT_WRITE, 2).ok().unwrap();
-            assert_eq!(ready_now(&mut interest), vec![(2, EVENT_WRITE)]);
-            interest.set(fd_of(&a), EVENT_READ, 3).ok().unwrap();
+            interest.set(fd_of(&a), READ | WRITE, 2).ok().unwrap();
+            assert_eq!(ready_now(&mut interest), vec![(2, WRITE)]);
+            interest.set(fd_of(&a), READ, 3).ok().unwrap();
             (&b).write_all(b"x").unwrap();
-            assert_eq!(ready_now(&mut interest), vec![(3, EVENT_READ)]);
-            assert_eq!(ready_now(&mut interest), vec![(3, EVENT_READ)], "still ready: level-triggered");
+            assert_eq!(ready_now(&mut interest), vec![(3, READ)]);
+            assert_eq!(ready_now(&mut interest), vec![(3, READ)], "still ready: level-triggered");
             drop(b);
-            interest.set(fd_of(&a), EVENT_WRITE, 4).ok().unwrap();
-            assert_eq!(ready_now(&mut interest), vec![(4, EVENT_WRITE)], "a hang-up is ready as registered");
+            interest.set(fd_of(&a), WRITE, 4).ok().unwrap();
+            assert_eq!(ready_now(&mut interest), vec![(4, WRITE)], "a hang-up is ready as registered");
             assert_eq!(interest.remove(fd_of(&a)), Some(4));
             assert_eq!(ready_now(&mut interest), vec![]);
         }
@@ -480,7 +450,7 @@ mod tests {
         let file = std::fs::File::open("/proc/self/status").unwrap();
         let fd = usize::try_from(file.as_raw_fd()).unwrap();
         let mut interest: Interest<usize> = Interest::new().unwrap();
-        let refused = interest.set(fd, EVENT_READ, 7).err().unwrap();
+        let refused = interest.set(fd, READ, 7).err().unwrap();
         assert_eq!((refused.error.raw_os_error(), refused.key), (Some(libc::EPERM), 7));
         assert_eq!(interest.len(), 0);
     }
@@ -492,13 +462,13 @@ mod tests {
         let (a, _b) = UnixStream::pair().unwrap();
         let (c, _d) = UnixStream::pair().unwrap();
         let fd = fd_of(&a);
-        interest.set(fd, EVENT_READ, 1).ok().unwrap();
+        interest.set(fd, READ, 1).ok().unwrap();
         // the number now names `c`'s socket, and `a`'s is closed: no other thread can take the number in between
         // SAFETY: both fds are open and owned by this test; `a` owns the number from now on, and closes it.
         assert!(unsafe { libc::dup2(c.as_raw_fd(), a.as_raw_fd()) } >= 0);
         assert_eq!(ready_now(&mut interest), vec![], "epoll forgets a closed fd, as the stdlib's selector shows");
-        interest.set(fd, EVENT_WRITE, 2).ok().unwrap();
-        assert_eq!(ready_now(&mut interest), vec![(2, EVENT_WRITE)], "the reused number is watched again");
+        interest.set(fd, WRITE, 2).ok().unwrap();
+        assert_eq!(ready_now(&mut interest), vec![(2, WRITE)], "the reused number is watched again");
         assert_eq!(interest.remove(fd), Some(2));
     }
 
@@ -507,14 +477,14 @@ mod tests {
     fn a_renewed_backend_keeps_the_registrations() {
         let mut interest = Interest::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
-        interest.set(fd_of(&a), EVENT_WRITE, 1).ok().unwrap();
+        interest.set(fd_of(&a), WRITE, 1).ok().unwrap();
         let old = interest.renew().unwrap();
         assert!(old.is_some());
-        assert_eq!(ready_now(&mut interest), vec![(1, EVENT_WRITE)]);
+        assert_eq!(ready_now(&mut interest), vec![(1, WRITE)]);
         assert!(interest.waits_on(interest.waits()[0].0));
         let (keys, fd) = interest.close();
         assert_eq!((keys, fd.is_some()), (vec![1], true));
         assert!(interest.ready(|_, _| {}).is_err());
-        assert!(interest.set(fd_of(&a), EVENT_READ, 2).is_err());
+        assert!(interest.set(fd_of(&a), READ, 2).is_err());
     }
 }

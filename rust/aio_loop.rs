@@ -32,13 +32,10 @@ use pyo3::{ffi, intern};
 
 use crate::aio_selector::{AioSelector, ReadyFd};
 use crate::aio_transport::AioReadReady;
+use crate::poll_bits;
 use crate::slots::{fill_slot, slot_offset};
 use crate::type_version::KeptVerdict;
 use crate::vectorcall::{self, Arguments, Object};
-
-/// The `selectors` module's event bits.
-const EVENT_READ: u32 = 1;
-const EVENT_WRITE: u32 = 2;
 
 /// What `AioLoop` knows of one of the loop's flags (`_debug`, `_closed`), as the loop's property setter last told
 /// it (python/ferrovent/asyncio/_loop.py): False, True, or neither (some other value, none yet, or a loop whose
@@ -376,8 +373,8 @@ impl AioLoop {
             };
             let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = data.extract()?;
             let directions = [
-                (EVENT_READ, reader, intern!(py, "_remove_reader")),
-                (EVENT_WRITE, writer, intern!(py, "_remove_writer")),
+                (poll_bits::READ, reader, intern!(py, "_remove_reader")),
+                (poll_bits::WRITE, writer, intern!(py, "_remove_writer")),
             ];
             for (bit, handle, remove) in directions {
                 if mask & bit == 0 || handle.is_none() {

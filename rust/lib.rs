@@ -27,6 +27,7 @@ mod itemqueue;
 mod linkable;
 mod loadgen;
 mod parking;
+mod poll_bits;
 mod poller;
 mod ready;
 mod run;

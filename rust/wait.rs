@@ -14,23 +14,15 @@ use crate::event_loop::{address, timeout_sentinel, BlockingSwitchOutError, FdWai
 use crate::fdtable::Direction;
 use crate::greenlet_api;
 use crate::parking::Parked;
+use crate::poll_bits::{self, poll_request};
 use crate::ready::{Ready, TimerAction, Wake};
-
-/// poll(2)'s request bits for the directions asked for.
-pub(crate) fn poll_request(readable: bool, writable: bool) -> libc::c_short {
-    let mut bits = 0;
-    if readable {
-        bits |= libc::POLLIN;
-    }
-    if writable {
-        bits |= libc::POLLOUT;
-    }
-    bits
-}
 
 /// Level truth for one direction of an fd, from a zero-timeout poll(2).
 pub fn level_ready(fd: usize, direction: Direction) -> PyResult<bool> {
-    let events = poll_request(direction == Direction::Read, direction == Direction::Write);
+    let events = poll_request(match direction {
+        Direction::Read => poll_bits::READ,
+        Direction::Write => poll_bits::WRITE,
+    });
     let mut pollfd = libc::pollfd { fd: i32::try_from(fd).unwrap_or(-1), events, revents: 0 };
     // SAFETY: one valid pollfd, count 1, zero timeout: poll(2) only writes `revents`.
     let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
@@ -318,17 +310,5 @@ fn woke_without_value(py: Python<'_>, woke: PyResult<Wake>) -> PyResult<()> {
     match woke? {
         Wake::Raise(exc) => Err(PyErr::from_value(exc.into_bound(py))),
         Wake::Value(_) | Wake::TimedOut => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_request_asks_for_the_directions_given() {
-        assert_eq!(poll_request(true, false), libc::POLLIN);
-        assert_eq!(poll_request(false, true), libc::POLLOUT);
-        assert_eq!(poll_request(true, true), libc::POLLIN | libc::POLLOUT);
     }
 }

@@ -34,12 +34,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::event_loop::Loop;
+use crate::poll_bits::{poll_request, ready_directions};
 use crate::ready::{Ready, TimerAction};
 use crate::timers::TimerId;
 
-/// libev's event bits, which gevent's API exposes (`READ`, `WRITE`, and `ERROR` for an fd that went bad).
-pub const READ: u32 = 1;
-pub const WRITE: u32 = 2;
+/// libev's event bits, which gevent's API exposes: `READ`, `WRITE` (rust/poll_bits.rs), and `ERROR` for an fd that
+/// went bad.
+pub(crate) use crate::poll_bits::{READ, WRITE};
 pub const ERROR: u32 = 0x8000_0000;
 
 /// When in an iteration a watcher's callback runs.
@@ -177,7 +178,7 @@ impl Watchers {
             .iter()
             .map(|&(_, fd, events, _)| libc::pollfd {
                 fd: RawFd::try_from(fd).unwrap_or(-1),
-                events: crate::wait::poll_request(events & READ != 0, events & WRITE != 0),
+                events: poll_request(events),
                 revents: 0,
             })
             .collect();
@@ -192,8 +193,8 @@ impl Watchers {
             return Vec::new();
         }
         let mut fired = Vec::new();
-        for (&(id, fd, events, priority), pollfd) in watched.iter().zip(&pollfds) {
-            let revents = libev_bits(pollfd.revents, events);
+        for (&(id, fd, _, priority), pollfd) in watched.iter().zip(&pollfds) {
+            let revents = libev_bits(pollfd.events, pollfd.revents);
             if revents == 0 {
                 continue;
             }
@@ -220,21 +221,13 @@ fn order_by_priority(arrivals: &mut Vec<Ready>, priorities: Vec<i32>) {
     arrivals.extend(tagged.into_iter().map(|(_, entry)| entry));
 }
 
-/// libev's event bits for what poll(2) reported, limited to what the watcher asked for. A hang-up or an error
-/// makes every watched direction ready (the callback's I/O call reports what happened).
-fn libev_bits(revents: libc::c_short, events: u32) -> u32 {
+/// libev's event bits for what poll(2) reported (`revents`) on a watcher's fd asked about `requested`: the ready
+/// directions, and for an fd no longer open every direction and `ERROR`, as libev does.
+fn libev_bits(requested: libc::c_short, revents: libc::c_short) -> u32 {
     if revents & libc::POLLNVAL != 0 {
         return READ | WRITE | ERROR;
     }
-    let failed = revents & (libc::POLLERR | libc::POLLHUP) != 0;
-    let mut bits = 0;
-    if events & READ != 0 && (failed || revents & libc::POLLIN != 0) {
-        bits |= READ;
-    }
-    if events & WRITE != 0 && (failed || revents & libc::POLLOUT != 0) {
-        bits |= WRITE;
-    }
-    bits
+    ready_directions(requested, revents)
 }
 
 impl Loop {
@@ -495,22 +488,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn libev_bits_keep_to_the_watched_directions() {
-        assert_eq!(libev_bits(libc::POLLIN, READ), READ);
-        assert_eq!(libev_bits(libc::POLLIN, WRITE), 0);
-        assert_eq!(libev_bits(libc::POLLOUT, READ | WRITE), WRITE);
-        assert_eq!(libev_bits(0, READ | WRITE), 0);
-    }
-
-    #[test]
-    fn a_hang_up_or_error_makes_every_watched_direction_ready() {
-        assert_eq!(libev_bits(libc::POLLHUP, READ), READ);
-        assert_eq!(libev_bits(libc::POLLERR, READ | WRITE), READ | WRITE);
-        assert_eq!(libev_bits(libc::POLLHUP, WRITE), WRITE);
+    fn an_open_fd_reports_its_ready_directions() {
+        assert_eq!(libev_bits(libc::POLLIN | libc::POLLOUT, libc::POLLOUT), WRITE);
+        assert_eq!(libev_bits(libc::POLLIN, libc::POLLHUP), READ);
+        assert_eq!(libev_bits(libc::POLLIN, 0), 0);
     }
 
     #[test]
     fn a_closed_fd_reports_error_with_both_directions() {
-        assert_eq!(libev_bits(libc::POLLNVAL, READ), READ | WRITE | ERROR);
+        assert_eq!(libev_bits(libc::POLLIN, libc::POLLNVAL), READ | WRITE | ERROR);
     }
 }

@@ -59,8 +59,9 @@ struct Registered {
 pub struct AioSelector {
     lp: Py<Loop>,
     interest: RefCell<Interest<Registered>>,
-    /// The loop's `reinits` when the interest's kernel object was made: a fork since, and it is the parent's too.
-    reinits: Cell<u64>,
+    /// The loop's fork generation when the interest's kernel object was made: a fork since, and it is the parent's
+    /// too (rust/fork_shared.rs).
+    generation: Cell<u64>,
     /// The greenlet parked in `wait`, if one is.
     parked: RefCell<Option<Py<PyAny>>>,
     /// When `wait` last let the hub run, and the switch interval read then.
@@ -97,12 +98,12 @@ impl AioSelector {
     /// In a forked child (the loop's poller was rebuilt since the kernel object was made, and the parent shares
     /// it), gives the registrations a kernel object of the child's own, before anything asks it or changes it.
     fn renew_if_forked(&self, py: Python<'_>) -> PyResult<()> {
-        let reinits = self.lp.get().reinits.get();
-        if self.reinits.get() == reinits {
+        let generation = self.lp.get().fork_shared.generation();
+        if self.generation.get() == generation {
             return Ok(());
         }
         self.renew(py)?;
-        self.reinits.set(reinits);
+        self.generation.set(generation);
         Ok(())
     }
 
@@ -112,7 +113,15 @@ impl AioSelector {
         if let Some(old) = old {
             self.retire(py, old);
         }
+        self.note_made();
         Ok(())
+    }
+
+    /// Tells the loop of the interest's kernel object, which a forked child must not wait on.
+    fn note_made(&self) {
+        if let Some(fd) = self.interest.borrow().kernel_fd() {
+            self.lp.get().fork_shared.made(fd);
+        }
     }
 
     /// Closes a kernel object the selector no longer uses, after the loop forgets its registration (made by `park`:
@@ -238,15 +247,17 @@ impl AioSelector {
 impl AioSelector {
     #[new]
     fn new(r#loop: Py<Loop>) -> PyResult<Self> {
-        let reinits = r#loop.get().reinits.get();
-        Ok(Self {
+        let generation = r#loop.get().fork_shared.generation();
+        let selector = Self {
             lp: r#loop,
             interest: RefCell::new(Interest::new().map_err(kernel_error)?),
-            reinits: Cell::new(reinits),
+            generation: Cell::new(generation),
             parked: RefCell::default(),
             yielded_at: Cell::new(0),
             switch_interval: Cell::new(0),
-        })
+        };
+        selector.note_made();
+        Ok(selector)
     }
 
     /// Registers `fd` for `events` (`selectors.EVENT_READ`/`EVENT_WRITE`) with `key`, or updates its registration.
@@ -313,13 +324,7 @@ impl AioSelector {
         if ready || timeout.is_some_and(|t| t <= 0.0) {
             self.yield_to_hub(py, lp)?;
         } else {
-            let (waits, kernel) = {
-                let interest = self.interest.borrow();
-                (interest.waits(), interest.kernel_fd())
-            };
-            if let Some(fd) = kernel.filter(|fd| !lp.fork_private.borrow().contains(fd)) {
-                lp.fork_private.borrow_mut().push(fd); // a forked child must not wait on its parent's
-            }
+            let waits = self.interest.borrow().waits();
             self.park(py, lp, timeout, &waits)?;
         }
         self.note_yield(py, lp)?;

@@ -19,6 +19,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use crate::fdtable::{Direction, FdTable};
+use crate::fork_shared::ForkShared;
 use crate::greenlet_api;
 use crate::parking::{Parked, ParkingLot};
 use crate::poller::{Poller, Readiness};
@@ -115,13 +116,9 @@ pub struct Loop {
     pub(crate) readiness: RefCell<Vec<Readiness>>,
     /// Callback watchers (gevent's `loop.io`, `prepare`, ...): rust/watchers.rs.
     pub(crate) watchers: Watchers,
-    /// How many times `reinit` rebuilt the poller (once per fork): kernel objects made before the last rebuild are
-    /// shared with the parent process, and their owners (the asyncio selector's epoll) make new ones.
-    pub(crate) reinits: Cell<u64>,
-    /// Waited-on fds of kernel objects a forked child shares with its parent and must replace (the asyncio
-    /// selector's epoll instances): `reinit` wakes their waiters with EBADF instead of registering them again, so
-    /// the owner makes the child its own.
-    pub(crate) fork_private: RefCell<Vec<usize>>,
+    /// Kernel objects a forked child must replace (rust/fork_shared.rs): `reinit` wakes their waiters with EBADF
+    /// instead of registering them again, so their owners make the child its own.
+    pub(crate) fork_shared: ForkShared,
 }
 
 // SAFETY: the loop's Cell/RefCell state is only touched with the GIL held (every entry point is a Python call, and
@@ -279,7 +276,7 @@ impl Loop {
 
     /// Forgets `fd`'s registration and takes its waiters, for the caller to wake or drop (`closing_fd`).
     pub(crate) fn forget_fd(&self, fd: usize) -> Vec<FdWaiter> {
-        self.fork_private.borrow_mut().retain(|&private| private != fd);
+        self.fork_shared.forget(fd);
         let mut waiters = Vec::new();
         let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
         if was_registered {
@@ -335,8 +332,7 @@ impl Loop {
             get_switch_interval,
             readiness: RefCell::new(Vec::new()),
             watchers: Watchers::default(),
-            reinits: Cell::new(0),
-            fork_private: RefCell::new(Vec::new()),
+            fork_shared: ForkShared::default(),
         })
     }
 
@@ -689,10 +685,8 @@ impl Loop {
         let poller = Poller::new()?;
         self.inbox.set_waker(poller.waker());
         *self.poller.borrow_mut() = Some(poller);
-        self.reinits.set(self.reinits.get() + 1);
         self.fds.borrow_mut().forget_registrations();
-        let shared = std::mem::take(&mut *self.fork_private.borrow_mut());
-        for fd in shared {
+        for fd in self.fork_shared.forked() {
             self.close_fd(py, fd);
         }
         let mut busy = self.fds.borrow().fds_with_waiters();

@@ -17,6 +17,7 @@ mod cpython;
 mod current;
 mod event_loop;
 mod fdtable;
+mod fork_shared;
 mod greenlet_api;
 mod greenlet_new;
 mod greenlet_run;

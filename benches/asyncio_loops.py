@@ -100,29 +100,33 @@ async def _echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     writer.close()
 
 
-async def _echo_round_trips(server: asyncio.AbstractServer, seconds: float) -> float:
-    """Round trips/s of wsgi_wrk.py's echo client (CLIENTS connections, 64 B each way) against `server`."""
+async def _echo_round_trips(name: str, server: asyncio.AbstractServer, seconds: float) -> dict[str, float]:
+    """Round trips/s of wsgi_wrk.py's echo client (CLIENTS connections, 64 B each way) against `server`, as `name`,
+    and the server's CPU per round trip (this process's), as `name`_cpu."""
     port = server.sockets[0].getsockname()[1]
     argv = [sys.executable, str(wsgi_wrk.HERE), "echo-client", str(port), str(seconds), str(CLIENTS)]
     async with server:
         client = subprocess.Popen(_on_load_cpu(argv), stdout=subprocess.PIPE, text=True)
+        started = time.process_time()
         while client.poll() is None:  # the loop keeps serving; no thread or child watcher needed
             await asyncio.sleep(0.05)
+        cpu = time.process_time() - started
     output = client.stdout.read()
     client.stdout.close()
     if client.returncode != 0:
         raise RuntimeError(f"the echo client failed with status {client.returncode}")
-    return float(output.strip().splitlines()[-1])
+    rate = float(output.strip().splitlines()[-1])
+    return {name: rate, f"{name}_cpu": cpu / (rate * seconds) * 1e6}
 
 
-async def echo_protocol(quick: bool, client: str) -> float:
+async def echo_protocol(quick: bool, client: str) -> dict[str, float]:
     server = await asyncio.get_running_loop().create_server(_EchoProtocol, "127.0.0.1", 0)
-    return await _echo_round_trips(server, 2 if quick else 5)
+    return await _echo_round_trips("echo_protocol", server, 2 if quick else 5)
 
 
-async def echo_streams(quick: bool, client: str) -> float:
+async def echo_streams(quick: bool, client: str) -> dict[str, float]:
     server = await asyncio.start_server(_echo_stream, "127.0.0.1", 0)
-    return await _echo_round_trips(server, 2 if quick else 5)
+    return await _echo_round_trips("echo_streams", server, 2 if quick else 5)
 
 
 async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
@@ -152,7 +156,8 @@ class Bench:
     name: str
     unit: str
     higher_is_better: bool
-    # None: the figure comes from another bench's run (aiohttp_p99 from aiohttp_hello's)
+    # None: the figure comes from another bench's run (aiohttp_p99 from aiohttp_hello's, an echo's _cpu from the
+    # echo's)
     measure: Callable[[bool, str], Awaitable[float | dict[str, float]]] | None
 
 
@@ -162,7 +167,9 @@ BENCHES = {
         Bench("call_soon", "callbacks/s", True, call_soon),
         Bench("task_switch", "sleep(0)s/s", True, task_switch),
         Bench("echo_protocol", "round trips/s", True, echo_protocol),
+        Bench("echo_protocol_cpu", "us of server CPU per round trip", False, None),
         Bench("echo_streams", "round trips/s", True, echo_streams),
+        Bench("echo_streams_cpu", "us of server CPU per round trip", False, None),
         Bench("aiohttp_hello", "requests/s", True, aiohttp_hello),
         Bench("aiohttp_p99", "ms p99 latency", False, None),
     )
@@ -221,6 +228,13 @@ def _better(bench: Bench, ours: float | None, theirs: float | None) -> str:
     return f"{(ours / theirs if bench.higher_is_better else theirs / ours):.2f}x"
 
 
+def _cell(value: float | None) -> str:
+    """A median as a table cell: two decimals for the small figures (CPU per item, latency), else one."""
+    if value is None:
+        return "n/a"
+    return f"{value:,.2f}" if value < 100 else f"{value:,.1f}"
+
+
 def table(round_count: int, quick: bool, client: str) -> str:
     """Runs every bench on every loop `round_count` times, interleaved; the medians and ratios as a text table."""
     loops = importable_loops()
@@ -240,7 +254,7 @@ def table(round_count: int, quick: bool, client: str) -> str:
         metric = f"{bench.unit} ({'higher' if bench.higher_is_better else 'lower'} is better)"
         if bench.name.startswith("aiohttp"):
             metric += f", load by {client}"
-        cells = [f"{value:,.1f}" if value is not None else "n/a" for value in medians.values()]
+        cells = [_cell(value) for value in medians.values()]
         ratios = [_better(bench, medians["ferrovent"], medians[other]) for other in ("uvloop", "asyncio")]
         rows.append((bench.name, metric, *cells, *ratios))
     widths = [max(len(row[column]) for row in rows) for column in range(len(headings))]

@@ -1,5 +1,5 @@
-"""benches/asyncio_loops.py: a measurement on ferrovent's asyncio loop runs in a fresh process and prints its figure
-as a JSON line (the quick sizes, under a second each)."""
+"""benches/asyncio_loops.py: a measurement on ferrovent's asyncio loop runs in a fresh process and prints its figures
+as a JSON line (the quick sizes, a few seconds each)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ pytest.importorskip("ferrovent.asyncio", reason="ferrovent.asyncio does not impo
 ASYNCIO_LOOPS = Path(__file__).resolve().parents[1] / "benches" / "asyncio_loops.py"
 
 
-@pytest.mark.parametrize("bench", ["call_soon", "task_switch"])
-def test_a_quick_measurement_on_ferrovents_loop(bench: str) -> None:
+def _measure(bench: str) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, str(ASYNCIO_LOOPS), "measure", "ferrovent", bench, "--quick"],
         capture_output=True,
@@ -24,6 +23,19 @@ def test_a_quick_measurement_on_ferrovents_loop(bench: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    values = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("bench", ["call_soon", "task_switch"])
+def test_a_quick_measurement_on_ferrovents_loop(bench: str) -> None:
+    values = _measure(bench)
     assert list(values) == [bench]
     assert values[bench] > 0
+
+
+def test_an_echo_gives_its_rate_and_the_servers_cpu_per_round_trip() -> None:
+    values = _measure("echo_protocol")
+    assert list(values) == ["echo_protocol", "echo_protocol_cpu"]
+    assert values["echo_protocol"] > 0
+    # a round trip is a recv and a send on the server at least: a few microseconds, far under a millisecond
+    assert 0 < values["echo_protocol_cpu"] < 1000

@@ -99,8 +99,21 @@ impl<'a, 'py> Attributes<'a, 'py> {
     /// `transport.name`, `name` one of `STATE_NAMES`.
     fn get(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(STATE_NAMES.iter().any(|known| name == *known));
-        if let Some(value) = self.dict.as_ref().map(|dict| dict.get_item(name)).transpose()?.flatten() {
-            return Ok(value);
+        if let Some(dict) = &self.dict {
+            let py = dict.py();
+            // SAFETY: a live dict and a str key (whose hash is cached: an interned name); a borrowed reference,
+            // made our own before anything else runs, or NULL, with an exception set only if the lookup failed.
+            // Called directly: ten lookups per echo round trip, and pyo3's `get_item` around them was a fifth of
+            // their cost (perf of the echo_protocol server: 2.6% of its CPU, 2.0% this way).
+            unsafe {
+                let found = ffi::PyDict_GetItemWithError(dict.as_ptr(), name.as_ptr());
+                if !found.is_null() {
+                    return Ok(Bound::from_borrowed_ptr(py, found));
+                }
+                if !ffi::PyErr_Occurred().is_null() {
+                    return Err(PyErr::fetch(py));
+                }
+            }
         }
         self.transport.getattr(name)
     }

@@ -54,9 +54,13 @@ impl<K> Interest<K> {
         match self.index.get(&fd) {
             Some(&i) => {
                 // told even when the bits are the same (the stdlib's selector does not): the fd may have been closed
-                // while registered, which took it out of the epoll set, and its number reused since
-                if let Err(error) = self.kernel.watch(raw, bits, false) {
-                    return Err(Refused { error, key });
+                // while registered, which took it out of the epoll set, and its number reused since. If it is closed
+                // and not reused, a change of the key alone is kept without complaint, as the stdlib's is.
+                let key_only = self.pollfds[i].events == bits;
+                match self.kernel.watch(raw, bits, false) {
+                    Err(error) if key_only && error.raw_os_error() == Some(libc::EBADF) => {}
+                    Err(error) => return Err(Refused { error, key }),
+                    Ok(()) => {}
                 }
                 self.pollfds[i].events = bits;
                 Ok(Some(std::mem::replace(&mut self.keys[i], key)))
@@ -469,6 +473,25 @@ mod tests {
         assert_eq!(ready_now(&mut interest), vec![], "epoll forgets a closed fd, as the stdlib's selector shows");
         interest.set(fd, WRITE, 2).ok().unwrap();
         assert_eq!(ready_now(&mut interest), vec![(2, WRITE)], "the reused number is watched again");
+        assert_eq!(interest.remove(fd), Some(2));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_new_key_for_a_closed_fd_is_kept_and_new_directions_are_refused() {
+        let mut interest = Interest::new().unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        // a copy at a number far above what the other tests' fds take, so none reuses it once it is closed
+        // SAFETY: `a`'s fd is open; the copy is this test's, closed below.
+        let copy = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
+        assert!(copy >= 900);
+        let fd = usize::try_from(copy).unwrap();
+        interest.set(fd, READ, 1).ok().unwrap();
+        // SAFETY: the copy made above, closed once.
+        unsafe { libc::close(copy) };
+        assert!(interest.set(fd, READ, 2).is_ok_and(|old| old == Some(1)), "a new key alone, kept as the stdlib's");
+        let refused = interest.set(fd, READ | WRITE, 3).err().unwrap();
+        assert_eq!((refused.error.raw_os_error(), refused.key), (Some(libc::EBADF), 3));
         assert_eq!(interest.remove(fd), Some(2));
     }
 

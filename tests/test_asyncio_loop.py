@@ -299,6 +299,26 @@ def test_an_fd_closed_while_registered_does_not_break_the_loop(make_loop):
         loop.close()
 
 
+@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
+def test_a_new_callback_for_a_closed_fd_is_kept_and_a_new_direction_refused(make_loop):
+    loop = make_loop()
+    try:
+        a, b = socket.socketpair()
+        with b:
+            fd = a.fileno()
+            loop.add_reader(fd, print, "first")
+            a.close()  # nothing opens an fd before the calls below: the number stays free
+            loop.add_reader(fd, print, "second")  # the same direction: the stdlib's selector asks the kernel nothing
+            assert fd in loop._selector.get_map()
+            with pytest.raises(OSError) as refused:
+                loop.add_writer(fd, print, "never")
+            assert refused.value.errno == errno.EBADF
+            assert fd not in loop._selector.get_map()
+            assert not loop.remove_reader(fd)
+    finally:
+        loop.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stale entries are epoll's")
 def test_fds_closed_while_registered_whose_files_live_on_do_not_hide_a_ready_fd():
     # Each such fd stays in the epoll set (its file lives on through a dup) and is always ready; enough of them

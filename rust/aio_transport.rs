@@ -15,13 +15,14 @@
 //! KeyboardInterrupt go up. A transport whose protocol is a BufferedProtocol, or whose socket's `recv` or `fileno` is
 //! not the plain one, reads through its own `_read_ready_cb` (the transport says which, in `_reads_in_rust`).
 //!
-//! `install_aio_write` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a
+//! `install_aio_transport` makes the transport class's `write` a Rust method: the stdlib's first step, done here for a
 //! non-empty `bytes` when nothing is buffered, the connection is not lost, no eof was written and no sendfile is in
 //! progress: send(2) at once, and if all went, done. Every other case (other types, errors to raise, a lost connection), and a send
 //! that took only part or none of the data, goes to the stdlib's own `write` (with the rest of the data), which
 //! buffers it and waits for the socket to be writable as it always does; a send error goes to `_fatal_error`, as
 //! the stdlib's would. A socket whose `send` or `fileno` is not the plain one is written through the stdlib's `write`
-//! alone.
+//! alone. It makes `is_closing` a Rust method too, which gives `_closing` as the stdlib's does, without a Python
+//! frame (a streams writer's `drain` asks it at each call).
 //!
 //! The transport's state (`_conn_lost`, `_buffer`, `_sock`...) is read at each call, as the stdlib's methods read
 //! it, and where it can be, from the transport's instance `__dict__` (`Attributes`): a dict lookup, not
@@ -51,10 +52,19 @@ thread_local! {
 /// The transport attributes the Rust read and write look up at each call: found in the instance's `__dict__` where
 /// `Attributes` may look there.
 /// (`max_size`, a class attribute that instances do not set, is looked up as usual: a dict lookup would miss.)
-const STATE_NAMES: [&str; 8] =
-    ["_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter", "_buffer"];
+const STATE_NAMES: [&str; 9] = [
+    "_reads_in_rust",
+    "_writes_in_rust",
+    "_conn_lost",
+    "_sock",
+    "_protocol",
+    "_eof",
+    "_empty_waiter",
+    "_buffer",
+    "_closing",
+];
 
-/// The class `install_aio_write` was given, and `check(cls, names)`: whether its lookup of `names` may start with
+/// The class `install_aio_transport` was given, and `check(cls, names)`: whether its lookup of `names` may start with
 /// the instance's `__dict__` (python/ferrovent/asyncio/_transport.py).
 static TRANSPORT_CLASS: PyOnceLock<(Py<PyType>, Py<PyAny>)> = PyOnceLock::new();
 
@@ -123,17 +133,60 @@ impl<'a, 'py> Attributes<'a, 'py> {
     }
 }
 
-/// `_socket.socket.fileno`: the `fileno` of the sockets the Rust read and write serve (`_reads_in_rust` and
-/// `_writes_in_rust` say so only for a socket whose class's `fileno` is this one).
-static SOCKET_FILENO: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `_socket.socket`, and its `fileno`: the `fileno` of the sockets the Rust read and write serve (`_reads_in_rust`
+/// and `_writes_in_rust` say so only for a socket whose class's `fileno` is this one).
+struct PlainSocket {
+    class: Py<PyType>,
+    fileno: Py<PyAny>,
+    /// Whether the fd may be read from the object itself (`sock_fd_in_place`).
+    fd_in_place: bool,
+}
 
-/// The fd of the transport's socket: `transport._sock.fileno()`, calling the `fileno` it has (`SOCKET_FILENO`)
-/// without looking it up.
+static PLAIN_SOCKET: PyOnceLock<PlainSocket> = PyOnceLock::new();
+
+/// The fd a `_socket.socket` (or an instance of a subclass, which extends its layout) keeps in itself: CPython's
+/// `PySocketSockObject` (Modules/socketmodule.h, the layout the ssl module is built against) is the object header
+/// and then `sock_fd`, an int on Unix, which `fileno()` returns (-1 once closed or detached). Read there, it saves
+/// a call per read and per write (1.5% of the echo server's CPU). `PlainSocket::new` checks on a real socket that
+/// it is there; the transport using it exists only on the asyncio fast path's Python versions, and not at all with
+/// `FERROVENT_ASYNCIO_FAST=0` (python/ferrovent/asyncio/_loop.py).
+///
+/// # Safety
+/// `sock` is a live instance of `_socket.socket` or of a subclass.
+unsafe fn sock_fd_in_place(sock: &Bound<'_, PyAny>) -> libc::c_int {
+    // SAFETY: per the contract, the int after the object header is the socket's `sock_fd`.
+    unsafe { sock.as_ptr().cast::<u8>().add(std::mem::size_of::<ffi::PyObject>()).cast::<libc::c_int>().read() }
+}
+
+impl PlainSocket {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        let class = py.import("_socket")?.getattr("socket")?.cast_into::<PyType>()?;
+        let fileno = class.getattr("fileno")?;
+        // `sock_fd_in_place` gives what `fileno()` does, on a socket open and then closed
+        let sock = class.call1((libc::AF_UNIX, libc::SOCK_STREAM))?;
+        let agrees = |sock: &Bound<'_, PyAny>| -> PyResult<bool> {
+            // SAFETY: `sock` is a `_socket.socket`.
+            Ok(unsafe { sock_fd_in_place(sock) } == sock.call_method0("fileno")?.extract::<libc::c_int>()?)
+        };
+        let open = agrees(&sock)?;
+        sock.call_method0("close")?;
+        let fd_in_place = open && agrees(&sock)?;
+        Ok(Self { class: class.unbind(), fileno: fileno.unbind(), fd_in_place })
+    }
+}
+
+/// The fd of the transport's socket: `transport._sock.fileno()`, read in place (`sock_fd_in_place`) or calling the
+/// `fileno` it has without looking it up.
 fn socket_fd(py: Python<'_>, attributes: &Attributes<'_, '_>) -> PyResult<libc::c_int> {
     let sock = attributes.get(intern!(py, "_sock"))?;
-    let Some(fileno) = SOCKET_FILENO.get(py) else {
+    let Some(PlainSocket { class, fileno, fd_in_place }) = PLAIN_SOCKET.get(py) else {
         return sock.call_method0(intern!(py, "fileno"))?.extract();
     };
+    // SAFETY: a live object and a live type.
+    if *fd_in_place && unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), class.bind(py).as_type_ptr()) } != 0 {
+        // SAFETY: `sock` is a `_socket.socket` or an instance of a subclass (just checked).
+        return Ok(unsafe { sock_fd_in_place(&sock) });
+    }
     let args = [sock.as_ptr()];
     // SAFETY: `fileno` is a live method descriptor, `args` one borrowed reference alive for the call (the
     // descriptor checks its type); a new reference, or NULL with an exception set.
@@ -257,19 +310,43 @@ static STDLIB_WRITE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 const WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\nThe socket transport's `write`: sends a `bytes` at once \
 when nothing is buffered, else the stdlib's `write`.";
 
-/// `install_aio_write(cls, check)`: makes `cls.write` (`cls` a subclass of the stdlib's socket transport, whose
-/// `write` it inherits) the Rust `write`, a method descriptor whose vectorcall entry takes `transport.write(data)`
-/// with no object made per call; every other call shape goes to the inherited `write`. `check(cls, names)` says
-/// whether `cls`'s lookup of the attributes `names` may start with an instance's `__dict__` (asked again whenever
-/// `cls` changes): where it may, the read and the write of `cls`'s own instances look there first.
+/// The stdlib's `_SelectorTransport.is_closing`, for the call shapes the Rust one passes on.
+static STDLIB_IS_CLOSING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+const IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\nReturn True if the transport is closing or closed.";
+
+/// `install_aio_transport(cls, check)`: makes `cls.write` and `cls.is_closing` (`cls` a subclass of the stdlib's
+/// socket transport, whose methods it inherits) Rust methods, method descriptors whose vectorcall entries take
+/// `transport.write(data)` and `transport.is_closing()` with no object made per call; every other call shape goes
+/// to the inherited method. `check(cls, names)` says whether `cls`'s lookup of the attributes `names` may start with
+/// an instance's `__dict__` (asked again whenever `cls` changes): where it may, the Rust methods and read of `cls`'s
+/// own instances look there first.
 #[pyfunction]
-pub fn install_aio_write(cls: &Bound<'_, PyType>, check: Bound<'_, PyAny>) -> PyResult<()> {
+pub fn install_aio_transport(cls: &Bound<'_, PyType>, check: Bound<'_, PyAny>) -> PyResult<()> {
     let py = cls.py();
     vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)?;
-    let fileno = py.import("_socket")?.getattr("socket")?.getattr("fileno")?;
-    SOCKET_FILENO.get_or_init(py, || fileno.unbind());
+    vectorcall::install_method::<FastIsClosing>(cls, c"is_closing", IS_CLOSING_DOC)?;
+    let plain_socket = PlainSocket::new(py)?;
+    PLAIN_SOCKET.get_or_init(py, || plain_socket);
     TRANSPORT_CLASS.get_or_init(py, || (cls.clone().unbind(), check.unbind()));
     Ok(())
+}
+
+/// `transport.is_closing()`, taken by its vectorcall entry: the transport's `_closing`, as the stdlib's.
+struct FastIsClosing;
+
+impl vectorcall::FastCall for FastIsClosing {
+    const GENERAL: &'static PyOnceLock<Py<PyAny>> = &STDLIB_IS_CLOSING;
+
+    unsafe fn fast(py: Python<'_>, slf: Object, _args: Arguments, nargs: ffi::Py_ssize_t) -> Option<Object> {
+        if nargs != 0 {
+            return None;
+        }
+        // SAFETY: per the trait's contract, `slf` is a transport (the descriptor checked its class).
+        let transport = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let closing = Attributes::of(&transport).and_then(|attributes| attributes.get(intern!(py, "_closing")));
+        Some(vectorcall::into_result(py, closing.map(Bound::unbind)))
+    }
 }
 
 /// `transport.write(data)`, taken by its vectorcall entry.

@@ -84,9 +84,15 @@ async def scenarios() -> list:
     seen.append([received == payload, all(type(c) is bytes and len(c) <= transport.max_size for c in protocol.chunks)])
     transport.write(b"still open")
     seen.append(peer.recv(100))
+    seen.append(["closing", transport.is_closing(), type(transport).is_closing(transport)])
     transport.close()
+    seen.append(["closing", transport.is_closing()])
+    try:
+        transport.is_closing(True)
+    except TypeError as exc:
+        seen.append(str(exc).rpartition(".")[2])  # the message less the class name
     await protocol.lost
-    seen.append(protocol.events)
+    seen.append([protocol.events, transport.is_closing()])
     peer.close()
 
     # pause_reading: nothing arrives until resume_reading

@@ -23,7 +23,7 @@ __all__ = [
     "aio_handle_class",
     "AioReadReady",
     "AioSelector",
-    "install_aio_write",
+    "install_aio_transport",
     "TIMEOUT",
     "BlockingSwitchOutError",
     "InvalidSwitchError",
@@ -484,10 +484,11 @@ class AioReadReady:
     def __new__(cls, transport: Any) -> Self: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
-def install_aio_write(cls: type, check: Callable[[type, tuple[str, ...]], bool]) -> None:
-    """Makes ``cls.write`` (a stdlib socket transport subclass) the Rust write: sends at once when nothing is
-    buffered, else the inherited write. ``check(cls, names)``: whether the read and write of ``cls``'s instances may
-    look the attributes ``names`` up in the instance ``__dict__`` first."""
+def install_aio_transport(cls: type, check: Callable[[type, tuple[str, ...]], bool]) -> None:
+    """Makes ``cls.write`` and ``cls.is_closing`` (a stdlib socket transport subclass) Rust methods: the write sends
+    at once when nothing is buffered, else the inherited write; ``is_closing`` gives ``_closing``. ``check(cls,
+    names)``: whether the Rust methods and read of ``cls``'s instances may look the attributes ``names`` up in the
+    instance ``__dict__`` first."""
 
 @final
 class AioSelector:

@@ -7,9 +7,10 @@ in the process happened to raise malloc's mmap threshold. `_core.AioReadReady`, 
 into one buffer per thread that it keeps, and hands the protocol a bytes object of the received length; what the
 protocol and the loop see is what the stdlib's ``_read_ready`` gives them (its documentation lists it).
 
-``write`` (a Rust method, `_core.install_aio_write`, that makes no object per call) sends a ``bytes`` at once when
-nothing is buffered, as the stdlib's does first, without its Python frame; every other case, and data the socket
-did not take at once, goes to the stdlib's ``write``.
+``write`` (a Rust method, `_core.install_aio_transport`, that makes no object per call) sends a ``bytes`` at once
+when nothing is buffered, as the stdlib's does first, without its Python frame; every other case, and data the
+socket did not take at once, goes to the stdlib's ``write``. ``is_closing`` is a Rust method too (a streams
+writer's ``drain`` asks it at each call).
 
 Both read the transport's state (``_conn_lost``, ``_buffer``, ``_sock``...) from its instance ``__dict__`` first, a
 dict lookup rather than a full attribute lookup, where `_lookup.dict_first` says that finds what the lookup would.
@@ -70,4 +71,4 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         )
 
 
-_core.install_aio_write(SocketTransport, dict_first)
+_core.install_aio_transport(SocketTransport, dict_first)

@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::fdtable::Direction;
-use crate::poll_bits::{poll_request, ready_directions};
+use crate::poll_bits::{poll_now, poll_request, ready_directions};
 
 /// The registered fds: each fd with its poll(2) request bits (one array, what poll(2) takes) and its key at the same
 /// index; the kernel's copy of them, if the backend keeps one.
@@ -102,7 +102,12 @@ impl<K> Interest<K> {
             Kernel::Closed => return Err(io::Error::from_raw_os_error(libc::EBADF)),
             _ if pollfds.is_empty() => {}
             Kernel::Poll => {
-                for (pollfd, key) in poll_now(pollfds)?.zip(&*keys) {
+                match poll_now(pollfds) {
+                    Err(err) if err.raw_os_error() == Some(libc::EINTR) => return Ok(false), // interrupted: none found
+                    Err(err) => return Err(err),
+                    Ok(_) => {}
+                }
+                for (pollfd, key) in pollfds.iter().zip(&*keys) {
                     match ready_directions(pollfd.events, pollfd.revents) {
                         0 => {}
                         bits => found(key, bits),
@@ -260,22 +265,6 @@ impl Kernel {
             Kernel::Epoll(epoll) => Some(epoll.into_fd()),
         }
     }
-}
-
-/// One zero-timeout poll(2) over `pollfds`: they come back with their `revents` set.
-fn poll_now(pollfds: &mut [libc::pollfd]) -> io::Result<std::slice::Iter<'_, libc::pollfd>> {
-    let count = libc::nfds_t::try_from(pollfds.len()).unwrap_or(libc::nfds_t::MAX);
-    // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and poll(2)
-    // only writes their `revents`.
-    let found = unsafe { libc::poll(pollfds.as_mut_ptr(), count, 0) };
-    if found < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-        pollfds.iter_mut().for_each(|p| p.revents = 0); // interrupted: nothing found
-    }
-    Ok(pollfds.iter())
 }
 
 #[cfg(target_os = "linux")]

@@ -14,22 +14,18 @@ use crate::event_loop::{address, timeout_sentinel, BlockingSwitchOutError, FdWai
 use crate::fdtable::Direction;
 use crate::greenlet_api;
 use crate::parking::Parked;
-use crate::poll_bits::{self, poll_request};
+use crate::poll_bits::poll_now;
 use crate::ready::{Ready, TimerAction, Wake};
 
 /// Level truth for one direction of an fd, from a zero-timeout poll(2).
 pub fn level_ready(fd: usize, direction: Direction) -> PyResult<bool> {
-    let events = poll_request(match direction {
-        Direction::Read => poll_bits::READ,
-        Direction::Write => poll_bits::WRITE,
-    });
+    let events = match direction {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
     let mut pollfd = libc::pollfd { fd: i32::try_from(fd).unwrap_or(-1), events, revents: 0 };
-    // SAFETY: one valid pollfd, count 1, zero timeout: poll(2) only writes `revents`.
-    let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
-    if n < 0 {
-        return Err(PyErr::from(std::io::Error::last_os_error()));
-    }
-    Ok(n > 0 && pollfd.revents != 0)
+    let found = poll_now(std::slice::from_mut(&mut pollfd))?;
+    Ok(found > 0 && pollfd.revents != 0)
 }
 
 /// Where a parking greenlet goes next.

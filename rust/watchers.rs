@@ -34,7 +34,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::event_loop::Loop;
-use crate::poll_bits::{poll_request, ready_directions};
+use crate::poll_bits::{poll_now, poll_request, ready_directions};
 use crate::ready::{Ready, TimerAction};
 use crate::timers::TimerId;
 
@@ -182,15 +182,13 @@ impl Watchers {
                 revents: 0,
             })
             .collect();
-        let count = libc::nfds_t::try_from(pollfds.len()).unwrap_or(libc::nfds_t::MAX);
-        // SAFETY: `pollfds` is a valid, exclusively borrowed array of `count` pollfds; the timeout is zero, and
-        // poll(2) only writes their `revents`.
-        let found = unsafe { libc::poll(pollfds.as_mut_ptr(), count, 0) };
-        if found < 0 {
-            self.io_hot.set(true); // interrupted (a signal): look again next iteration, without blocking first
-        }
-        if found <= 0 {
-            return Vec::new();
+        match poll_now(&mut pollfds) {
+            Ok(0) => return Vec::new(),
+            Ok(_) => {}
+            Err(_) => {
+                self.io_hot.set(true); // interrupted (a signal): look again next iteration, without blocking first
+                return Vec::new();
+            }
         }
         let mut fired = Vec::new();
         for (&(id, fd, _, priority), pollfd) in watched.iter().zip(&pollfds) {

@@ -382,11 +382,14 @@ fn kernel_error(error: std::io::Error) -> PyErr {
     error.raw_os_error().map_or_else(|| error.into(), os_error)
 }
 
-/// Closes `kernel` once `forget` has made `lp` forget its fd. Off the loop's thread the fd is left open instead:
-/// the loop's registration of it cannot be forgotten from there, and a later fd with its number would inherit it.
+/// Closes `kernel` once `forget` has made `lp` forget its fd (and the loop's fork registry, which `note_made` told,
+/// too). Off the loop's thread the fd is left open instead: the loop's registration of it cannot be forgotten from
+/// there, and a later fd with its number would inherit it.
 fn retire_in(lp: &Loop, kernel: OwnedFd, forget: impl FnOnce(&Loop, usize)) {
     if lp.check_thread().is_ok() {
-        forget(lp, usize::try_from(kernel.as_raw_fd()).unwrap_or(usize::MAX));
+        let fd = usize::try_from(kernel.as_raw_fd()).unwrap_or(usize::MAX);
+        lp.fork_shared.forget(fd);
+        forget(lp, fd);
     } else if !lp.is_destroyed() {
         std::mem::forget(kernel);
     }

@@ -276,7 +276,6 @@ impl Loop {
 
     /// Forgets `fd`'s registration and takes its waiters, for the caller to wake or drop (`closing_fd`).
     pub(crate) fn forget_fd(&self, fd: usize) -> Vec<FdWaiter> {
-        self.fork_shared.forget(fd);
         let mut waiters = Vec::new();
         let was_registered = self.fds.borrow_mut().close(fd, &mut waiters);
         if was_registered {

@@ -27,7 +27,7 @@ impl ForkShared {
         }
     }
 
-    /// Forgets `fd` (closed, or another kind of fd now has its number).
+    /// Forgets `fd`, an object's about to be closed.
     pub(crate) fn forget(&self, fd: usize) {
         self.fds.borrow_mut().retain(|&shared| shared != fd);
     }

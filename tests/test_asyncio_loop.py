@@ -260,63 +260,59 @@ def test_closing_the_loop_forgets_its_fds():
     b.close()
 
 
+@pytest.fixture(params=[new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
+def ferrovent_or_stdlib_loop(request):
+    """A new loop of each kind in turn, closed after the test: the scenario must go the same way on both."""
+    loop = request.param()
+    yield loop
+    loop.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll refuses regular files; kqueue takes them")
-@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
-def test_a_regular_file_is_refused_as_by_the_stdlibs_epoll_selector(make_loop, tmp_path):
+def test_a_regular_file_is_refused_as_by_the_stdlibs_epoll_selector(ferrovent_or_stdlib_loop, tmp_path):
+    loop = ferrovent_or_stdlib_loop
     path = tmp_path / "file"
     path.write_bytes(b"data")
-    loop = make_loop()
-    try:
-        with open(path, "rb") as file:
-            with pytest.raises(PermissionError) as refused:
-                loop.add_reader(file, print, "never")
-            assert (refused.value.errno, refused.value.strerror) == (errno.EPERM, os.strerror(errno.EPERM))
-            assert file.fileno() not in loop._selector.get_map()
-        a, b = socket.socketpair()
-        with a, b:
-            b.send(b"x")
-            assert loop.run_until_complete(loop.sock_recv(a, 1)) == b"x"  # the loop goes on
-    finally:
-        loop.close()
+    with open(path, "rb") as file:
+        with pytest.raises(PermissionError) as refused:
+            loop.add_reader(file, print, "never")
+        assert (refused.value.errno, refused.value.strerror) == (errno.EPERM, os.strerror(errno.EPERM))
+        assert file.fileno() not in loop._selector.get_map()
+    a, b = socket.socketpair()
+    with a, b:
+        b.send(b"x")
+        assert loop.run_until_complete(loop.sock_recv(a, 1)) == b"x"  # the loop goes on
 
 
-@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
-def test_an_fd_closed_while_registered_does_not_break_the_loop(make_loop):
-    loop = make_loop()
-    try:
-        a, b = socket.socketpair()
+def test_an_fd_closed_while_registered_does_not_break_the_loop(ferrovent_or_stdlib_loop):
+    loop = ferrovent_or_stdlib_loop
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, lambda: None)
+    a.close()
+    b.close()
+    c, d = socket.socketpair()  # may reuse the closed fd's number
+    with c, d:
+        d.send(b"x")
+        assert loop.run_until_complete(loop.sock_recv(c, 1)) == b"x"
+        assert loop.remove_reader(fd)
+        loop.run_until_complete(asyncio.sleep(0.01))
+
+
+def test_a_new_callback_for_a_closed_fd_is_kept_and_a_new_direction_refused(ferrovent_or_stdlib_loop):
+    loop = ferrovent_or_stdlib_loop
+    a, b = socket.socketpair()
+    with b:
         fd = a.fileno()
-        loop.add_reader(fd, lambda: None)
-        a.close()
-        b.close()
-        c, d = socket.socketpair()  # may reuse the closed fd's number
-        with c, d:
-            d.send(b"x")
-            assert loop.run_until_complete(loop.sock_recv(c, 1)) == b"x"
-            assert loop.remove_reader(fd)
-            loop.run_until_complete(asyncio.sleep(0.01))
-    finally:
-        loop.close()
-
-
-@pytest.mark.parametrize("make_loop", [new_event_loop, asyncio.SelectorEventLoop], ids=["ferrovent", "stdlib"])
-def test_a_new_callback_for_a_closed_fd_is_kept_and_a_new_direction_refused(make_loop):
-    loop = make_loop()
-    try:
-        a, b = socket.socketpair()
-        with b:
-            fd = a.fileno()
-            loop.add_reader(fd, print, "first")
-            a.close()  # nothing opens an fd before the calls below: the number stays free
-            loop.add_reader(fd, print, "second")  # the same direction: the stdlib's selector asks the kernel nothing
-            assert fd in loop._selector.get_map()
-            with pytest.raises(OSError) as refused:
-                loop.add_writer(fd, print, "never")
-            assert refused.value.errno == errno.EBADF
-            assert fd not in loop._selector.get_map()
-            assert not loop.remove_reader(fd)
-    finally:
-        loop.close()
+        loop.add_reader(fd, print, "first")
+        a.close()  # nothing opens an fd before the calls below: the number stays free
+        loop.add_reader(fd, print, "second")  # the same direction: the stdlib's selector asks the kernel nothing
+        assert fd in loop._selector.get_map()
+        with pytest.raises(OSError) as refused:
+            loop.add_writer(fd, print, "never")
+        assert refused.value.errno == errno.EBADF
+        assert fd not in loop._selector.get_map()
+        assert not loop.remove_reader(fd)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stale entries are epoll's")

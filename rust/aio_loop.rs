@@ -33,7 +33,7 @@ use pyo3::{ffi, intern};
 use crate::aio_selector::{AioSelector, ReadyFd};
 use crate::aio_transport::AioReadReady;
 use crate::poll_bits;
-use crate::slots::{fill_slot, slot_offset};
+use crate::slots::{fill_slot, read_slot, slot_offset};
 use crate::type_version::KeptVerdict;
 use crate::vectorcall::{self, Arguments, Object};
 
@@ -79,19 +79,6 @@ impl HandleLayout {
             repr: slot_offset(handle_type, "_repr")?,
             source_traceback: slot_offset(handle_type, "_source_traceback")?,
         })
-    }
-}
-
-/// The object in the slot at `offset` of `object`, None if it is empty.
-///
-/// # Safety
-/// `offset` must be one of `HandleLayout`'s and `object` an instance of `asyncio.Handle` or a subclass.
-unsafe fn read_slot<'py>(object: &Bound<'py, PyAny>, offset: isize) -> Option<Bound<'py, PyAny>> {
-    // SAFETY: per the contract, the slot is an object pointer inside `object`; a borrowed reference to what it holds
-    // is taken while `object` is alive.
-    unsafe {
-        let slot = object.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
-        Bound::from_borrowed_ptr_or_opt(object.py(), *slot)
     }
 }
 

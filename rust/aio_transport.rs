@@ -25,11 +25,12 @@
 //! frame (a streams writer's `drain` asks it at each call).
 //!
 //! The transport's state (`_conn_lost`, `_buffer`, `_sock`...) is read at each call, as the stdlib's methods read
-//! it, and where it can be, from the transport's instance `__dict__` (`Attributes`): a dict lookup, not
-//! `PyObject_GetAttr`'s type lookup and descriptor checks first, which cost the echo more than its syscalls. What
-//! is found is the same: only on an instance of the class installed on whose lookup of those names finds no data
-//! descriptor (a property would come before the instance's dict), checked again whenever the class or a base
-//! changes (its version tag); a name missing from the dict is looked up as usual.
+//! it. The transport class keeps it in `__slots__` (`State`), so where it can be it is read in place, at the offset
+//! the slot's member descriptor gives (`Attributes`), rather than with a lookup in the instance's `__dict__`, which
+//! cost the echo more than its syscalls. What is found is the same: only on an instance of the class installed on,
+//! while the class's lookup of each name finds the member descriptor it had at install (checked again whenever the
+//! class or a base changes, by its version tag); an empty slot, or a property put in its place, is looked up as
+//! usual. (A CPython internal, the member descriptor's layout: crate::slots.)
 
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -38,9 +39,10 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyMemoryView, PySlice, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyMemoryView, PySlice, PyTuple, PyType};
 use pyo3::{ffi, intern};
 
+use crate::slots::{read_slot, slot_offset};
 use crate::type_version::KeptVerdict;
 use crate::vectorcall::{self, Arguments, Object};
 
@@ -49,9 +51,23 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The transport attributes the Rust read and write look up at each call: found in the instance's `__dict__` where
-/// `Attributes` may look there.
-/// (`max_size`, a class attribute that instances do not set, is looked up as usual: a dict lookup would miss.)
+/// The transport's state the Rust read and write read at each call: `__slots__` members of the transport class
+/// (python/ferrovent/asyncio/_transport.py, which takes their names from `AIO_TRANSPORT_STATE`), read in place
+/// where `Attributes` may.
+#[derive(Clone, Copy)]
+enum State {
+    ReadsInRust,
+    WritesInRust,
+    ConnLost,
+    Sock,
+    Protocol,
+    Eof,
+    EmptyWaiter,
+    Buffer,
+    Closing,
+}
+
+/// Each `State`'s name, in the enum's order (`_core.AIO_TRANSPORT_STATE`).
 const STATE_NAMES: [&str; 9] = [
     "_reads_in_rust",
     "_writes_in_rust",
@@ -64,72 +80,101 @@ const STATE_NAMES: [&str; 9] = [
     "_closing",
 ];
 
-/// The class `install_aio_transport` was given, and `check(cls, names)`: whether its lookup of `names` may start with
-/// the instance's `__dict__` (python/ferrovent/asyncio/_transport.py).
-static TRANSPORT_CLASS: PyOnceLock<(Py<PyType>, Py<PyAny>)> = PyOnceLock::new();
-
-/// `check`'s answer about the class, kept while the class is unchanged.
-static STATE_IN_DICT: KeptVerdict = KeptVerdict::new();
-
-/// Whether `transport`'s `STATE_NAMES` may be looked up in its `__dict__` first: it is an instance of the class
-/// installed on (not a subclass), whose check passed at its current version tag.
-fn state_in_dict(py: Python<'_>, transport: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let Some((class, check)) = TRANSPORT_CLASS.get(py) else { return Ok(false) };
-    let class = class.bind(py);
-    // SAFETY: reads the type pointer of a live object.
-    if unsafe { ffi::Py_TYPE(transport.as_ptr()) } != class.as_type_ptr() {
-        return Ok(false);
-    }
-    STATE_IN_DICT.get(class, || check.bind(py).call1((class, PyTuple::new(py, STATE_NAMES)?))?.is_truthy())
+/// Adds `AioReadReady`, `install_aio_transport` and `AIO_TRANSPORT_STATE` (the names of the transport class's slots).
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AioReadReady>()?;
+    m.add_function(wrap_pyfunction!(install_aio_transport, m)?)?;
+    m.add("AIO_TRANSPORT_STATE", PyTuple::new(m.py(), STATE_NAMES)?)
 }
 
-/// A transport's `STATE_NAMES` as the Rust read and write look them up (see the module documentation).
+impl State {
+    fn name(self) -> &'static str {
+        STATE_NAMES[self as usize]
+    }
+}
+
+/// Where the transport class keeps one `State`.
+struct Slot {
+    /// The member descriptor the class defined for it at install.
+    descriptor: Py<PyAny>,
+    offset: isize,
+}
+
+/// The class `install_aio_transport` was given, and its `Slot` per `State` (in `STATE_NAMES`'s order).
+struct TransportClass {
+    class: Py<PyType>,
+    slots: Vec<Slot>,
+}
+
+static TRANSPORT_CLASS: PyOnceLock<TransportClass> = PyOnceLock::new();
+
+/// Whether the class's lookup of each `State` still finds the member descriptor it had at install, kept while the
+/// class is unchanged.
+static STATE_IN_SLOTS: KeptVerdict = KeptVerdict::new();
+
+impl TransportClass {
+    /// TypeError if `class` does not define each `State` as a slot of its own.
+    fn new(class: &Bound<'_, PyType>) -> PyResult<Self> {
+        let namespace = class.getattr(intern!(class.py(), "__dict__"))?;
+        let slot = |name: &&str| -> PyResult<Slot> {
+            Ok(Slot { offset: slot_offset(class, name)?, descriptor: namespace.get_item(name)?.unbind() })
+        };
+        let slots = STATE_NAMES.iter().map(slot).collect::<PyResult<_>>()?;
+        Ok(Self { class: class.clone().unbind(), slots })
+    }
+
+    /// The slots `transport`'s state may be read from, if it may: it is an instance of the class (not a subclass),
+    /// on which object's attribute lookup finds, for each `State`, the member descriptor the class had at install
+    /// (a property put in its place, or a `__getattribute__` of the class's own, is honoured: no slot is read).
+    fn readable_slots(&self, transport: &Bound<'_, PyAny>) -> PyResult<Option<&[Slot]>> {
+        let py = transport.py();
+        let class = self.class.bind(py);
+        // SAFETY: reads the type pointer of a live object.
+        if unsafe { ffi::Py_TYPE(transport.as_ptr()) } != class.as_type_ptr() {
+            return Ok(None);
+        }
+        let readable = STATE_IN_SLOTS.get(class, || {
+            let object_lookup = py.get_type::<PyAny>().getattr(intern!(py, "__getattribute__"))?;
+            if !class.getattr(intern!(py, "__getattribute__"))?.is(&object_lookup) {
+                return Ok(false);
+            }
+            let namespace = class.getattr(intern!(py, "__dict__"))?;
+            let unchanged =
+                |(name, slot): (&&str, &Slot)| namespace.get_item(name).is_ok_and(|found| found.is(&slot.descriptor));
+            Ok(STATE_NAMES.iter().zip(&self.slots).all(unchanged))
+        })?;
+        Ok(readable.then_some(self.slots.as_slice()))
+    }
+}
+
+/// A transport's `State` as the Rust read and write look it up: from its slot where `readable_slots` says so and
+/// the slot is set, else with the usual attribute lookup (which raises AttributeError for an empty slot).
 struct Attributes<'a, 'py> {
     transport: &'a Bound<'py, PyAny>,
-    /// The instance's `__dict__`, where it may be looked in first.
-    dict: Option<Bound<'py, PyDict>>,
+    slots: Option<&'py [Slot]>,
 }
 
 impl<'a, 'py> Attributes<'a, 'py> {
     fn of(transport: &'a Bound<'py, PyAny>) -> PyResult<Self> {
-        let py = transport.py();
-        let dict = if state_in_dict(py, transport)? {
-            // SAFETY: a live object; a new reference to its `__dict__` (made if it had none yet), or NULL with an
-            // exception set (no `__dict__`), in which case the attributes are looked up as usual.
-            let dict = unsafe {
-                Bound::from_owned_ptr_or_err(py, ffi::PyObject_GenericGetDict(transport.as_ptr(), std::ptr::null_mut()))
-            };
-            dict.ok().and_then(|dict| dict.cast_into::<PyDict>().ok())
-        } else {
-            None
+        let slots = match TRANSPORT_CLASS.get(transport.py()) {
+            Some(class) => class.readable_slots(transport)?,
+            None => None,
         };
-        Ok(Self { transport, dict })
+        Ok(Self { transport, slots })
     }
 
-    /// `transport.name`, `name` one of `STATE_NAMES`.
-    fn get(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
-        debug_assert!(STATE_NAMES.iter().any(|known| name == *known));
-        if let Some(dict) = &self.dict {
-            let py = dict.py();
-            // SAFETY: a live dict and a str key (whose hash is cached: an interned name); a borrowed reference,
-            // made our own before anything else runs, or NULL, with an exception set only if the lookup failed.
-            // Called directly: ten lookups per echo round trip, and pyo3's `get_item` around them was a fifth of
-            // their cost (perf of the echo_protocol server: 2.6% of its CPU, 2.0% this way).
-            unsafe {
-                let found = ffi::PyDict_GetItemWithError(dict.as_ptr(), name.as_ptr());
-                if !found.is_null() {
-                    return Ok(Bound::from_borrowed_ptr(py, found));
-                }
-                if !ffi::PyErr_Occurred().is_null() {
-                    return Err(PyErr::fetch(py));
-                }
+    fn get(&self, state: State) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(slots) = self.slots {
+            // SAFETY: the offset is `slot_offset`'s for the transport's own class (`readable_slots` checked it).
+            if let Some(value) = unsafe { read_slot(self.transport, slots[state as usize].offset) } {
+                return Ok(value);
             }
         }
-        self.transport.getattr(name)
+        self.transport.getattr(state.name())
     }
 
-    fn truth(&self, name: &Bound<'py, PyString>) -> PyResult<bool> {
-        self.get(name)?.is_truthy()
+    fn truth(&self, state: State) -> PyResult<bool> {
+        self.get(state)?.is_truthy()
     }
 }
 
@@ -178,7 +223,7 @@ impl PlainSocket {
 /// The fd of the transport's socket: `transport._sock.fileno()`, read in place (`sock_fd_in_place`) or calling the
 /// `fileno` it has without looking it up.
 fn socket_fd(py: Python<'_>, attributes: &Attributes<'_, '_>) -> PyResult<libc::c_int> {
-    let sock = attributes.get(intern!(py, "_sock"))?;
+    let sock = attributes.get(State::Sock)?;
     let Some(PlainSocket { class, fileno, fd_in_place }) = PLAIN_SOCKET.get(py) else {
         return sock.call_method0(intern!(py, "fileno"))?.extract();
     };
@@ -248,10 +293,10 @@ impl AioReadReady {
     pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport.bind(py);
         let attributes = Attributes::of(transport)?;
-        if !attributes.truth(intern!(py, "_reads_in_rust"))? {
+        if !attributes.truth(State::ReadsInRust)? {
             return transport.getattr(intern!(py, "_read_ready_cb"))?.call0().map(drop);
         }
-        if attributes.truth(intern!(py, "_conn_lost"))? {
+        if attributes.truth(State::ConnLost)? {
             return Ok(());
         }
         let max_size: usize = transport.getattr(intern!(py, "max_size"))?.extract()?;
@@ -272,7 +317,7 @@ impl AioReadReady {
         if data.as_bytes().is_empty() {
             return transport.call_method0(intern!(py, "_read_ready__on_eof")).map(drop);
         }
-        let protocol = attributes.get(intern!(py, "_protocol"))?;
+        let protocol = attributes.get(State::Protocol)?;
         match protocol.call_method1(intern!(py, "data_received"), (data,)) {
             Ok(_) => Ok(()),
             Err(err) => Self::fatal(py, transport, err, "Fatal error: protocol.data_received() call failed."),
@@ -315,20 +360,20 @@ static STDLIB_IS_CLOSING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 const IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\nReturn True if the transport is closing or closed.";
 
-/// `install_aio_transport(cls, check)`: makes `cls.write` and `cls.is_closing` (`cls` a subclass of the stdlib's
-/// socket transport, whose methods it inherits) Rust methods, method descriptors whose vectorcall entries take
+/// `install_aio_transport(cls)`: makes `cls.write` and `cls.is_closing` (`cls` a subclass of the stdlib's socket
+/// transport, whose methods it inherits) Rust methods, method descriptors whose vectorcall entries take
 /// `transport.write(data)` and `transport.is_closing()` with no object made per call; every other call shape goes
-/// to the inherited method. `check(cls, names)` says whether `cls`'s lookup of the attributes `names` may start with
-/// an instance's `__dict__` (asked again whenever `cls` changes): where it may, the Rust methods and read of `cls`'s
-/// own instances look there first.
+/// to the inherited method. `cls` defines each `State` as a slot of its own (TypeError if not): the Rust methods
+/// and read read them there on `cls`'s own instances, while `cls`'s lookup finds those slots.
 #[pyfunction]
-pub fn install_aio_transport(cls: &Bound<'_, PyType>, check: Bound<'_, PyAny>) -> PyResult<()> {
+pub fn install_aio_transport(cls: &Bound<'_, PyType>) -> PyResult<()> {
     let py = cls.py();
+    let transport_class = TransportClass::new(cls)?;
+    let plain_socket = PlainSocket::new(py)?;
     vectorcall::install_method::<FastWrite>(cls, c"write", WRITE_DOC)?;
     vectorcall::install_method::<FastIsClosing>(cls, c"is_closing", IS_CLOSING_DOC)?;
-    let plain_socket = PlainSocket::new(py)?;
     PLAIN_SOCKET.get_or_init(py, || plain_socket);
-    TRANSPORT_CLASS.get_or_init(py, || (cls.clone().unbind(), check.unbind()));
+    TRANSPORT_CLASS.get_or_init(py, || transport_class);
     Ok(())
 }
 
@@ -344,7 +389,7 @@ impl vectorcall::FastCall for FastIsClosing {
         }
         // SAFETY: per the trait's contract, `slf` is a transport (the descriptor checked its class).
         let transport = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let closing = Attributes::of(&transport).and_then(|attributes| attributes.get(intern!(py, "_closing")));
+        let closing = Attributes::of(&transport).and_then(|attributes| attributes.get(State::Closing));
         Some(vectorcall::into_result(py, closing.map(Bound::unbind)))
     }
 }
@@ -373,20 +418,20 @@ fn stdlib_write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, Py
 
 /// Whether `data` may be sent here at once: a non-empty bytes, on a transport with nothing buffered, no eof
 /// written, no sendfile in progress and the connection not lost, whose socket's `send` is the plain one.
-fn sends_now(py: Python<'_>, attributes: &Attributes<'_, '_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+fn sends_now(attributes: &Attributes<'_, '_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
     let Ok(bytes) = data.cast_exact::<PyBytes>() else { return Ok(false) };
     Ok(!bytes.as_bytes().is_empty()
-        && attributes.truth(intern!(py, "_writes_in_rust"))?
-        && !attributes.truth(intern!(py, "_conn_lost"))?
-        && !attributes.truth(intern!(py, "_eof"))?
-        && attributes.get(intern!(py, "_empty_waiter"))?.is_none()
-        && !attributes.truth(intern!(py, "_buffer"))?)
+        && attributes.truth(State::WritesInRust)?
+        && !attributes.truth(State::ConnLost)?
+        && !attributes.truth(State::Eof)?
+        && attributes.get(State::EmptyWaiter)?.is_none()
+        && !attributes.truth(State::Buffer)?)
 }
 
 /// `transport.write(data)` (see the module documentation).
 fn write(py: Python<'_>, transport: &Bound<'_, PyAny>, data: Bound<'_, PyAny>) -> PyResult<()> {
     let attributes = Attributes::of(transport)?;
-    if !sends_now(py, &attributes, &data)? {
+    if !sends_now(&attributes, &data)? {
         return stdlib_write(py, transport, data);
     }
     let bytes = data.cast::<PyBytes>()?.as_bytes();

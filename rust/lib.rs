@@ -66,8 +66,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio_selector::AioSelector>()?;
     aio_loop::register(m)?;
     aio_handle_type::register(m)?;
-    m.add_class::<aio_transport::AioReadReady>()?;
-    m.add_function(wrap_pyfunction!(aio_transport::install_aio_transport, m)?)?;
+    aio_transport::register(m)?;
     m.add("TIMEOUT", event_loop::timeout_sentinel(py)?.clone_ref(py))?;
     m.add("BlockingSwitchOutError", py.get_type::<event_loop::BlockingSwitchOutError>())?;
     m.add("InvalidSwitchError", py.get_type::<event_loop::InvalidSwitchError>())?;

@@ -43,3 +43,16 @@ pub unsafe fn fill_slot(object: &Bound<'_, PyAny>, offset: isize, value: Bound<'
     // SAFETY: per the contract, the slot is an empty object pointer inside `object`.
     unsafe { *object.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>() = value.into_ptr() };
 }
+
+/// The object in the slot at `offset` of `object`, None if it is empty.
+///
+/// # Safety
+/// `offset` must come from `slot_offset` for `object`'s class or one of its bases.
+pub unsafe fn read_slot<'py>(object: &Bound<'py, PyAny>, offset: isize) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: per the contract, the slot is an object pointer inside `object`; a borrowed reference to what it holds
+    // is taken while `object` is alive.
+    unsafe {
+        let slot = object.as_ptr().cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>();
+        Bound::from_borrowed_ptr_or_opt(object.py(), *slot)
+    }
+}

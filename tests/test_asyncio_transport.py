@@ -15,6 +15,7 @@ import sys
 from asyncio import selector_events
 
 import ferrovent.asyncio
+import pytest
 from ferrovent.asyncio import _loop, _transport
 from ferrovent.asyncio._lookup import dict_first
 
@@ -237,7 +238,7 @@ def test_the_rust_reader_serves_plain_protocols_on_the_fast_path():
         assert kind is selector_events._SelectorSocketTransport
 
 
-def test_the_transports_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
+def test_the_loops_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
     class Plain:
         _buffer = None  # a class attribute: the instance's own comes first
 
@@ -252,25 +253,27 @@ def test_the_transports_state_is_read_from_its_dict_only_where_the_lookup_would_
     assert dict_first(Plain, names)
     assert not dict_first(Guarded, names)
     assert not dict_first(Looked, names)
-    state = ("_reads_in_rust", "_writes_in_rust", "_conn_lost", "_sock", "_protocol", "_eof", "_empty_waiter")
-    assert dict_first(_transport.SocketTransport, (*state, "_buffer"))
     assert dict_first(_loop.EventLoop, _loop._LOOP_STATE)
 
 
 def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():
-    """The Rust write reads `_conn_lost` from the transport's __dict__ while the class's lookup would find it there;
-    a property defined on the class afterwards (a data descriptor, which comes first) is what it then reads."""
+    """The Rust write reads `_conn_lost` from the transport's slot while the class's lookup finds that slot; a
+    property put in the slot's place afterwards is what it then reads, and the slot again once it is put back."""
 
     async def sent() -> bytes:
         transport, _protocol, peer = await connected(asyncio.Protocol)
         try:
             transport.write(b"before,")
             cls = type(transport)
+            slot = vars(cls).get("_conn_lost")
             cls._conn_lost = property(lambda self: 5, lambda self, value: None)  # lost: write sends nothing
             try:
                 transport.write(b"while lost,")
             finally:
-                del cls._conn_lost
+                if slot is None:
+                    del cls._conn_lost
+                else:
+                    cls._conn_lost = slot
             transport.write(b"after")
             received = b""  # sent at once (nothing was buffered), so the blocking reads find it
             while len(received) < len(b"before,after"):
@@ -283,6 +286,32 @@ def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():
     loop = ferrovent.asyncio.new_event_loop()
     try:
         assert loop.run_until_complete(asyncio.wait_for(sent(), 10)) == b"before,after"
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("make_loop", [ferrovent.asyncio.new_event_loop, asyncio.SelectorEventLoop])
+def test_a_state_attribute_deleted_from_the_transport_is_missed_as_by_the_stdlib(make_loop):
+    """The Rust write reads the transport's state from slots; an empty one (the attribute deleted) is looked up as
+    usual, so write raises the AttributeError the stdlib's write does, and the transport is usable once it is set."""
+
+    async def scenario() -> tuple:
+        transport, _protocol, peer = await connected(asyncio.Protocol)
+        try:
+            eof = transport._eof
+            del transport._eof
+            with pytest.raises(AttributeError, match="_eof"):
+                transport.write(b"lost")
+            transport._eof = eof
+            transport.write(b"sent")
+            return peer.recv(100), transport.is_closing()
+        finally:
+            transport.close()
+            peer.close()
+
+    loop = make_loop()
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(scenario(), 10)) == (b"sent", False)
     finally:
         loop.close()
 

@@ -24,6 +24,7 @@ __all__ = [
     "AioReadReady",
     "AioSelector",
     "install_aio_transport",
+    "AIO_TRANSPORT_STATE",
     "TIMEOUT",
     "BlockingSwitchOutError",
     "InvalidSwitchError",
@@ -484,11 +485,12 @@ class AioReadReady:
     def __new__(cls, transport: Any) -> Self: ...
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
-def install_aio_transport(cls: type, check: Callable[[type, tuple[str, ...]], bool]) -> None:
+AIO_TRANSPORT_STATE: Final[tuple[str, ...]]
+
+def install_aio_transport(cls: type) -> None:
     """Makes ``cls.write`` and ``cls.is_closing`` (a stdlib socket transport subclass) Rust methods: the write sends
-    at once when nothing is buffered, else the inherited write; ``is_closing`` gives ``_closing``. ``check(cls,
-    names)``: whether the Rust methods and read of ``cls``'s instances may look the attributes ``names`` up in the
-    instance ``__dict__`` first."""
+    at once when nothing is buffered, else the inherited write; ``is_closing`` gives ``_closing``. ``cls`` keeps the
+    state they read in ``__slots__`` of its own (TypeError if not), read in place while its lookup finds them."""
 
 @final
 class AioSelector:

@@ -12,8 +12,10 @@ when nothing is buffered, as the stdlib's does first, without its Python frame; 
 socket did not take at once, goes to the stdlib's ``write``. ``is_closing`` is a Rust method too (a streams
 writer's ``drain`` asks it at each call).
 
-Both read the transport's state (``_conn_lost``, ``_buffer``, ``_sock``...) from its instance ``__dict__`` first, a
-dict lookup rather than a full attribute lookup, where `_lookup.dict_first` says that finds what the lookup would.
+Both read the transport's state (``_conn_lost``, ``_buffer``, ``_sock``...) at each call, as the stdlib's methods do.
+The class keeps that state in ``__slots__``, which the Rust side reads in place while the class's lookup of those
+names finds its slots (a property put in a slot's place is honoured); the stdlib's code reads and sets them as
+before, through the slots' descriptors.
 
 Everything else (buffered writes and their flow control, pause/resume, eof, close/abort, sendfile, start_tls) is
 the stdlib's, inherited. A BufferedProtocol reads through the stdlib's ``get_buffer`` path, which has no per-read
@@ -29,8 +31,6 @@ from typing import Any
 
 from ferrovent import _core
 from ferrovent import socket as _cooperative_socket
-
-from ._lookup import dict_first
 
 __all__ = ["SocketTransport"]
 
@@ -49,8 +49,15 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     """The stdlib's socket transport whose reader callback (for ``data_received`` protocols) and ``write`` (when
     nothing is buffered) are Rust's."""
 
-    _reads_in_rust = False
-    _writes_in_rust = False
+    # the state the Rust read and write read at each call (``_conn_lost``, ``_sock``, ``_buffer``...), and nothing else
+    __slots__ = _core.AIO_TRANSPORT_STATE
+
+    def __init__(self, loop: Any, sock: Any, protocol: Any, waiter: Any = None, extra: Any = None, server: Any = None):
+        # The stdlib's class has ``_sock = None`` for its ``__del__``, in case its ``__init__`` fails part way; the slot
+        # hides that, so it is set first. The flags say no until ``set_protocol`` (which that ``__init__`` calls).
+        self._sock = None
+        self._reads_in_rust = self._writes_in_rust = False
+        super().__init__(loop, sock, protocol, waiter, extra, server)
 
     @property
     def _read_ready(self) -> _core.AioReadReady:  # type: ignore[override]
@@ -71,4 +78,4 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         )
 
 
-_core.install_aio_transport(SocketTransport, dict_first)
+_core.install_aio_transport(SocketTransport)

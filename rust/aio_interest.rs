@@ -89,11 +89,11 @@ impl<K> Interest<K> {
         Some(key)
     }
 
-    /// Asks the kernel, without waiting, which registered fds are ready: `found` gets each one's key and `selectors`
-    /// event bits. Returns whether the kernel also named an fd no longer registered: one closed while registered
+    /// Asks the kernel, without waiting, which registered fds are ready: `into` gets what `make` makes of each one's
+    /// key and `selectors` event bits (room for all of them made at once). Returns whether the kernel also named an fd no longer registered: one closed while registered
     /// whose file lives on elsewhere (a dup) stays in an epoll set, and enough of them can fill the answer and hide
     /// a ready fd, so the caller then asks a `renew`ed backend instead.
-    pub(crate) fn ready(&mut self, mut found: impl FnMut(&K, u32)) -> io::Result<bool> {
+    pub(crate) fn ready<T>(&mut self, into: &mut Vec<T>, mut make: impl FnMut(&K, u32) -> T) -> io::Result<bool> {
         let Self { pollfds, keys, index, kernel } = self;
         #[cfg(not(target_os = "linux"))]
         let _ = index; // epoll's events name fds; poll(2)'s come back in the table's order
@@ -105,18 +105,20 @@ impl<K> Interest<K> {
                 match poll_now(pollfds) {
                     Err(err) if err.raw_os_error() == Some(libc::EINTR) => return Ok(false), // interrupted: none found
                     Err(err) => return Err(err),
-                    Ok(_) => {}
+                    Ok(count) => into.reserve(count),
                 }
                 for (pollfd, key) in pollfds.iter().zip(&*keys) {
                     match ready_directions(pollfd.events, pollfd.revents) {
                         0 => {}
-                        bits => found(key, bits),
+                        bits => into.push(make(key, bits)),
                     }
                 }
             }
             #[cfg(target_os = "linux")]
             Kernel::Epoll(epoll) => {
-                for event in epoll.wait_now(pollfds.len())? {
+                let events = epoll.wait_now(pollfds.len())?;
+                into.reserve(events.len());
+                for event in events {
                     let (fd, revents) = (event.u64, event.events);
                     let Some(&i) = usize::try_from(fd).ok().and_then(|fd| index.get(&fd)) else {
                         unregistered = true;
@@ -124,7 +126,7 @@ impl<K> Interest<K> {
                     };
                     match ready_directions(pollfds[i].events, epoll::poll_revents(revents)) {
                         0 => {}
-                        bits => found(&keys[i], bits),
+                        bits => into.push(make(&keys[i], bits)),
                     }
                 }
             }
@@ -392,7 +394,7 @@ mod tests {
 
     fn ready_now(interest: &mut Interest<usize>) -> Vec<(usize, u32)> {
         let mut found = Vec::new();
-        interest.ready(|key, bits| found.push((*key, bits))).unwrap();
+        interest.ready(&mut found, |key, bits| (*key, bits)).unwrap();
         found.sort_unstable();
         found
     }
@@ -496,7 +498,7 @@ mod tests {
         assert!(interest.waits_on(interest.waits()[0].0));
         let (keys, fd) = interest.close();
         assert_eq!((keys, fd.is_some()), (vec![1], true));
-        assert!(interest.ready(|_, _| {}).is_err());
+        assert!(interest.ready(&mut Vec::new(), |_, bits| bits).is_err());
         assert!(interest.set(fd_of(&a), READ, 2).is_err());
     }
 }

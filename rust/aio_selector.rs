@@ -82,9 +82,9 @@ impl AioSelector {
         self.renew_if_forked(py)?;
         let mut ready = Vec::new();
         let ask = |ready: &mut Vec<ReadyFd>| {
-            self.interest.borrow_mut().ready(|registered, events| {
+            self.interest.borrow_mut().ready(ready, |registered, events| {
                 let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
-                ready.push(ReadyFd { key, data, events });
+                ReadyFd { key, data, events }
             })
         };
         if ask(&mut ready).map_err(kernel_error)? {

@@ -206,6 +206,10 @@ pub struct AioLoop {
     heapify: Py<PyAny>,
     /// `asyncio.futures`, whose `Future` `create_future` makes (looked up at each call, as asyncio does).
     futures: Py<PyModule>,
+    /// `asyncio.tasks`, whose `Task` `create_task` makes (looked up at each call, as asyncio does).
+    tasks: Py<PyModule>,
+    /// asyncio's own `create_task` (`BaseEventLoop`'s, a function), for debug mode and a loop with a task factory.
+    slow_create_task: Py<PyAny>,
     /// `asyncio.base_events`, whose `time.monotonic` `time` calls (looked up at each call, as asyncio does).
     base_events: Py<PyModule>,
     /// asyncio's constants (asyncio.base_events): the longest select, and when to rebuild the timer heap.
@@ -588,6 +592,8 @@ impl AioLoop {
             heappop: heapq.getattr("heappop")?.unbind(),
             heapify: heapq.getattr("heapify")?.unbind(),
             futures: py.import("asyncio.futures")?.unbind(),
+            tasks: py.import("asyncio.tasks")?.unbind(),
+            slow_create_task: constants.getattr("BaseEventLoop")?.getattr("create_task")?.unbind(),
             base_events: constants.clone().unbind(),
             max_select_timeout: constants.getattr("MAXIMUM_SELECT_TIMEOUT")?.extract()?,
             min_heap_to_rebuild: constants.getattr("_MIN_SCHEDULED_TIMER_HANDLES")?.extract()?,
@@ -672,6 +678,33 @@ impl AioLoop {
         future_type.call((), Some(&kwargs))
     }
 
+    /// asyncio's `create_task` (CPython 3.11 on: the version whose signature this is): outside debug mode, with no
+    /// task factory, `asyncio.tasks.Task(coro, loop=loop, name=name, context=context)` once the loop is checked
+    /// open, as asyncio's does (whose Task then keeps no creation traceback to trim); otherwise asyncio's own.
+    #[pyo3(signature = (coro, *, name = None, context = None))]
+    fn create_task<'py>(
+        &self,
+        py: Python<'py>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let aio_loop = self.aio_loop.bind(py);
+        let kwargs = PyDict::new(py);
+        let slow = self.flag(py, &self.debug, intern!(py, "_debug"))?
+            || !aio_loop.getattr(intern!(py, "_task_factory"))?.is_none();
+        if !slow {
+            self.check_closed(py)?;
+            kwargs.set_item(intern!(py, "loop"), aio_loop)?;
+        }
+        kwargs.set_item(intern!(py, "name"), name)?;
+        kwargs.set_item(intern!(py, "context"), context)?;
+        if slow {
+            return self.slow_create_task.bind(py).call((aio_loop, coro), Some(&kwargs));
+        }
+        self.tasks.bind(py).getattr(intern!(py, "Task"))?.call((coro,), Some(&kwargs))
+    }
+
     /// asyncio's `get_debug`: the loop's `_debug` (every Future and Task asks it when made).
     fn get_debug<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.debug.load(Ordering::Relaxed) {
@@ -739,6 +772,8 @@ impl AioLoop {
         visit.call(&self.heappop)?;
         visit.call(&self.heapify)?;
         visit.call(&self.futures)?;
+        visit.call(&self.tasks)?;
+        visit.call(&self.slow_create_task)?;
         visit.call(&self.base_events)
     }
 }

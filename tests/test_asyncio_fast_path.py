@@ -90,6 +90,62 @@ def observe(new_loop) -> list:
     return seen
 
 
+def observe_tasks(new_loop) -> list:
+    """What a user sees of create_task: the task, its name and context, a task factory, debug mode's creation
+    traceback, a closed loop."""
+    seen: list = []
+    loop = new_loop()
+
+    async def report(label: str) -> list:
+        return [label, VAR.get(), asyncio.current_task().get_name().startswith("Task-")]
+
+    try:
+        task = loop.create_task(report("plain"))
+        seen.append([type(task) is asyncio.Task, task.get_loop() is loop])
+        tasks = [task, loop.create_task(report("named"), name="given")]
+        if sys.version_info >= (3, 11):  # create_task's context
+            context = contextvars.copy_context()
+            context.run(VAR.set, "in a context")
+            tasks.append(loop.create_task(report("context"), context=context))
+        seen.append([t.get_name() == "given" for t in tasks])
+        seen.append(loop.run_until_complete(asyncio.gather(*tasks)))
+
+        made: list = []
+
+        def factory(loop, coro, **kwargs):
+            made.append(sorted(kwargs))
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        by_factory = loop.create_task(report("factory"), name="from the factory")
+        seen.append([made, by_factory.get_name(), loop.run_until_complete(by_factory)])
+        loop.set_task_factory(None)
+
+        loop.set_debug(True)
+
+        def create_here() -> asyncio.Task:
+            return loop.create_task(report("debug"))
+
+        traced = create_here()
+        seen.append(traced._source_traceback[-1].name)  # the frame that called create_task
+        seen.append(loop.run_until_complete(traced))
+        loop.set_debug(False)
+    finally:
+        loop.close()
+    never_run = report("closed")
+    try:
+        loop.create_task(never_run)
+    except RuntimeError as exc:
+        seen.append(str(exc))
+    finally:
+        never_run.close()
+    return seen
+
+
+def test_tasks_are_created_on_ferrovents_loop_as_on_the_default_loop():
+    assert observe_tasks(ferrovent.asyncio.new_event_loop) == observe_tasks(asyncio.new_event_loop)
+
+
 def test_callbacks_behave_on_ferroventss_loop_as_on_the_default_loop():
     assert observe(ferrovent.asyncio.new_event_loop) == observe(asyncio.new_event_loop)
 
@@ -98,6 +154,8 @@ def test_the_fast_path_is_used_where_allowed():
     loop = ferrovent.asyncio.new_event_loop()
     try:
         assert (loop._fast is not None) == _loop.FAST_PATH
+        # the Rust create_task takes asyncio's signature of 3.11 on
+        assert ("create_task" in vars(loop)) == (_loop.FAST_PATH and sys.version_info >= (3, 11))
         if sys.version_info[:2] in _loop._FAST_PATH_PYTHONS:
             assert _loop.FAST_PATH or os.environ.get("FERROVENT_ASYNCIO_FAST")
     finally:
@@ -108,12 +166,14 @@ def test_with_the_fast_path_switched_off_callbacks_behave_the_same():
     script = (
         "import json, ferrovent.asyncio, test_asyncio_fast_path as t\n"
         "loop = ferrovent.asyncio.new_event_loop(); assert loop._fast is None; loop.close()\n"
-        "print(json.dumps(t.observe(ferrovent.asyncio.new_event_loop)))\n"
+        "new_loop = ferrovent.asyncio.new_event_loop\n"
+        "print(json.dumps([t.observe(new_loop), t.observe_tasks(new_loop)]))\n"
     )
     environment = dict(os.environ, FERROVENT_ASYNCIO_FAST="0", PYTHONPATH=os.path.dirname(__file__))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=environment)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == json.loads(json.dumps(observe(asyncio.new_event_loop)))
+    expected = [observe(asyncio.new_event_loop), observe_tasks(asyncio.new_event_loop)]
+    assert json.loads(out.stdout) == json.loads(json.dumps(expected))
 
 
 def test_a_replaced_handle_init_or_run_is_used(monkeypatch):

@@ -6,8 +6,9 @@ read the private slots of asyncio's ``Handle``, so they are used only on the Pyt
 ``_FAST_PATH_PYTHONS`` whose ``Handle`` has the slots expected, and not at all when the environment says
 ``FERROVENT_ASYNCIO_FAST=0`` (also ``false``, ``no``, ``off``): asyncio's own code runs then. Debug mode always
 runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
-loop's ``call_soon``, ``_run_once``, ``create_future``, ``time``, ``get_debug`` and ``_check_closed`` are the
-instance's Rust calls (where its class keeps asyncio's), without a Python frame each; the loop's state
+loop's ``call_soon``, ``_run_once``, ``create_future``, ``create_task`` (3.11 on), ``time``, ``get_debug`` and
+``_check_closed`` are the instance's Rust calls (where its class keeps asyncio's), without a Python frame each; the
+loop's state
 (``_stopping``, ``_scheduled``...) is read from its ``__dict__`` where its class defines none of those names, and its
 ``_debug`` and ``_closed`` are properties whose setters tell the Rust side (asyncio assigns them; every assignment
 goes through them).
@@ -181,6 +182,8 @@ class EventLoop(asyncio.SelectorEventLoop):
             # run_forever's loop and Task steps find the Rust calls without a Python frame around them
             self.call_soon = self._fast.call_soon  # type: ignore[method-assign]
             self._run_once = self._fast.run_once  # type: ignore[method-assign]
+            if type(self).create_task is base_events.BaseEventLoop.create_task and sys.version_info >= (3, 11):
+                self.create_task = self._fast.create_task  # type: ignore[method-assign]
             if type(self).create_future is base_events.BaseEventLoop.create_future:
                 self.create_future = self._fast.create_future  # type: ignore[method-assign]
             if type(self).time is base_events.BaseEventLoop.time:

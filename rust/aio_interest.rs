@@ -90,9 +90,10 @@ impl<K> Interest<K> {
     }
 
     /// Asks the kernel, without waiting, which registered fds are ready: `into` gets what `make` makes of each one's
-    /// key and `selectors` event bits (room for all of them made at once). Returns whether the kernel also named an fd no longer registered: one closed while registered
-    /// whose file lives on elsewhere (a dup) stays in an epoll set, and enough of them can fill the answer and hide
-    /// a ready fd, so the caller then asks a `renew`ed backend instead.
+    /// key and `selectors` event bits (room for all of them made at once). Returns whether the kernel also named an
+    /// fd no longer registered: one closed while registered whose file lives on elsewhere (a dup) stays in an epoll
+    /// set, and enough of them can fill the answer and hide a ready fd, so the caller then asks a `renew`ed backend
+    /// instead.
     pub(crate) fn ready<T>(&mut self, into: &mut Vec<T>, mut make: impl FnMut(&K, u32) -> T) -> io::Result<bool> {
         let Self { pollfds, keys, index, kernel } = self;
         #[cfg(not(target_os = "linux"))]

@@ -690,6 +690,7 @@ impl AioLoop {
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let aio_loop = self.aio_loop.bind(py);
+        // the keywords as asyncio passes them: `loop` (to Task only), `name`, `context`
         let kwargs = PyDict::new(py);
         let slow = self.flag(py, &self.debug, intern!(py, "_debug"))?
             || !aio_loop.getattr(intern!(py, "_task_factory"))?.is_none();

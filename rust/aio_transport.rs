@@ -364,7 +364,8 @@ const IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\nReturn True if the t
 /// transport, whose methods it inherits) Rust methods, method descriptors whose vectorcall entries take
 /// `transport.write(data)` and `transport.is_closing()` with no object made per call; every other call shape goes
 /// to the inherited method. `cls` defines each `State` as a slot of its own (TypeError if not): the Rust methods
-/// and read read them there on `cls`'s own instances, while `cls`'s lookup finds those slots.
+/// and reader callback (`AioReadReady`) read the state there on `cls`'s own instances, while `cls`'s lookup finds
+/// those slots.
 #[pyfunction]
 pub fn install_aio_transport(cls: &Bound<'_, PyType>) -> PyResult<()> {
     let py = cls.py();

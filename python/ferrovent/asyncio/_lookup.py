@@ -1,9 +1,9 @@
 """When the Rust fast paths may read an object's attributes from its instance ``__dict__`` first.
 
-The asyncio loop's and the socket transport's Rust code read some of their state (``_stopping``, ``_conn_lost``,
-``_buffer``...) with a dict lookup in the instance's ``__dict__``, falling back to a full attribute lookup when the
-name is not there. That finds what ``getattr`` would only if the class keeps object's attribute lookup and none of
-those names is a data descriptor on the class (which object's lookup finds before the instance's ``__dict__``).
+The asyncio loop's Rust code reads some of its state (``_stopping``, ``_scheduled``...) with a dict lookup in the
+loop's ``__dict__``, falling back to a full attribute lookup when the name is not there. That finds what ``getattr``
+would only if the class keeps object's attribute lookup and none of those names is a data descriptor on the class
+(which object's lookup finds before the instance's ``__dict__``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,9 @@ read the private slots of asyncio's ``Handle``, so they are used only on the Pyt
 runs asyncio's own code (it records where each callback was queued and times each one). With the fast path, the
 loop's ``call_soon``, ``_run_once``, ``create_future``, ``create_task`` (3.11 on), ``time``, ``get_debug`` and
 ``_check_closed`` are the instance's Rust calls (where its class keeps asyncio's), without a Python frame each; the
-loop's state
-(``_stopping``, ``_scheduled``...) is read from its ``__dict__`` where its class defines none of those names, and its
-``_debug`` and ``_closed`` are properties whose setters tell the Rust side (asyncio assigns them; every assignment
-goes through them).
+loop's state (``_stopping``, ``_scheduled``...) is read from its ``__dict__`` where its class defines none of those
+names, and its ``_debug`` and ``_closed`` are properties whose setters tell the Rust side (asyncio assigns them;
+every assignment goes through them).
 """
 
 from __future__ import annotations

@@ -104,13 +104,12 @@ struct Slot {
 struct TransportClass {
     class: Py<PyType>,
     slots: Vec<Slot>,
+    /// Whether the class's lookup of each `State` still finds the member descriptor it had at install, kept while
+    /// the class is unchanged.
+    slots_found: KeptVerdict,
 }
 
 static TRANSPORT_CLASS: PyOnceLock<TransportClass> = PyOnceLock::new();
-
-/// Whether the class's lookup of each `State` still finds the member descriptor it had at install, kept while the
-/// class is unchanged.
-static STATE_IN_SLOTS: KeptVerdict = KeptVerdict::new();
 
 impl TransportClass {
     /// TypeError if `class` does not define each `State` as a slot of its own.
@@ -120,7 +119,7 @@ impl TransportClass {
             Ok(Slot { offset: slot_offset(class, name)?, descriptor: namespace.get_item(name)?.unbind() })
         };
         let slots = STATE_NAMES.iter().map(slot).collect::<PyResult<_>>()?;
-        Ok(Self { class: class.clone().unbind(), slots })
+        Ok(Self { class: class.clone().unbind(), slots, slots_found: KeptVerdict::new() })
     }
 
     /// The slots `transport`'s state may be read from, if it may: it is an instance of the class (not a subclass),
@@ -133,7 +132,7 @@ impl TransportClass {
         if unsafe { ffi::Py_TYPE(transport.as_ptr()) } != class.as_type_ptr() {
             return Ok(None);
         }
-        let readable = STATE_IN_SLOTS.get(class, || {
+        let readable = self.slots_found.get(class, || {
             let object_lookup = py.get_type::<PyAny>().getattr(intern!(py, "__getattribute__"))?;
             if !class.getattr(intern!(py, "__getattribute__"))?.is(&object_lookup) {
                 return Ok(false);

@@ -15,6 +15,7 @@ import time
 
 import ferrovent.asyncio
 from ferrovent.asyncio import _loop
+from ferrovent.asyncio._lookup import dict_first
 
 VAR = contextvars.ContextVar("VAR", default="unset")
 
@@ -237,6 +238,24 @@ def test_a_loop_class_that_defines_its_state_is_read_through_it():
         assert ran_in_debug == [True]
     finally:
         loop.close()
+
+
+def test_the_loops_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
+    class Plain:
+        _buffer = None  # a class attribute: the instance's own comes first
+
+    class Guarded(Plain):
+        _conn_lost = property(lambda self: 0)
+
+    class Looked(Plain):
+        def __getattribute__(self, name: str):
+            return super().__getattribute__(name)
+
+    names = ("_conn_lost", "_buffer")
+    assert dict_first(Plain, names)
+    assert not dict_first(Guarded, names)
+    assert not dict_first(Looked, names)
+    assert dict_first(_loop.EventLoop, _loop._LOOP_STATE)
 
 
 def test_a_replaced_clock_is_the_loops_clock(monkeypatch):

@@ -17,7 +17,6 @@ from asyncio import selector_events
 import ferrovent.asyncio
 import pytest
 from ferrovent.asyncio import _loop, _transport
-from ferrovent.asyncio._lookup import dict_first
 
 BIG = 300_000  # more than a transport reads at once (max_size, 256 KiB)
 
@@ -236,24 +235,6 @@ def test_the_rust_reader_serves_plain_protocols_on_the_fast_path():
         assert (kind, plain_in_rust, buffered_in_rust) == (_transport.SocketTransport, True, False)
     else:
         assert kind is selector_events._SelectorSocketTransport
-
-
-def test_the_loops_state_is_read_from_its_dict_only_where_the_lookup_would_find_it_there():
-    class Plain:
-        _buffer = None  # a class attribute: the instance's own comes first
-
-    class Guarded(Plain):
-        _conn_lost = property(lambda self: 0)
-
-    class Looked(Plain):
-        def __getattribute__(self, name: str):
-            return super().__getattribute__(name)
-
-    names = ("_conn_lost", "_buffer")
-    assert dict_first(Plain, names)
-    assert not dict_first(Guarded, names)
-    assert not dict_first(Looked, names)
-    assert dict_first(_loop.EventLoop, _loop._LOOP_STATE)
 
 
 def test_the_rust_write_honours_a_property_put_on_the_transport_class_later():

@@ -130,8 +130,9 @@ async def echo_streams(quick: bool, client: str) -> dict[str, float]:
 
 
 async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
-    """Requests/s and p99 ms of an aiohttp hello-world server under `client` (wrk or http_load, CLIENTS
-    keep-alive connections), which runs in a thread of this process that waits for the client's process."""
+    """Requests/s, p99 ms and the server's CPU per request (this process's) of an aiohttp hello-world server under
+    `client` (wrk or http_load, CLIENTS keep-alive connections), which runs in a thread of this process that waits
+    for the client's process."""
     from aiohttp import web
 
     async def hello(request: web.Request) -> web.Response:
@@ -145,10 +146,17 @@ async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         port = runner.addresses[0][1]
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, wsgi_wrk.load, client, port, 2 if quick else 5, CLIENTS)
+        seconds = 2 if quick else 5
+        started = time.process_time()
+        result = await loop.run_in_executor(None, wsgi_wrk.load, client, port, seconds, CLIENTS)
+        cpu = time.process_time() - started
     finally:
         await runner.cleanup()
-    return {"aiohttp_hello": result.requests_per_second, "aiohttp_p99": result.p99_ms}
+    return {
+        "aiohttp_hello": result.requests_per_second,
+        "aiohttp_p99": result.p99_ms,
+        "aiohttp_cpu": cpu / (result.requests_per_second * seconds) * 1e6,
+    }
 
 
 @dataclass(frozen=True)
@@ -156,8 +164,8 @@ class Bench:
     name: str
     unit: str
     higher_is_better: bool
-    # None: the figure comes from another bench's run (aiohttp_p99 from aiohttp_hello's, an echo's _cpu from the
-    # echo's)
+    # None: the figure comes from another bench's run (aiohttp_p99 and aiohttp_cpu from aiohttp_hello's, an echo's
+    # _cpu from the echo's)
     measure: Callable[[bool, str], Awaitable[float | dict[str, float]]] | None
 
 
@@ -172,6 +180,7 @@ BENCHES = {
         Bench("echo_streams_cpu", "us of server CPU per round trip", False, None),
         Bench("aiohttp_hello", "requests/s", True, aiohttp_hello),
         Bench("aiohttp_p99", "ms p99 latency", False, None),
+        Bench("aiohttp_cpu", "us of server CPU per request", False, None),
     )
 }
 

@@ -9,6 +9,7 @@ Scenarios whose effect is process-wide (the allocator, the one-time probe, fork,
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import threading
@@ -48,7 +49,7 @@ def test_tricks_are_on_unless_switched_off():
     assert _core.arena_cache() is (os.environ.get("FERROVENT_ARENA_CACHE") != "0")
 
 
-def test_each_switch_turns_its_trick_off_and_both_leave_the_allocator_alone():
+def test_each_switch_turns_its_trick_off_and_the_cache_switch_leaves_the_allocator_alone():
     code = """
         import ctypes, json, sys
         class Arena(ctypes.Structure):
@@ -70,9 +71,37 @@ def test_each_switch_turns_its_trick_off_and_both_leave_the_allocator_alone():
     }
     seen = {name: run_child(code, env=env).stdout.strip() for name, env in runs.items()}
     assert seen["both off"] == "[false, false, true]"
+    # Small stacks need the cache: without it, each call across their shallow chunk boundary maps a chunk.
+    assert seen["cache off"] == "[false, false, true]"
     if TRICKS_TESTED:
         assert seen["small stacks off"] == "[false, true, false]"
-        assert seen["cache off"] == "[true, false, false]"
+
+
+# A loop in a greenlet that calls a function at each depth in turn: at one of them (a few calls deep with small
+# stacks) the callee's frame starts a new frame-stack chunk, which CPython takes and frees on every call.
+CALLS_AT_EACH_DEPTH = """
+    import json, resource
+    import ferrovent
+
+    def leaf():
+        return 1
+
+    def descend(depth):
+        if depth:
+            return descend(depth - 1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        assert sum(leaf() for _ in range(2000)) == 2000
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    print(json.dumps([ferrovent.spawn(descend, depth).get() for depth in range(40)]))
+"""
+
+
+@pytest.mark.parametrize("env", [SWITCHED_ON, {"FERROVENT_ARENA_CACHE": "0"}, {"FERROVENT_SMALL_STACKS": "0"}])
+def test_a_call_across_a_chunk_boundary_does_not_map_a_chunk_each_time(env):
+    # A freshly mapped chunk costs at least one page fault when CPython writes its header.
+    faults = json.loads(run_child(CALLS_AT_EACH_DEPTH, env=env).stdout)
+    assert len(faults) == 40 and max(faults) < 200, faults
 
 
 # The allocator a profiler or an embedder saved before ferrovent was imported, put back after greenlets ran.

@@ -19,10 +19,10 @@ __all__ = ["info_lines", "print_info"]
 _PATCHABLE = ("os", "time", "_thread", "threading", "socket", "select", "selectors", "ssl", "subprocess", "signal")
 
 
-def _switch_state(on: Optional[bool], variable: str) -> str:
+def _switch_state(on: Optional[bool], switches: str) -> str:
     if on is None:
-        return f"not known yet (learnt when the first Greenlet starts; {variable}=0 turns it off)"
-    return "on" if on else f"off ({variable}=0, or this CPython is outside the allow-list)"
+        return f"not known yet (learnt when the first Greenlet starts; {switches} turns it off)"
+    return "on" if on else f"off ({switches}, or this CPython is outside the allow-list)"
 
 
 def _patch_state() -> str:
@@ -57,14 +57,15 @@ def info_lines(hub: Any = None) -> list[str]:
         from ferrovent.hub import get_hub_if_exists
 
         hub = get_hub_if_exists()
+    small_stacks = _switch_state(_core.small_frame_stacks(), "FERROVENT_SMALL_STACKS=0 or FERROVENT_ARENA_CACHE=0")
     lines = [
         f"ferrovent {_core.__version__}",
         f"greenlet {greenlet.__version__}",
         f"{platform.python_implementation()} {platform.python_version()} ({sys.platform}, {platform.machine()})",
         f"poller: {_core.POLLER}",
         "CPython-internals optimisations:",
-        f"  small frame stacks: {_switch_state(_core.small_frame_stacks(), 'FERROVENT_SMALL_STACKS')}",
-        f"  arena cache:        {_switch_state(_core.arena_cache(), 'FERROVENT_ARENA_CACHE')}",
+        f"  small frame stacks: {small_stacks}",
+        f"  arena cache:        {_switch_state(_core.arena_cache(), 'FERROVENT_ARENA_CACHE=0')}",
         f"monkey-patched: {_patch_state()}",
     ]
     if hub is None:

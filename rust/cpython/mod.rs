@@ -19,8 +19,10 @@
 //!    it, so no other thread can hand it out meanwhile.
 //!
 //! Each trick has an environment switch, read once at import: `FERROVENT_ARENA_CACHE=0` and
-//! `FERROVENT_SMALL_STACKS=0` (also `false`, `no`, `off`) turn it off. With both off, CPython's allocator is
-//! left alone.
+//! `FERROVENT_SMALL_STACKS=0` (also `false`, `no`, `off`) turn it off. Small stacks need the cache, so the
+//! cache's switch turns both off: a small root chunk puts a chunk boundary a few calls deep, and a call in a loop
+//! across it would map and unmap a 16 KiB chunk every time without the cache. With the cache off, CPython's
+//! allocator is left alone.
 
 use std::time::Duration;
 
@@ -66,11 +68,8 @@ fn allowed(py: Python<'_>) -> PyResult<bool> {
 /// Module init: decides which tricks run and installs the allocator they need. The GIL is held.
 pub fn init(py: Python<'_>) -> PyResult<()> {
     let allowed = allowed(py)?;
-    let cache = allowed && switched_on("FERROVENT_ARENA_CACHE");
-    let small_stacks = allowed && switched_on("FERROVENT_SMALL_STACKS");
-    // Small stacks need our allocator too: to learn the layout, and to take their chunks back.
-    let installed = (cache || small_stacks) && arena::install(cache);
-    frame_stack::init(py, small_stacks && installed);
+    let installed = allowed && switched_on("FERROVENT_ARENA_CACHE") && arena::install();
+    frame_stack::init(py, installed && switched_on("FERROVENT_SMALL_STACKS"));
     Ok(())
 }
 
@@ -103,5 +102,5 @@ fn trim_malloc() {
 /// Whether CPython's 16 KiB frame-stack chunks are being recycled through ferrovent's cache right now.
 #[pyfunction]
 pub fn arena_cache() -> bool {
-    arena::caching_frame_chunks()
+    arena::installed()
 }

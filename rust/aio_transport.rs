@@ -173,7 +173,15 @@ impl<'a, 'py> Attributes<'a, 'py> {
     }
 
     fn truth(&self, state: State) -> PyResult<bool> {
-        self.get(state)?.is_truthy()
+        let value = self.get(state)?;
+        // SAFETY: the GIL is held; the singletons are only compared with.
+        let (true_, false_, none) = unsafe { (ffi::Py_True(), ffi::Py_False(), ffi::Py_None()) };
+        match value.as_ptr() {
+            // the flags' usual values: the answer PyObject_IsTrue would give, without the call
+            found if found == true_ => Ok(true),
+            found if found == false_ || found == none => Ok(false),
+            _ => value.is_truthy(),
+        }
     }
 }
 
@@ -181,6 +189,9 @@ impl<'a, 'py> Attributes<'a, 'py> {
 /// and `_writes_in_rust` say so only for a socket whose class's `fileno` is this one).
 struct PlainSocket {
     class: Py<PyType>,
+    /// `socket.socket` as it was at install (`class` if that is no subclass of it): the usual sockets' class, told
+    /// by its address alone (kept alive here, so no other type takes that address).
+    usual_subclass: Py<PyType>,
     fileno: Py<PyAny>,
     /// Whether the fd may be read from the object itself (`sock_fd_in_place`).
     fd_in_place: bool,
@@ -215,7 +226,17 @@ impl PlainSocket {
         let open = agrees(&sock)?;
         sock.call_method0("close")?;
         let fd_in_place = open && agrees(&sock)?;
-        Ok(Self { class: class.unbind(), fileno: fileno.unbind(), fd_in_place })
+        let patched_or_not = py.import("socket")?.getattr("socket")?;
+        let usual_subclass = match patched_or_not.cast_into::<PyType>() {
+            Ok(subclass) if subclass.is_subclass(&class)? => subclass,
+            _ => class.clone(),
+        };
+        Ok(Self {
+            class: class.unbind(),
+            usual_subclass: usual_subclass.unbind(),
+            fileno: fileno.unbind(),
+            fd_in_place,
+        })
     }
 }
 
@@ -223,11 +244,16 @@ impl PlainSocket {
 /// `fileno` it has without looking it up.
 fn socket_fd(py: Python<'_>, attributes: &Attributes<'_, '_>) -> PyResult<libc::c_int> {
     let sock = attributes.get(State::Sock)?;
-    let Some(PlainSocket { class, fileno, fd_in_place }) = PLAIN_SOCKET.get(py) else {
+    let Some(PlainSocket { class, usual_subclass, fileno, fd_in_place }) = PLAIN_SOCKET.get(py) else {
         return sock.call_method0(intern!(py, "fileno"))?.extract();
     };
-    // SAFETY: a live object and a live type.
-    if *fd_in_place && unsafe { ffi::PyObject_TypeCheck(sock.as_ptr(), class.bind(py).as_type_ptr()) } != 0 {
+    // SAFETY: a live object and live types.
+    let plain = unsafe {
+        let kind = ffi::Py_TYPE(sock.as_ptr());
+        kind == usual_subclass.bind(py).as_type_ptr()
+            || ffi::PyObject_TypeCheck(sock.as_ptr(), class.bind(py).as_type_ptr()) != 0
+    };
+    if *fd_in_place && plain {
         // SAFETY: `sock` is a `_socket.socket` or an instance of a subclass (just checked).
         return Ok(unsafe { sock_fd_in_place(&sock) });
     }

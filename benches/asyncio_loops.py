@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import rounds
 import wsgi_wrk
@@ -129,10 +130,8 @@ async def echo_streams(quick: bool, client: str) -> dict[str, float]:
     return await _echo_round_trips("echo_streams", server, 2 if quick else 5)
 
 
-async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
-    """Requests/s, p99 ms and the server's CPU per request (this process's) of an aiohttp hello-world server under
-    `client` (wrk or http_load, CLIENTS keep-alive connections), which runs in a thread of this process that waits
-    for the client's process."""
+async def start_hello_app() -> tuple[Any, int]:
+    """The aiohttp hello-world app, serving on 127.0.0.1 with no access log: its runner (to clean up) and port."""
     from aiohttp import web
 
     async def hello(request: web.Request) -> web.Response:
@@ -144,7 +143,18 @@ async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]
+
+
+async def aiohttp_hello(quick: bool, client: str) -> dict[str, float]:
+    """Requests/s, p99 ms and the server's CPU per request (this process's) of an aiohttp hello-world server under
+    `client` (wrk or http_load, CLIENTS keep-alive connections), which runs in a thread of this process that waits
+    for the client's process."""
+    runner, port = await start_hello_app()
+    try:
         loop = asyncio.get_running_loop()
         seconds = 2 if quick else 5
         started = time.process_time()

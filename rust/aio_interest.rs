@@ -14,10 +14,12 @@
 //! instance with its parent past its first use of the selector (`renew`): neither then changes the other's set.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::fdtable::Direction;
+use crate::hashers::IntHasher;
 use crate::poll_bits::{poll_now, poll_request, ready_directions};
 
 /// The registered fds: each fd with its poll(2) request bits (one array, what poll(2) takes) and its key at the same
@@ -25,7 +27,7 @@ use crate::poll_bits::{poll_now, poll_request, ready_directions};
 pub(crate) struct Interest<K> {
     pollfds: Vec<libc::pollfd>,
     keys: Vec<K>,
-    index: HashMap<usize, usize>,
+    index: HashMap<usize, usize, BuildHasherDefault<IntHasher>>,
     kernel: Kernel,
 }
 
@@ -42,7 +44,7 @@ impl<K> Interest<K> {
     }
 
     fn on(kernel: Kernel) -> Self {
-        Self { pollfds: Vec::new(), keys: Vec::new(), index: HashMap::new(), kernel }
+        Self { pollfds: Vec::new(), keys: Vec::new(), index: HashMap::default(), kernel }
     }
 
     /// Registers `fd` for `events` with `key`, or changes its registration; returns the key it replaced.

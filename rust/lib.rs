@@ -23,6 +23,7 @@ mod greenlet_new;
 mod greenlet_run;
 mod greenlet_spawn;
 mod handover;
+mod hashers;
 mod http;
 mod itemqueue;
 mod linkable;

@@ -6,29 +6,12 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::num::NonZeroU64;
 
 use crate::fdtable::Direction;
+use crate::hashers::AddressHasher;
 use crate::timers::TimerId;
-
-/// Hashes a greenlet's address: already unique, so only spread the bits.
-#[derive(Default)]
-pub struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
 
 /// Table capacity below which a sparse parking lot is not worth shrinking.
 const SPARSE_FLOOR: usize = 4096;

@@ -6,31 +6,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use crate::hashers::IntHasher;
 
 /// Nanoseconds on the loop's monotonic clock.
 pub type Nanos = u64;
 
 /// Identifies one timer for cancellation; never reused within a heap.
 pub type TimerId = u64;
-
-/// Hashes a timer id: ids are distinct counters, so one multiply spreads them (SipHash, the default, costs more
-/// than the rest of an insert or a take).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 ids are hashed here; anything else still gets a deterministic value.
-        self.write_u64(bytes.iter().fold(self.0, |acc, &b| acc.rotate_left(8) ^ u64::from(b)));
-    }
-}
 
 struct Timer<A> {
     action: A,
@@ -41,7 +25,7 @@ struct Timer<A> {
 
 pub struct TimerHeap<A> {
     heap: BinaryHeap<Reverse<(Nanos, TimerId)>>,
-    live: HashMap<TimerId, Timer<A>, BuildHasherDefault<IdHasher>>,
+    live: HashMap<TimerId, Timer<A>, BuildHasherDefault<IntHasher>>,
     next_id: TimerId,
     referenced: usize,
 }

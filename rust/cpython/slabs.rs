@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use crate::parking::AddressHasher;
+use crate::hashers::AddressHasher;
 
 /// Bytes in a slab (and its alignment).
 pub const SLAB: usize = 1 << 20;

@@ -39,3 +39,19 @@ def test_an_echo_gives_its_rate_and_the_servers_cpu_per_round_trip() -> None:
     assert values["echo_protocol"] > 0
     # a round trip is a recv and a send on the server at least: a few microseconds, far under a millisecond
     assert 0 < values["echo_protocol_cpu"] < 1000
+
+
+ASYNCIO_INSTRUCTIONS = ASYNCIO_LOOPS.with_name("asyncio_instructions.py")
+
+
+@pytest.mark.parametrize("server", ["echo_protocol", "echo_streams", "aiohttp_hello"])
+def test_a_counted_server_run_serves_its_client_and_ends_when_the_client_does(server: str) -> None:
+    # what callgrind runs for benches/asyncio_instructions.py, here without it
+    done = subprocess.run(
+        [sys.executable, str(ASYNCIO_INSTRUCTIONS), "serve", "ferrovent", server, "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ASYNCIO_LOOPS.parent,
+    )
+    assert done.returncode == 0, done.stderr

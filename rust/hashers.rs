@@ -23,7 +23,7 @@ impl Hasher for AddressHasher {
     }
 }
 
-/// For small distinct integers: timer ids, file descriptors.
+/// For small distinct integers: timer and watch ids, file descriptors.
 #[derive(Default)]
 pub struct IntHasher(u64);
 

@@ -67,7 +67,7 @@ SERVERS = {
 def _answered(received: bytearray, message: bytes) -> bool:
     """Whether `received` holds the whole answer to `message` (then taken out of it): the echo, or a response
     head and its Content-Length body."""
-    if message is ECHO:
+    if message == ECHO:
         if len(received) < len(ECHO):
             return False
         del received[: len(ECHO)]

@@ -13,8 +13,8 @@
 //! callbacks run in their contexts, an exception (other than SystemExit and KeyboardInterrupt) handed to the loop's
 //! exception handler through a Python reporter. Debug mode, a closed loop, and handles of other classes go through
 //! asyncio's own Python code. Where the loop's class keeps asyncio's `_process_events` and `_add_callback` and its
-//! selector is the `HubSelector`, the events a select found are dispatched here too (`queue_ready_fds`), and a
-//! select that need not wait is the selector's Rust `poll`, without the Python `select` around it.
+//! selector is the `HubSelector`, the events a select found are dispatched here too (`queue_ready_fds`), and the
+//! select is the selector's Rust one (`select_ready`), without the Python `select` around it or the pairs it makes.
 //!
 //! The handles' slots are read and written in place, at the offsets their member descriptors give (a CPython
 //! internal: `PyMemberDescrObject`'s layout, checked at construction; the Python side makes an `AioLoop` only on
@@ -358,11 +358,7 @@ impl AioLoop {
         let append = self.append.bind(py);
         for ReadyFd { key, data, events: mask } in ready {
             let key = key.into_bound(py);
-            let data = match data {
-                Some(data) => data.into_bound(py),
-                None => key.getattr(intern!(py, "data"))?,
-            };
-            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = data.extract()?;
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = data.extract(py)?;
             let directions = [
                 (poll_bits::READ, reader, intern!(py, "_remove_reader")),
                 (poll_bits::WRITE, writer, intern!(py, "_remove_writer")),
@@ -732,19 +728,7 @@ impl AioLoop {
         self.drop_cancelled_timers(py, aio_loop, state.as_ref())?;
         let timeout = self.select_timeout(py, aio_loop, state.as_ref())?;
         if self.dispatches_events {
-            let ready = match self.selector.get().poll_ready(py, timeout)? {
-                Some(ready) => ready,
-                // HubSelector's own `select` would poll again before waiting
-                None => {
-                    let events =
-                        aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "_wait"), (timeout,))?;
-                    let pair = |event: PyResult<Bound<'_, PyAny>>| {
-                        let (key, events) = event?.extract()?;
-                        Ok(ReadyFd { key, data: None, events })
-                    };
-                    events.try_iter()?.map(pair).collect::<PyResult<Vec<ReadyFd>>>()?
-                }
-            };
+            let ready = self.selector.get().select_ready(py, timeout)?;
             self.queue_ready_fds(py, aio_loop, ready)?;
         } else {
             let events = aio_loop.getattr(intern!(py, "_selector"))?.call_method1(intern!(py, "select"), (timeout,))?;

@@ -28,6 +28,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 
 use crate::aio_interest::{Interest, Refused};
@@ -37,16 +38,63 @@ use crate::ready::{Ready, Wake};
 use crate::sockops::os_error;
 use crate::timers::Nanos;
 
-/// A ready fd: its `SelectorKey`, the key's `data` if known (read when the key was registered: a `SelectorKey` is
-/// an immutable named tuple), and the `selectors` event bits found.
+/// A ready fd: its `SelectorKey`, the key's `data` (read when the key was registered: a `SelectorKey` is an
+/// immutable named tuple), and the `selectors` event bits found.
 pub(crate) struct ReadyFd {
     pub(crate) key: Py<PyAny>,
-    pub(crate) data: Option<Py<PyAny>>,
+    pub(crate) data: Py<PyAny>,
     pub(crate) events: u32,
 }
 
-/// A `(key, events)` pair of the `selectors` API.
-type KeyEvents = (Py<PyAny>, u32);
+/// asyncio's per-thread state: the running loop and the async-generator hooks. Other greenlets of the thread run
+/// while the loop's greenlet waits in the hub, and may run a loop of their own: they must not see this loop's, and
+/// it must get it back on return.
+struct ThreadAsyncioState<'py> {
+    calls: &'py ThreadAsyncioCalls,
+    running: Bound<'py, PyAny>,
+    hooks: Bound<'py, PyAny>,
+}
+
+/// The calls that read and set `ThreadAsyncioState`: asyncio's `_get_running_loop` and `_set_running_loop` (as
+/// asyncio.events has them when first needed, its C ones where `_asyncio` exists), and sys's asyncgen hooks calls.
+struct ThreadAsyncioCalls {
+    get_running_loop: Py<PyAny>,
+    set_running_loop: Py<PyAny>,
+    get_asyncgen_hooks: Py<PyAny>,
+    set_asyncgen_hooks: Py<PyAny>,
+}
+
+static THREAD_ASYNCIO_CALLS: PyOnceLock<ThreadAsyncioCalls> = PyOnceLock::new();
+
+impl ThreadAsyncioCalls {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        let (events, sys) = (py.import("asyncio.events")?, py.import("sys")?);
+        Ok(Self {
+            get_running_loop: events.getattr("_get_running_loop")?.unbind(),
+            set_running_loop: events.getattr("_set_running_loop")?.unbind(),
+            get_asyncgen_hooks: sys.getattr("get_asyncgen_hooks")?.unbind(),
+            set_asyncgen_hooks: sys.getattr("set_asyncgen_hooks")?.unbind(),
+        })
+    }
+}
+
+impl<'py> ThreadAsyncioState<'py> {
+    /// Keeps the thread's state and clears its running loop (the hooks are left as they are).
+    fn hide(py: Python<'py>) -> PyResult<Self> {
+        let calls = THREAD_ASYNCIO_CALLS.get_or_try_init(py, || ThreadAsyncioCalls::new(py))?;
+        let running = calls.get_running_loop.bind(py).call0()?;
+        let hooks = calls.get_asyncgen_hooks.bind(py).call0()?;
+        calls.set_running_loop.bind(py).call1((py.None(),))?;
+        Ok(Self { calls, running, hooks })
+    }
+
+    /// Puts back the running loop and the hooks kept (whatever other greenlets set meanwhile).
+    fn show(self, py: Python<'py>) -> PyResult<()> {
+        self.calls.set_running_loop.bind(py).call1((self.running,))?;
+        let (firstiter, finalizer) = (self.hooks.get_item(0)?, self.hooks.get_item(1)?);
+        self.calls.set_asyncgen_hooks.bind(py).call1((firstiter, finalizer)).map(drop)
+    }
+}
 
 /// A registered fd's `SelectorKey` and the key's `data`.
 struct Registered {
@@ -62,9 +110,9 @@ pub struct AioSelector {
     /// The loop's fork generation when the interest's kernel object was made: a fork since, and it is the parent's
     /// too (rust/fork_shared.rs).
     generation: Cell<u64>,
-    /// The greenlet parked in `wait`, if one is.
+    /// The greenlet parked in `select`, if one is.
     parked: RefCell<Option<Py<PyAny>>>,
-    /// When `wait` last let the hub run, and the switch interval read then.
+    /// When `select` last let the hub run, and the switch interval read then.
     yielded_at: Cell<Nanos>,
     switch_interval: Cell<Nanos>,
 }
@@ -83,7 +131,7 @@ impl AioSelector {
         let mut ready = Vec::new();
         let ask = |ready: &mut Vec<ReadyFd>| {
             self.interest.borrow_mut().ready(ready, |registered, events| {
-                let (key, data) = (registered.key.clone_ref(py), Some(registered.data.clone_ref(py)));
+                let (key, data) = (registered.key.clone_ref(py), registered.data.clone_ref(py));
                 ReadyFd { key, data, events }
             })
         };
@@ -125,19 +173,10 @@ impl AioSelector {
     }
 
     /// Closes a kernel object the selector no longer uses, after the loop forgets its registration (made by `park`:
-    /// a later fd with the same number must start clean) and wakes its waiter (a `wait` parked in another greenlet,
+    /// a later fd with the same number must start clean) and wakes its waiter (a `select` parked in another greenlet,
     /// which then asks again), as `closing_fd` does.
     fn retire(&self, py: Python<'_>, kernel: OwnedFd) {
         retire_in(self.lp.get(), kernel, |lp, fd| lp.close_fd(py, fd));
-    }
-
-    /// `level_pairs` as the `selectors` API gives them: a list of `(key, events)` tuples.
-    fn level<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let ready = PyList::empty(py);
-        for ReadyFd { key, events, .. } in self.level_pairs(py)? {
-            ready.append((key, events))?;
-        }
-        Ok(ready)
     }
 
     /// Whether the hub should run before the loop goes on: it has work queued, or a switch interval has passed.
@@ -212,12 +251,33 @@ impl AioSelector {
         }
     }
 
-    /// `poll`, for the Rust caller (AioLoop's run_once), with each ready key's `data`.
-    pub(crate) fn poll_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<ReadyFd>>> {
+    /// `select`, for the Rust caller (AioLoop's run_once), with each ready key's `data`.
+    pub(crate) fn select_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<ReadyFd>> {
         let lp = self.lp.get();
         let ready = self.level_pairs(py)?;
-        let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);
-        Ok((cannot_block && !self.hub_wants_turn(lp)).then_some(ready))
+        let found = !ready.is_empty();
+        if (found || timeout.is_some_and(|t| t <= 0.0)) && !self.hub_wants_turn(lp) {
+            return Ok(ready);
+        }
+        drop(ready); // what is ready is asked again after the hub's turn
+        lp.check_thread()?;
+        let hidden = ThreadAsyncioState::hide(py)?;
+        let waited = if found { self.yield_to_hub(py, lp) } else { self.wait_for_fds(py, lp, timeout) };
+        let shown = hidden.show(py);
+        waited?;
+        shown?;
+        self.note_yield(py, lp)?;
+        self.level_pairs(py)
+    }
+
+    /// Parks until a registered fd is ready, `timeout` passes (None: no limit) or `wake`; a zero or negative
+    /// timeout yields once instead.
+    fn wait_for_fds(&self, py: Python<'_>, lp: &Loop, timeout: Option<f64>) -> PyResult<()> {
+        if timeout.is_some_and(|t| t <= 0.0) {
+            return self.yield_to_hub(py, lp);
+        }
+        let waits = self.interest.borrow().waits();
+        self.park(py, lp, timeout, &waits)
     }
 
     /// `wake`, for the Rust callers (AioLoop's call_soon).
@@ -307,31 +367,18 @@ impl AioSelector {
         }
     }
 
-    /// The ready fds (keys and event bits) if they can be given without switching, else None (call `wait`).
-    /// `timeout`: seconds, None for no limit.
-    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Vec<KeyEvents>>> {
-        let ready = self.poll_ready(py, timeout)?;
-        Ok(ready.map(|ready| ready.into_iter().map(|ReadyFd { key, events, .. }| (key, events)).collect()))
-    }
-
-    /// As `poll`, letting the hub run first: parks until something is ready, the timeout or `wake` if nothing is
-    /// ready, else yields once. Returns the ready `(key, events)` pairs.
-    fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
-        let lp = self.lp.get();
-        lp.check_thread()?;
-        // whether anything is ready (the pairs themselves are made after the hub's turn)
-        let ready = !self.level_pairs(py)?.is_empty();
-        if ready || timeout.is_some_and(|t| t <= 0.0) {
-            self.yield_to_hub(py, lp)?;
-        } else {
-            let waits = self.interest.borrow().waits();
-            self.park(py, lp, timeout, &waits)?;
+    /// The ready `(key, events)` pairs, as a selector's `select(timeout)` gives them (`timeout`: seconds, None for
+    /// no limit): at once if some are ready and the hub need not run first; else after letting the hub run, parked
+    /// until something is ready, the timeout or `wake` if nothing was, yielding once otherwise.
+    fn select<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
+        let ready = PyList::empty(py);
+        for ReadyFd { key, events, .. } in self.select_ready(py, timeout)? {
+            ready.append((key, events))?;
         }
-        self.note_yield(py, lp)?;
-        self.level(py)
+        Ok(ready)
     }
 
-    /// Ends a `wait` parked in another greenlet (no-op if none is).
+    /// Ends a `select` parked in another greenlet (no-op if none is).
     /// From another OS thread it raises InvalidThreadUseError (`call_soon_threadsafe` is the way from there).
     fn wake(&self, py: Python<'_>) -> PyResult<()> {
         self.wake_parked(py)

@@ -147,6 +147,37 @@ def test_a_greenlet_sees_no_running_loop_while_the_loop_waits_and_can_run_its_ow
     assert seen == {"running": None, "inner": True}
 
 
+def test_the_loop_gets_its_asyncgen_hooks_back_whatever_a_greenlet_set_while_it_waited():
+    def others_firstiter(agen):
+        pass
+
+    def other_greenlet():
+        sys.set_asyncgen_hooks(firstiter=others_firstiter, finalizer=None)
+
+    async def ticks():
+        yield 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = sys.get_asyncgen_hooks()
+        await wait_greenlet(ferrovent.spawn(other_greenlet))
+        after = sys.get_asyncgen_hooks()
+        async for _ in ticks():  # a new async generator is the loop's to finalize, not the greenlet's
+            pass
+        return before, after, loop
+
+    loop = new_event_loop()
+    saved = sys.get_asyncgen_hooks()
+    try:
+        before, after, ran_on = loop.run_until_complete(main())
+    finally:
+        loop.close()
+        sys.set_asyncgen_hooks(*saved)
+    assert ran_on is loop
+    assert before.firstiter == loop._asyncgen_firstiter_hook
+    assert after == before
+
+
 def test_a_contextvar_set_in_a_greenlet_does_not_leak_into_the_task():
     var = contextvars.ContextVar("var", default="unset")
 

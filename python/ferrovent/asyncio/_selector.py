@@ -24,8 +24,6 @@ per switch interval however busy asyncio is, and a busy asyncio loop pays nothin
 from __future__ import annotations
 
 import selectors
-import sys
-from asyncio.events import _get_running_loop, _set_running_loop
 from typing import TYPE_CHECKING, Any, Optional
 
 from ferrovent import _core
@@ -91,21 +89,10 @@ class HubSelector(selectors._BaseSelectorImpl):
 
     def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
         """The ready ``(key, events)`` pairs, parking the calling greenlet in the hub up to ``timeout`` seconds
-        (None: until an fd is ready or `wake` is called) if none is; other greenlets run meanwhile."""
-        ready = self._core.poll(timeout)
-        return ready if ready is not None else self._wait(timeout)
-
-    def _wait(self, timeout: Optional[float]) -> list[tuple[selectors.SelectorKey, int]]:
-        """`select` when ``_core.poll`` found it must let the hub run: parks, or yields once, then polls."""
-        # Other greenlets of this thread run while this one waits: asyncio's running loop and async-generator
-        # hooks are per thread, so they must not see this loop's while it is away, and get it back on return.
-        running, hooks = _get_running_loop(), sys.get_asyncgen_hooks()
-        _set_running_loop(None)
-        try:
-            return self._core.wait(timeout)
-        finally:
-            _set_running_loop(running)
-            sys.set_asyncgen_hooks(*hooks)
+        (None: until an fd is ready or `wake` is called) if none is; other greenlets run meanwhile, and see no
+        running asyncio loop (this thread's running loop and async-generator hooks are this loop's again on
+        return)."""
+        return self._core.select(timeout)
 
     def close(self) -> None:
         """Forgets the registrations and closes the epoll instance; the hub's poller forgets what it watched for it."""

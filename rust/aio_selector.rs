@@ -255,29 +255,24 @@ impl AioSelector {
     pub(crate) fn select_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<ReadyFd>> {
         let lp = self.lp.get();
         let ready = self.level_pairs(py)?;
-        let found = !ready.is_empty();
-        if (found || timeout.is_some_and(|t| t <= 0.0)) && !self.hub_wants_turn(lp) {
+        let cannot_block = !ready.is_empty() || timeout.is_some_and(|t| t <= 0.0);
+        if cannot_block && !self.hub_wants_turn(lp) {
             return Ok(ready);
         }
         drop(ready); // what is ready is asked again after the hub's turn
         lp.check_thread()?;
         let hidden = ThreadAsyncioState::hide(py)?;
-        let waited = if found { self.yield_to_hub(py, lp) } else { self.wait_for_fds(py, lp, timeout) };
+        let waited = if cannot_block {
+            self.yield_to_hub(py, lp)
+        } else {
+            let waits = self.interest.borrow().waits();
+            self.park(py, lp, timeout, &waits)
+        };
         let shown = hidden.show(py);
         waited?;
         shown?;
         self.note_yield(py, lp)?;
         self.level_pairs(py)
-    }
-
-    /// Parks until a registered fd is ready, `timeout` passes (None: no limit) or `wake`; a zero or negative
-    /// timeout yields once instead.
-    fn wait_for_fds(&self, py: Python<'_>, lp: &Loop, timeout: Option<f64>) -> PyResult<()> {
-        if timeout.is_some_and(|t| t <= 0.0) {
-            return self.yield_to_hub(py, lp);
-        }
-        let waits = self.interest.borrow().waits();
-        self.park(py, lp, timeout, &waits)
     }
 
     /// `wake`, for the Rust callers (AioLoop's call_soon).

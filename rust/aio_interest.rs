@@ -13,13 +13,11 @@
 //! without a word (poll(2) reports it ready, POLLNVAL). Unlike the stdlib's, a forked child does not share the
 //! instance with its parent past its first use of the selector (`renew`): neither then changes the other's set.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::fdtable::Direction;
-use crate::hashers::IntHasher;
+use crate::hashers::IntMap;
 use crate::poll_bits::{poll_now, poll_request, ready_directions};
 
 /// The registered fds: each fd with its poll(2) request bits (one array, what poll(2) takes) and its key at the same
@@ -27,7 +25,7 @@ use crate::poll_bits::{poll_now, poll_request, ready_directions};
 pub(crate) struct Interest<K> {
     pollfds: Vec<libc::pollfd>,
     keys: Vec<K>,
-    index: HashMap<usize, usize, BuildHasherDefault<IntHasher>>,
+    index: IntMap<usize, usize>,
     kernel: Kernel,
 }
 
@@ -44,7 +42,7 @@ impl<K> Interest<K> {
     }
 
     fn on(kernel: Kernel) -> Self {
-        Self { pollfds: Vec::new(), keys: Vec::new(), index: HashMap::default(), kernel }
+        Self { pollfds: Vec::new(), keys: Vec::new(), index: IntMap::default(), kernel }
     }
 
     /// Registers `fd` for `events` with `key`, or changes its registration; returns the key it replaced.

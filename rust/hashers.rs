@@ -1,9 +1,17 @@
 //! Hashers for the loop's maps whose keys are already distinct integers, where SipHash (the std default) would cost
 //! more than the rest of an insert or a lookup: only the bits need spreading, one multiply by the golden ratio.
 
-use std::hash::Hasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// A map keyed by addresses.
+pub type AddressMap<K, V> = HashMap<K, V, BuildHasherDefault<AddressHasher>>;
+/// A map keyed by small distinct integers.
+pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+/// A set of small distinct integers.
+pub type IntSet<T> = HashSet<T, BuildHasherDefault<IntHasher>>;
 
 /// For addresses (a greenlet's, a slab's): their low four bits are alignment, always zero, so they are dropped.
 #[derive(Default)]

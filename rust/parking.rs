@@ -5,12 +5,10 @@
 //! (a timeout, a kill, an earlier wake) is a harmless no-op.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::num::NonZeroU64;
 
 use crate::fdtable::Direction;
-use crate::hashers::AddressHasher;
+use crate::hashers::AddressMap;
 use crate::timers::TimerId;
 
 /// Table capacity below which a sparse parking lot is not worth shrinking.
@@ -51,7 +49,7 @@ impl Parked {
 
 #[derive(Default)]
 pub struct ParkingLot {
-    parked: HashMap<usize, Parked, BuildHasherDefault<AddressHasher>>,
+    parked: AddressMap<usize, Parked>,
     last_token: u64,
 }
 

@@ -5,10 +5,9 @@
 //! fired but whose action has not run yet can still be cancelled: `expire` hands out ids, `take` the action.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::BuildHasherDefault;
+use std::collections::BinaryHeap;
 
-use crate::hashers::IntHasher;
+use crate::hashers::IntMap;
 
 /// Nanoseconds on the loop's monotonic clock.
 pub type Nanos = u64;
@@ -25,14 +24,14 @@ struct Timer<A> {
 
 pub struct TimerHeap<A> {
     heap: BinaryHeap<Reverse<(Nanos, TimerId)>>,
-    live: HashMap<TimerId, Timer<A>, BuildHasherDefault<IntHasher>>,
+    live: IntMap<TimerId, Timer<A>>,
     next_id: TimerId,
     referenced: usize,
 }
 
 impl<A> Default for TimerHeap<A> {
     fn default() -> Self {
-        Self { heap: BinaryHeap::new(), live: HashMap::default(), next_id: 1, referenced: 0 }
+        Self { heap: BinaryHeap::new(), live: IntMap::default(), next_id: 1, referenced: 0 }
     }
 }
 

@@ -24,8 +24,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -35,7 +33,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::event_loop::Loop;
-use crate::hashers::IntHasher;
+use crate::hashers::{IntMap, IntSet};
 use crate::poll_bits::{poll_now, poll_request, ready_directions};
 use crate::ready::{Ready, TimerAction};
 use crate::timers::TimerId;
@@ -71,9 +69,9 @@ pub(crate) struct Watchers {
     /// Watches in `list` with a non-zero priority.
     prioritized: Cell<usize>,
     /// The non-zero priorities of timer watchers' pending timers.
-    timer_priorities: RefCell<HashMap<TimerId, i32, BuildHasherDefault<IntHasher>>>,
+    timer_priorities: RefCell<IntMap<TimerId, i32>>,
     /// Watches whose callback was collected and has not run yet (libev's "pending").
-    pending: RefCell<HashSet<u64, BuildHasherDefault<IntHasher>>>,
+    pending: RefCell<IntSet<u64>>,
 }
 
 impl Watchers {

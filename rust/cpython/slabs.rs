@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use crate::hashers::AddressHasher;
+use crate::hashers::AddressMap;
 
 /// Bytes in a slab (and its alignment).
 pub const SLAB: usize = 1 << 20;
@@ -111,7 +111,7 @@ impl Release {
 
 pub struct Slabs {
     pools: [Pool; 2],
-    owners: HashMap<usize, Kind, BuildHasherDefault<AddressHasher>>,
+    owners: AddressMap<usize, Kind>,
     /// The slab mapped last: the next goes just below it if it can.
     last_slab: Option<usize>,
 }

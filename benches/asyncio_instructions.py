@@ -95,10 +95,15 @@ def _warm_up(sock: socket.socket, message: bytes) -> None:
     sock.sendall(message)
     received = bytearray()
     while not _answered(received, message):
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("the server closed a connection")
-        received += data
+        _receive(sock, received)
+
+
+def _receive(sock: socket.socket, into: bytearray) -> None:
+    """What one recv gives, appended to `into`; ConnectionError if the server closed the connection."""
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed a connection")
+    into += data
 
 
 def client(port: int, server: str, exchanges: int) -> None:
@@ -124,10 +129,7 @@ def client(port: int, server: str, exchanges: int) -> None:
                 raise TimeoutError("the server answered nothing for 30 s")
             sock = key.fileobj
             state = left[sock]
-            data = sock.recv(65536)
-            if not data:
-                raise ConnectionError("the server closed a connection")
-            state[1] += data
+            _receive(sock, state[1])
             while _answered(state[1], message):
                 state[0] -= 1
                 if state[0] == 0:
